@@ -1,0 +1,20 @@
+"""fdl: functional deep learning in JAX.
+
+Models are pure functions over parameter pytrees; every piece of deep-learning math is a small
+function with its formula in the docstring and a test against an independent reference.
+"""
+
+from fdl import activations, data, initializers, losses, metrics, nn, regularizers, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "activations",
+    "data",
+    "initializers",
+    "losses",
+    "metrics",
+    "nn",
+    "regularizers",
+    "train",
+]

@@ -1,0 +1,21 @@
+"""Data sets and batching: the embedded 8×8 digits, MNIST-format IDX files, shuffled minibatches.
+
+The loaders return NumPy arrays on the host, and :func:`batches` slices on the host too, handing
+back the array type it was given; a jitted step moves each batch to the accelerator. Nothing
+downloads: :func:`load_digits` reads the copy that ships inside
+scikit-learn, and the IDX loaders read files you already have.
+"""
+
+from fdl.data.batches import batches, num_batches
+from fdl.data.digits import Split, load_digits
+from fdl.data.idx import load_idx, load_idx_dataset, save_idx
+
+__all__ = [
+    "Split",
+    "batches",
+    "load_digits",
+    "load_idx",
+    "load_idx_dataset",
+    "num_batches",
+    "save_idx",
+]

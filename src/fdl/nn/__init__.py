@@ -1,0 +1,61 @@
+"""Layers as pure ``(init, apply)`` pairs, and the combinators that build models from them.
+
+See :mod:`fdl.nn.layer` for the contract.
+"""
+
+from fdl.nn.activations import (
+    Elu,
+    Gelu,
+    LeakyRelu,
+    LogSoftmax,
+    Relu,
+    Sigmoid,
+    Silu,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from fdl.nn.combinators import (
+    Branch,
+    Concat,
+    Elementwise,
+    FanOut,
+    Flatten,
+    Identity,
+    Parallel,
+    Residual,
+    Serial,
+    Sum,
+)
+from fdl.nn.dense import Dense
+from fdl.nn.dropout import Dropout
+from fdl.nn.layer import Layer, as_function
+from fdl.nn.mlp import mlp
+
+__all__ = [
+    "Layer",
+    "as_function",
+    "Dense",
+    "Dropout",
+    "Serial",
+    "Parallel",
+    "FanOut",
+    "Concat",
+    "Sum",
+    "Branch",
+    "Residual",
+    "Identity",
+    "Flatten",
+    "Elementwise",
+    "mlp",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Gelu",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+    "Softplus",
+    "Silu",
+]

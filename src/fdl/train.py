@@ -1,0 +1,93 @@
+r"""One step of gradient-based training, compiled once.
+
+A training step is the composition of three pure functions:
+
+.. math::
+
+    (\ell, g) = \big(L(\theta_t; B, k),\; \nabla_\theta L(\theta_t; B, k)\big), \qquad
+    (u_t, s_{t+1}) = \mathrm{update}(g, s_t, \theta_t), \qquad
+    \theta_{t+1} = \theta_t + u_t
+
+where :math:`L` is the loss on batch :math:`B` with PRNG key :math:`k` (for dropout),
+:math:`s` the optimizer state and ``update`` any optimizer with optax's
+``GradientTransformation`` interface (optax's own, or fdl's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+__all__ = ["make_train_step"]
+
+PyTree = Any
+
+
+def make_train_step(
+    loss_fn: Callable[..., Any],
+    optimizer: optax.GradientTransformation,
+    *,
+    has_aux: bool = False,
+    donate: bool = True,
+) -> Callable[[PyTree, PyTree, Any, jax.Array], tuple[PyTree, PyTree, dict[str, jax.Array]]]:
+    r"""Build ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``, jit-compiled.
+
+    The returned function *is* the ``jax.jit``-compiled step: calling it does no Python work
+    beyond JAX's own dispatch (no blocking, no pytree rebuilding), so its per-call cost equals a
+    hand-written jitted step's. With ``donate=True`` the ``params`` and ``opt_state`` buffers are
+    donated to XLA, which updates them in place: do not use the arrays you passed in after the
+    call, use the ones it returns.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch, key)`` returning the scalar loss, or ``(loss, aux)``
+        with ``aux`` a dict of scalar metrics when ``has_aux=True``.
+      optimizer: an ``(init, update)`` pair with optax's interface:
+        ``update(grads, state, params) -> (updates, state)``.
+      has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+      donate: donate the ``params`` and ``opt_state`` buffers.
+
+    Returns:
+      The compiled step. ``metrics`` holds ``"loss"`` (the loss *before* the update) and the
+      entries of ``aux``.
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
+
+    >>> import jax, jax.numpy as jnp, optax, fdl
+    >>> def loss_fn(params, batch, key):
+    ...     x, y = batch
+    ...     return jnp.mean((x * params["w"] - y) ** 2)
+    >>> step = fdl.train.make_train_step(loss_fn, optax.sgd(0.1))
+    >>> params = {"w": jnp.array(0.0)}
+    >>> opt_state = optax.sgd(0.1).init(params)
+    >>> batch = (jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))
+    >>> for _ in range(50):
+    ...     params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(0))
+    >>> round(float(params["w"]), 4)
+    2.0
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"make_train_step: `loss_fn` must be callable, got {loss_fn!r}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            "make_train_step: `optimizer` must have optax's (init, update) interface "
+            f"(e.g. optax.adam(1e-3)), got {optimizer!r}"
+        )
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def step(params: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
+        if has_aux:
+            (loss, aux), grads = grad_fn(params, batch, key)
+            metrics = {"loss": loss, **aux}
+        else:
+            loss, grads = grad_fn(params, batch, key)
+            metrics = {"loss": loss}
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, metrics
+
+    return jax.jit(step, donate_argnums=(0, 1) if donate else ())

@@ -1,0 +1,374 @@
+"""Losses against float64 NumPy/SciPy references: values, reductions, gradients, stability, errors.
+
+The references compute each loss from its textbook definition (e.g. binary cross-entropy as
+``-y log(sigmoid(z)) - (1 - y) log(1 - sigmoid(z))`` with SciPy's ``expit``, softmax
+cross-entropy through SciPy's ``logsumexp``), not from the stable forms the library uses.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from scipy.special import expit, logsumexp
+
+from fdl import losses
+
+DELTA = 0.7  # huber's delta in the tests (not the default, to see it is used)
+REDUCE = {"none": lambda v: v, "sum": np.sum, "mean": np.mean}
+
+
+def _np_huber(r):
+    return np.where(np.abs(r) <= DELTA, 0.5 * r**2, DELTA * (np.abs(r) - 0.5 * DELTA))
+
+
+def _np_bce(z, y):
+    return -y * np.log(expit(z)) - (1.0 - y) * np.log(1.0 - expit(z))
+
+
+def _np_log_softmax(z):
+    return z - logsumexp(z, axis=-1, keepdims=True)
+
+
+# (name, fdl loss with any extra kwargs bound, NumPy elementwise loss of (predictions, targets))
+REGRESSION = [
+    ("mse", losses.mse, lambda p, t: (p - t) ** 2),
+    ("mae", losses.mae, lambda p, t: np.abs(p - t)),
+    (
+        "huber",
+        lambda p, t, reduction="mean": losses.huber(p, t, delta=DELTA, reduction=reduction),
+        lambda p, t: _np_huber(p - t),
+    ),
+]
+REGRESSION_IDS = [row[0] for row in REGRESSION]
+
+ALL_LOSSES = [
+    losses.mse,
+    losses.mae,
+    losses.huber,
+    losses.binary_cross_entropy_with_logits,
+    losses.softmax_cross_entropy,
+    losses.softmax_cross_entropy_with_integer_labels,
+]
+ALL_IDS = [fn.__name__ for fn in ALL_LOSSES]
+
+# Residuals for gradient checks: away from the kinks of mae (0) and huber (+-DELTA).
+RESIDUALS = np.array([[0.35, -1.4, 2.1], [-0.2, 0.9, -3.0]])
+LOGITS = np.array([[0.3, -1.2, 2.0, 0.7], [1.5, 1.4, -0.2, -2.3]])
+SOFT_LABELS = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 0.0, 0.0]])
+INT_LABELS = np.array([2, 1])
+
+
+def _jit(fn, reduction):
+    return jax.jit(lambda a, b: fn(a, b, reduction=reduction))
+
+
+# ---------------------------------------------------------------------------------------------
+# Values and reductions.
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize(("name", "fn", "ref"), REGRESSION, ids=REGRESSION_IDS)
+def test_regression_matches_numpy(name, fn, ref, reduction, keys):
+    predictions = 2.0 * jax.random.normal(next(keys), (4, 5), dtype=jnp.float32)
+    targets = jax.random.normal(next(keys), (4, 5), dtype=jnp.float32)
+    loss = _jit(fn, reduction)(predictions, targets)
+    expected = REDUCE[reduction](ref(np.float64(predictions), np.float64(targets)))
+    assert loss.shape == np.shape(expected)
+    assert loss.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_regression_hand_picked_values():
+    predictions = jnp.array([0.0, 0.5, 3.0, -2.0])
+    targets = jnp.zeros(4)
+    np.testing.assert_allclose(losses.mse(predictions, targets, "none"), [0.0, 0.25, 9.0, 4.0])
+    np.testing.assert_allclose(losses.mae(predictions, targets, "none"), [0.0, 0.5, 3.0, 2.0])
+    # delta = 1: 0.5 * 0.5**2 = 0.125 inside, 1 * (3 - 0.5) = 2.5 and 1 * (2 - 0.5) = 1.5 outside.
+    np.testing.assert_allclose(
+        losses.huber(predictions, targets, reduction="none"), [0.0, 0.125, 2.5, 1.5]
+    )
+    # At |r| = delta both pieces agree: 0.5 * 2**2 = 2 * (2 - 1) = 2.
+    np.testing.assert_allclose(losses.huber(jnp.array([2.0]), jnp.zeros(1), delta=2.0), 2.0)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_binary_cross_entropy_matches_numpy(reduction, keys):
+    logits = 3.0 * jax.random.normal(next(keys), (4, 5), dtype=jnp.float32)
+    labels = jax.random.uniform(next(keys), (4, 5), dtype=jnp.float32)  # soft labels in [0, 1)
+    loss = _jit(losses.binary_cross_entropy_with_logits, reduction)(logits, labels)
+    expected = REDUCE[reduction](_np_bce(np.float64(logits), np.float64(labels)))
+    assert loss.shape == np.shape(expected)
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_softmax_cross_entropy_matches_numpy(reduction, keys):
+    logits = 3.0 * jax.random.normal(next(keys), (2, 3, 5), dtype=jnp.float32)
+    weights = jax.random.uniform(next(keys), (2, 3, 5), dtype=jnp.float32)
+    labels = weights / jnp.sum(weights, axis=-1, keepdims=True)  # soft labels, rows sum to 1
+    loss = _jit(losses.softmax_cross_entropy, reduction)(logits, labels)
+    per_example = -np.sum(np.float64(labels) * _np_log_softmax(np.float64(logits)), axis=-1)
+    expected = REDUCE[reduction](per_example)
+    assert loss.shape == np.shape(expected)  # (2, 3) for "none"
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_integer_cross_entropy_matches_numpy_and_one_hot(reduction, keys):
+    logits = 3.0 * jax.random.normal(next(keys), (2, 3, 5), dtype=jnp.float32)
+    labels = jax.random.randint(next(keys), (2, 3), 0, 5)
+    loss = _jit(losses.softmax_cross_entropy_with_integer_labels, reduction)(logits, labels)
+    log_probs = _np_log_softmax(np.float64(logits))
+    per_example = -np.take_along_axis(log_probs, np.asarray(labels)[..., None], axis=-1)[..., 0]
+    expected = REDUCE[reduction](per_example)
+    assert loss.shape == np.shape(expected)  # (2, 3) for "none"
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5, atol=1e-6)
+    one_hot = np.eye(5, dtype=np.float32)[np.asarray(labels)]
+    np.testing.assert_allclose(
+        np.asarray(losses.softmax_cross_entropy(logits, one_hot, reduction)),
+        np.asarray(loss),
+        rtol=1e-6,
+    )
+
+
+def test_cross_entropy_hand_picked_values():
+    # Uniform logits over C classes: the loss of any label is log C.
+    uniform = jnp.zeros((1, 4))
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy_with_integer_labels(uniform, jnp.array([3])), np.log(4.0)
+    )
+    # logits (log 3, 0): probabilities (3/4, 1/4).
+    logits = jnp.array([[np.log(3.0), 0.0]], dtype=jnp.float32)
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, jnp.array([[0.0, 1.0]])), np.log(4.0), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0]])), np.log(4.0 / 3.0), rtol=1e-6
+    )
+    # sigmoid(log 3) = 3/4.
+    np.testing.assert_allclose(
+        losses.binary_cross_entropy_with_logits(jnp.array([np.log(3.0)]), jnp.array([0.0])),
+        np.log(4.0),
+        rtol=1e-6,
+    )
+
+
+def test_integer_and_boolean_labels_are_cast_to_logits_dtype():
+    logits = jnp.array([0.5, -1.5, 2.0])
+    float_loss = losses.binary_cross_entropy_with_logits(logits, jnp.array([1.0, 0.0, 1.0]))
+    int_loss = losses.binary_cross_entropy_with_logits(logits, jnp.array([1, 0, 1]))
+    assert int_loss.dtype == jnp.float32
+    np.testing.assert_allclose(int_loss, float_loss, rtol=0)
+    one_hot_int = jnp.array([[0, 1, 0]])
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits[None], one_hot_int),
+        losses.softmax_cross_entropy_with_integer_labels(logits[None], jnp.array([1])),
+        rtol=1e-7,
+    )
+
+
+def test_out_of_range_integer_label_gives_nan():
+    logits = jnp.zeros((3, 4))
+    loss = losses.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 4, -1]), "none")
+    assert np.isfinite(loss[0])
+    assert np.isnan(loss[1]) and np.isnan(loss[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients: finite differences (float64) and the closed forms in the docstrings.
+
+
+@pytest.mark.parametrize(("name", "fn", "ref"), REGRESSION, ids=REGRESSION_IDS)
+def test_regression_grad_matches_finite_differences(name, fn, ref):
+    with jax.enable_x64(True):
+        targets = jnp.asarray(np.full_like(RESIDUALS, 0.25))
+        predictions = targets + jnp.asarray(RESIDUALS)
+        check_grads(_jit(fn, "mean"), (predictions, targets), order=1)
+
+
+@pytest.mark.parametrize(
+    ("fn", "labels"),
+    [
+        (losses.binary_cross_entropy_with_logits, SOFT_LABELS),
+        (losses.softmax_cross_entropy, SOFT_LABELS),
+        (losses.softmax_cross_entropy_with_integer_labels, INT_LABELS),
+    ],
+    ids=["binary", "softmax", "integer"],
+)
+def test_cross_entropy_grad_matches_finite_differences(fn, labels):
+    with jax.enable_x64(True):
+        labels = jnp.asarray(labels)
+        check_grads(jax.jit(lambda z: fn(z, labels)), (jnp.asarray(LOGITS),), order=1)
+
+
+def test_cross_entropy_grads_match_closed_forms():
+    logits = jnp.asarray(LOGITS, dtype=jnp.float32)
+    softmax = np.exp(_np_log_softmax(LOGITS))
+    # Binary: d/dz = sigmoid(z) - y per entry.
+    grad = jax.grad(losses.binary_cross_entropy_with_logits)(
+        logits, jnp.asarray(SOFT_LABELS, jnp.float32), "sum"
+    )
+    np.testing.assert_allclose(grad, expit(LOGITS) - SOFT_LABELS, rtol=1e-5, atol=1e-7)
+    # Softmax with rows of y summing to 1: d/dz = softmax(z) - y.
+    grad = jax.grad(losses.softmax_cross_entropy)(
+        logits, jnp.asarray(SOFT_LABELS, jnp.float32), "sum"
+    )
+    np.testing.assert_allclose(grad, softmax - SOFT_LABELS, rtol=1e-5, atol=1e-7)
+    # Integer labels: d/dz = softmax(z) - one_hot(y); "mean" divides by the 2 examples.
+    grad = jax.grad(losses.softmax_cross_entropy_with_integer_labels)(
+        logits, jnp.asarray(INT_LABELS), "mean"
+    )
+    np.testing.assert_allclose(grad, (softmax - np.eye(4)[INT_LABELS]) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_binary_cross_entropy_grad_at_zero_logit():
+    # The stable form has kinks in max(z, 0) and |z| at z = 0; their sum is still smooth.
+    grad = jax.grad(losses.binary_cross_entropy_with_logits)(
+        jnp.zeros(2), jnp.array([1.0, 0.25]), "sum"
+    )
+    np.testing.assert_allclose(grad, [0.5 - 1.0, 0.5 - 0.25], rtol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stability at +-1e4.
+
+
+def test_softmax_cross_entropies_exact_at_extreme_logits():
+    logits = jnp.array([[1e4, -1e4], [1e4, -1e4]], dtype=jnp.float32)
+    integer_labels = jnp.array([0, 1])  # right, wrong
+    one_hot = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    for fn, labels in [
+        (losses.softmax_cross_entropy_with_integer_labels, integer_labels),
+        (losses.softmax_cross_entropy, one_hot),
+    ]:
+        np.testing.assert_array_equal(fn(logits, labels, "none"), [0.0, 2e4])
+        grad = jax.grad(fn)(logits, labels, "sum")
+        # softmax(z) - y: (1, 0) - (1, 0) and (1, 0) - (0, 1).
+        np.testing.assert_array_equal(grad, [[0.0, 0.0], [1.0, -1.0]])
+
+
+def test_binary_cross_entropy_exact_at_extreme_logits():
+    logits = jnp.array([1e4, -1e4, 1e4, -1e4], dtype=jnp.float32)
+    labels = jnp.array([1.0, 0.0, 0.0, 1.0])  # right, right, wrong, wrong
+    loss = losses.binary_cross_entropy_with_logits(logits, labels, "none")
+    np.testing.assert_array_equal(loss, [0.0, 0.0, 1e4, 1e4])
+    grad = jax.grad(losses.binary_cross_entropy_with_logits)(logits, labels, "sum")
+    np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0])  # sigmoid(z) - y
+
+
+@pytest.mark.parametrize(("name", "fn", "ref"), REGRESSION, ids=REGRESSION_IDS)
+def test_regression_finite_at_extremes(name, fn, ref):
+    predictions = jnp.array([1e4, -1e4], dtype=jnp.float32)
+    targets = jnp.array([-1e4, 1e4], dtype=jnp.float32)
+    loss, grad = jax.value_and_grad(fn)(predictions, targets, reduction="sum")
+    assert np.all(np.isfinite(grad))
+    expected = np.sum(ref(np.float64(predictions), np.float64(targets)))
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dtypes.
+
+
+def _arguments(fn, dtype):
+    """Small valid (first, second) arguments of ``fn`` in ``dtype``."""
+    if fn is losses.softmax_cross_entropy_with_integer_labels:
+        return jnp.asarray(LOGITS, dtype), jnp.asarray(INT_LABELS)
+    return jnp.asarray(LOGITS, dtype), jnp.asarray(np.abs(SOFT_LABELS), dtype)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
+def test_loss_keeps_dtype(fn, dtype):
+    first, second = _arguments(fn, dtype)
+    loss, grad = jax.jit(jax.value_and_grad(fn))(first, second)
+    assert loss.dtype == grad.dtype == dtype
+    assert loss.shape == ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors.
+
+
+@pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
+def test_invalid_reduction_raises(fn):
+    first, second = _arguments(fn, jnp.float32)
+    with pytest.raises(
+        ValueError, match=r"`reduction` must be one of 'mean', 'sum', 'none', got 'avg'"
+    ):
+        fn(first, second, reduction="avg")
+
+
+@pytest.mark.parametrize(
+    "fn", [losses.mse, losses.mae, losses.huber], ids=["mse", "mae", "huber"]
+)
+def test_regression_shape_mismatch_raises(fn):
+    with pytest.raises(
+        ValueError,
+        match=r"`predictions` and `targets` must have the same shape, got "
+        r"predictions.shape=\(8,\) and targets.shape=\(8, 1\)$",
+    ):
+        fn(jnp.zeros(8), jnp.zeros((8, 1)))
+
+
+def test_binary_cross_entropy_shape_mismatch_raises():
+    with pytest.raises(
+        ValueError,
+        match=r"`logits` and `labels` must have the same shape, got "
+        r"logits.shape=\(4, 1\) and labels.shape=\(4,\)$",
+    ):
+        losses.binary_cross_entropy_with_logits(jnp.zeros((4, 1)), jnp.zeros(4))
+
+
+def test_softmax_cross_entropy_shape_mismatch_points_to_integer_version():
+    with pytest.raises(
+        ValueError,
+        match=r"`logits` and `labels` must have the same shape, got logits.shape=\(32, 10\) and "
+        r"labels.shape=\(32,\); for integer class labels of shape logits.shape\[:-1\] use "
+        r"softmax_cross_entropy_with_integer_labels",
+    ):
+        losses.softmax_cross_entropy(jnp.zeros((32, 10)), jnp.zeros(32, dtype=jnp.int32))
+
+
+def test_integer_cross_entropy_shape_mismatch_points_to_one_hot_version():
+    with pytest.raises(
+        ValueError,
+        match=r"`labels` must have shape \(32,\) \(= logits.shape\[:-1\]\) for integer labels, "
+        r"got \(32, 10\); for one-hot labels use softmax_cross_entropy$",
+    ):
+        losses.softmax_cross_entropy_with_integer_labels(jnp.zeros((32, 10)), jnp.zeros((32, 10)))
+
+
+def test_integer_cross_entropy_rejects_float_labels():
+    with pytest.raises(
+        TypeError,
+        match=r"`labels` must have an integer dtype \(class indices\), got float32; for one-hot "
+        r"or soft labels use softmax_cross_entropy",
+    ):
+        losses.softmax_cross_entropy_with_integer_labels(jnp.zeros((3, 4)), jnp.array([0.0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [losses.softmax_cross_entropy, losses.softmax_cross_entropy_with_integer_labels],
+    ids=["softmax", "integer"],
+)
+def test_cross_entropy_rejects_scalar_logits(fn):
+    with pytest.raises(
+        ValueError,
+        match=r"`logits` must have at least 1 dimension \(the class axis, last\), got shape \(\)",
+    ):
+        fn(jnp.float32(1.0), jnp.int32(0))
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, True, "1", None])
+def test_huber_rejects_invalid_delta(delta):
+    with pytest.raises(ValueError, match=r"`delta` must be a positive number, got "):
+        losses.huber(jnp.zeros(2), jnp.zeros(2), delta=delta)
+
+
+def test_shape_checks_run_under_jit():
+    jitted = jax.jit(losses.softmax_cross_entropy_with_integer_labels)
+    with pytest.raises(ValueError, match=r"`labels` must have shape \(4,\)"):
+        jitted(jnp.zeros((4, 3)), jnp.zeros((4, 1), dtype=jnp.int32))
