@@ -60,7 +60,13 @@ INT_LABELS = np.array([2, 1])
 
 
 def _jit(fn, reduction):
+    """``fn`` with ``reduction`` bound, jitted (one compile instead of one per primitive)."""
     return jax.jit(lambda a, b: fn(a, b, reduction=reduction))
+
+
+def _value_and_grad(fn, reduction):
+    """Jitted loss value and its gradient with respect to the first argument."""
+    return jax.jit(jax.value_and_grad(lambda a, b: fn(a, b, reduction=reduction)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,8 +164,10 @@ def test_integer_and_boolean_labels_are_cast_to_logits_dtype():
     logits = jnp.array([0.5, -1.5, 2.0])
     float_loss = losses.binary_cross_entropy_with_logits(logits, jnp.array([1.0, 0.0, 1.0]))
     int_loss = losses.binary_cross_entropy_with_logits(logits, jnp.array([1, 0, 1]))
-    assert int_loss.dtype == jnp.float32
+    bool_loss = losses.binary_cross_entropy_with_logits(logits, jnp.array([True, False, True]))
+    assert int_loss.dtype == bool_loss.dtype == jnp.float32
     np.testing.assert_allclose(int_loss, float_loss, rtol=0)
+    np.testing.assert_allclose(bool_loss, float_loss, rtol=0)
     one_hot_int = jnp.array([[0, 1, 0]])
     np.testing.assert_allclose(
         losses.softmax_cross_entropy(logits[None], one_hot_int),
@@ -202,30 +210,39 @@ def test_cross_entropy_grad_matches_finite_differences(fn, labels):
         check_grads(jax.jit(lambda z: fn(z, labels)), (jnp.asarray(LOGITS),), order=1)
 
 
-def test_cross_entropy_grads_match_closed_forms():
-    logits = jnp.asarray(LOGITS, dtype=jnp.float32)
+@pytest.mark.parametrize(
+    ("fn", "labels", "reduction", "closed_form"),
+    [
+        # Binary: d/dz = sigmoid(z) - y per entry.
+        (
+            losses.binary_cross_entropy_with_logits,
+            SOFT_LABELS,
+            "sum",
+            lambda s: expit(LOGITS) - SOFT_LABELS,
+        ),
+        # Softmax with rows of y summing to 1: d/dz = softmax(z) - y.
+        (losses.softmax_cross_entropy, SOFT_LABELS, "sum", lambda s: s - SOFT_LABELS),
+        # Integer labels: d/dz = softmax(z) - one_hot(y); "mean" divides by the 2 examples.
+        (
+            losses.softmax_cross_entropy_with_integer_labels,
+            INT_LABELS,
+            "mean",
+            lambda s: (s - np.eye(4)[INT_LABELS]) / 2,
+        ),
+    ],
+    ids=["binary", "softmax", "integer"],
+)
+def test_cross_entropy_grad_matches_closed_form(fn, labels, reduction, closed_form):
     softmax = np.exp(_np_log_softmax(LOGITS))
-    # Binary: d/dz = sigmoid(z) - y per entry.
-    grad = jax.grad(losses.binary_cross_entropy_with_logits)(
-        logits, jnp.asarray(SOFT_LABELS, jnp.float32), "sum"
-    )
-    np.testing.assert_allclose(grad, expit(LOGITS) - SOFT_LABELS, rtol=1e-5, atol=1e-7)
-    # Softmax with rows of y summing to 1: d/dz = softmax(z) - y.
-    grad = jax.grad(losses.softmax_cross_entropy)(
-        logits, jnp.asarray(SOFT_LABELS, jnp.float32), "sum"
-    )
-    np.testing.assert_allclose(grad, softmax - SOFT_LABELS, rtol=1e-5, atol=1e-7)
-    # Integer labels: d/dz = softmax(z) - one_hot(y); "mean" divides by the 2 examples.
-    grad = jax.grad(losses.softmax_cross_entropy_with_integer_labels)(
-        logits, jnp.asarray(INT_LABELS), "mean"
-    )
-    np.testing.assert_allclose(grad, (softmax - np.eye(4)[INT_LABELS]) / 2, rtol=1e-5, atol=1e-7)
+    _, grad = _value_and_grad(fn, reduction)(jnp.asarray(LOGITS, jnp.float32), jnp.asarray(labels))
+    np.testing.assert_allclose(grad, closed_form(softmax), rtol=1e-5, atol=1e-7)
 
 
 def test_binary_cross_entropy_grad_at_zero_logit():
-    # The stable form has kinks in max(z, 0) and |z| at z = 0; their sum is still smooth.
-    grad = jax.grad(losses.binary_cross_entropy_with_logits)(
-        jnp.zeros(2), jnp.array([1.0, 0.25]), "sum"
+    # max(z, 0) and |z| in the stable form both have a kink at z = 0, where a zero-initialised
+    # output layer starts; the gradient there must still be sigmoid(0) - y = 0.5 - y.
+    _, grad = _value_and_grad(losses.binary_cross_entropy_with_logits, "sum")(
+        jnp.zeros(2), jnp.array([1.0, 0.25])
     )
     np.testing.assert_allclose(grad, [0.5 - 1.0, 0.5 - 0.25], rtol=1e-7)
 
@@ -234,26 +251,30 @@ def test_binary_cross_entropy_grad_at_zero_logit():
 # Stability at +-1e4.
 
 
-def test_softmax_cross_entropies_exact_at_extreme_logits():
+@pytest.mark.parametrize(
+    ("fn", "labels"),
+    [
+        (losses.softmax_cross_entropy_with_integer_labels, [0, 1]),
+        (losses.softmax_cross_entropy, [[1.0, 0.0], [0.0, 1.0]]),
+    ],
+    ids=["integer", "one_hot"],
+)
+def test_softmax_cross_entropy_exact_at_extreme_logits(fn, labels):
     logits = jnp.array([[1e4, -1e4], [1e4, -1e4]], dtype=jnp.float32)
-    integer_labels = jnp.array([0, 1])  # right, wrong
-    one_hot = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    for fn, labels in [
-        (losses.softmax_cross_entropy_with_integer_labels, integer_labels),
-        (losses.softmax_cross_entropy, one_hot),
-    ]:
-        np.testing.assert_array_equal(fn(logits, labels, "none"), [0.0, 2e4])
-        grad = jax.grad(fn)(logits, labels, "sum")
-        # softmax(z) - y: (1, 0) - (1, 0) and (1, 0) - (0, 1).
-        np.testing.assert_array_equal(grad, [[0.0, 0.0], [1.0, -1.0]])
+    labels = jnp.asarray(labels)  # first row: right label, second row: wrong label
+    loss = _jit(fn, "none")(logits, labels)
+    np.testing.assert_array_equal(loss, [0.0, 2e4])
+    _, grad = _value_and_grad(fn, "sum")(logits, labels)
+    # softmax(z) - y: (1, 0) - (1, 0) and (1, 0) - (0, 1).
+    np.testing.assert_array_equal(grad, [[0.0, 0.0], [1.0, -1.0]])
 
 
 def test_binary_cross_entropy_exact_at_extreme_logits():
     logits = jnp.array([1e4, -1e4, 1e4, -1e4], dtype=jnp.float32)
     labels = jnp.array([1.0, 0.0, 0.0, 1.0])  # right, right, wrong, wrong
-    loss = losses.binary_cross_entropy_with_logits(logits, labels, "none")
+    loss = _jit(losses.binary_cross_entropy_with_logits, "none")(logits, labels)
     np.testing.assert_array_equal(loss, [0.0, 0.0, 1e4, 1e4])
-    grad = jax.grad(losses.binary_cross_entropy_with_logits)(logits, labels, "sum")
+    _, grad = _value_and_grad(losses.binary_cross_entropy_with_logits, "sum")(logits, labels)
     np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0])  # sigmoid(z) - y
 
 
@@ -261,7 +282,7 @@ def test_binary_cross_entropy_exact_at_extreme_logits():
 def test_regression_finite_at_extremes(name, fn, ref):
     predictions = jnp.array([1e4, -1e4], dtype=jnp.float32)
     targets = jnp.array([-1e4, 1e4], dtype=jnp.float32)
-    loss, grad = jax.value_and_grad(fn)(predictions, targets, reduction="sum")
+    loss, grad = _value_and_grad(fn, "sum")(predictions, targets)
     assert np.all(np.isfinite(grad))
     expected = np.sum(ref(np.float64(predictions), np.float64(targets)))
     np.testing.assert_allclose(loss, expected, rtol=1e-6)

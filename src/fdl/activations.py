@@ -42,7 +42,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import erf
+from jax.scipy.special import erfc
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -174,9 +174,14 @@ def gelu(x: ArrayLike, approximate: bool = False) -> jax.Array:
     .. math::
 
         \operatorname{gelu}(x) = x\,\Phi(x)
-            = \tfrac12\, x \left(1 + \operatorname{erf}\!\left(x/\sqrt2\right)\right), \qquad
+            = \tfrac12\, x \left(1 + \operatorname{erf}\!\left(x/\sqrt2\right)\right)
+            = \tfrac12\, x \operatorname{erfc}\!\left(-x/\sqrt2\right), \qquad
         \operatorname{gelu}'(x) = \Phi(x) + x\,\varphi(x)
             = \Phi(x) + \frac{x}{\sqrt{2\pi}}\, e^{-x^2/2}
+
+    The ``erfc`` form is the one computed: for negative ``x``, :math:`1 + \operatorname{erf}`
+    cancels to 0 in floating point (``gelu(-6)`` would be 0 instead of :math:`-5.9 \cdot
+    10^{-9}`), while ``erfc`` of a large argument keeps full relative precision.
 
     Tanh approximation (``approximate=True``), with
     :math:`u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)` and :math:`t = \tanh u`:
@@ -211,7 +216,7 @@ def gelu(x: ArrayLike, approximate: bool = False) -> jax.Array:
     if approximate:
         inner = _SQRT_2_OVER_PI * (x + _GELU_CUBIC * x * x * x)
         return 0.5 * x * (1 + jnp.tanh(inner))
-    return 0.5 * x * (1 + erf(x / _SQRT_2))
+    return 0.5 * x * erfc(-x / _SQRT_2)
 
 
 def sigmoid(x: ArrayLike) -> jax.Array:

@@ -16,8 +16,8 @@ then turns those into the single scalar whose gradient drives the optimiser. Two
   gradient with respect to the logits is simply :math:`q - y`.
 
 Every loss takes logits, never probabilities: working in log space (``log_softmax``, and
-softplus in its ``max(z, 0) + log1p(exp(-|z|))`` form) keeps values and gradients finite for logits
-as large as ``±1e4``, where ``log(sigmoid(z))`` or ``log(softmax(z))`` would return ``-inf``.
+softplus in its ``max(z, 0) + log1p(exp(-|z|))`` form) keeps values and gradients finite for
+logits as large as ``±1e4``, where ``log(sigmoid(z))`` or ``log(softmax(z))`` would return ``-inf``.
 
 Conventions shared by every loss here:
 

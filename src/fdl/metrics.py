@@ -37,8 +37,13 @@ from fdl._checks import check_positive_int
 __all__ = ["accuracy", "top_k_accuracy"]
 
 
-def _check_integer_labels(logits: jax.Array, labels: jax.Array, one_hot_hint: str) -> None:
-    """Raise unless ``labels`` are integer class indices of shape ``logits.shape[:-1]``."""
+def _check_integer_labels(
+    logits: jax.Array, labels: jax.Array, other_shapes: str = "", hint: str = ""
+) -> None:
+    """Raise unless ``labels`` are integer class indices of shape ``logits.shape[:-1]``.
+
+    ``other_shapes`` lists further accepted shapes in the message, ``hint`` is appended to it.
+    """
     if logits.ndim < 1:
         raise ValueError(
             f"`logits` must have at least 1 dimension (the class axis, last), got shape "
@@ -47,7 +52,7 @@ def _check_integer_labels(logits: jax.Array, labels: jax.Array, one_hot_hint: st
     if labels.shape != logits.shape[:-1]:
         raise ValueError(
             f"`labels` must have shape {logits.shape[:-1]} (= logits.shape[:-1]) for integer "
-            f"labels{one_hot_hint}, got {labels.shape}"
+            f"labels{other_shapes}, got {labels.shape}{hint}"
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
@@ -101,7 +106,7 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
         labels = jnp.argmax(labels, axis=-1)  # (...)
     else:
         _check_integer_labels(
-            logits, labels, f", or {logits.shape} (= logits.shape) for one-hot labels"
+            logits, labels, other_shapes=f", or {logits.shape} (= logits.shape) for one-hot labels"
         )
         labels = labels.astype(jnp.int32)
     predictions = jnp.argmax(logits, axis=-1)  # (...)
@@ -153,7 +158,12 @@ def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Arra
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
-    _check_integer_labels(logits, labels, "")
+    _check_integer_labels(
+        logits,
+        labels,
+        hint="; top_k_accuracy takes integer labels only (for one-hot labels pass "
+        "jnp.argmax(labels, axis=-1))",
+    )
     check_positive_int("k", k)
     num_classes = logits.shape[-1]
     if k > num_classes:
