@@ -5,13 +5,13 @@ Statistical tolerances. For ``n`` i.i.d. draws of variance ``v``:
 * the sample mean has standard deviation ``sqrt(v / n)``;
 * the sample variance has relative standard deviation ``sqrt(2 / n)`` for a normal distribution
   (``Var[s^2] = v^2 (2 / (n - 1) + kurt_excess / n)``, excess kurtosis 0). The uniform (-1.2) and
-  the normal truncated at +-2 sigma (about -0.9) have negative excess kurtosis, so ``sqrt(2 / n)``
+  the normal truncated at +-2 sigma (-0.63) have negative excess kurtosis, so ``sqrt(2 / n)``
   over-estimates their spread and the same bound is conservative for them.
 
 Every statistical check allows ``Z = 6`` of those standard errors: a correct implementation fails
 one with probability about 2e-9 (and never, here, since the keys are fixed by the test id), while a
-wrong constant (a missing factor 2, fan_in for fan_out, a truncated draw that was not rescaled: at
-least 12% off) is far outside it for the sizes used (about 1e6 draws, relative tolerance 0.85%).
+wrong constant (a missing factor 2, fan_in for fan_out, a truncated draw that was not rescaled and
+is 23% low) is far outside it for the sizes used (about 1e6 draws, relative tolerance 0.85%).
 """
 
 import math
@@ -37,6 +37,10 @@ SHAPES = {
 }
 
 
+# Shape of the fixed-scale draws: the dense one again, so the compiled samplers are reused.
+DRAW_SHAPE = SHAPES["dense"][0]
+
+
 def _n(mode, fan_in, fan_out):
     return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
 
@@ -44,13 +48,14 @@ def _n(mode, fan_in, fan_out):
 # (id, factory, target variance as a function of (fan_in, fan_out), uniform half-width or None)
 SHAPE_AWARE = [
     ("glorot_normal", I.glorot_normal, lambda fi, fo: 2 / (fi + fo), None),
-    ("glorot_uniform", I.glorot_uniform, lambda fi, fo: 2 / (fi + fo), lambda fi, fo: (6 / (fi + fo)) ** 0.5),
-    ("xavier_normal", I.xavier_normal, lambda fi, fo: 2 / (fi + fo), None),
-    ("xavier_uniform", I.xavier_uniform, lambda fi, fo: 2 / (fi + fo), lambda fi, fo: (6 / (fi + fo)) ** 0.5),
+    (
+        "glorot_uniform",
+        I.glorot_uniform,
+        lambda fi, fo: 2 / (fi + fo),
+        lambda fi, fo: (6 / (fi + fo)) ** 0.5,
+    ),
     ("he_normal", I.he_normal, lambda fi, fo: 2 / fi, None),
     ("he_uniform", I.he_uniform, lambda fi, fo: 2 / fi, lambda fi, fo: (6 / fi) ** 0.5),
-    ("kaiming_normal", I.kaiming_normal, lambda fi, fo: 2 / fi, None),
-    ("kaiming_uniform", I.kaiming_uniform, lambda fi, fo: 2 / fi, lambda fi, fo: (6 / fi) ** 0.5),
     ("lecun_normal", I.lecun_normal, lambda fi, fo: 1 / fi, None),
     ("lecun_uniform", I.lecun_uniform, lambda fi, fo: 1 / fi, lambda fi, fo: (3 / fi) ** 0.5),
 ]
@@ -61,11 +66,14 @@ for _mode in ("fan_in", "fan_out", "fan_avg"):
                 f"variance_scaling-{_mode}-{_dist}",
                 (lambda m=_mode, d=_dist: I.variance_scaling(0.7, m, d)),
                 (lambda fi, fo, m=_mode: 0.7 / _n(m, fi, fo)),
-                (lambda fi, fo, m=_mode: (3 * 0.7 / _n(m, fi, fo)) ** 0.5) if _dist == "uniform" else None,
+                (lambda fi, fo, m=_mode: (3 * 0.7 / _n(m, fi, fo)) ** 0.5)
+                if _dist == "uniform"
+                else None,
             )
         )
 
-# Every random initializer, for the key/dtype/shape contract tests.
+# Every random initializer, for the key/dtype/shape contract tests. (The xavier_* and kaiming_*
+# aliases are the same functions, checked in test_public_api.)
 RANDOM = {
     "normal": lambda: I.normal(0.3, mean=0.1),
     "uniform": lambda: I.uniform(0.3),
@@ -116,7 +124,9 @@ def test_compute_fans_table(shape, fans):
 def test_compute_fans_rejects_0d_and_bad_shapes():
     with pytest.raises(ValueError, match=re.escape("`shape` must have at least one dimension")):
         I.compute_fans(())
-    with pytest.raises(ValueError, match=re.escape("`shape` must be a tuple of non-negative ints, got (3, -1)")):
+    with pytest.raises(
+        ValueError, match=re.escape("`shape` must be a tuple of non-negative ints, got (3, -1)")
+    ):
         I.compute_fans((3, -1))
     with pytest.raises(ValueError, match=re.escape("got (2.5,)")):
         I.compute_fans((2.5,))
@@ -127,7 +137,9 @@ def test_compute_fans_rejects_0d_and_bad_shapes():
 
 
 @pytest.mark.parametrize("shape_name", list(SHAPES))
-@pytest.mark.parametrize("name, factory, target, bound", SHAPE_AWARE, ids=[s[0] for s in SHAPE_AWARE])
+@pytest.mark.parametrize(
+    "name, factory, target, bound", SHAPE_AWARE, ids=[s[0] for s in SHAPE_AWARE]
+)
 def test_shape_aware_variance_mean_and_bounds(key, name, factory, target, bound, shape_name):
     shape, fan_in, fan_out = SHAPES[shape_name]
     w = factory()(key, shape)
@@ -161,16 +173,16 @@ def test_variance_scaling_truncated_bounds_from_scipy(key, mode):
 
 @pytest.mark.parametrize("stddev, mean", [(1.0, 0.0), (0.05, 0.3), (2.5, -1.0)])
 def test_normal_moments(key, stddev, mean):
-    _check_moments(I.normal(stddev, mean)(key, (1000, 1000)), mean, stddev**2)
+    _check_moments(I.normal(stddev, mean)(key, DRAW_SHAPE), mean, stddev**2)
 
 
 def test_normal_default_stddev(key):
-    _check_moments(I.normal()(key, (1000, 1000)), 0.0, 1e-4)
+    _check_moments(I.normal()(key, DRAW_SHAPE), 0.0, 1e-4)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.2, 1e-2])
 def test_uniform_moments_and_bounds(key, scale):
-    w = I.uniform(scale)(key, (1000, 1000))
+    w = I.uniform(scale)(key, DRAW_SHAPE)
     _check_moments(w, 0.0, scale**2 / 3)
     w64 = np.asarray(w, np.float64)
     a = np.float32(scale)
@@ -178,10 +190,12 @@ def test_uniform_moments_and_bounds(key, scale):
     assert w64.min() <= -0.999 * a and w64.max() >= 0.999 * a
 
 
-@pytest.mark.parametrize("stddev, lower, upper", [(1.0, -2.0, 2.0), (0.1, -1.0, 3.0), (2.0, 0.5, 1.5)])
+@pytest.mark.parametrize(
+    "stddev, lower, upper", [(1.0, -2.0, 2.0), (0.1, -1.0, 3.0), (2.0, 0.5, 1.5)]
+)
 def test_truncated_normal_moments_and_bounds(key, stddev, lower, upper):
     reference = stats.truncnorm(lower, upper, loc=0.0, scale=stddev)
-    w = I.truncated_normal(stddev, lower, upper)(key, (1000, 1000))
+    w = I.truncated_normal(stddev, lower, upper)(key, DRAW_SHAPE)
     _check_moments(w, reference.mean(), reference.var())
     # The variance of the truncated draw is smaller than stddev^2, as documented.
     assert reference.var() < stddev**2
@@ -217,7 +231,6 @@ def _as_matrix(w, column_axis):
     return np.moveaxis(w, column_axis, -1).reshape(-1, w.shape[column_axis])
 
 
-# Each layout flattens to a (300, 100) or (100, 300) matrix, so one QR compilation serves them all.
 @pytest.mark.parametrize(
     "shape, column_axis",
     [
@@ -227,7 +240,6 @@ def _as_matrix(w, column_axis):
         ((5, 4, 15, 100), -1),  # conv kernel (kh, kw, in, out) -> (kh*kw*in, out) = (300, 100)
         ((5, 4, 100, 15), -2),  # conv with in-channels as columns -> (300, 100)
         ((5, 5, 4, 300), -1),  # conv with more outputs than kh*kw*in -> (100, 300): wide
-        ((12, 12), -1),  # square: both identities hold
     ],
 )
 @pytest.mark.parametrize("scale", [1.0, 0.5])
@@ -263,11 +275,13 @@ def test_orthogonal_is_haar_distributed(key):
 @pytest.mark.parametrize("name", list(RANDOM))
 def test_bfloat16_is_float32_draw_rounded(key, name):
     init = RANDOM[name]()
-    w16 = init(key, (64, 32), jnp.bfloat16)
-    w32 = init(key, (64, 32), jnp.float32)
+    w16 = init(key, (16, 8), jnp.bfloat16)
+    w32 = init(key, (16, 8), jnp.float32)
     chex.assert_type(w16, jnp.bfloat16)
-    chex.assert_shape(w16, (64, 32))
-    np.testing.assert_array_equal(np.asarray(w16, np.float32), np.asarray(w32.astype(jnp.bfloat16), np.float32))
+    chex.assert_shape(w16, (16, 8))
+    np.testing.assert_array_equal(
+        np.asarray(w16, np.float32), np.asarray(w32.astype(jnp.bfloat16), np.float32)
+    )
 
 
 @pytest.mark.parametrize("name", list(RANDOM))
@@ -278,11 +292,13 @@ def test_same_key_same_draw_different_key_different_draw(keys, name):
     assert not np.array_equal(init(k1, (16, 8)), init(k2, (16, 8)))
 
 
-@pytest.mark.parametrize("name", list(RANDOM))
+# One initializer per sampler: normal, uniform, truncated normal, variance scaling, QR.
+@pytest.mark.parametrize(
+    "name", ["normal", "uniform", "truncated_normal", "he_normal", "orthogonal"]
+)
 def test_jit_and_list_shape(key, name):
     init = RANDOM[name]()
     jitted = jax.jit(init, static_argnums=(1, 2))
-    # XLA may fuse the jitted scale-and-shift differently from the eager ops: allow one rounding.
     # XLA may fuse the jitted scale-and-shift into one multiply-add where the eager ops round the
     # product first: a difference of at most one rounding of |stddev * z| <= |w| + |mean|, which is
     # below 2 max|w| for every initializer here.
@@ -303,7 +319,9 @@ def test_float64_under_x64(keys):
         _check_moments(w, 0.0, 2 / (fan_in + fan_out))
         q = I.orthogonal()(next(keys), (60, 20), jnp.float64)
         chex.assert_type(q, jnp.float64)
-        np.testing.assert_allclose(np.asarray(q).T @ np.asarray(q), np.eye(20), atol=20 * np.finfo(np.float64).eps)
+        np.testing.assert_allclose(
+            np.asarray(q).T @ np.asarray(q), np.eye(20), atol=20 * np.finfo(np.float64).eps
+        )
 
 
 @pytest.mark.parametrize("name", ["he_normal", "orthogonal"])
@@ -319,20 +337,38 @@ def test_empty_shapes(key, name):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: I.variance_scaling(1.0, mode="fan_bogus"),
-         "`mode` must be one of 'fan_in', 'fan_out', 'fan_avg', got 'fan_bogus'"),
-        (lambda: I.variance_scaling(1.0, distribution="gaussian"),
-         "`distribution` must be one of 'normal', 'truncated_normal', 'uniform', got 'gaussian'"),
-        (lambda: I.variance_scaling(-1.0), "`scale` must be a non-negative finite number, got -1.0"),
-        (lambda: I.variance_scaling(float("nan")), "`scale` must be a non-negative finite number, got nan"),
+        (
+            lambda: I.variance_scaling(1.0, mode="fan_bogus"),
+            "`mode` must be one of 'fan_in', 'fan_out', 'fan_avg', got 'fan_bogus'",
+        ),
+        (
+            lambda: I.variance_scaling(1.0, distribution="gaussian"),
+            "`distribution` must be one of 'normal', 'truncated_normal', 'uniform', got 'gaussian'",
+        ),
+        (
+            lambda: I.variance_scaling(-1.0),
+            "`scale` must be a non-negative finite number, got -1.0",
+        ),
+        (
+            lambda: I.variance_scaling(float("nan")),
+            "`scale` must be a non-negative finite number, got nan",
+        ),
         (lambda: I.normal(stddev=-0.5), "`stddev` must be a non-negative finite number, got -0.5"),
         (lambda: I.normal(mean=float("inf")), "`mean` must be a finite number, got inf"),
         (lambda: I.uniform(scale=-0.1), "`scale` must be a non-negative finite number, got -0.1"),
         (lambda: I.uniform(scale="big"), "`scale` must be a non-negative finite number, got 'big'"),
-        (lambda: I.truncated_normal(stddev=-1), "`stddev` must be a non-negative finite number, got -1"),
-        (lambda: I.truncated_normal(lower=2.0, upper=1.0),
-         "`lower` must be less than `upper`, got lower=2.0, upper=1.0"),
-        (lambda: I.orthogonal(scale=-2.0), "`scale` must be a non-negative finite number, got -2.0"),
+        (
+            lambda: I.truncated_normal(stddev=-1),
+            "`stddev` must be a non-negative finite number, got -1",
+        ),
+        (
+            lambda: I.truncated_normal(lower=2.0, upper=1.0),
+            "`lower` must be less than `upper`, got lower=2.0, upper=1.0",
+        ),
+        (
+            lambda: I.orthogonal(scale=-2.0),
+            "`scale` must be a non-negative finite number, got -2.0",
+        ),
         (lambda: I.orthogonal(column_axis=1.5), "`column_axis` must be an int, got 1.5"),
         (lambda: I.constant(True), "`value` must be a finite number, got True"),
         (lambda: I.constant([1.0, 2.0]), "`value` must be a finite number, got [1.0, 2.0]"),
@@ -346,19 +382,50 @@ def test_factory_errors(make, message):
 @pytest.mark.parametrize(
     "init, shape, dtype, message",
     [
-        (I.he_normal(), (3, -1), jnp.float32, "`shape` must be a tuple of non-negative ints, got (3, -1)"),
+        (
+            I.he_normal(),
+            (3, -1),
+            jnp.float32,
+            "`shape` must be a tuple of non-negative ints, got (3, -1)",
+        ),
         (I.he_normal(), (), jnp.float32, "`shape` must have at least one dimension"),
         (I.normal(), "abc", jnp.float32, "`shape` must be a tuple of non-negative ints, got 'abc'"),
-        (I.he_normal(), (4, 4), jnp.int32,
-         "`dtype` must be a floating-point dtype for a random initializer, got int32"),
-        (I.uniform(), (4, 4), jnp.int8, "`dtype` must be a floating-point dtype for a random initializer, got int8"),
-        (I.orthogonal(), (5,), jnp.float32,
-         "`shape` must have at least 2 dimensions for an orthogonal initializer, got (5,)"),
-        (I.orthogonal(column_axis=2), (4, 4), jnp.float32,
-         "`column_axis` must be in [-2, 2) for shape (4, 4), got 2"),
-        (I.orthogonal(column_axis=-3), (4, 4), jnp.float32,
-         "`column_axis` must be in [-2, 2) for shape (4, 4), got -3"),
-        (I.zeros(), (2, None), jnp.float32, "`shape` must be a tuple of non-negative ints, got (2, None)"),
+        (
+            I.he_normal(),
+            (4, 4),
+            jnp.int32,
+            "`dtype` must be a floating-point dtype for a random initializer, got int32",
+        ),
+        (
+            I.uniform(),
+            (4, 4),
+            jnp.int8,
+            "`dtype` must be a floating-point dtype for a random initializer, got int8",
+        ),
+        (
+            I.orthogonal(),
+            (5,),
+            jnp.float32,
+            "`shape` must have at least 2 dimensions for an orthogonal initializer, got (5,)",
+        ),
+        (
+            I.orthogonal(column_axis=2),
+            (4, 4),
+            jnp.float32,
+            "`column_axis` must be in [-2, 2) for shape (4, 4), got 2",
+        ),
+        (
+            I.orthogonal(column_axis=-3),
+            (4, 4),
+            jnp.float32,
+            "`column_axis` must be in [-2, 2) for shape (4, 4), got -3",
+        ),
+        (
+            I.zeros(),
+            (2, None),
+            jnp.float32,
+            "`shape` must be a tuple of non-negative ints, got (2, None)",
+        ),
     ],
 )
 def test_call_errors(key, init, shape, dtype, message):

@@ -16,12 +16,13 @@ of gradient descent with learning rate :math:`\eta` becomes
 
 the weights shrink by a constant factor each step, hence the name *weight decay* (Krogh & Hertz,
 1992). For a quadratic loss it is equivalent to a Gaussian prior
-:math:`\theta \sim \mathcal{N}(0, 1/\lambda)` (MAP estimation), and it shrinks the weights most along
-directions of low curvature, where the data say least (Goodfellow et al., 2016, §7.1.1).
+:math:`\theta \sim \mathcal{N}(0, 1/\lambda)` (MAP estimation), and it shrinks the weights most
+along directions of low curvature, where the data say least (Goodfellow et al., 2016, §7.1.1).
 
-**L1.** :math:`R_1(\theta) = \sum_i |\theta_i|` has (sub)gradient :math:`\operatorname{sign}(\theta)`:
-a constant pull towards zero whatever the size of the weight, which drives small weights to exactly
-zero and so selects features (Tibshirani, 1996). It corresponds to a Laplace prior.
+**L1.** :math:`R_1(\theta) = \sum_i |\theta_i|` has (sub)gradient
+:math:`\operatorname{sign}(\theta)`: a constant pull towards zero whatever the size of the weight,
+which drives small weights to exactly zero and so selects features (Tibshirani, 1996). It
+corresponds to a Laplace prior.
 
 **Which leaves.** Biases and normalization offsets are usually not penalized: they do not multiply
 inputs, so shrinking them does not reduce the model's sensitivity to its inputs, and a large bias is
@@ -101,6 +102,29 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
     return selected
 
 
+# The sums are jitted over the list of selected leaves: one compilation per parameter tree instead
+# of one per operation and leaf shape when called eagerly; inside a caller's jit they are inlined.
+
+
+@jax.jit
+def _half_sum_of_squares(leaves: list[jax.Array]) -> jax.Array:
+    total = jnp.zeros((), jnp.float32)
+    for leaf in leaves:
+        total = total + jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+    return 0.5 * total
+
+
+@jax.jit
+def _sum_of_absolute_values(leaves: list[jax.Array]) -> jax.Array:
+    total = jnp.zeros((), jnp.float32)
+    for leaf in leaves:
+        w = leaf.astype(jnp.float32)
+        # w * sign(w) equals |w| exactly; as sign has derivative 0, its gradient is sign(w),
+        # which is 0 at w = 0 (the gradient of jnp.abs is 1 there).
+        total = total + jnp.sum(w * jnp.sign(w))
+    return total
+
+
 def l2_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
     r"""Half the sum of squares of the selected parameters.
 
@@ -141,10 +165,7 @@ def l2_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
     ``regularizers.L2(l2)`` computes :math:`\lambda\sum\theta^2` without the :math:`\tfrac12`, as do
     some texts: halve :math:`\lambda` to compare.
     """
-    total = jnp.zeros((), jnp.float32)
-    for leaf in _selected_leaves(params, mask):
-        total = total + jnp.sum(jnp.square(leaf.astype(jnp.float32)))
-    return 0.5 * total
+    return _half_sum_of_squares(_selected_leaves(params, mask))
 
 
 def l1_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
@@ -156,9 +177,11 @@ def l1_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
         \frac{\partial R_1}{\partial \theta_{\ell, i}} = \operatorname{sign}(\theta_{\ell, i})
         \ \text{(selected leaves; 0 elsewhere)}.
 
-    :math:`|\cdot|` is not differentiable at 0; JAX returns the subgradient 0 there
-    (``sign(0) = 0``). Plain gradient descent therefore oscillates around zero rather than landing
-    on it; proximal methods (soft thresholding) give exact zeros.
+    :math:`|\cdot|` is not differentiable at 0, where any value in :math:`[-1, 1]` is a
+    subgradient. fdl returns :math:`\operatorname{sign}(0) = 0`, the smallest in magnitude, so a
+    weight at exactly zero is left there (``jax.grad(jnp.abs)(0.0)`` is 1, which would push it off).
+    Plain gradient descent still oscillates around zero rather than landing on it; proximal methods
+    (soft thresholding) give exact zeros.
 
     Args:
       params: a pytree of floating-point arrays (or scalars).
@@ -183,10 +206,7 @@ def l1_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
     Differs from Keras: ``regularizers.L1(l1)`` includes the factor ``l1``; here it is applied by
     the caller (``lam * l1_penalty(params)``).
     """
-    total = jnp.zeros((), jnp.float32)
-    for leaf in _selected_leaves(params, mask):
-        total = total + jnp.sum(jnp.abs(leaf.astype(jnp.float32)))
-    return total
+    return _sum_of_absolute_values(_selected_leaves(params, mask))
 
 
 def skip_biases(params: PyTree) -> PyTree:
