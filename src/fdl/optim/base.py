@@ -1,0 +1,279 @@
+r"""The optimizer contract, with optax's exact interface.
+
+An optimizer (a *gradient transformation*) is a pair of pure functions:
+
+.. code-block:: text
+
+    init(params)                         -> state
+    update(updates, state, params=None)  -> (new_updates, new_state)
+
+``update`` maps a tree of gradients to a tree of *updates* that are **added** to the parameters,
+:math:`\theta_{t+1} = \theta_t + u_t` (:func:`apply_updates`). A descent step therefore carries
+its minus sign: :func:`scale_by_learning_rate` multiplies by :math:`-\eta`.
+
+The pair is structurally optax's ``GradientTransformation``, so fdl's transformations go into
+``optax.chain`` and optax's into :func:`chain`, in either order. Step counts live in the state
+as int32 and saturate at :math:`2^{31}-1` (:func:`safe_increment`), never overflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "GradientTransformation",
+    "EmptyState",
+    "ScaleByScheduleState",
+    "Schedule",
+    "ScalarOrSchedule",
+    "identity",
+    "chain",
+    "apply_updates",
+    "safe_increment",
+    "scale",
+    "scale_by_schedule",
+    "scale_by_learning_rate",
+    "tree_zeros_like",
+    "check_learning_rate",
+    "check_decay",
+    "check_non_negative",
+]
+
+PyTree = Any
+Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class InitFn(Protocol):
+    def __call__(self, params: PyTree) -> PyTree: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, updates: PyTree, state: PyTree, params: PyTree | None = None, **extra_args: Any
+    ) -> tuple[PyTree, PyTree]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """An optimizer: ``init(params) -> state`` and ``update(updates, state, params=None)``.
+
+    ``update`` also accepts (and ignores, unless it needs them) optax's extra keyword
+    arguments, so an fdl transformation can sit inside ``optax.chain``.
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transformation (no leaves)."""
+
+
+class ScaleByScheduleState(NamedTuple):
+    """The step count :math:`t` (int32) that the schedule is evaluated at."""
+
+    count: jax.Array
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def check_learning_rate(learning_rate: Any, name: str = "learning_rate") -> Any:
+    """Accept a non-negative number or a schedule (callable); raise naming ``name`` otherwise."""
+    if callable(learning_rate):
+        return learning_rate
+    return check_non_negative(learning_rate, name, also="or a schedule (a function of the step)")
+
+
+def check_decay(value: Any, name: str) -> Any:
+    """Accept a decay rate in ``[0, 1)`` (b1, b2, momentum, rho); raise naming ``name`` otherwise."""
+    number = _as_number(value)
+    if number is None or not 0.0 <= number < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
+    return value
+
+
+def check_non_negative(value: Any, name: str, also: str = "") -> Any:
+    """Accept a number >= 0 (eps, weight decay, clipping bounds); raise naming ``name``."""
+    number = _as_number(value)
+    if number is None or not number >= 0.0:
+        accepted = "a non-negative number" + (f" {also}" if also else "")
+        raise ValueError(f"`{name}` must be {accepted}, got {value!r}")
+    return value
+
+
+def _as_number(value: Any) -> float | None:
+    """``value`` as a Python float if it is a concrete real scalar, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------- tree helpers
+
+
+def tree_zeros_like(params: PyTree, dtype: Any = None) -> PyTree:
+    """Zeros shaped like every leaf of ``params``, in ``dtype`` (default: the leaf's own)."""
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    r"""``count + 1``, saturating at the dtype's maximum instead of wrapping around.
+
+    .. math:: t' = \min(t + 1, t_{\max})
+
+    >>> import jax.numpy as jnp
+    >>> int(safe_increment(jnp.asarray(2**31 - 1, jnp.int32)))
+    2147483647
+    """
+    count = jnp.asarray(count)
+    top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
+    return jnp.where(count < top, count + jnp.ones_like(count), top)
+
+
+# ------------------------------------------------------------------------------------ combinators
+
+
+def identity() -> GradientTransformation:
+    """Pass updates through unchanged: :math:`u = g`."""
+
+    def init(params: PyTree) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def chain(*transformations: Any) -> GradientTransformation:
+    r"""Compose transformations: :math:`u = T_n(\cdots T_1(g))`, each with its own state.
+
+    The state is the tuple of the transformations' states, in order (as optax's ``chain``), so
+    states of fdl and optax chains compare leaf by leaf. Any object with optax's
+    ``init``/``update`` works, optax's own transformations included.
+
+    >>> import jax.numpy as jnp
+    >>> from fdl.optim import chain, scale
+    >>> opt = chain(scale(2.0), scale(-0.5))
+    >>> updates, _ = opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}))
+    >>> updates["w"].tolist()
+    [-1.0, -1.0]
+    """
+    for i, t in enumerate(transformations):
+        if not (callable(getattr(t, "init", None)) and callable(getattr(t, "update", None))):
+            raise TypeError(
+                f"chain argument {i} must be a gradient transformation with init and update "
+                f"(e.g. fdl.optim.scale(0.1) or optax.scale(0.1)), got {t!r}"
+            )
+
+    def init(params: PyTree) -> tuple[PyTree, ...]:
+        return tuple(t.init(params) for t in transformations)
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, tuple) or len(state) != len(transformations):
+            raise ValueError(
+                f"chain of {len(transformations)} transformations expects a state tuple of "
+                f"{len(transformations)} entries (as its init returned), got {type(state).__name__}"
+            )
+        new_state = []
+        for t, s in zip(transformations, state, strict=True):
+            updates, s = t.update(updates, s, params, **extra_args)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    r"""Add the updates to the parameters, keeping each parameter's dtype.
+
+    .. math:: \theta_{t+1} = \theta_t + u_t
+
+    The sum is computed in the promoted dtype of parameter and update, then cast back to the
+    parameter's dtype (so bfloat16 parameters stay bfloat16 whatever the update's dtype).
+
+    >>> import jax.numpy as jnp
+    >>> apply_updates({"w": jnp.ones(2)}, {"w": jnp.full(2, -0.5)})["w"].tolist()
+    [0.5, 0.5]
+    """
+
+    def add(p, u):
+        if p is None:
+            return None
+        p = jnp.asarray(p)
+        with jax.numpy_dtype_promotion("standard"):
+            total = p + u
+        return total.astype(p.dtype)
+
+    return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
+
+
+# ------------------------------------------------------------------------------------ scaling
+
+
+def scale(step_size: float) -> GradientTransformation:
+    r"""Multiply updates by a constant: :math:`u = c\, g`.
+
+    The product keeps the updates' dtype (the constant is cast to it).
+    """
+
+    def init(params: PyTree) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        updates = jax.tree.map(lambda g: jnp.asarray(step_size, jnp.result_type(g)) * g, updates)
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
+    r"""Multiply updates by a schedule of the step: :math:`u_t = c(t)\, g_t`, :math:`t = 0, 1, \ldots`
+
+    The state holds the step count :math:`t`; the schedule is evaluated at the count *before*
+    it is incremented, so the first step uses :math:`c(0)`.
+    """
+    if not callable(step_size_fn):
+        raise TypeError(f"scale_by_schedule: `step_size_fn` must be callable, got {step_size_fn!r}")
+
+    def init(params: PyTree) -> ScaleByScheduleState:
+        del params
+        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        step_size = step_size_fn(state.count)
+        updates = jax.tree.map(lambda g: jnp.asarray(step_size, jnp.result_type(g)) * g, updates)
+        return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    r"""Scale by the learning rate, as a descent step: :math:`u = -\eta\, g`.
+
+    ``learning_rate`` is a number (:func:`scale`) or a schedule :math:`\eta(t)`
+    (:func:`scale_by_schedule`). ``flip_sign=False`` drops the minus sign (for ascent).
+
+    Raises:
+      ValueError: a negative learning rate.
+    """
+    check_learning_rate(learning_rate)
+    sign = -1.0 if flip_sign else 1.0
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * learning_rate(count))
+    return scale(sign * learning_rate)

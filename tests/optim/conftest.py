@@ -1,0 +1,500 @@
+"""Shared pieces of the optimizer tests: four problems, a trajectory runner and a comparison.
+
+They reach the test modules as session fixtures (a test directory without ``__init__.py``
+cannot import a helper module cleanly):
+
+* ``problem_factory(name, dtype)`` builds one of :data:`PROBLEM_NAMES` in a dtype;
+* ``trajectory_runner(pairs, steps, ...)`` runs fdl and optax optimizers side by side on several
+  problems, each trajectory inside one ``jax.lax.scan``, all of them in one compiled program,
+  and records the updates and the full optimizer state at every step;
+* ``trajectory_checker(fdl_record, optax_record, where)`` compares two records step by step,
+  leaf by leaf, by key path (fdl's state classes are not optax's, so fields are matched by name
+  and position, never by type), with the tolerances of :data:`TOLERANCES`;
+* ``tree_checker(fdl_tree, optax_tree, where)`` compares two trees the same way;
+* ``minimizer(optimizer, problem, steps)`` runs one optimizer alone and returns its losses;
+* ``fast_jit`` and ``compiled_run(fn, *args)`` compile with :data:`COMPILER_OPTIONS`.
+
+A problem *is* its data, not a random draw of a test, so the data comes from NumPy generators
+with one fixed seed per problem, in float64, cast to the requested dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fdl.optim.base as fdl_base
+
+PyTree = Any
+
+PROBLEM_NAMES = ("quadratic", "rosenbrock", "logistic", "mlp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A loss to minimize, from a fixed starting point.
+
+    Attributes:
+      name: one of :data:`PROBLEM_NAMES`.
+      params: the starting parameters (a pytree of arrays in the problem's dtype).
+      loss: ``loss(params) -> scalar`` in the parameters' dtype.
+    """
+
+    name: str
+    params: PyTree
+    loss: Callable[[PyTree], jax.Array]
+
+
+# -------------------------------------------------------------------------------------- problems
+
+
+def quadratic(dtype: Any) -> Problem:
+    r"""An ill-conditioned quadratic bowl in 6 dimensions, condition number 100.
+
+    .. math:: L(x) = \tfrac12 (x - x^\star)^\top A (x - x^\star), \quad
+              A = Q\,\mathrm{diag}(\lambda)\,Q^\top,\ \lambda = 10^{-2}, \ldots, 10^{0}
+
+    with a fixed random rotation :math:`Q`, so the valley is not aligned with the axes (a
+    per-coordinate method cannot simply rescale it away). The parameters are one bare array.
+    """
+    rng = np.random.default_rng(1001)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    a = q @ np.diag(np.logspace(-2.0, 0.0, 6)) @ q.T  # (6, 6), eigenvalues 0.01 .. 1
+    target = rng.normal(size=6)
+    start = target + 3.0 * rng.normal(size=6)
+    a_, target_ = jnp.asarray(a, dtype), jnp.asarray(target, dtype)
+
+    def loss(x: jax.Array) -> jax.Array:
+        d = x - target_
+        return 0.5 * (d @ (a_ @ d))
+
+    return Problem("quadratic", jnp.asarray(start, dtype), loss)
+
+
+def rosenbrock(dtype: Any) -> Problem:
+    r"""The 2-D Rosenbrock function, divided by 100, from the classical start (-1.2, 1).
+
+    .. math:: L(x, y) = \big((1 - x)^2 + 100\,(y - x^2)^2\big) / 100
+
+    Dividing by 100 keeps the curved valley, the minimum (1, 1) and the conditioning, and lets one
+    learning rate suit all four problems (undivided, plain SGD needs a step below 1.5e-3 at the
+    start). The parameters are one bare array of shape (2,).
+    """
+
+    def loss(p: jax.Array) -> jax.Array:
+        x, y = p[0], p[1]
+        return ((1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2) / 100.0
+
+    return Problem("rosenbrock", jnp.asarray([-1.2, 1.0], dtype), loss)
+
+
+def logistic(dtype: Any) -> Problem:
+    r"""Logistic regression on 64 fixed examples with 5 features and 15% flipped labels.
+
+    .. math:: L(w, b) = \frac1n \sum_i \operatorname{softplus}(z_i) - y_i z_i, \quad
+              z_i = x_i^\top w + b
+
+    The flipped labels keep the data non-separable, so the minimum is finite. Parameters:
+    ``{"w": (5,), "b": ()}``, starting at zero.
+    """
+    rng = np.random.default_rng(1002)
+    x = rng.normal(size=(64, 5))  # (n, d)
+    true_w = np.array([1.5, -2.0, 0.5, 0.0, 1.0])
+    labels = (x @ true_w + 0.3 > 0).astype(np.float64)
+    flipped = rng.random(64) < 0.15
+    labels = np.where(flipped, 1.0 - labels, labels)
+    x_, y_ = jnp.asarray(x, dtype), jnp.asarray(labels, dtype)
+
+    def loss(p: PyTree) -> jax.Array:
+        z = x_ @ p["w"] + p["b"]  # (n,)
+        return jnp.mean(jax.nn.softplus(z) - y_ * z)
+
+    params = {"w": jnp.zeros(5, dtype), "b": jnp.zeros((), dtype)}
+    return Problem("logistic", params, loss)
+
+
+def mlp(dtype: Any) -> Problem:
+    r"""A 3-16-1 tanh network regressing :math:`\sin(x_1 + x_2 + x_3)`, with a learned output scale.
+
+    .. math:: L = \frac1n \sum_i \big(\tau\,(\tanh(x_i W_1 + b_1) W_2 + b_2) - y_i\big)^2
+
+    Parameters: a nested dict with a scalar leaf,
+    ``{"layer1": {"w": (3, 16), "b": (16,)}, "layer2": {"w": (16, 1), "b": (1,)},
+    "temperature": ()}``, weights drawn with variance 1/fan_in, biases zero, :math:`\tau = 1`.
+    """
+    rng = np.random.default_rng(1003)
+    x = rng.uniform(-2.0, 2.0, size=(32, 3))  # (n, 3)
+    y = np.sin(x.sum(axis=1))  # (n,)
+    x_, y_ = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    params = {
+        "layer1": {
+            "w": jnp.asarray(rng.normal(size=(3, 16)) / np.sqrt(3.0), dtype),
+            "b": jnp.zeros(16, dtype),
+        },
+        "layer2": {
+            "w": jnp.asarray(rng.normal(size=(16, 1)) / 4.0, dtype),
+            "b": jnp.zeros(1, dtype),
+        },
+        "temperature": jnp.ones((), dtype),
+    }
+
+    def loss(p: PyTree) -> jax.Array:
+        h = jnp.tanh(x_ @ p["layer1"]["w"] + p["layer1"]["b"][None, :])  # (n, 16)
+        out = (h @ p["layer2"]["w"] + p["layer2"]["b"][None, :])[:, 0]  # (n,)
+        return jnp.mean((p["temperature"] * out - y_) ** 2)
+
+    return Problem("mlp", params, loss)
+
+
+_BUILDERS = {"quadratic": quadratic, "rosenbrock": rosenbrock, "logistic": logistic, "mlp": mlp}
+
+
+def make_problem(name: str, dtype: Any) -> Problem:
+    """The problem called ``name`` with its data and parameters in ``dtype``."""
+    return _BUILDERS[name](dtype)
+
+
+# ------------------------------------------------------------------------------- the runner
+
+
+def optax_promotion():
+    """The promotion rules optax's code needs: standard instead of the suite's strict.
+
+    optax raises its Python-float decay rates to the int32 step count (``b1**count``), a mixed
+    float/int operation that strict promotion rejects. Only optax's calls run in this context;
+    fdl's run under the suite's strict rules.
+    """
+    return jax.numpy_dtype_promotion("standard")
+
+
+def _step_along(updates: PyTree, atom_lr: float | None) -> PyTree:
+    """What is added to the parameters: the updates themselves (an optimizer already holds its
+    learning rate and sign), or ``-atom_lr * updates`` for an atom (a direction, no step size)."""
+    if atom_lr is None:
+        return updates
+    return jax.tree.map(lambda u: jnp.asarray(-atom_lr, u.dtype) * u, updates)
+
+
+def _pack(tree: PyTree) -> tuple[dict[str, jax.Array], tuple[Any, list]]:
+    """``tree``'s leaves raveled and concatenated into one vector per dtype, and the layout to
+    undo it. Recording a step then writes one buffer per dtype instead of one per leaf, which
+    XLA compiles a fifth faster."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    groups: dict[str, list[jax.Array]] = {}
+    layout = []
+    for leaf in leaves:
+        key = jnp.dtype(leaf.dtype).name
+        parts = groups.setdefault(key, [])
+        layout.append((key, sum(part.size for part in parts), leaf.shape))
+        parts.append(jnp.ravel(leaf))
+    return {key: jnp.concatenate(parts) for key, parts in groups.items()}, (treedef, layout)
+
+
+def _unpack(packed: dict[str, np.ndarray], spec: tuple[Any, list]) -> PyTree:
+    """The tree of :func:`_pack`, each leaf with the leading (steps) axis of ``packed``."""
+    treedef, layout = spec
+    leaves = [
+        packed[key][:, start : start + math.prod(shape)].reshape((-1, *shape))
+        for key, start, shape in layout
+    ]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _trajectory(fdl_opt, optax_opt, problem: Problem, steps: int, teacher_forcing: bool, atom_lr):
+    """Scan both optimizers over ``steps`` steps of ``problem``.
+
+    Independent trajectories: each optimizer takes the gradient at its own parameters. Both
+    gradients come from one ``lax.map`` loop body, the same compiled code for both, so equal
+    parameters give bit-equal gradients (a ``vmap`` was measured to round its two lanes
+    differently). Teacher forcing: both take the gradient at fdl's parameters, and fdl's
+    parameters as ``params``, so the comparison isolates the optimizers' arithmetic from the
+    dynamics.
+
+    Returns the two initial states, the per-step records packed by :func:`_pack` and a list
+    that holds the packing layout once the function has been traced.
+    """
+    grad = jax.grad(problem.loss)
+    spec: list = []
+
+    def step(carry, _):
+        fdl_params, fdl_state, optax_params, optax_state = carry
+        if teacher_forcing:
+            optax_params = fdl_params
+            fdl_grads = optax_grads = grad(fdl_params)
+        else:
+            both = jax.tree.map(lambda a, b: jnp.stack([a, b]), fdl_params, optax_params)
+            grads = jax.lax.map(grad, both)
+            fdl_grads = jax.tree.map(lambda g: g[0], grads)
+            optax_grads = jax.tree.map(lambda g: g[1], grads)
+        fdl_updates, fdl_state = fdl_opt.update(fdl_grads, fdl_state, fdl_params)
+        with optax_promotion():
+            optax_updates, optax_state = optax_opt.update(optax_grads, optax_state, optax_params)
+        fdl_params = fdl_base.apply_updates(fdl_params, _step_along(fdl_updates, atom_lr))
+        with optax_promotion():
+            optax_params = optax.apply_updates(optax_params, _step_along(optax_updates, atom_lr))
+        records = (
+            {"updates": fdl_updates, "state": fdl_state},
+            {"updates": optax_updates, "state": optax_state},
+        )
+        packed, layout = _pack(records)
+        spec[:] = [layout]
+        return (fdl_params, fdl_state, optax_params, optax_state), packed
+
+    fdl_state = fdl_opt.init(problem.params)
+    with optax_promotion():
+        optax_state = optax_opt.init(problem.params)
+    init = (problem.params, fdl_state, problem.params, optax_state)
+    _, packed = jax.lax.scan(step, init, None, length=steps)
+    return (fdl_state, optax_state, packed), spec
+
+
+def run_trajectories(
+    pairs: Sequence[tuple[Any, Any, Problem]],
+    steps: int,
+    *,
+    teacher_forcing: Sequence[bool] | bool = False,
+    atom_lr: float | None = None,
+) -> list[tuple[PyTree, PyTree]]:
+    """Run every ``(fdl_opt, optax_opt, problem)`` for ``steps`` steps in one compiled program.
+
+    Args:
+      pairs: ``(fdl_optimizer, optax_optimizer, problem)`` triples.
+      steps: the number of steps of every trajectory.
+      teacher_forcing: per pair (or for all), whether both optimizers get fdl's gradients.
+      atom_lr: ``None`` for optimizers; for atoms, the step size along their output.
+
+    Returns:
+      Per pair, ``(fdl_record, optax_record)``: dicts with the initial state ``init_state``,
+      and ``updates`` and ``state`` (after the step) with every leaf stacked over the steps.
+    """
+    if isinstance(teacher_forcing, bool):
+        teacher_forcing = [teacher_forcing] * len(pairs)
+    specs: list[list] = []
+
+    def run_all():
+        outputs = []
+        for (fdl_opt, optax_opt, problem), forced in zip(pairs, teacher_forcing, strict=True):
+            output, spec = _trajectory(fdl_opt, optax_opt, problem, steps, forced, atom_lr)
+            outputs.append(output)
+            specs.append(spec)
+        return outputs
+
+    outputs = jax.device_get(compile_fast(jax.jit(run_all).lower())())
+    records = []
+    for (fdl_init, optax_init, packed), (spec,) in zip(outputs, specs, strict=True):
+        fdl_steps, optax_steps = _unpack(packed, spec)
+        records.append(
+            ({"init_state": fdl_init, **fdl_steps}, {"init_state": optax_init, **optax_steps})
+        )
+    return records
+
+
+# XLA's CPU compiler has two code generators for fused elementwise kernels. The default, newer
+# one ("fusion emitters") takes ~1.5x as long to compile these many small kernels, most of the
+# parity test's runtime (1.8 s vs 1.2 s of CPU per case, measured). Both libraries' code is
+# compiled together with the same generator, so the choice favours neither; the tests pass with
+# both (see TOLERANCES). If a later jaxlib drops the option, ``compile_fast`` uses the defaults.
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+@functools.cache
+def fast_compiler_options() -> dict | None:
+    """:data:`COMPILER_OPTIONS` if this jaxlib's CPU compiler knows them, else ``None``."""
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(lambda x: x + 1).lower(1.0).compile(COMPILER_OPTIONS)
+    except jax.errors.JaxRuntimeError:
+        return None
+    return COMPILER_OPTIONS
+
+
+def compile_fast(lowered: Any) -> Any:
+    """Compile a lowered ``jax.jit`` computation with :func:`fast_compiler_options`."""
+    return lowered.compile(fast_compiler_options())
+
+
+def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
+    """The loss before each of ``steps`` steps of ``optimizer`` on ``problem``, then after the
+    last (``steps + 1`` values, in float64), from one ``lax.scan``."""
+
+    def step(carry, _):
+        params, state = carry
+        loss, grads = jax.value_and_grad(problem.loss)(params)
+        updates, state = optimizer.update(grads, state, params)
+        return (fdl_base.apply_updates(params, updates), state), loss
+
+    def run():
+        init = (problem.params, optimizer.init(problem.params))
+        (params, _), losses = jax.lax.scan(step, init, None, length=steps)
+        return jnp.concatenate([losses, problem.loss(params)[None]])
+
+    return np.asarray(compile_fast(jax.jit(run).lower())(), np.float64)
+
+
+# ---------------------------------------------------------------------------- the comparison
+
+# Tolerances, per dtype of the compared leaf, in one place. A value passes where
+#
+#     |fdl - optax| <= rtol * size,
+#
+# ``size`` being the largest magnitude that element takes over the whole trajectory, in either
+# library: an element that crosses zero is held to its own scale, and a small element is not
+# excused by an absolute floor set for a large one. Integer leaves (step counts) must be equal.
+#
+# Measured on test_parity.py's 53 rows x 4 problems x 500 steps: every float leaf, in every
+# dtype, is bit-identical to optax's when compiled with COMPILER_OPTIONS (fdl performs optax's
+# operations in optax's order). With XLA's default code generator the largest difference is
+# 8.3e-8 in float32 and 1.5e-16 in float64 (one program fuses a multiply-add the other does not,
+# a rounding apart), and none in bfloat16. So:
+#
+# * float32: 1e-6, i.e. ~8 float32 ulp (2**-23 = 1.2e-7), 12x the largest difference measured;
+# * float64: 1e-12, far above the ~1e-16 measured and far below any error in the method;
+# * bfloat16: 0, bit for bit. Identical operations give identical bfloat16 results (measured in
+#   every case, with both code generators), and one bfloat16 ulp is already 2**-8 = 0.4%: there
+#   is no tolerance between "identical" and "a visible difference".
+TOLERANCES = {
+    "float32": 1e-6,
+    "float64": 1e-12,
+    "bfloat16": 0.0,
+}
+
+
+class _Fields:
+    """A NamedTuple's fields without its class: a pytree node whose structure is the field
+    names in order, and whose key paths read ``.mu`` as on the NamedTuple itself."""
+
+    def __init__(self, names: tuple[str, ...], values: tuple[Any, ...]):
+        self.names, self.values = names, values
+
+
+jax.tree_util.register_pytree_with_keys(
+    _Fields,
+    lambda f: (
+        [(jax.tree_util.GetAttrKey(n), v) for n, v in zip(f.names, f.values, strict=True)],
+        f.names,
+    ),
+    lambda names, values: _Fields(names, tuple(values)),
+)
+
+
+def _plain(tree: PyTree) -> PyTree:
+    """``tree`` with every NamedTuple replaced by its fields: the classes differ between fdl
+    and optax, the field names and their order must not."""
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return _Fields(tuple(tree._fields), tuple(_plain(v) for v in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_plain(t) for t in tree)
+    if isinstance(tree, dict):
+        return {k: _plain(v) for k, v in tree.items()}
+    return tree
+
+
+def _leaves(tree: PyTree) -> tuple[Any, list[tuple[str, Any]]]:
+    plain = _plain(tree)
+    flat, _ = jax.tree_util.tree_flatten_with_path(plain)
+    return jax.tree_util.tree_structure(plain), [(jax.tree_util.keystr(k), v) for k, v in flat]
+
+
+def assert_same_trajectory(fdl_record: PyTree, optax_record: PyTree, where: str) -> None:
+    """Assert two records agree: same structure, key paths, dtypes and shapes, values within
+    :data:`TOLERANCES` at every step (the first failing step and path are reported)."""
+    for part in ("init_state", "updates", "state"):  # causes before consequences
+        stacked = part != "init_state"
+        _assert_same_tree(fdl_record[part], optax_record[part], f"{where} {part}", stacked)
+
+
+def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked: bool) -> None:
+    fdl_structure, fdl_leaves = _leaves(fdl_tree)
+    optax_structure, optax_leaves = _leaves(optax_tree)
+    if fdl_structure != optax_structure:
+        raise AssertionError(
+            f"{where}: the trees differ in structure\n  fdl:   {fdl_structure}\n"
+            f"  optax: {optax_structure}"
+        )
+    for (path, a), (optax_path, b) in zip(fdl_leaves, optax_leaves, strict=True):
+        assert path == optax_path
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype, f"{where}{path}: dtype {a.dtype} (fdl) vs {b.dtype} (optax)"
+        assert a.shape == b.shape, f"{where}{path}: shape {a.shape} (fdl) vs {b.shape} (optax)"
+        if not (np.issubdtype(a.dtype, np.floating) or a.dtype == jnp.bfloat16):
+            np.testing.assert_array_equal(a, b, err_msg=f"{where}{path}")
+            continue
+        rtol = TOLERANCES[a.dtype.name]
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        size = np.maximum(np.abs(a64), np.abs(b64))
+        if stacked:  # each element's largest magnitude over the steps (axis 0)
+            size = np.broadcast_to(size.max(axis=0, keepdims=True), size.shape)
+        error = np.abs(a64 - b64)
+        bad = ~((a64 == b64) | (np.isnan(a64) & np.isnan(b64)) | (error <= rtol * size))
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            at = f"step {first[0] + 1}, index {first[1:]}" if stacked else f"index {first}"
+            worst = np.max(error[bad] / np.where(size[bad] > 0, size[bad], np.inf))
+            raise AssertionError(
+                f"{where}{path}: {int(bad.sum())} of {bad.size} values differ beyond rtol "
+                f"{rtol:g}; first at {at}: fdl {a64[first]!r} vs optax {b64[first]!r}; "
+                f"largest error relative to the element's size {worst:.3g}"
+            )
+
+
+# -------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def problem_factory() -> Callable[[str, Any], Problem]:
+    """``make_problem(name, dtype)``: one of the four fixed problems."""
+    return make_problem
+
+
+@pytest.fixture(scope="session")
+def trajectory_runner() -> Callable[..., list[tuple[PyTree, PyTree]]]:
+    """``run_trajectories(pairs, steps, teacher_forcing=False, atom_lr=None)``."""
+    return run_trajectories
+
+
+@pytest.fixture(scope="session")
+def trajectory_checker() -> Callable[[PyTree, PyTree, str], None]:
+    """``assert_same_trajectory(fdl_record, optax_record, where)``."""
+    return assert_same_trajectory
+
+
+@pytest.fixture(scope="session")
+def tree_checker() -> Callable[[PyTree, PyTree, str], None]:
+    """``check(fdl_tree, optax_tree, where)``: one step's trees (updates or a state), compared
+    as ``trajectory_checker`` compares each step (same paths, dtypes, :data:`TOLERANCES`)."""
+    return lambda fdl_tree, optax_tree, where: _assert_same_tree(
+        fdl_tree, optax_tree, where, stacked=False
+    )
+
+
+def run_compiled(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(fn)(*args)``, compiled by :func:`compile_fast` (a one-off program)."""
+    return compile_fast(jax.jit(fn).lower(*args))(*args)
+
+
+@pytest.fixture(scope="session")
+def fast_jit() -> Callable[..., Any]:
+    """``jax.jit`` with the suite's compile options (same signature)."""
+    return functools.partial(jax.jit, compiler_options=fast_compiler_options())
+
+
+@pytest.fixture(scope="session")
+def compiled_run() -> Callable[..., Any]:
+    """``run_compiled(fn, *args)``: ``jax.jit(fn)(*args)`` with the suite's compile options."""
+    return run_compiled
+
+
+@pytest.fixture(scope="session")
+def minimizer() -> Callable[[Any, Problem, int], np.ndarray]:
+    """``minimize(optimizer, problem, steps)``: the losses along one optimizer's trajectory."""
+    return minimize

@@ -1,0 +1,382 @@
+"""fdl's optimizers against optax 0.2.8 at every step: each alias and atom, 4 problems, 3 dtypes.
+
+One table, as optax's own ``alias_test.py``: each row is an fdl factory, optax's factory of the
+same name and the keyword arguments both get (:data:`ROWS`: every alias and atom, several
+hyperparameter settings each: learning rates, betas, eps, weight decay with and without masks
+(a tree and a callable), nesterov, centered, momentum, moment dtypes, schedules). Each row runs
+on four problems (``conftest.py``: an ill-conditioned quadratic, Rosenbrock, logistic
+regression, a small MLP whose parameters are a nested dict with a scalar leaf) in float32,
+bfloat16 and float64 (under ``jax.enable_x64``), for :data:`STEPS` steps.
+
+For every case both optimizers run inside one ``jax.lax.scan`` (the four problems in one
+compiled program), and at **every step** the updates and the **full state** of fdl and optax
+are compared leaf by leaf, by key path (the state classes differ, the field names, their order,
+the dtypes and the shapes must not), with the tolerances of ``conftest.TOLERANCES``.
+
+**Trajectories.** On the quadratic and the logistic regression each optimizer follows its
+*own* trajectory (the gradient at its own parameters, the two computed by one compiled loop
+body): the stronger test, where a wrong update shows up in every later step. On Rosenbrock and
+the MLP both optimizers are *teacher-forced*: they get the gradient at fdl's parameters, so the
+comparison isolates their arithmetic from the dynamics. Why: on those two the dynamics amplify
+any rounding difference, and XLA does not promise bit-equal rounding. The two libraries do the
+same operations in the same order, but each program is compiled as a whole, and XLA may round
+an operation differently in each (fusing a multiply-add in one and not in the other, say). As
+independent trajectories, measured: one ulp in Adam's ``nu`` at step 5 of the MLP (XLA's
+default code generator) grows to a relative 3e-5 by step 437, and to 0.4 under Adamax (b1=0.8,
+b2=0.99) by step 218; on Rosenbrock, a first difference of a few ulps at step 45 grows to 1e-6
+under SGD with momentum, one at step 114 to 0.3 under centered RMSprop, and one float64 ulp in
+RMSprop's ``nu`` at step 4 to 0.28. Teacher-forced, all of these agree bit for bit. The
+quadratic and the logistic regression are convex and damp such differences; as independent
+trajectories they agree bit for bit in every case.
+
+**Schedules.** A schedule row hands one fdl schedule object to *both* optimizers (one row hands
+an optax schedule to both), so any difference is the optimizers'. fdl's schedules against
+optax's are the subject of ``test_schedules.py``.
+
+**Runtime.** A case compiles one program of four scans (about 1.2 s of CPU, 2 s in bfloat16);
+the cases are compiled two at a time on a thread pool (XLA compiles without holding Python's
+lock), each test waiting for its own: about 105 s on two cores for the 159 cases.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib
+import inspect
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from fdl.optim import schedules
+from fdl.optim.adam import adam
+from fdl.optim.momentum import sgd
+from fdl.regularizers import skip_biases
+
+STEPS = 500
+PROBLEMS = ("quadratic", "rosenbrock", "logistic", "mlp")
+TEACHER_FORCED = ("rosenbrock", "mlp")  # see the module docstring
+DTYPES = ("float32", "bfloat16", "float64")
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+class _MaskTree:
+    """The bias-skipping mask given as a *tree* (``skip_biases(params)``), built per problem."""
+
+    def __repr__(self) -> str:
+        return "MASK_TREE"
+
+
+MASK_TREE = _MaskTree()
+
+
+@dataclasses.dataclass(frozen=True)
+class Both:
+    """A value built from the same name in each library: ``fdl.optim.<module>.<name>(**kwargs)``
+    for fdl, ``optax.<name>(**kwargs)`` for optax (an inner transformation, for instance)."""
+
+    module: str
+    name: str
+    kwargs: dict
+
+    def build(self, library: str, params: Any) -> Any:
+        if library == "fdl":
+            factory = getattr(importlib.import_module(f"fdl.optim.{self.module}"), self.name)
+        else:
+            factory = getattr(optax, self.name)
+        return factory(**{k: _resolve(v, library, params) for k, v in self.kwargs.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class InParamsDtype:
+    """A schedule whose values are cast to the parameters' dtype.
+
+    For a weight decay: fdl's updates keep the gradients' dtype where optax's become float32
+    when a float32 schedule value meets bfloat16 parameters (a documented difference, tested in
+    test_properties.py); in the parameters' dtype, both keep it and can be compared here.
+    """
+
+    schedule: Any
+
+    def build(self, params: Any) -> Any:
+        dtype = jax.tree.leaves(params)[0].dtype
+        return lambda count: self.schedule(count).astype(dtype)
+
+
+def _resolve(value: Any, library: str, params: Any) -> Any:
+    if isinstance(value, Both):
+        return value.build(library, params)
+    if isinstance(value, InParamsDtype):
+        return value.build(params)
+    if value is MASK_TREE:
+        return skip_biases(params)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One setting: ``fdl.optim.<module>.<name>(**kwargs)`` against ``optax.<name>(**kwargs)``.
+
+    ``atom_lr`` marks an atom (no learning rate of its own): the trajectory steps by
+    ``-atom_lr`` times its output. ``optax_kwargs`` overrides arguments for optax only, where
+    fdl documents a different convention.
+    """
+
+    id: str
+    module: str
+    name: str
+    kwargs: dict
+    atom_lr: float | None = None
+    optax_kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def build(self, library: str, params: Any) -> Any:
+        kwargs = self.kwargs if library == "fdl" else {**self.kwargs, **self.optax_kwargs}
+        return Both(self.module, self.name, kwargs).build(library, params)
+
+
+def alias(id: str, module: str, name: str, **kwargs: Any) -> Row:
+    return Row(id, module, name, kwargs)
+
+
+def atom(id: str, module: str, name: str, atom_lr: float, **kwargs: Any) -> Row:
+    return Row(id, module, name, kwargs, atom_lr=atom_lr)
+
+
+# One schedule object is given to both optimizers (see the module docstring).
+WARMUP_COSINE = schedules.warmup_cosine_decay_schedule(
+    init_value=0.0, peak_value=0.03, warmup_steps=50, decay_steps=500, end_value=1e-3
+)
+PIECEWISE = schedules.piecewise_constant_schedule(0.05, {100: 0.5, 300: 0.2})
+LINEAR = schedules.linear_schedule(1e-2, 1e-3, transition_steps=400, transition_begin=50)
+EXPONENTIAL = schedules.exponential_decay(0.1, transition_steps=100, decay_rate=0.5)
+COSINE = schedules.cosine_decay_schedule(3e-3, decay_steps=400, alpha=0.1)
+POLYNOMIAL = schedules.polynomial_schedule(0.02, 0.002, power=2.0, transition_steps=300)
+OPTAX_EXPONENTIAL = optax.exponential_decay(0.05, transition_steps=50, decay_rate=0.8)
+BF16 = jnp.bfloat16
+
+# Learning rates are chosen so that no run diverges on any problem in any dtype (the quadratic's
+# curvature is at most 1, Rosenbrock's, divided by 100, about 13 at the start).
+ROWS = [
+    # ---- aliases
+    alias("sgd", "momentum", "sgd", learning_rate=0.05),
+    alias("sgd-momentum", "momentum", "sgd", learning_rate=0.02, momentum=0.9),
+    alias("sgd-nesterov", "momentum", "sgd", learning_rate=0.02, momentum=0.9, nesterov=True),
+    alias(
+        "sgd-accumulator_dtype", "momentum", "sgd",
+        learning_rate=0.03, momentum=0.5, accumulator_dtype=BF16,
+    ),
+    alias("sgd-schedule", "momentum", "sgd", learning_rate=PIECEWISE, momentum=0.5),
+    alias(
+        "sgd-optax_schedule-nesterov", "momentum", "sgd",
+        learning_rate=OPTAX_EXPONENTIAL, momentum=0.9, nesterov=True,
+    ),
+    alias("adam", "adam", "adam", learning_rate=1e-2),
+    alias("adam-b1-b2-eps", "adam", "adam", learning_rate=3e-2, b1=0.5, b2=0.99, eps=1e-6),
+    alias("adam-b1=0", "adam", "adam", learning_rate=1e-2, b1=0.0, b2=0.9),
+    alias(
+        "adam-nesterov-eps_root", "adam", "adam", learning_rate=1e-2, eps_root=1e-8, nesterov=True
+    ),
+    alias("adam-mu_dtype", "adam", "adam", learning_rate=1e-2, b1=0.95, mu_dtype=BF16),
+    alias("adam-schedule", "adam", "adam", learning_rate=WARMUP_COSINE),
+    alias("adamw", "adam", "adamw", learning_rate=1e-2),
+    alias("adamw-mask_tree", "adam", "adamw", learning_rate=1e-2, weight_decay=0.1, mask=MASK_TREE),
+    alias(
+        "adamw-mask_callable-nesterov", "adam", "adamw",
+        learning_rate=1e-2, weight_decay=0.1, mask=skip_biases, nesterov=True,
+    ),
+    alias(
+        "adamw-decay_schedule", "adam", "adamw",
+        learning_rate=1e-2, weight_decay=InParamsDtype(EXPONENTIAL),
+    ),
+    alias("nadam", "adam", "nadam", learning_rate=1e-2),
+    alias("nadamw", "adam", "nadamw", learning_rate=1e-2, weight_decay=1e-2, mask=skip_biases),
+    alias("amsgrad", "adam", "amsgrad", learning_rate=1e-2),
+    alias(
+        "amsgrad-uncorrected", "adam", "amsgrad",
+        learning_rate=1e-2, b2=0.99, bias_correction_mu=False, bias_correction_nu=False,
+    ),
+    alias("adamax", "adam", "adamax", learning_rate=2e-2),
+    alias("adamax-b1-b2-eps", "adam", "adamax", learning_rate=1e-2, b1=0.8, b2=0.99, eps=1e-6),
+    alias("rmsprop", "rms", "rmsprop", learning_rate=1e-2),
+    alias("rmsprop-centered", "rms", "rmsprop", learning_rate=5e-3, centered=True),
+    alias("rmsprop-momentum", "rms", "rmsprop", learning_rate=2e-3, momentum=0.9),
+    alias(
+        "rmsprop-nesterov", "rms", "rmsprop", learning_rate=2e-3, momentum=0.9, nesterov=True
+    ),
+    alias(
+        "rmsprop-eps_outside_sqrt", "rms", "rmsprop",
+        learning_rate=1e-2, eps=1e-6, initial_scale=1.0, eps_in_sqrt=False,
+    ),
+    alias(
+        "rmsprop-bias_correction", "rms", "rmsprop",
+        learning_rate=1e-2, decay=0.99, bias_correction=True,
+    ),
+    alias(
+        "rmsprop-centered-bias_correction-momentum-schedule", "rms", "rmsprop",
+        learning_rate=LINEAR, centered=True, bias_correction=True, momentum=0.5,
+    ),
+    alias("adagrad", "adagrad", "adagrad", learning_rate=0.1),
+    alias("adagrad-schedule", "adagrad", "adagrad", learning_rate=POLYNOMIAL),
+    alias(
+        "adagrad-zero_start", "adagrad", "adagrad",
+        learning_rate=0.5, initial_accumulator_value=0.0, eps=1e-5,
+    ),
+    # fdl reads learning_rate=None as 1.0 (a descent step), optax 0.2.8 as identity() (which
+    # ascends); fdl's adadelta documents it ("Differs from optax"), so optax gets 1.0 here.
+    Row(
+        "adadelta-no_learning_rate", "adadelta", "adadelta", {},
+        optax_kwargs={"learning_rate": 1.0},
+    ),
+    alias(
+        "adadelta-weight_decay-mask", "adadelta", "adadelta",
+        learning_rate=1.0, rho=0.95, weight_decay=1e-3, weight_decay_mask=MASK_TREE,
+    ),
+    alias("lion", "lion", "lion", learning_rate=1e-3),
+    alias(
+        "lion-b1-b2-mask", "lion", "lion",
+        learning_rate=3e-3, b1=0.95, b2=0.98, weight_decay=1e-2, mask=skip_biases,
+    ),
+    alias(
+        "lion-mu_dtype-schedule", "lion", "lion",
+        learning_rate=COSINE, mu_dtype=BF16, weight_decay=0.0,
+    ),
+    # ---- atoms, with settings no alias row above already gives them (adam(1e-2) already is
+    # scale_by_adam() followed by a step of -1e-2, and so on)
+    atom("trace-nesterov", "momentum", "trace", 0.02, decay=0.8, nesterov=True),
+    atom("trace-accumulator_dtype", "momentum", "trace", 0.03, decay=0.5, accumulator_dtype=BF16),
+    atom(
+        "scale_by_adam-nesterov-eps_root-mu_dtype", "adam", "scale_by_adam", 1e-2,
+        b1=0.8, eps_root=1e-10, mu_dtype=BF16, nesterov=True,
+    ),
+    atom("scale_by_amsgrad", "adam", "scale_by_amsgrad", 1e-2, b2=0.99),
+    atom("scale_by_adamax", "adam", "scale_by_adamax", 1e-2, b1=0.5, b2=0.9, eps=1e-4),
+    atom(
+        "scale_by_rms-options", "rms", "scale_by_rms", 1e-2,
+        decay=0.99, eps=1e-6, initial_scale=1.0, eps_in_sqrt=False, bias_correction=True,
+    ),
+    atom(
+        "scale_by_stddev-options", "rms", "scale_by_stddev", 5e-3,
+        decay=0.95, eps=1e-6, eps_in_sqrt=False, bias_correction=True,
+    ),
+    atom(
+        "scale_by_rss-zero_start", "adagrad", "scale_by_rss", 0.3,
+        initial_accumulator_value=0.0, eps=1e-6,
+    ),
+    atom("scale_by_adadelta-rho-eps", "adadelta", "scale_by_adadelta", 1.0, rho=0.5, eps=1e-4),
+    atom(
+        "scale_by_lion-smooth", "lion", "scale_by_lion", 2e-3,
+        b1=0.95, b2=0.98, mode="smooth", smooth_beta=2.0,
+    ),
+    atom("scale_by_lion-refined", "lion", "scale_by_lion", 2e-3, mode="refined"),
+    atom(
+        "add_decayed_weights-mask", "weight_decay", "add_decayed_weights", 0.05,
+        weight_decay=0.1, mask=skip_biases,
+    ),
+    atom(
+        "add_decayed_weights-schedule", "weight_decay", "add_decayed_weights", 0.05,
+        weight_decay=InParamsDtype(EXPONENTIAL), mask=MASK_TREE,
+    ),
+    atom(
+        "masked-scale_by_adam", "weight_decay", "masked", 1e-2,
+        inner=Both("adam", "scale_by_adam", {"b1": 0.8}), mask=MASK_TREE,
+    ),
+    atom("clip", "clipping", "clip", 0.05, max_delta=0.5),
+    atom("clip_by_global_norm", "clipping", "clip_by_global_norm", 0.05, max_norm=1.0),
+]
+
+
+# ------------------------------------------------------------------------------------ the runs
+
+
+def _run_case(row: Row, dtype: str, problem_factory, trajectory_runner):
+    """Build the four problems in ``dtype`` and run fdl and optax on each (one compilation)."""
+    with jax.enable_x64(dtype == "float64"):
+        problems = [problem_factory(name, jnp.dtype(dtype)) for name in PROBLEMS]
+        pairs = [(row.build("fdl", p.params), row.build("optax", p.params), p) for p in problems]
+        forced = [p.name in TEACHER_FORCED for p in problems]
+        records = trajectory_runner(pairs, STEPS, teacher_forcing=forced, atom_lr=row.atom_lr)
+    return [p.name for p in problems], records
+
+
+@pytest.fixture(scope="module")
+def parity_runs(request, problem_factory, trajectory_runner):
+    """Every selected case, submitted at once to a pool of two threads, in test order."""
+    selected = [
+        (item.callspec.params["row"], item.callspec.params["dtype"])
+        for item in request.session.items
+        if getattr(item, "function", None) is test_same_updates_and_states_as_optax
+    ]
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            (row.id, dtype): pool.submit(_run_case, row, dtype, problem_factory, trajectory_runner)
+            for row, dtype in selected
+        }
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_same_updates_and_states_as_optax(
+    row, dtype, parity_runs, problem_factory, trajectory_runner, trajectory_checker
+):
+    future = parity_runs.pop((row.id, dtype), None)  # None: this test runs a second time
+    if future is None:
+        names, records = _run_case(row, dtype, problem_factory, trajectory_runner)
+    else:
+        names, records = future.result()
+    for name, (fdl_record, optax_record) in zip(names, records, strict=True):
+        trajectory_checker(fdl_record, optax_record, f"{row.id}, {dtype}, {name}:")
+
+
+FDL_MODULES = ("momentum", "adam", "rms", "adagrad", "adadelta", "lion", "weight_decay", "clipping")
+
+
+def test_the_table_covers_every_transformation_fdl_defines():
+    """Each public factory of a gradient transformation in fdl.optim's modules has a row."""
+    factories = set()
+    for module_name in FDL_MODULES:
+        module = importlib.import_module(f"fdl.optim.{module_name}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) and "GradientTransformation" in str(
+                inspect.signature(obj).return_annotation
+            ):
+                factories.add(name)
+    assert factories >= {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "lion", "clip"}
+    missing = factories - {row.name for row in ROWS}
+    assert not missing, f"no parity row for {sorted(missing)}"
+    assert len({row.id for row in ROWS}) == len(ROWS), "row ids must be unique"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_comparison_catches_a_learning_rate_one_percent_off(
+    dtype, problem_factory, trajectory_runner, trajectory_checker
+):
+    """The harness is not vacuous: a learning rate 1% off (more than a bfloat16 ulp) fails."""
+    with jax.enable_x64(dtype == "float64"):
+        problem = problem_factory("quadratic", jnp.dtype(dtype))
+        [(fdl_record, optax_record)] = trajectory_runner(
+            [(adam(1e-2 * 1.01), optax.adam(1e-2), problem)], 50
+        )
+    with pytest.raises(AssertionError, match=r"updates.*values differ beyond rtol.*step 1,"):
+        trajectory_checker(fdl_record, optax_record, "off by 1%:")
+
+
+def test_the_comparison_catches_a_different_state_structure(
+    problem_factory, trajectory_runner, trajectory_checker
+):
+    problem = problem_factory("quadratic", jnp.float32)
+    [(fdl_record, optax_record)] = trajectory_runner(
+        [(sgd(0.1, momentum=0.9), optax.sgd(0.1), problem)], 5
+    )
+    with pytest.raises(AssertionError, match=r"init_state: the trees differ in structure"):
+        trajectory_checker(fdl_record, optax_record, "momentum vs none:")

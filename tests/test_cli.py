@@ -1,0 +1,172 @@
+"""The ``fdl`` command line, called in process through ``fdl.cli.main`` (and once as a program)."""
+
+import csv
+import importlib.metadata
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fdl.cli import main, parse_opt, parse_value
+from fdl.compare import Comparison
+
+OK_OPT = "adam:learning_rate=0.01"
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "compare" in out and "usage: fdl" in out
+    code, out, _ = run(["compare", "--help"], capsys)
+    assert code == 0 and "--opt SPEC" in out and "[fdl:|optax:]NAME" in out and "--threshold" in out
+
+
+def test_list_shows_problems_and_optimizers(capsys):
+    code, out, _ = run(["compare", "--list"], capsys)
+    assert code == 0
+    assert "problems: rosenbrock, beale" in out and "optax:NAME): sgd" in out
+
+
+def test_compare_writes_every_file_and_prints_the_table(tmp_path, capsys):
+    out_dir = tmp_path / "results"
+    code, out, err = run(
+        ["compare", "--problem", "rosenbrock", "--opt", OK_OPT,
+         "--opt", "sgd:learning_rate=1e-3,momentum=0.9", "--opt", "optax:adam:learning_rate=0.01",
+         "--steps", "60", "--threshold", "1e-3", "--out", str(out_dir)],
+        capsys,
+    )
+    assert code == 0, err
+    assert out.startswith("| optimizer | spec |") and "steps to loss <= 0.001" in out
+    assert "| adam:learning_rate=0.01 | fdl:adam(learning_rate=0.01) |" in out
+    expected = {"table.md", "table.csv", "table.json", "curves.csv", "losses.png", "contour.png",
+                "divergence.png"}
+    assert {path.name for path in out_dir.iterdir()} == expected
+    for name in sorted(expected):
+        assert f"wrote {out_dir / name}" in out
+    rows = list(csv.DictReader(io.StringIO((out_dir / "table.csv").read_text())))
+    assert [row["optimizer"] for row in rows] == [
+        OK_OPT, "sgd:learning_rate=1e-3,momentum=0.9", "optax:adam:learning_rate=0.01"
+    ]
+    result = Comparison.from_json((out_dir / "table.json").read_text())
+    assert result.steps == 60 and result.threshold == 1e-3
+    assert result.runs[OK_OPT].losses.shape == (61,)
+    # fdl's and optax's Adam ran as one twin pair: float32 rounding apart at most.
+    assert result.runs[OK_OPT].divergence.max() < 1e-5
+    assert (out_dir / "table.md").read_text() + "\n" == out.split("wrote")[0]
+
+
+def test_without_out_nothing_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["compare", "--problem", "beale", "--opt", OK_OPT, "--steps", "3",
+                        "--no-twins"], capsys)
+    assert code == 0 and "| adam:learning_rate=0.01 |" in out and "—" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_INPUT = [
+    (["compare", "--problem", "rosen", "--opt", OK_OPT],
+     r"unknown problem 'rosen'; valid problems: rosenbrock, beale"),
+    (["compare", "--problem", "beale", "--opt", "adamm:learning_rate=0.1"],
+     r"unknown optimizer 'adamm' \(did you mean 'adam'\?\); valid names"),
+    (["compare", "--problem", "beale", "--opt", "adam:lr=0.1"],
+     r"fdl:adam has no argument 'lr'; valid arguments: learning_rate, b1"),
+    (["compare", "--problem", "beale", "--opt", "adam:learning_rate=-1"],
+     r"fdl:adam: `learning_rate` must be a non-negative number.*got -1"),
+    (["compare", "--problem", "beale", "--opt", "adam"],
+     r"fdl:adam: missing a required argument: 'learning_rate'"),
+    (["compare", "--problem", "beale", "--opt", "adam:learning_rate"],
+     r"malformed --opt 'adam:learning_rate': expected \[fdl:\|optax:\]NAME.*bad item"),
+    (["compare", "--problem", "beale", "--opt", "adam:a=1:b=2"], r"malformed --opt"),
+    (["compare", "--problem", "beale", "--opt", "fdl"], r"malformed --opt 'fdl'"),
+    (["compare", "--problem", "beale", "--opt", ":adam"], r"malformed --opt ':adam'"),
+    (["compare", "--problem", "beale", "--opt", "adam:learning_rate=fast"],
+     r"--opt 'adam:learning_rate=fast': learning_rate: value 'fast' is not a number, true/false "
+     r"or none"),
+    (["compare", "--problem", "beale", "--opt", "adam:learning_rate=1,learning_rate=2"],
+     r"sets 'learning_rate' twice"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--opt", OK_OPT],
+     r"--opt 'adam:learning_rate=0.01' is given twice"),
+    (["compare", "--opt", OK_OPT], r"--problem is required; choose one of: rosenbrock"),
+    (["compare", "--problem", "beale"], r"give at least one --opt"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--steps", "0"],
+     r"argument --steps: must be a positive integer, got '0'; see `fdl compare --help`"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--steps", "ten"],
+     r"argument --steps: must be a positive integer, got 'ten'"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--threshold", "nan"],
+     r"argument --threshold: must be a finite number, got 'nan'"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--bogus"],
+     r"unrecognized arguments: --bogus; see `fdl --help`"),
+    (["train"], r"argument COMMAND: invalid choice: 'train'"),
+    ([], r"the following arguments are required: COMMAND; see `fdl --help`"),
+]
+
+
+@pytest.mark.parametrize(("argv", "pattern"), BAD_INPUT)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, pattern, tmp_path, capsys):
+    out_dir = tmp_path / "results"
+    if argv[:1] == ["compare"]:
+        argv = [*argv, "--out", str(out_dir)]
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not out_dir.exists()
+
+
+def test_out_must_not_be_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    code, _, err = run(["compare", "--problem", "beale", "--opt", OK_OPT, "--out", str(target)],
+                       capsys)
+    assert code == 2 and err.startswith("error: --out") and "is not a directory" in err
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1", 1), ("-2", -2), ("1.0", 1.0), ("1e-3", 1e-3), (".5", 0.5), ("TRUE", True),
+     ("false", False), ("None", None), ("null", None), ("inf", float("inf"))],
+)
+def test_parse_value(text, value):
+    parsed = parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sgd", ("sgd", {})),
+        ("fdl:sgd:learning_rate=0.1", ("fdl:sgd", {"learning_rate": 0.1})),
+        ("optax:rmsprop:learning_rate=1e-2,centered=true,momentum=none",
+         ("optax:rmsprop", {"learning_rate": 0.01, "centered": True, "momentum": None})),
+        ("lion:learning_rate=3e-4, b2=0.99", ("lion", {"learning_rate": 3e-4, "b2": 0.99})),
+    ],
+)
+def test_parse_opt(text, expected):
+    assert parse_opt(text) == expected
+
+
+def test_console_script_is_declared_and_the_module_runs_as_a_program(tmp_path):
+    scripts = importlib.metadata.entry_points(group="console_scripts")
+    assert [ep.value for ep in scripts if ep.name == "fdl"] == ["fdl.cli:main"]
+    done = subprocess.run(
+        [sys.executable, "-m", "fdl.cli", "compare", "--problem", "quadratic", "--opt",
+         "sgd:learning_rate=0.01", "--steps", "5", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| sgd:learning_rate=0.01 | fdl:sgd(learning_rate=0.01) |" in done.stdout
+    assert (tmp_path / "o" / "contour.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, "-m", "fdl.cli", "compare", "--problem", "x"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: unknown problem 'x'") and len(bad.stderr.splitlines()) == 1
