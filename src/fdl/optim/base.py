@@ -41,6 +41,7 @@ __all__ = [
     "check_learning_rate",
     "check_decay",
     "check_non_negative",
+    "is_traced",
 ]
 
 PyTree = Any
@@ -90,7 +91,13 @@ def check_learning_rate(learning_rate: Any, name: str = "learning_rate") -> Any:
 
 
 def check_decay(value: Any, name: str) -> Any:
-    """Accept a decay rate in ``[0, 1)`` (b1, b2, momentum, rho); raise naming ``name`` otherwise."""
+    """Accept a decay rate in ``[0, 1)`` (b1, b2, momentum, rho); raise naming ``name`` otherwise.
+
+    A traced value (a hyperparameter swept under ``jit`` or ``vmap``) cannot be checked and is
+    accepted, as optax accepts it.
+    """
+    if is_traced(value):
+        return value
     number = _as_number(value)
     if number is None or not 0.0 <= number < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
@@ -98,12 +105,29 @@ def check_decay(value: Any, name: str) -> Any:
 
 
 def check_non_negative(value: Any, name: str, also: str = "") -> Any:
-    """Accept a number >= 0 (eps, weight decay, clipping bounds); raise naming ``name``."""
+    """Accept a number >= 0 (eps, weight decay, clipping bounds); raise naming ``name``.
+
+    A traced value is accepted unchecked, as in :func:`check_decay`.
+    """
+    if is_traced(value):
+        return value
     number = _as_number(value)
     if number is None or not number >= 0.0:
         accepted = "a non-negative number" + (f" {also}" if also else "")
         raise ValueError(f"`{name}` must be {accepted}, got {value!r}")
     return value
+
+
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` is an array whose value is unknown while tracing (an argument of a
+    ``jit``-compiled or ``vmap``-ped function), so that it cannot be checked in Python."""
+    try:
+        float(value)
+    except jax.errors.ConcretizationTypeError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
 
 
 def _as_number(value: Any) -> float | None:

@@ -259,5 +259,6 @@ def sgd(
     if momentum is None:
         accumulate = identity()
     else:
+        check_decay(momentum, "momentum")  # named as the caller spelled it, not trace's `decay`
         accumulate = trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
     return chain(accumulate, step)

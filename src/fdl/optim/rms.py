@@ -334,5 +334,9 @@ def rmsprop(
             eps_in_sqrt=eps_in_sqrt,
             bias_correction=bias_correction,
         )
-    accumulate = identity() if momentum is None else trace(decay=momentum, nesterov=nesterov)
+    if momentum is None:
+        accumulate = identity()
+    else:
+        check_decay(momentum, "momentum")  # named as the caller spelled it, not trace's `decay`
+        accumulate = trace(decay=momentum, nesterov=nesterov)
     return chain(scaling, scale_by_learning_rate(learning_rate), accumulate)

@@ -59,6 +59,7 @@ from fdl.optim.base import (
     check_learning_rate,
     check_non_negative,
     identity,
+    is_traced,
     safe_increment,
     scale_by_learning_rate,
     tree_zeros_like,
@@ -113,19 +114,11 @@ def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransfor
 
 def _check_unit_interval(value: Any, name: str) -> None:
     """Accept a number in [0, 1] (a traced value is accepted as is); raise naming ``name``."""
-    if isinstance(value, jax.Array) and not _is_concrete(value):
+    if is_traced(value):
         return
     number = _as_number(value)
     if number is None or not 0.0 <= number <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
-
-
-def _is_concrete(value: jax.Array) -> bool:
-    try:
-        float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------ atoms
