@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import optax
 from tqdm import tqdm
 
 import fdl
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         loss = ce + args.weight_decay * penalty
         return loss, {"accuracy": fdl.metrics.accuracy(logits, y)}
 
-    optimizer = optax.adam(args.learning_rate)
+    optimizer = fdl.optim.adam(args.learning_rate)  # fdl's own Adam (equal to optax's, tested)
     opt_state = optimizer.init(params)
     step = fdl.train.make_train_step(loss_fn, optimizer, has_aux=True)
 

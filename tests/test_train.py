@@ -111,5 +111,5 @@ def test_aux_metrics_and_dropout_key(keys):
 def test_bad_arguments():
     with pytest.raises(TypeError, match=r"make_train_step: `loss_fn` must be callable, got 3"):
         fdl.train.make_train_step(3, optax.sgd(0.1))
-    with pytest.raises(TypeError, match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. optax.adam\(1e-3\)\), got 'adam'"):
+    with pytest.raises(TypeError, match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. fdl.optim.adam\(1e-3\) or optax.adam\(1e-3\)\), got 'adam'"):
         fdl.train.make_train_step(lambda p, b, k: 0.0, "adam")

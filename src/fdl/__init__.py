@@ -4,17 +4,32 @@ Models are pure functions over parameter pytrees; every piece of deep-learning m
 function with its formula in the docstring and a test against an independent reference.
 """
 
-from fdl import activations, data, initializers, losses, metrics, nn, regularizers, train
+from fdl import (
+    activations,
+    compare,
+    data,
+    initializers,
+    losses,
+    metrics,
+    nn,
+    optim,
+    problems,
+    regularizers,
+    train,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "activations",
+    "compare",
     "data",
     "initializers",
     "losses",
     "metrics",
     "nn",
+    "optim",
+    "problems",
     "regularizers",
     "train",
 ]

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import optax
+
+from fdl.optim.base import GradientTransformation, apply_updates
 
 __all__ = ["make_train_step"]
 
@@ -28,7 +29,7 @@ PyTree = Any
 
 def make_train_step(
     loss_fn: Callable[..., Any],
-    optimizer: optax.GradientTransformation,
+    optimizer: GradientTransformation,
     *,
     has_aux: bool = False,
     donate: bool = True,
@@ -45,7 +46,9 @@ def make_train_step(
       loss_fn: ``loss_fn(params, batch, key)`` returning the scalar loss, or ``(loss, aux)``
         with ``aux`` a dict of scalar metrics when ``has_aux=True``.
       optimizer: an ``(init, update)`` pair with optax's interface:
-        ``update(grads, state, params) -> (updates, state)``.
+        ``update(grads, state, params) -> (updates, state)``, fdl's (:mod:`fdl.optim`) or
+        optax's. The updates are added with :func:`fdl.optim.apply_updates` (each parameter
+        keeps its dtype).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
       donate: donate the ``params`` and ``opt_state`` buffers.
 
@@ -56,13 +59,13 @@ def make_train_step(
     Raises:
       TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
 
-    >>> import jax, jax.numpy as jnp, optax, fdl
+    >>> import jax, jax.numpy as jnp, fdl
     >>> def loss_fn(params, batch, key):
     ...     x, y = batch
     ...     return jnp.mean((x * params["w"] - y) ** 2)
-    >>> step = fdl.train.make_train_step(loss_fn, optax.sgd(0.1))
+    >>> step = fdl.train.make_train_step(loss_fn, fdl.optim.sgd(0.1))
     >>> params = {"w": jnp.array(0.0)}
-    >>> opt_state = optax.sgd(0.1).init(params)
+    >>> opt_state = fdl.optim.sgd(0.1).init(params)
     >>> batch = (jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))
     >>> for _ in range(50):
     ...     params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(0))
@@ -74,7 +77,7 @@ def make_train_step(
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(
             "make_train_step: `optimizer` must have optax's (init, update) interface "
-            f"(e.g. optax.adam(1e-3)), got {optimizer!r}"
+            f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
         )
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
@@ -87,7 +90,7 @@ def make_train_step(
             loss, grads = grad_fn(params, batch, key)
             metrics = {"loss": loss}
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        params = apply_updates(params, updates)
         return params, opt_state, metrics
 
     return jax.jit(step, donate_argnums=(0, 1) if donate else ())

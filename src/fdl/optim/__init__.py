@@ -1,8 +1,62 @@
-"""Optimizers written in fdl, with optax's interface (filled in as the modules land)."""
+r"""Optimizers written in fdl, with optax's interface: swap ``optax.`` for ``fdl.optim.``.
 
+An optimizer is a pair ``init(params) -> state``, ``update(grads, state, params=None) ->
+(updates, state)`` (:class:`GradientTransformation`); the parameters move by
+:math:`\theta_{t+1} = \theta_t + u_t` (:func:`apply_updates`). The math lives in small atoms
+(``trace``, ``scale_by_adam``, ``scale_by_rms``, ...); each alias (``sgd``, ``adam``, ...) only
+chains atoms, exactly as optax composes it, so states compare with optax's leaf by leaf.
+
+One module per idea, each readable on its own:
+
+============================  ==============================================================
+``fdl.optim.base``            the contract, ``chain``, ``apply_updates``, learning-rate scaling
+``fdl.optim.momentum``        heavy-ball and Nesterov momentum, EMAs and bias correction; SGD
+``fdl.optim.adam``            Adam and its family: AdamW, NAdam(W), AMSGrad, Adamax
+``fdl.optim.rms``             RMSProp (plain and centered)
+``fdl.optim.adagrad``         Adagrad (root of the sum of squares)
+``fdl.optim.adadelta``        Adadelta
+``fdl.optim.lion``            Lion (the sign of an interpolated momentum)
+``fdl.optim.weight_decay``    decoupled weight decay and masks
+``fdl.optim.clipping``        clipping by value and by global norm
+``fdl.optim.schedules``       learning-rate schedules
+``fdl.optim.torch``           PyTorch's conventions (``fdl.optim.torch.sgd``, ...): not exported
+                              here, since their names repeat optax's
+============================  ==============================================================
+
+The names exported here shadow the modules of the same name: ``fdl.optim.adam`` is the
+optimizer, as ``optax.adam`` is. The module's other names are imported from it directly
+(``from fdl.optim.adam import ScaleByAdamState``), or from here.
+
+>>> import jax.numpy as jnp
+>>> from fdl import optim
+>>> opt = optim.chain(optim.clip_by_global_norm(1.0), optim.adam(1e-2))
+>>> params = {"w": jnp.ones(3)}
+>>> updates, state = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+>>> [round(x, 6) for x in optim.apply_updates(params, updates)["w"].tolist()]
+[0.99, 0.99, 0.99]
+"""
+
+from fdl.optim import torch
+from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
+from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
+from fdl.optim.adam import (
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    adam,
+    adamax,
+    adamw,
+    amsgrad,
+    nadam,
+    nadamw,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+)
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
+    ScalarOrSchedule,
+    Schedule,
     ScaleByScheduleState,
     apply_updates,
     chain,
@@ -12,3 +66,102 @@ from fdl.optim.base import (
     scale_by_learning_rate,
     scale_by_schedule,
 )
+from fdl.optim.clipping import (
+    ClipByGlobalNormState,
+    ClipState,
+    clip,
+    clip_by_global_norm,
+    global_norm,
+)
+from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
+from fdl.optim.momentum import TraceState, bias_correction, sgd, trace, update_moment
+from fdl.optim.rms import (
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+    rmsprop,
+    scale_by_rms,
+    scale_by_stddev,
+)
+from fdl.optim.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    warmup_cosine_decay_schedule,
+)
+from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
+
+__all__ = [
+    # the contract and combinators
+    "GradientTransformation",
+    "EmptyState",
+    "Schedule",
+    "ScalarOrSchedule",
+    "apply_updates",
+    "chain",
+    "identity",
+    "safe_increment",
+    # atoms
+    "scale",
+    "scale_by_schedule",
+    "scale_by_learning_rate",
+    "ScaleByScheduleState",
+    "trace",
+    "TraceState",
+    "update_moment",
+    "bias_correction",
+    "scale_by_adam",
+    "ScaleByAdamState",
+    "scale_by_amsgrad",
+    "ScaleByAmsgradState",
+    "scale_by_adamax",
+    "scale_by_rms",
+    "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
+    "scale_by_stddev",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
+    "scale_by_rss",
+    "ScaleByRssState",
+    "scale_by_adadelta",
+    "ScaleByAdaDeltaState",
+    "scale_by_lion",
+    "ScaleByLionState",
+    "add_decayed_weights",
+    "masked",
+    "MaskedState",
+    "MaskedNode",
+    "clip",
+    "ClipState",
+    "clip_by_global_norm",
+    "ClipByGlobalNormState",
+    "global_norm",
+    # aliases
+    "sgd",
+    "adam",
+    "adamw",
+    "nadam",
+    "nadamw",
+    "amsgrad",
+    "adamax",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "lion",
+    # schedules
+    "constant_schedule",
+    "linear_schedule",
+    "polynomial_schedule",
+    "exponential_decay",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "piecewise_constant_schedule",
+    "join_schedules",
+    # PyTorch's conventions
+    "torch",
+]
