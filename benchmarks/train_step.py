@@ -2,7 +2,8 @@
 
 Both steps run the same math from the same initial values with the same optimizer (optax.adam),
 both jit-compiled with the params and optimizer state donated. Rounds interleave the two (the
-order alternates each round); each round times ``--steps`` calls and blocks once at its end.
+order alternates each round, see ``_common.py``); each round times ``--steps`` calls and
+blocks once at its end.
 We report the median seconds per step and the ratio fdl / raw.
 
     python benchmarks/train_step.py                  # writes benchmarks/results/train_step-<platform>.{json,md}
@@ -12,16 +13,12 @@ We report the median seconds per step and the ratio fdl / raw.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
+from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 
 import fdl
 
@@ -90,50 +87,40 @@ def run_case(name, widths, batch_size, loss_kind, rounds, steps):
         "raw": [step_raw, params_raw, optimizer.init(params_raw)],
     }
 
-    def run(which, n):
-        step, params, opt_state = state[which]
-        start = time.perf_counter()
-        for _ in range(n):
-            params, opt_state, metrics = step(params, opt_state, batch, k_step)
-        jax.block_until_ready((params, opt_state, metrics))
-        elapsed = time.perf_counter() - start
-        state[which][1:] = [params, opt_state]
-        return elapsed / n, float(metrics["loss"])
+    def runner(which):
+        def run(n):
+            step, params, opt_state = state[which]
+            for _ in range(n):
+                params, opt_state, metrics = step(params, opt_state, batch, k_step)
+            jax.block_until_ready((params, opt_state, metrics))
+            state[which][1:] = [params, opt_state]
+            losses[which] = metrics["loss"]
 
-    for which in state:  # compile and warm up
-        run(which, 5)
-    times = {"fdl": [], "raw": []}
-    for r in range(rounds):
-        order = ("fdl", "raw") if r % 2 == 0 else ("raw", "fdl")
-        for which in order:
-            times[which].append(run(which, steps)[0])
-    med = {k: statistics.median(v) for k, v in times.items()}
+        return run
+
+    costs = {
+        which: compiled_cost(step.lower(params, opt_state, batch, k_step).compile())
+        for which, (step, params, opt_state) in state.items()
+    }
+    losses = {}
+    runners = {which: runner(which) for which in state}
+    for run in runners.values():  # compile and warm up
+        run(5)
+    times = interleaved(runners, rounds, steps)
+    result = ratios(times, "fdl", "raw")
     # Same start, same math: after the same number of steps the losses agree.
-    loss_fdl, loss_raw = run("fdl", 1)[1], run("raw", 1)[1]
+    for run in runners.values():
+        run(1)
     return {
         "case": name,
         "batch": batch_size,
         "steps_per_round": steps,
         "rounds": rounds,
-        "median_s_per_step": med,
-        "ratio_fdl_over_raw": med["fdl"] / med["raw"],
-        "median_of_round_ratios": statistics.median(
-            f / r for f, r in zip(times["fdl"], times["raw"], strict=True)
-        ),
-        "final_loss": {"fdl": loss_fdl, "raw": loss_raw},
-    }
-
-
-def machine() -> dict:
-    dev = jax.devices()[0]
-    return {
-        "platform": dev.platform,
-        "device": getattr(dev, "device_kind", str(dev)),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "optax": optax.__version__,
-        "machine": platform.machine(),
+        "median_s_per_step": result["median_s_per_call"],
+        "ratio_fdl_over_raw": result["ratio"],
+        "median_of_round_ratios": result["median_of_round_ratios"],
+        "final_loss": {which: float(loss) for which, loss in losses.items()},
+        "xla_cost": costs,
     }
 
 
@@ -142,14 +129,17 @@ def to_markdown(results: list[dict], info: dict) -> str:
         f"Jitted train step, fdl vs raw JAX + optax (Adam, donated buffers). Device: "
         f"{info['device']} ({info['platform']}), {info['cpu_count']} CPUs, jax {info['jax']}.",
         "",
-        "| case | fdl µs/step | raw µs/step | fdl / raw | median of round ratios |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| case | fdl µs/step | raw µs/step | fdl / raw | median of round ratios "
+        "| XLA flops fdl / raw | XLA bytes fdl / raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        m = r["median_s_per_step"]
+        m, cost = r["median_s_per_step"], r["xla_cost"]
         lines.append(
             f"| {r['case']} | {m['fdl'] * 1e6:.1f} | {m['raw'] * 1e6:.1f} | "
-            f"{r['ratio_fdl_over_raw']:.3f} | {r['median_of_round_ratios']:.3f} |"
+            f"{r['ratio_fdl_over_raw']:.3f} | {r['median_of_round_ratios']:.3f} | "
+            f"{cost['fdl']['flops'] / cost['raw']['flops']:.3f} | "
+            f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -159,20 +149,14 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--steps-large", type=int, default=50)
     parser.add_argument("--steps-tiny", type=int, default=500)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     results = []
     for name, (widths, batch, loss_kind) in CASES.items():
         steps = args.steps_large if widths[1] >= 512 else args.steps_tiny
         results.append(run_case(name, widths, batch, loss_kind, args.rounds, steps))
     info = machine()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"train_step-{info['platform']}"
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "results": results}, indent=2))
-    table = to_markdown(results, info)
-    stem.with_suffix(".md").write_text(table)
-    print(table)
-
+    save("train_step", info, results, to_markdown(results, info), args.out)
 
 if __name__ == "__main__":
     main()

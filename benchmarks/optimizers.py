@@ -1,0 +1,199 @@
+"""fdl's optimizers against optax's: the jitted update, and a comparison run end to end.
+
+1. **Update.** For every optimizer, one jitted step ``(params, state, grads) -> (params, state)``
+   (``update`` then ``apply_updates``, each library its own), the params and state donated, on
+   a pytree of 7 leaves and 1.07M float32 parameters (an MLP's shapes plus a scalar). Both
+   libraries' steps run interleaved in one process from the same start; we report median
+   microseconds per step and fdl / optax.
+2. **Comparison run.** ``fdl.compare.compare`` with 6 optimizers x 1,000 steps on Rosenbrock,
+   each with its optax twin (12 trajectories), timed end to end (tracing, compiling, running,
+   building the table), cold and warm.
+
+    python benchmarks/optimizers.py              # writes benchmarks/results/optimizers-<platform>.{json,md}
+    python benchmarks/optimizers.py --rounds 5   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from _common import compiled_cost, interleaved, machine, ratios, save
+
+import fdl
+from fdl.compare import compare
+
+# name: (fdl factory, optax factory, keyword arguments both take)
+OPTIMIZERS = {
+    "sgd": (fdl.optim.sgd, optax.sgd, {"learning_rate": 1e-2}),
+    "sgd momentum": (fdl.optim.sgd, optax.sgd, {"learning_rate": 1e-2, "momentum": 0.9}),
+    "sgd nesterov": (
+        fdl.optim.sgd,
+        optax.sgd,
+        {"learning_rate": 1e-2, "momentum": 0.9, "nesterov": True},
+    ),
+    "adam": (fdl.optim.adam, optax.adam, {"learning_rate": 1e-3}),
+    "adamw": (fdl.optim.adamw, optax.adamw, {"learning_rate": 1e-3, "weight_decay": 1e-4}),
+    "nadam": (fdl.optim.nadam, optax.nadam, {"learning_rate": 1e-3}),
+    "amsgrad": (fdl.optim.amsgrad, optax.amsgrad, {"learning_rate": 1e-3}),
+    "adamax": (fdl.optim.adamax, optax.adamax, {"learning_rate": 1e-3}),
+    "rmsprop": (fdl.optim.rmsprop, optax.rmsprop, {"learning_rate": 1e-3}),
+    "rmsprop centered momentum": (
+        fdl.optim.rmsprop,
+        optax.rmsprop,
+        {"learning_rate": 1e-3, "centered": True, "momentum": 0.9},
+    ),
+    "adagrad": (fdl.optim.adagrad, optax.adagrad, {"learning_rate": 1e-2}),
+    "adadelta": (fdl.optim.adadelta, optax.adadelta, {"learning_rate": 1.0}),
+    "lion": (fdl.optim.lion, optax.lion, {"learning_rate": 1e-4, "weight_decay": 1e-3}),
+}
+
+COMPARISON = {
+    "sgd": ("sgd", {"learning_rate": 3e-3}),
+    "momentum": ("sgd", {"learning_rate": 1e-3, "momentum": 0.9}),
+    "adam": ("adam", {"learning_rate": 1e-1}),
+    "rmsprop": ("rmsprop", {"learning_rate": 1e-2}),
+    "adagrad": ("adagrad", {"learning_rate": 1.0}),
+    "lion": ("lion", {"learning_rate": 1e-3}),
+}
+
+
+def make_params(key: jax.Array) -> dict:
+    """7 leaves, 1,070,347 float32 parameters: 784-1024-256-10 dense shapes and a scalar."""
+    shapes = {
+        "hidden1": {"w": (784, 1024), "b": (1024,)},
+        "hidden2": {"w": (1024, 256), "b": (256,)},
+        "out": {"w": (256, 10), "b": (10,)},
+        "temperature": (),
+    }
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda s: isinstance(s, tuple))
+    keys = jax.random.split(key, len(leaves))
+    values = [0.05 * jax.random.normal(k, s) for k, s in zip(keys, leaves, strict=True)]
+    return jax.tree.unflatten(treedef, values)
+
+
+def make_step(optimizer, apply_updates):
+    def step(params, state, grads):
+        updates, state = optimizer.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def bench_update(name: str, rounds: int, calls: int) -> dict:
+    fdl_factory, optax_factory, kwargs = OPTIMIZERS[name]
+    key_params, key_grads = jax.random.split(jax.random.key(0))
+    grads = make_params(key_grads)
+    libraries = {
+        "fdl": (fdl_factory(**kwargs), fdl.optim.apply_updates),
+        "optax": (optax_factory(**kwargs), optax.apply_updates),
+    }
+    carries, steps, costs = {}, {}, {}
+    for library, (optimizer, apply_updates) in libraries.items():
+        params = make_params(key_params)  # a fresh copy each: the step donates it
+        with jax.numpy_dtype_promotion("standard"):  # optax raises b1 to an int32 count
+            carries[library] = (params, optimizer.init(params))
+            compiled = make_step(optimizer, apply_updates).lower(*carries[library], grads).compile()
+        steps[library] = compiled
+        costs[library] = compiled_cost(compiled)
+
+    def runner(library: str):
+        def run(n: int) -> None:
+            params, state = carries[library]
+            for _ in range(n):
+                params, state = steps[library](params, state, grads)
+            jax.block_until_ready((params, state))
+            carries[library] = (params, state)
+
+        return run
+
+    runners = {library: runner(library) for library in libraries}
+    for run in runners.values():  # compile and warm up
+        run(3)
+    times = interleaved(runners, rounds, calls)
+    # The same start, the same gradients: after the same number of steps, the same parameters.
+    difference = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(
+            jax.tree.leaves(carries["fdl"][0]), jax.tree.leaves(carries["optax"][0]), strict=True
+        )
+    )
+    return {
+        "optimizer": name,
+        "kwargs": kwargs,
+        **ratios(times, "fdl", "optax"),
+        "max_abs_param_difference": difference,
+        "xla_cost": costs,
+    }
+
+
+def bench_comparison(repeats: int, steps: int) -> dict:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = compare(COMPARISON, "rosenbrock", steps=steps, threshold=1e-3)
+        result.table()
+        seconds.append(time.perf_counter() - start)
+    divergence = max(float(run.divergence.max()) for run in result.runs.values())
+    return {
+        "optimizers": len(COMPARISON),
+        "trajectories": 2 * len(COMPARISON),
+        "steps": steps,
+        "cold_s": seconds[0],
+        "warm_median_s": statistics.median(seconds[1:]) if repeats > 1 else None,
+        "max_twin_divergence": divergence,
+    }
+
+
+def to_markdown(results: list[dict], comparison: dict, info: dict) -> str:
+    lines = [
+        f"Jitted optimizer step (update + apply_updates, donated), fdl vs optax {info['optax']}, "
+        f"7 leaves / 1,070,347 float32 parameters. Device: {info['device']} ({info['platform']}), "
+        f"{info['cpu_count']} CPUs, jax {info['jax']}.",
+        "",
+        "| optimizer | fdl µs/step | optax µs/step | fdl / optax | median of round ratios "
+        "| max abs param diff | XLA bytes fdl / optax | XLA fusions fdl / optax |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        m, cost = r["median_s_per_call"], r["xla_cost"]
+        lines.append(
+            f"| {r['optimizer']} | {m['fdl'] * 1e6:.0f} | {m['optax'] * 1e6:.0f} | "
+            f"{r['ratio']:.3f} | {r['median_of_round_ratios']:.3f} | "
+            f"{r['max_abs_param_difference']:.2g} | "
+            f"{cost['fdl']['bytes_accessed'] / cost['optax']['bytes_accessed']:.3f} | "
+            f"{cost['fdl']['fusions']} / {cost['optax']['fusions']} |"
+        )
+    warm = comparison["warm_median_s"]
+    lines += [
+        "",
+        f"`fdl.compare.compare`: {comparison['optimizers']} optimizers x {comparison['steps']} "
+        f"steps on Rosenbrock, each with its optax twin ({comparison['trajectories']} "
+        f"trajectories), end to end: {comparison['cold_s']:.2f} s cold"
+        + (f", {warm:.2f} s warm (median)" if warm is not None else "")
+        + f"; largest fdl-vs-optax twin divergence {comparison['max_twin_divergence']:.2g}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="fdl vs optax optimizer updates")
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--calls", type=int, default=20, help="steps per round")
+    parser.add_argument("--comparison-repeats", type=int, default=3)
+    parser.add_argument("--comparison-steps", type=int, default=1000)
+    parser.add_argument("--only", nargs="+", choices=list(OPTIMIZERS), help="a subset")
+    args = parser.parse_args(argv)
+    results = [bench_update(name, args.rounds, args.calls) for name in args.only or OPTIMIZERS]
+    comparison = bench_comparison(args.comparison_repeats, args.comparison_steps)
+    info = machine()
+    table = to_markdown(results, comparison, info)
+    save("optimizers", info, {"updates": results, "comparison": comparison}, table)
+
+
+if __name__ == "__main__":
+    main()
