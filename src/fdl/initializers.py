@@ -307,7 +307,10 @@ def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def constant(value: float) -> Initializer:
-    """Return an initializer that fills the array with ``value``.
+    r"""Return an initializer that fills the array with ``value``.
+
+    .. math:: W_{ij} = \mathrm{value}, \qquad \mathbb{E}[W] = \mathrm{value}, \qquad
+              \operatorname{Var}[W] = 0
 
     Args:
       value: the fill value, a real scalar.
@@ -333,7 +336,9 @@ def constant(value: float) -> Initializer:
 
 
 def zeros() -> Initializer:
-    """Return an initializer that fills the array with 0 (the usual bias initializer).
+    r"""Return an initializer that fills the array with 0 (the usual bias initializer).
+
+    .. math:: W_{ij} = 0, \qquad \mathbb{E}[W] = 0, \qquad \operatorname{Var}[W] = 0
 
     >>> import jax, fdl
     >>> fdl.initializers.zeros()(jax.random.key(0), (2, 2)).sum().item()
@@ -343,7 +348,9 @@ def zeros() -> Initializer:
 
 
 def ones() -> Initializer:
-    """Return an initializer that fills the array with 1 (the usual normalization scale).
+    r"""Return an initializer that fills the array with 1 (the usual normalization scale).
+
+    .. math:: W_{ij} = 1, \qquad \mathbb{E}[W] = 1, \qquad \operatorname{Var}[W] = 0
 
     >>> import jax, fdl
     >>> fdl.initializers.ones()(jax.random.key(0), (3,)).tolist()

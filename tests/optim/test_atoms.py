@@ -565,7 +565,7 @@ def test_atoms_run_under_jit_and_scan():
 INVALID = [
     (trace, dict(decay=1.0), r"`decay` must be in \[0, 1\), got 1.0"),
     (sgd, dict(learning_rate=-0.1), r"`learning_rate` must be a non-negative number"),
-    (sgd, dict(learning_rate=0.1, momentum=-0.5), r"`decay` must be in \[0, 1\), got -0.5"),
+    (sgd, dict(learning_rate=0.1, momentum=-0.5), r"`momentum` must be in \[0, 1\), got -0.5"),
     (scale_by_adam, dict(b1=1.0), r"`b1` must be in \[0, 1\), got 1.0"),
     (scale_by_adam, dict(b2=-0.1), r"`b2` must be in \[0, 1\), got -0.1"),
     (scale_by_adam, dict(eps=-1e-8), r"`eps` must be a non-negative number, got -1e-08"),
@@ -579,7 +579,7 @@ INVALID = [
     (scale_by_rms, dict(decay=1.0), r"`decay` must be in \[0, 1\), got 1.0"),
     (scale_by_rms, dict(initial_scale=-1.0), r"`initial_scale` must be a non-negative number"),
     (scale_by_stddev, dict(eps=-1.0), r"`eps` must be a non-negative number, got -1.0"),
-    (rmsprop, dict(learning_rate=0.1, momentum=1.0), r"`decay` must be in \[0, 1\), got 1.0"),
+    (rmsprop, dict(learning_rate=0.1, momentum=1.0), r"`momentum` must be in \[0, 1\), got 1.0"),
     (scale_by_rss, dict(initial_accumulator_value=-0.1), r"`initial_accumulator_value` must"),
     (adagrad, dict(learning_rate=0.1, eps=-1.0), r"`eps` must be a non-negative number"),
     (scale_by_adadelta, dict(rho=1.0), r"`rho` must be in \[0, 1\), got 1.0"),

@@ -166,7 +166,12 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 
 def identity() -> GradientTransformation:
-    """Pass updates through unchanged: :math:`u = g`."""
+    """Pass updates through unchanged: :math:`u = g`.
+
+    >>> import jax.numpy as jnp
+    >>> identity().update(jnp.asarray([1.0, -2.0]), EmptyState())[0].tolist()
+    [1.0, -2.0]
+    """
 
     def init(params: PyTree) -> EmptyState:
         del params
@@ -249,6 +254,11 @@ def scale(step_size: float) -> GradientTransformation:
     r"""Multiply updates by a constant: :math:`u = c\, g`.
 
     The product keeps the updates' dtype (the constant is cast to it).
+
+    >>> import jax.numpy as jnp
+    >>> u, _ = scale(0.5).update(jnp.asarray([2.0], jnp.bfloat16), EmptyState())
+    >>> u.tolist(), u.dtype
+    ([1.0], dtype(bfloat16))
     """
 
     def init(params: PyTree) -> EmptyState:
@@ -268,6 +278,14 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
 
     The state holds the step count :math:`t`; the schedule is evaluated at the count *before*
     it is incremented, so the first step uses :math:`c(0)`.
+
+    >>> import jax.numpy as jnp
+    >>> opt = scale_by_schedule(lambda t: 1.0 / (1.0 + t))  # 1, 1/2, 1/3, ...
+    >>> state = opt.init(jnp.zeros(1))
+    >>> u, state = opt.update(jnp.ones(1), state)
+    >>> u, state = opt.update(jnp.ones(1), state)
+    >>> u.tolist(), int(state.count)
+    ([0.5], 2)
     """
     if not callable(step_size_fn):
         raise TypeError(f"scale_by_schedule: `step_size_fn` must be callable, got {step_size_fn!r}")
@@ -295,6 +313,11 @@ def scale_by_learning_rate(
 
     Raises:
       ValueError: a negative learning rate.
+
+    >>> import jax.numpy as jnp
+    >>> opt = scale_by_learning_rate(0.1)
+    >>> [round(x, 6) for x in opt.update(jnp.asarray([2.0]), opt.init(jnp.zeros(1)))[0].tolist()]
+    [-0.2]
     """
     check_learning_rate(learning_rate)
     sign = -1.0 if flip_sign else 1.0

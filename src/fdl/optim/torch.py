@@ -157,6 +157,9 @@ def dampened_trace(
     Raises:
       ValueError: ``momentum`` outside ``[0, 1)`` or ``dampening`` outside ``[0, 1]``.
 
+    References:
+      PyTorch documentation, ``torch.optim.SGD`` (the momentum buffer with dampening).
+
     Differs from optax / fdl: :func:`fdl.optim.momentum.trace` has no dampening and starts
     from :math:`b_0 = 0` (so :math:`b_1 = g_1` too); with :math:`d = 0` the two are the same
     rule, and :func:`sgd` then uses ``trace``. With :math:`d > 0`, the first step differs from
@@ -222,6 +225,10 @@ def scale_by_rss(
 
     Raises:
       ValueError: a negative ``initial_accumulator_value`` or ``eps``.
+
+    References:
+      Duchi, Hazan and Singer, *Adaptive subgradient methods for online learning and
+      stochastic optimization*, JMLR 2011. PyTorch documentation, ``torch.optim.Adagrad``.
 
     Differs from optax / fdl: :func:`fdl.optim.adagrad.scale_by_rss` computes
     :math:`g_t / \sqrt{G_t + \epsilon}` (0 where :math:`G_t = 0`) with defaults
@@ -307,6 +314,10 @@ def sgd(
       ValueError: an invalid argument, ``nesterov`` with :math:`\mu = 0` or :math:`d \ne 0`,
         or (in ``update``) a nonzero ``weight_decay`` without ``params``.
 
+    References:
+      Sutskever et al., *On the importance of initialization and momentum in deep learning*,
+      ICML 2013. PyTorch documentation, ``torch.optim.SGD``.
+
     Differs from optax / fdl: :func:`fdl.optim.momentum.sgd` has no dampening and no weight
     decay (``momentum=None`` there is :math:`\mu = 0` here); for :math:`d = 0,\ \lambda = 0`
     the two are the same optimizer.
@@ -380,6 +391,11 @@ def rmsprop(
       ValueError: an invalid argument, or (in ``update``) a nonzero ``weight_decay`` without
         ``params``.
 
+    References:
+      Hinton, Srivastava and Swersky, *Neural Networks for Machine Learning*, lecture 6e, 2012.
+      Graves, *Generating sequences with recurrent neural networks*, 2013 (the centered form).
+      PyTorch documentation, ``torch.optim.RMSprop``.
+
     Differs from optax / fdl: :func:`fdl.optim.rms.rmsprop` defaults to ``decay=0.9`` and
     puts :math:`\epsilon` inside the root, :math:`g / \sqrt{v + \epsilon}`; and its momentum
     accumulates the step *after* the learning rate, :math:`b_t = \mu b_{t-1} - \eta_t s_t`,
@@ -440,6 +456,10 @@ def adagrad(
     Raises:
       ValueError: an invalid argument, or (in ``update``) a nonzero ``weight_decay`` without
         ``params``.
+
+    References:
+      Duchi, Hazan and Singer, *Adaptive subgradient methods for online learning and
+      stochastic optimization*, JMLR 2011. PyTorch documentation, ``torch.optim.Adagrad``.
 
     Differs from optax / fdl: :func:`fdl.optim.adagrad.adagrad` computes
     :math:`g_t / \sqrt{G_t + \epsilon}` with :math:`G_0 = 0.1`, :math:`\epsilon = 10^{-7}`,
@@ -506,6 +526,10 @@ def adam(
       ValueError: an invalid argument, or (in ``update``) a nonzero ``weight_decay`` without
         ``params``.
 
+    References:
+      Kingma and Ba, *Adam: a method for stochastic optimization*, ICLR 2015. PyTorch
+      documentation, ``torch.optim.Adam``.
+
     Differs from optax / fdl: :func:`fdl.optim.adam.adam` computes the same update as
     :math:`\hat m_t / (\sqrt{\hat v_t} + \epsilon)` (equal in exact arithmetic) and has no
     weight decay; the defaults match (optax's ``learning_rate`` has none).
@@ -558,6 +582,10 @@ def adamw(
     Raises:
       ValueError: an invalid argument, or (in ``update``) a nonzero ``weight_decay`` without
         ``params``.
+
+    References:
+      Loshchilov and Hutter, *Decoupled weight decay regularization*, ICLR 2019. PyTorch
+      documentation, ``torch.optim.AdamW``.
 
     Differs from optax / fdl: :func:`fdl.optim.adam.adamw` is the same chain with optax's
     default ``weight_decay=1e-4`` (and ``eps_root``, ``mu_dtype``, ``mask``, ``nesterov``).
