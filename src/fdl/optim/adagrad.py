@@ -25,6 +25,7 @@ from fdl.optim.base import (
     chain,
     check_non_negative,
     scale_by_learning_rate,
+    tree_full_like,
 )
 from fdl.optim.momentum import _promoted_dtype
 
@@ -84,12 +85,7 @@ def scale_by_rss(
     check_non_negative(eps, "eps")
 
     def init(params: PyTree) -> ScaleByRssState:
-        return ScaleByRssState(
-            sum_of_squares=jax.tree.map(
-                lambda p: jnp.full(jnp.shape(p), initial_accumulator_value, jnp.result_type(p)),
-                params,
-            )
-        )
+        return ScaleByRssState(sum_of_squares=tree_full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args

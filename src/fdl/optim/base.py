@@ -37,6 +37,7 @@ __all__ = [
     "scale",
     "scale_by_schedule",
     "scale_by_learning_rate",
+    "tree_full_like",
     "tree_zeros_like",
     "check_learning_rate",
     "check_decay",
@@ -143,9 +144,14 @@ def _as_number(value: Any) -> float | None:
 # ---------------------------------------------------------------------------------- tree helpers
 
 
+def tree_full_like(params: PyTree, value: Any, dtype: Any = None) -> PyTree:
+    """``value`` shaped like every leaf of ``params``, in ``dtype`` (default: the leaf's own)."""
+    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, dtype or jnp.result_type(p)), params)
+
+
 def tree_zeros_like(params: PyTree, dtype: Any = None) -> PyTree:
     """Zeros shaped like every leaf of ``params``, in ``dtype`` (default: the leaf's own)."""
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    return tree_full_like(params, 0, dtype)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -31,6 +31,7 @@ from fdl.optim.base import (
     identity,
     safe_increment,
     scale_by_learning_rate,
+    tree_full_like,
     tree_zeros_like,
 )
 from fdl.optim.momentum import _cast_like, _promoted_dtype, trace, update_moment
@@ -82,11 +83,6 @@ def _check_rms_args(decay: Any, eps: Any, initial_scale: Any) -> None:
     check_decay(decay, "decay")
     check_non_negative(eps, "eps")
     check_non_negative(initial_scale, "initial_scale")
-
-
-def _full_like(params: PyTree, value: Any) -> PyTree:
-    """Every leaf of ``params`` filled with ``value``, in the leaf's dtype."""
-    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, jnp.result_type(p)), params)
 
 
 def _inverse_root(variance: jax.Array, eps: Any, eps_in_sqrt: bool) -> jax.Array:
@@ -161,7 +157,7 @@ def scale_by_rms(
     _check_rms_args(decay, eps, initial_scale)
 
     def init(params: PyTree) -> ScaleByRmsState | ScaleByRmsWithCountState:
-        nu = _full_like(params, initial_scale)
+        nu = tree_full_like(params, initial_scale)
         if bias_correction:
             return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
         return ScaleByRmsState(nu=nu)
@@ -232,7 +228,7 @@ def scale_by_stddev(
 
     def init(params: PyTree) -> ScaleByRStdDevState | ScaleByRStdDevWithCountState:
         mu = tree_zeros_like(params)
-        nu = _full_like(params, initial_scale)
+        nu = tree_full_like(params, initial_scale)
         if bias_correction:
             return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
         return ScaleByRStdDevState(mu=mu, nu=nu)

@@ -62,6 +62,7 @@ from fdl.optim.base import (
     is_traced,
     safe_increment,
     scale_by_learning_rate,
+    tree_full_like,
     tree_zeros_like,
 )
 from fdl.optim.momentum import _promoted_dtype, trace
@@ -247,12 +248,7 @@ def scale_by_rss(
     check_non_negative(eps, "eps")
 
     def init(params: PyTree) -> ScaleByRssState:
-        return ScaleByRssState(
-            sum_of_squares=jax.tree.map(
-                lambda p: jnp.full(jnp.shape(p), initial_accumulator_value, jnp.result_type(p)),
-                params,
-            )
-        )
+        return ScaleByRssState(sum_of_squares=tree_full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
