@@ -113,3 +113,73 @@ def test_bad_arguments():
         fdl.train.make_train_step(3, optax.sgd(0.1))
     with pytest.raises(TypeError, match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. fdl.optim.adam\(1e-3\) or optax.adam\(1e-3\)\), got 'adam'"):
         fdl.train.make_train_step(lambda p, b, k: 0.0, "adam")
+
+
+def counting_scale_layer():
+    """A layer with state: y = w * x, and the state counts the training calls (a stand-in for
+    batch norm's running statistics, so the step's plumbing is tested on its own)."""
+
+    def init(key, input_shape):
+        return {"w": jnp.ones(input_shape)}, {"calls": jnp.zeros((), jnp.int32)}, input_shape
+
+    def apply(params, state, x, *, key=None, train=False):
+        new_state = {"calls": state["calls"] + 1} if train else state
+        return jnp.broadcast_to(params["w"], x.shape) * x, new_state
+
+    return nn.Layer(init, apply, "counting_scale")
+
+
+def test_stateful_step_threads_the_layer_state_and_equals_a_hand_written_step(keys):
+    model = nn.Serial(counting_scale_layer(), nn.Dense(1))
+    params, state, _ = model.init(next(keys), (3,))
+    x = jax.random.normal(next(keys), (8, 3))
+    y = jnp.sin(x.sum(axis=1, keepdims=True))
+
+    def loss_fn(params, state, batch, key):
+        out, state = model.apply(params, state, batch[0], train=True)
+        return fdl.losses.mse(out, batch[1]), (state, {"mean_out": jnp.mean(out)})
+
+    optimizer = fdl.optim.adam(1e-2)
+    step = fdl.train.make_stateful_train_step(loss_fn, optimizer, donate=False)
+    opt_state = optimizer.init(params)
+    ref = (params, state, opt_state)
+    for t in range(1, 4):
+        params, state, opt_state, metrics = step(params, state, opt_state, (x, y), None)
+        (loss, (ref_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            ref[0], ref[1], (x, y), None
+        )
+        updates, ref_opt = optimizer.update(grads, ref[2], ref[0])
+        ref = (fdl.optim.apply_updates(ref[0], updates), ref_state, ref_opt)
+        assert int(state[0]["calls"]) == t
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+        np.testing.assert_allclose(metrics["mean_out"], aux["mean_out"], rtol=1e-6)
+        chex.assert_trees_all_close((params, state, opt_state), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_stateful_step_donates_and_compiles_once(keys):
+    model = nn.Serial(counting_scale_layer(), nn.Dense(2))
+    params, state, _ = model.init(next(keys), (3,))
+    batch = jax.random.normal(next(keys), (4, 3))
+
+    def loss_fn(params, state, batch, key):
+        out, state = model.apply(params, state, batch, train=True)
+        return jnp.mean(out**2), (state, {})
+
+    counted = chex.assert_max_traces(loss_fn, n=1)
+    optimizer = fdl.optim.sgd(0.1)
+    step = fdl.train.make_stateful_train_step(counted, optimizer)
+    opt_state = optimizer.init(params)
+    first = (params, state)
+    for _ in range(3):
+        params, state, opt_state, metrics = step(params, state, opt_state, batch, None)
+    assert all(x.is_deleted() for x in jax.tree.leaves(first))
+    assert int(state[0]["calls"]) == 3 and set(metrics) == {"loss"}
+
+
+def test_stateful_step_bad_arguments():
+    with pytest.raises(
+        TypeError, match=r"make_stateful_train_step: `loss_fn` must be callable, got None"
+    ):
+        fdl.train.make_stateful_train_step(None, fdl.optim.sgd(0.1))
+    with pytest.raises(TypeError, match=r"make_stateful_train_step: `optimizer` must have optax's"):
+        fdl.train.make_stateful_train_step(lambda *a: 0.0, object())

@@ -22,7 +22,7 @@ import jax
 
 from fdl.optim.base import GradientTransformation, apply_updates
 
-__all__ = ["make_train_step"]
+__all__ = ["make_train_step", "make_stateful_train_step"]
 
 PyTree = Any
 
@@ -72,14 +72,7 @@ def make_train_step(
     >>> round(float(params["w"]), 4)
     2.0
     """
-    if not callable(loss_fn):
-        raise TypeError(f"make_train_step: `loss_fn` must be callable, got {loss_fn!r}")
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(
-            "make_train_step: `optimizer` must have optax's (init, update) interface "
-            f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
-        )
-
+    _check_step_arguments(loss_fn, optimizer, "make_train_step")
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     def step(params: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
@@ -94,3 +87,70 @@ def make_train_step(
         return params, opt_state, metrics
 
     return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+
+
+def make_stateful_train_step(
+    loss_fn: Callable[..., Any],
+    optimizer: GradientTransformation,
+    *,
+    donate: bool = True,
+) -> Callable[..., tuple[PyTree, PyTree, PyTree, dict[str, jax.Array]]]:
+    r"""The train step for models with layer state (batch norm): the state goes in and comes out.
+
+    .. math::
+
+        ig(\ell, (\sigma_{t+1}, 	ext{aux})ig), g
+            = ig(L(	heta_t, \sigma_t; B, k), 
+abla_	heta L(	heta_t, \sigma_t; B, k)ig),
+        \qquad 	heta_{t+1} = 	heta_t + \mathrm{update}(g, s_t, 	heta_t)
+
+    where :math:`\sigma` is the layer state: the loss runs the model in training mode, which
+    returns the new state (batch norm's running statistics) next to its output, and the step
+    hands it back. The gradient is taken with respect to :math:`	heta` only; the state is data.
+
+    Returns ``step(params, layer_state, opt_state, batch, key) -> (params, layer_state,
+    opt_state, metrics)``, the ``jax.jit``-compiled step itself (no Python wrapper), with the
+    params, layer state and optimizer state donated when ``donate=True``.
+
+    Args:
+      loss_fn: ``loss_fn(params, layer_state, batch, key) -> (loss, (new_layer_state, aux))``,
+        ``aux`` a dict of scalar metrics (may be empty).
+      optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
+      donate: donate the params, layer-state and optimizer-state buffers.
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> model = fdl.nn.Serial(fdl.nn.Dense(1), fdl.nn.BatchNorm())
+    >>> params, state, _ = model.init(jax.random.key(0), (2,))
+    >>> def loss_fn(params, state, batch, key):
+    ...     y, state = model.apply(params, state, batch, train=True)
+    ...     return jnp.mean(y ** 2), (state, {})
+    >>> opt = fdl.optim.sgd(0.1)
+    >>> step = fdl.train.make_stateful_train_step(loss_fn, opt)
+    >>> batch = jnp.arange(8.0).reshape(4, 2)
+    >>> params, state, opt_state, metrics = step(params, state, opt.init(params), batch, None)
+    >>> [round(float(v), 4) for v in state[1]["mean"]] != [0.0]  # running mean moved
+    True
+    """
+    _check_step_arguments(loss_fn, optimizer, "make_stateful_train_step")
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(params: PyTree, layer_state: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
+        (loss, (layer_state, aux)), grads = grad_fn(params, layer_state, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = apply_updates(params, updates)
+        return params, layer_state, opt_state, {"loss": loss, **aux}
+
+    return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+
+
+def _check_step_arguments(loss_fn: Any, optimizer: Any, factory: str) -> None:
+    if not callable(loss_fn):
+        raise TypeError(f"{factory}: `loss_fn` must be callable, got {loss_fn!r}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            f"{factory}: `optimizer` must have optax's (init, update) interface "
+            f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
+        )
