@@ -1,28 +1,16 @@
 """The digits MLP example, run end to end with fewer epochs."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mlp_digits.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("mlp_digits", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
-def test_mlp_digits_quick_run_clears_the_bar(tmp_path, capsys):
+def test_mlp_digits_quick_run_clears_the_bar(tmp_path, capsys, load_example):
     plot = tmp_path / "curves.png"
     # The example runs as a user runs it: under JAX's default (standard) dtype promotion, which
     # the suite's strict setting would otherwise override.
     with jax.numpy_dtype_promotion("standard"):
-        result = load_example().main(["--epochs", "12", "--quiet", "--plot", str(plot)])
+        result = load_example("mlp_digits").main(["--epochs", "12", "--quiet", "--plot", str(plot)])
     # 12 of the 40 default epochs: the full run reaches >= 0.97; this shorter one must reach 0.95.
     assert result["test_accuracy"] >= 0.95
     assert plot.stat().st_size > 10_000  # a real PNG with two panels, not an empty file

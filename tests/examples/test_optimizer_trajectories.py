@@ -1,25 +1,14 @@
 """The optimizer-trajectories example, run end to end with few steps."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "optimizer_trajectories.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("optimizer_trajectories", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_quick_run_writes_plots_and_a_sensible_table(tmp_path, capsys):
-    results = load_example().main(["--steps", "60", "--out", str(tmp_path)])
+def test_quick_run_writes_plots_and_a_sensible_table(tmp_path, capsys, load_example):
+    results = load_example("optimizer_trajectories").main(["--steps", "60", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert set(results) == {"rosenbrock", "beale"}
     for name, result in results.items():
