@@ -42,7 +42,10 @@ def _build(factory, shape, key, dtype=jnp.float32):
 
 
 def _normal_input(key, shape, dtype):
-    return jax.random.normal(key, shape, dtype)
+    """Standard normal draws, seeded by ``key``, made by NumPy: a ``jax.random`` draw compiles a
+    program per shape, which would be most of a contract check's time."""
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+    return jnp.asarray(rng.standard_normal(shape), dtype)
 
 
 def check_layer_contract(

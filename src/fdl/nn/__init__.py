@@ -27,10 +27,13 @@ from fdl.nn.combinators import (
     Serial,
     Sum,
 )
+from fdl.nn.conv import Conv1D, Conv2D, ConvTranspose2D
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
 from fdl.nn.layer import Layer, as_function
 from fdl.nn.mlp import mlp
+from fdl.nn.normalization import BatchNorm, GroupNorm, LayerNorm
+from fdl.nn.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 
 __all__ = [
     "Layer",
@@ -58,4 +61,17 @@ __all__ = [
     "LogSoftmax",
     "Softplus",
     "Silu",
+    # convolution and pooling
+    "Conv1D",
+    "Conv2D",
+    "ConvTranspose2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool",
+    # normalization
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
 ]
