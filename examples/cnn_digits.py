@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="AdamW step size")
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--dropout", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=Path("cnn_digits.png"))
@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     data = fdl.data.load_digits(seed=args.seed, flat=False)  # x: (N, 8, 8, 1), NHWC
-    optimizer = fdl.optim.adamw(args.learning_rate, weight_decay=args.weight_decay)
+    steps = args.epochs * (len(data.y_train) // args.batch_size)
+    # Cosine decay to zero: the last epochs take small steps, so the final weights settle.
+    schedule = fdl.optim.cosine_decay_schedule(args.learning_rate, decay_steps=steps)
+    optimizer = fdl.optim.adamw(schedule, weight_decay=args.weight_decay)
     result = train_classifier(
         build_model(args.dropout), optimizer, data,
         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet,
