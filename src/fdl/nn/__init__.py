@@ -15,6 +15,12 @@ from fdl.nn.activations import (
     Softplus,
     Tanh,
 )
+from fdl.nn.attention import (
+    MultiHeadAttention,
+    TransformerEncoderBlock,
+    attention_weights,
+    scaled_dot_product_attention,
+)
 from fdl.nn.combinators import (
     Branch,
     Concat,
@@ -30,6 +36,7 @@ from fdl.nn.combinators import (
 from fdl.nn.conv import Conv1D, Conv2D, ConvTranspose2D
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
+from fdl.nn.embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from fdl.nn.layer import Layer, as_function
 from fdl.nn.mlp import mlp
 from fdl.nn.normalization import BatchNorm, GroupNorm, LayerNorm
@@ -74,4 +81,12 @@ __all__ = [
     "BatchNorm",
     "LayerNorm",
     "GroupNorm",
+    # embeddings and attention
+    "Embedding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
+    "scaled_dot_product_attention",
+    "attention_weights",
+    "MultiHeadAttention",
+    "TransformerEncoderBlock",
 ]
