@@ -36,11 +36,23 @@ from fdl.nn.combinators import (
 from fdl.nn.conv import Conv1D, Conv2D, ConvTranspose2D
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from fdl.nn.embedding import (
+    Embedding,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+)
 from fdl.nn.layer import Layer, as_function
 from fdl.nn.mlp import mlp
 from fdl.nn.normalization import BatchNorm, GroupNorm, LayerNorm
 from fdl.nn.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
+from fdl.nn.recurrent import (
+    Bidirectional,
+    GRUCell,
+    LSTMCell,
+    Recurrent,
+    RNNCell,
+    stacked,
+)
 
 __all__ = [
     "Layer",
@@ -89,4 +101,11 @@ __all__ = [
     "attention_weights",
     "MultiHeadAttention",
     "TransformerEncoderBlock",
+    # recurrent
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "Recurrent",
+    "Bidirectional",
+    "stacked",
 ]
