@@ -1,0 +1,28 @@
+"""The associative-recall example: the transformer solves it, the LSTM of fixed state does not."""
+
+import jax
+import pytest
+
+
+@pytest.mark.slow
+def test_transformer_recalls_where_the_lstm_cannot(tmp_path, capsys, load_example):
+    plot = tmp_path / "tvl.png"
+    args = ["--steps", "600", "--eval-every", "300", "--quiet", "--plot", str(plot)]
+    with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
+        results = load_example("transformer_vs_lstm").main(args)
+    transformer, lstm = results["transformer"]["accuracy"], results["lstm"]["accuracy"]
+    # 600 of the default 2000 steps (measured: transformer 0.978, LSTM 0.21; chance is 1/16).
+    assert transformer >= 0.9
+    assert lstm < transformer - 0.3
+    assert lstm > 1 / 16  # it learns something: above chance
+    for result in results.values():
+        assert [step for step, _ in result["curve"]] == [300, 600] and result["step_ms"] > 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_more_pairs_than_keys_is_rejected(load_example, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_example("transformer_vs_lstm").main(["--pairs", "20", "--keys", "16"])
+    assert stop.value.code == 2
+    assert "--pairs (20) cannot exceed --keys (16): keys are distinct" in capsys.readouterr().err
