@@ -32,15 +32,15 @@ from fdl import activations, initializers
 from fdl._checks import check_positive_int, check_rate
 from fdl.nn.dense import Dense, _promote
 from fdl.nn.dropout import Dropout
-from fdl.nn.embedding import (
-    _check_sequence_input,
-    _check_sequence_shape,
+from fdl.nn.layer import Layer, split_key
+from fdl.nn.masking import (
     check_mask,
+    check_sequence_input,
+    check_sequence_shape,
     split_masked_input,
     split_masked_shape,
     with_mask,
 )
-from fdl.nn.layer import Layer, split_key
 from fdl.nn.normalization import LayerNorm
 
 __all__ = [
@@ -328,7 +328,7 @@ def MultiHeadAttention(
 
     def init(key: jax.Array, input_shape: Any):
         shape, mask_shape = split_masked_shape(input_shape)
-        _check_sequence_shape(where, shape, mask_shape)
+        check_sequence_shape(where, shape, mask_shape)
         length, width = shape
         features = qkv_features
         if features is None:
@@ -346,7 +346,7 @@ def MultiHeadAttention(
     def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
         x, mask = split_masked_input(where, x)
         width, features = params["query"]["w"].shape
-        _check_sequence_input(where, x, width)
+        check_sequence_input(where, x, width)
         if mask is not None:
             check_mask(where, mask, x.shape[:-1])
         heads = x.shape[:-1] + (num_heads, features // num_heads)
@@ -467,7 +467,7 @@ def TransformerEncoderBlock(
 
     def init(key: jax.Array, input_shape: Any):
         shape, mask_shape = split_masked_shape(input_shape)
-        _check_sequence_shape(where, shape, mask_shape)
+        check_sequence_shape(where, shape, mask_shape)
         length, width = shape
         k_attn, k_norm1, k_norm2, k_hidden, k_out = jax.random.split(key, 5)
         params = {
@@ -482,7 +482,7 @@ def TransformerEncoderBlock(
     def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
         x, mask = split_masked_input(where, x)
         width = params["mlp_hidden"]["w"].shape[0]
-        _check_sequence_input(where, x, width)
+        check_sequence_input(where, x, width)
         if mask is not None:
             check_mask(where, mask, x.shape[:-1])
         k_attn, k_drop1, k_drop2 = split_key(key, 3)

@@ -21,75 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import initializers
-from fdl._checks import check_positive_int, check_shape
+from fdl._checks import check_positive_int
 from fdl.nn.dense import _promote
-from fdl.nn.layer import Layer, Shape
+from fdl.nn.layer import Layer
+from fdl.nn.masking import (
+    check_mask,
+    check_sequence_input,
+    check_sequence_shape,
+    split_masked_input,
+    split_masked_shape,
+    with_mask,
+)
 
 __all__ = ["Embedding", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
-
-
-# --------------------------------------------------------------------------------------------
-# The (x, mask) convention, shared with fdl.nn.attention.
-
-
-def split_masked_shape(input_shape: Any) -> tuple[Shape, Shape | None]:
-    """Split an ``init`` input shape into ``(x_shape, mask_shape)``; ``mask_shape`` is ``None``
-    for a plain shape such as ``(T, D)`` and the second entry of a pair ``((T, D), (T,))``."""
-    if (
-        isinstance(input_shape, (tuple, list))
-        and len(input_shape) == 2
-        and all(isinstance(s, (tuple, list)) for s in input_shape)
-    ):
-        return check_shape("input_shape", input_shape[0]), check_shape("mask shape", input_shape[1])
-    return check_shape("input_shape", input_shape), None
-
-
-def split_masked_input(where: str, x: Any) -> tuple[jax.Array, jax.Array | None]:
-    """Split an ``apply`` input into ``(x, mask)``; ``mask`` is ``None`` for a plain array."""
-    if isinstance(x, (tuple, list)):
-        if len(x) != 2:
-            raise ValueError(
-                f"{where}: a masked input must be the pair (x, mask), got a "
-                f"{type(x).__name__} of {len(x)} entries"
-            )
-        return jnp.asarray(x[0]), jnp.asarray(x[1])
-    return jnp.asarray(x), None
-
-
-def check_mask(where: str, mask: jax.Array, expected: Shape) -> None:
-    """Raise unless ``mask`` is bool with shape ``expected`` (the input's shape without ``D``)."""
-    if mask.dtype != jnp.bool_:
-        raise ValueError(f"{where}: the mask must be bool (True = real token), got dtype {mask.dtype}")
-    if tuple(mask.shape) != tuple(expected):
-        raise ValueError(
-            f"{where}: the mask must have shape {tuple(expected)} (the input's shape without its "
-            f"last axis), got mask shape {tuple(mask.shape)}"
-        )
-
-
-def with_mask(y: Any, mask: Any) -> Any:
-    """``y`` alone, or the pair ``(y, mask)`` when a mask (or mask shape) came in."""
-    return y if mask is None else (y, mask)
-
-
-def _check_sequence_shape(where: str, shape: Shape, mask_shape: Shape | None) -> None:
-    if len(shape) != 2:
-        raise ValueError(
-            f"{where} expects per-example inputs of shape (T, D), got input_shape {shape}"
-        )
-    if mask_shape is not None and tuple(mask_shape) != shape[:1]:
-        raise ValueError(
-            f"{where}: the mask must have shape {shape[:1]} (the input's shape without its last "
-            f"axis), got mask shape {tuple(mask_shape)}"
-        )
-
-
-def _check_sequence_input(where: str, x: jax.Array, width: int | None = None) -> None:
-    if x.ndim < 2 or (width is not None and x.shape[-1] != width):
-        expected = "(..., T, D)" if width is None else f"(..., T, {width})"
-        raise ValueError(f"{where} expects inputs of shape {expected}, got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{where} expects a floating-point input, got dtype {x.dtype}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,14 +224,14 @@ def SinusoidalPositionalEncoding(
     def init(key: jax.Array, input_shape: Any):
         del key
         shape, mask_shape = split_masked_shape(input_shape)
-        _check_sequence_shape(where, shape, mask_shape)
+        check_sequence_shape(where, shape, mask_shape)
         check_length(shape[0])
         return {}, {}, with_mask(shape, mask_shape)
 
     def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
         del params, key, train
         x, mask = split_masked_input(where, x)
-        _check_sequence_input(where, x)
+        check_sequence_input(where, x)
         if mask is not None:
             check_mask(where, mask, x.shape[:-1])
         length, features = x.shape[-2:]
@@ -356,7 +300,7 @@ def LearnedPositionalEncoding(
 
     def init(key: jax.Array, input_shape: Any):
         shape, mask_shape = split_masked_shape(input_shape)
-        _check_sequence_shape(where, shape, mask_shape)
+        check_sequence_shape(where, shape, mask_shape)
         check_length(shape[0])
         params = {"embedding": embedding_init(key, (max_length, shape[1]), param_dtype)}
         return params, {}, with_mask(shape, mask_shape)
@@ -365,7 +309,7 @@ def LearnedPositionalEncoding(
         del key, train
         table = params["embedding"]  # (max_length, D)
         x, mask = split_masked_input(where, x)
-        _check_sequence_input(where, x, table.shape[1])
+        check_sequence_input(where, x, table.shape[1])
         if mask is not None:
             check_mask(where, mask, x.shape[:-1])
         length = x.shape[-2]

@@ -286,7 +286,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     it is incremented, so the first step uses :math:`c(0)`.
 
     >>> import jax.numpy as jnp
-    >>> opt = scale_by_schedule(lambda t: 1.0 / (1.0 + t))  # 1, 1/2, 1/3, ...
+    >>> opt = scale_by_schedule(lambda t: 1.0 / (1.0 + t.astype(jnp.float32)))  # 1, 1/2, ...
     >>> state = opt.init(jnp.zeros(1))
     >>> u, state = opt.update(jnp.ones(1), state)
     >>> u, state = opt.update(jnp.ones(1), state)
