@@ -135,7 +135,14 @@ def run_case(name, model, raw_forward, x, y, rounds, steps):
     for run in runners.values():  # compile and warm up
         run(3)
     times = interleaved(runners, rounds, steps)
-    return {"case": name, **ratios(times, "fdl", "raw"), "final_loss": losses, "xla_cost": costs}
+    return {
+        "case": name,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        **ratios(times, "fdl", "raw"),
+        "final_loss": losses,
+        "xla_cost": costs,
+    }
 
 
 def to_markdown(results, info) -> str:

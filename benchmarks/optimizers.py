@@ -125,6 +125,8 @@ def bench_update(name: str, rounds: int, calls: int) -> dict:
     return {
         "optimizer": name,
         "kwargs": kwargs,
+        "rounds": rounds,
+        "steps_per_round": calls,
         **ratios(times, "fdl", "optax"),
         "max_abs_param_difference": difference,
         "xla_cost": costs,

@@ -29,10 +29,12 @@ def train_classifier(
     seed: int,
     quiet: bool = False,
     prepare=lambda x: x,
+    augment=None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` with softmax cross-entropy; return the history and timings.
 
-    ``prepare`` maps a batch of images to the model's input (for the RNN: rows as time steps).
+    ``prepare`` maps a batch of images to the model's input (for the RNN: rows as time steps);
+    ``augment(key, x)``, if given, transforms each *training* batch (random shifts, say).
     """
     key = jax.random.key(seed)
     init_key, key = jax.random.split(key)
@@ -63,10 +65,9 @@ def train_classifier(
         losses = []
         epoch_start, steps = time.perf_counter(), 0
         for x, y in fdl.data.batches(shuffle_key, (data.x_train, data.y_train), batch_size):
-            key, step_key = jax.random.split(key)
-            params, state, opt_state, metrics = step(
-                params, state, opt_state, (prepare(x), y), step_key
-            )
+            key, step_key, augment_key = jax.random.split(key, 3)
+            x = prepare(x) if augment is None else augment(augment_key, prepare(x))
+            params, state, opt_state, metrics = step(params, state, opt_state, (x, y), step_key)
             losses.append(metrics["loss"])
             steps += 1
         test_loss, test_acc = evaluate(params, state, x_test, y_test)

@@ -103,7 +103,7 @@ BAD_INPUT = [
      r"argument --threshold: must be a finite number, got 'nan'"),
     (["compare", "--problem", "beale", "--opt", OK_OPT, "--bogus"],
      r"unrecognized arguments: --bogus; see `fdl --help`"),
-    (["train"], r"argument COMMAND: invalid choice: 'train'"),
+    (["fit"], r"argument COMMAND: invalid choice: 'fit'"),
     ([], r"the following arguments are required: COMMAND; see `fdl --help`"),
 ]
 
@@ -170,3 +170,94 @@ def test_console_script_is_declared_and_the_module_runs_as_a_program(tmp_path):
                          capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("error: unknown problem 'x'") and len(bad.stderr.splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------- train
+
+
+def test_train_help(capsys):
+    code, out, _ = run(["train", "--help"], capsys)
+    assert code == 0
+    for flag in ("--model", "--opt SPEC", "--epochs", "--batch-size", "--seed", "--checkpoint-dir",
+                 "--resume", "--images", "--labels", "--nan-policy", "--compute-dtype"):
+        assert flag in out, flag
+
+
+def test_train_then_resume_writes_history_plot_and_checkpoints(tmp_path, capsys):
+    ckpt, history, plot = tmp_path / "ckpt", tmp_path / "h.csv", tmp_path / "curves.png"
+    common = ["train", "--hidden", "32", "--opt", "adam:learning_rate=1e-2", "--quiet",
+              "--checkpoint-dir", str(ckpt)]
+    code, out, err = run([*common, "--epochs", "2", "--history", str(history),
+                          "--plot", str(plot)], capsys)
+    assert code == 0, err
+    match = re.fullmatch(r"step 88: test accuracy (\S+), test loss \S+, skipped steps 0\n", out)
+    assert match and float(match.group(1)) > 0.85, out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(history.open()))
+    assert rows[-1]["step"] == "88" and float(rows[-1]["eval_accuracy"]) > 0.85
+    assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-00000044.npz", "ckpt-00000088.npz"]
+    code, out, err = run([*common, "--epochs", "3", "--resume"], capsys)
+    assert code == 0, err
+    assert out.startswith("step 132: test accuracy")
+    assert "ckpt-00000132.npz" in {p.name for p in ckpt.iterdir()}
+
+
+def test_train_on_idx_files(tmp_path, capsys):
+    import numpy as np
+
+    from fdl.data import save_idx
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 120).astype(np.uint8)
+    images = (rng.random((120, 8, 8)) * 60).astype(np.uint8)
+    images[np.arange(120), labels, :] = 255  # class c lights up row c: learnable
+    save_idx(tmp_path / "images.idx", images)
+    save_idx(tmp_path / "labels.idx", labels)
+    code, out, err = run(["train", "--images", str(tmp_path / "images.idx"), "--labels",
+                          str(tmp_path / "labels.idx"), "--model", "cnn", "--epochs", "5",
+                          "--batch-size", "16", "--quiet"], capsys)
+    assert code == 0, err
+    assert float(re.search(r"test accuracy (\S+),", out).group(1)) > 0.9
+
+
+def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    assert run(["train", "--hidden", "16", "--epochs", "1", "--quiet", "--checkpoint-dir",
+                str(ckpt)], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    history = tmp_path / "h.jsonl"
+    code, out, err = run(["train", "--hidden", "32", "--epochs", "2", "--quiet", "--resume",
+                          "--checkpoint-dir", str(ckpt), "--history", str(history)], capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert re.match(r"error: --resume: checkpoint .*ckpt-00000044.npz does not match the template; "
+                    r"\d+ mismatched path\(s\); resume with the --model/--hidden", lines[0])
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before and not history.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["--model", "vit"], r"argument --model: invalid choice: 'vit'"),
+        (["--images", "nowhere.idx", "--labels", "nowhere2.idx"],
+         r"--images 'nowhere.idx': no such file; give an MNIST-format IDX file"),
+        (["--images", "nowhere.idx"], r"give both --images and --labels"),
+        (["--opt", "adam:learning_rate=-1"], r"--opt: fdl:adam: `learning_rate` must be"),
+        (["--opt", "nadam2"], r"--opt: unknown optimizer 'nadam2'"),
+        (["--resume"], r"--resume needs --checkpoint-dir"),
+        (["--checkpoint-every", "5"], r"--checkpoint-every needs --checkpoint-dir"),
+        (["--history", "h.txt"], r"--history 'h.txt' must end in .jsonl or .csv"),
+        (["--plot", "curves.jpg"], r"--plot 'curves.jpg' must end in .png"),
+        (["--epochs", "0"], r"argument --epochs: must be a positive integer, got '0'"),
+        (["--dropout", "1.5"], r"argument --dropout: must be in \[0, 1\), got '1.5'"),
+        (["--nan-policy", "ignore"], r"argument --nan-policy: invalid choice: 'ignore'"),
+        (["--batch-size", "5000"], r"--batch-size 5000 exceeds the 1438 training examples"),
+    ],
+)
+def test_train_bad_input_exits_2_with_one_line(argv, pattern, tmp_path, capsys):
+    code, out, err = run(["train", "--quiet", *argv], capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]

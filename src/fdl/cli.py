@@ -2,14 +2,16 @@
 
 .. code-block:: text
 
+    fdl train --model cnn --opt adamw:learning_rate=2e-3 --epochs 30 --checkpoint-dir ckpt/
+    fdl train --model cnn --epochs 30 --checkpoint-dir ckpt/ --resume     # after a crash
     fdl compare --problem rosenbrock --opt adam:learning_rate=0.01 \\
         --opt sgd:learning_rate=1e-3,momentum=0.9 --opt optax:adam:learning_rate=0.01 \\
         --steps 1000 --threshold 1e-3 --out results/
 
-Each command is a subparser (``compare`` today; ``train`` is planned), registered by an
-``_add_<command>`` function that sets the function to run. Every mistake in the input (an
-unknown optimizer, problem or hyperparameter, a malformed ``--opt``) ends the program with exit
-status 2 and one line, ``error: ...``, saying what to do, before anything is computed or written.
+Each command is a subparser registered by an ``_add_<command>`` function that sets the function
+to run. Every mistake in the input (an unknown optimizer, model, problem or hyperparameter, a
+malformed ``--opt``, a missing data file, a checkpoint of another model) ends the program with
+exit status 2 and one line, ``error: ...``, saying what to do, before anything is written.
 """
 
 from __future__ import annotations
@@ -206,6 +208,171 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- train
+
+
+def _add_train(commands: Any) -> None:
+    from fdl.fit import NAN_POLICIES
+    from fdl.models import MODELS
+
+    parser = commands.add_parser(
+        "train",
+        help="train a built-in classifier (digits by default, or MNIST-format IDX files)",
+        description=(
+            "Train a built-in model with fdl.fit: fused jitted steps, on-device shuffling, "
+            "evaluation on the held-out split, optional checkpoints with exact resume."
+        ),
+        epilog=(
+            f"--opt syntax: {OPT_SYNTAX} (see `fdl compare --list` for the names). Data: the "
+            "embedded digits (no download) unless --images and --labels name MNIST-format IDX "
+            "files (raw or gzip), split by --test-fraction."
+        ),
+    )
+    parser.add_argument("--model", choices=MODELS, default="mlp", help="mlp (default) or cnn")
+    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
+                        help="MLP hidden widths (256 256)")
+    parser.add_argument("--dropout", type=_rate, default=0.1, help="drop probability (0.1)")
+    parser.add_argument("--images", type=Path, help="IDX images file (with --labels)")
+    parser.add_argument("--labels", type=Path, help="IDX labels file (with --images)")
+    parser.add_argument("--test-fraction", type=_rate, default=0.2, help="held-out share (0.2)")
+    parser.add_argument("--opt", default="adam:learning_rate=1e-3", metavar="SPEC",
+                        help=f"the optimizer, {OPT_SYNTAX} (adam:learning_rate=1e-3)")
+    parser.add_argument("--epochs", type=_positive_int, default=20, help="epochs (20)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (32)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of init, split and order (0)")
+    parser.add_argument("--steps-per-call", type=_positive_int, default=16,
+                        help="steps fused into one XLA call (16)")
+    parser.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
+                        help="on a non-finite loss or gradient: raise (stop) or skip the step")
+    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="compute dtype; parameters and optimizer state stay float32")
+    parser.add_argument("--checkpoint-dir", type=Path, help="save checkpoints here")
+    parser.add_argument("--checkpoint-every", type=_positive_int,
+                        help="steps between checkpoints (default: one per epoch)")
+    parser.add_argument("--keep", type=_positive_int, default=3, help="checkpoints to keep (3)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest valid checkpoint in --checkpoint-dir")
+    parser.add_argument("--history", type=Path, help="write the metrics history (.jsonl or .csv)")
+    parser.add_argument("--plot", type=Path, help="save the training curves (PNG)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+def _rate(text: str) -> float:
+    value = _finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Every check that needs no computation, before anything is loaded or written."""
+    if (args.images is None) != (args.labels is None):
+        raise UsageError("give both --images and --labels (MNIST-format IDX files), or neither")
+    for flag, path in (("--images", args.images), ("--labels", args.labels)):
+        if path is not None and not path.is_file():
+            raise UsageError(
+                f"{flag} {str(path)!r}: no such file; give an MNIST-format IDX file (raw or "
+                "gzip), or omit --images/--labels to train on the embedded digits"
+            )
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir (the directory to resume from)")
+    if args.checkpoint_every is not None and args.checkpoint_dir is None:
+        raise UsageError("--checkpoint-every needs --checkpoint-dir")
+    for flag, path in (("--checkpoint-dir", args.checkpoint_dir),):
+        if path is not None and path.exists() and not path.is_dir():
+            raise UsageError(f"{flag} {str(path)!r} exists and is not a directory")
+    if args.history is not None and args.history.suffix not in (".jsonl", ".csv"):
+        raise UsageError(f"--history {str(args.history)!r} must end in .jsonl or .csv")
+    if args.plot is not None and args.plot.suffix != ".png":
+        raise UsageError(f"--plot {str(args.plot)!r} must end in .png")
+    try:
+        name, hyperparams = parse_opt(args.opt)
+        make_optimizer(name, hyperparams)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--opt: {error}") from None
+    return name, hyperparams
+
+
+def _load_train_data(args: argparse.Namespace, flat: bool):
+    """``(x_train, y_train, x_test, y_test)`` from the digits or the IDX files."""
+    import numpy as np
+
+    from fdl.data import load_digits, load_idx_dataset
+
+    if args.images is None:
+        return load_digits(test_fraction=args.test_fraction, seed=args.seed, flat=flat)
+    try:
+        x, y = load_idx_dataset(args.images, args.labels, flat=flat)
+    except (ValueError, OSError) as error:
+        raise UsageError(f"--images/--labels: {error}") from None
+    order = np.random.default_rng(args.seed).permutation(len(y))
+    n_test = max(1, int(round(args.test_fraction * len(y))))
+    if n_test >= len(y):
+        raise UsageError(f"--test-fraction {args.test_fraction} leaves no training examples")
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from fdl import checkpoint, fit, models
+
+    name, hyperparams = _check_train_args(args)
+    x_train, y_train, x_test, y_test = _load_train_data(args, models.wants_flat_input(args.model))
+    if args.batch_size > len(y_train):
+        raise UsageError(
+            f"--batch-size {args.batch_size} exceeds the {len(y_train)} training examples"
+        )
+    model = models.build_model(
+        args.model, int(max(y_train.max(), y_test.max())) + 1, hidden=args.hidden,
+        dropout=args.dropout,
+    )
+    init_key, run_key = jax.random.split(jax.random.key(args.seed))
+    params, layer_state, _ = model.init(init_key, x_train.shape[1:])
+    try:
+        result = fit.fit(
+            fit.classification_loss(model),
+            make_optimizer(name, hyperparams),
+            params,
+            (x_train, y_train),
+            layer_state=layer_state,
+            key=run_key,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            steps_per_call=args.steps_per_call,
+            eval_fn=fit.classification_eval(model, x_test, y_test),
+            nan_policy=args.nan_policy,
+            compute_dtype=jnp.bfloat16 if args.compute_dtype == "bfloat16" else None,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep,
+            resume=args.resume,
+            history_path=args.history,
+            plot_path=args.plot,
+            progress=not args.quiet,
+        )
+    except (checkpoint.CheckpointError, ValueError) as error:
+        if not args.resume:
+            raise
+        first = str(error).splitlines()[0].rstrip(":")
+        raise UsageError(
+            f"--resume: {first}; resume with the --model/--hidden/--seed/--batch-size of the run "
+            "that wrote it, or use a new --checkpoint-dir"
+        ) from None
+    except fit.NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    final = result.history[-1]
+    print(
+        f"step {result.step}: test accuracy {final['eval_accuracy']:.4f}, "
+        f"test loss {final['eval_loss']:.4f}, skipped steps {result.skipped}"
+    )
+    return 0
+
+
 # ----------------------------------------------------------------------------------- main
 
 
@@ -216,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="fdl: functional deep learning in JAX. Commands:",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
     _add_compare(commands)
     return parser
 

@@ -99,14 +99,13 @@ def make_stateful_train_step(
 
     .. math::
 
-        ig(\ell, (\sigma_{t+1}, 	ext{aux})ig), g
-            = ig(L(	heta_t, \sigma_t; B, k), 
-abla_	heta L(	heta_t, \sigma_t; B, k)ig),
-        \qquad 	heta_{t+1} = 	heta_t + \mathrm{update}(g, s_t, 	heta_t)
+        \big(\ell, (\sigma_{t+1}, \text{aux})\big), g
+            = \big(L(\theta_t, \sigma_t; B, k), \nabla_\theta L(\theta_t, \sigma_t; B, k)\big),
+        \qquad \theta_{t+1} = \theta_t + \mathrm{update}(g, s_t, \theta_t)
 
     where :math:`\sigma` is the layer state: the loss runs the model in training mode, which
     returns the new state (batch norm's running statistics) next to its output, and the step
-    hands it back. The gradient is taken with respect to :math:`	heta` only; the state is data.
+    hands it back. The gradient is taken with respect to :math:`\theta` only; the state is data.
 
     Returns ``step(params, layer_state, opt_state, batch, key) -> (params, layer_state,
     opt_state, metrics)``, the ``jax.jit``-compiled step itself (no Python wrapper), with the

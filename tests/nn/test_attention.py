@@ -255,8 +255,11 @@ def test_attention_leading_axes_and_bfloat16(keys):
     np.testing.assert_allclose(y[1, 2], single, rtol=1e-6, atol=1e-6)  # same float32 ops
     y16 = sdpa(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
     assert y16.dtype == jnp.bfloat16
-    # bfloat16 inputs (8 bits of mantissa) and output: 2**-7 relative to the O(1) values.
-    np.testing.assert_allclose(y16.astype(jnp.float32), y, atol=5e-2)
+    # bfloat16 inputs and output (8 bits of mantissa, one rounding ~2**-8 = 0.004 of an O(1)
+    # value): the inputs' rounding propagates through q k^T, the softmax and the weighted sum of
+    # up to T values, measured at most 0.015 over 20 seeds; 3e-2 is twice that, and a float32
+    # result that ignored the bfloat16 inputs' rounding would still be caught by the dtype check.
+    np.testing.assert_allclose(y16.astype(jnp.float32), y, atol=3e-2)
 
 
 def test_attention_errors():

@@ -332,6 +332,9 @@ def test_given_initial_carry(kind, keys):
         want, _ = loop_of_steps(cell, params, x, carry, mask=mask)
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
         assert mask_out is mask
+        if kind == "lstm":  # the carry (c, h) may also come as a list [c, h]
+            as_list, _ = layer.apply(params, {}, (x, None, list(carry)))
+            np.testing.assert_array_equal(as_list, layer.apply(params, {}, (x, None, carry))[0])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class _Cell:
                 f"{where}: `initial_carry` for {type(self).__name__} must be "
                 f"{self.carry_layout}, each of shape (*batch, H) = {want}, got {got}"
             )
-        return carry
+        return parts if self.carry_layout == "(c, h)" else carry  # a list [c, h] as the tuple
 
 
 @dataclasses.dataclass(frozen=True)

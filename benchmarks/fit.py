@@ -1,0 +1,153 @@
+"""Training throughput on the digits MLP: ``fit`` with fused steps against per-step loops.
+
+Three ways to run the same training (an MLP 64-256-256-10 with dropout 0.1, Adam, batch 32, on
+the embedded digits):
+
+* ``fit``: ``fdl.fit.fit`` with ``steps_per_call`` steps fused into one ``lax.scan`` per XLA
+  call, the data on the device and shuffled there;
+* ``loop``: the plain loop a user writes: host-side shuffled batches (``fdl.data.batches``) fed
+  one per call to the jitted step of ``fdl.train.make_stateful_train_step``;
+* ``raw``: the same loop around a hand-written raw-JAX MLP step (``jax.numpy`` + optax), the
+  floor of per-step dispatch.
+
+Each is timed end to end for ``N`` and for ``2N`` steps in one process, and the steady-state
+throughput is ``N · batch / (T(2N) − T(N))`` examples per second: the difference cancels the
+compilation and set-up that both runs share. Repeats interleave the three; we report medians.
+
+    python benchmarks/fit.py            # writes benchmarks/results/fit-<platform>.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from _common import RESULTS, machine, save
+
+import fdl
+
+BATCH = 32
+HIDDEN = (256, 256)
+
+
+def build():
+    data = fdl.data.load_digits(seed=0)
+    model = fdl.nn.mlp((*HIDDEN, 10), dropout_rate=0.1, w_init=fdl.initializers.he_normal())
+    params, state, _ = model.init(jax.random.key(0), (64,))
+    return data, model, params, state
+
+
+def run_fit(steps: int, steps_per_call: int) -> float:
+    data, model, params, state = build()
+    start = time.perf_counter()
+    result = fdl.fit.fit(
+        fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,
+        (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
+        batch_size=BATCH, steps=steps, steps_per_call=steps_per_call,
+        eval_every=10**9, progress=False,
+    )
+    jax.block_until_ready(result.params)
+    return time.perf_counter() - start
+
+
+def host_batches(data, key):
+    while True:
+        key, sub = jax.random.split(key)
+        yield from fdl.data.batches(sub, (data.x_train, data.y_train), BATCH)
+
+
+def run_loop(steps: int) -> float:
+    data, model, params, state = build()
+    start = time.perf_counter()
+    optimizer = fdl.optim.adam(1e-3)
+    step = fdl.train.make_stateful_train_step(fdl.fit.classification_loss(model), optimizer)
+    opt_state, key = optimizer.init(params), jax.random.key(1)
+    for i, batch in zip(range(steps), host_batches(data, key), strict=False):
+        params, state, opt_state, metrics = step(
+            params, state, opt_state, batch, jax.random.fold_in(key, i)
+        )
+    jax.block_until_ready(params)
+    return time.perf_counter() - start
+
+
+def run_raw(steps: int) -> float:
+    data, _, params, _ = build()
+    start = time.perf_counter()
+    weights = [(p["w"], p["b"]) for p in params if p]  # the same initial values
+    optimizer = optax.adam(1e-3)
+
+    def loss_fn(weights, x, y, key):
+        h = x
+        for i, (w, b) in enumerate(weights[:-1]):
+            h = jax.nn.relu(h @ w + b)
+            keep = jax.random.bernoulli(jax.random.fold_in(key, i), 0.9, h.shape)
+            h = jnp.where(keep, h / 0.9, 0.0)
+        w, b = weights[-1]
+        logp = jax.nn.log_softmax(h @ w + b)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+    def step(weights, opt_state, x, y, key):
+        grads = jax.grad(loss_fn)(weights, x, y, key)
+        updates, opt_state = optimizer.update(grads, opt_state, weights)
+        return optax.apply_updates(weights, updates), opt_state
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    opt_state, key = optimizer.init(weights), jax.random.key(1)
+    for i, (x, y) in zip(range(steps), host_batches(data, key), strict=False):
+        weights, opt_state = step(weights, opt_state, x, y, jax.random.fold_in(key, i))
+    jax.block_until_ready(weights)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
+    parser.add_argument("--steps", type=int, default=1000, help="N (and 2N) steps per run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps-per-call", type=int, default=50)
+    args = parser.parse_args(argv)
+    runners = {
+        "fit (fused)": lambda n: run_fit(n, args.steps_per_call),
+        "loop (per-step)": run_loop,
+        "raw JAX (per-step)": run_raw,
+    }
+    n = args.steps
+    throughput: dict[str, list[float]] = {name: [] for name in runners}
+    for r in range(args.repeats):
+        names = list(runners) if r % 2 == 0 else list(runners)[::-1]
+        for name in names:
+            short, long = runners[name](n), runners[name](2 * n)
+            throughput[name].append(n * BATCH / (long - short))
+    med = {name: statistics.median(v) for name, v in throughput.items()}
+    result = {
+        "steps": [n, 2 * n],
+        "batch": BATCH,
+        "repeats": args.repeats,
+        "steps_per_call": args.steps_per_call,
+        "examples_per_s": med,
+        "all_examples_per_s": throughput,
+        "fit_over_loop": med["fit (fused)"] / med["loop (per-step)"],
+        "fit_over_raw_loop": med["fit (fused)"] / med["raw JAX (per-step)"],
+    }
+    info = machine()
+    lines = [
+        f"Training throughput, digits MLP 64-{'-'.join(map(str, HIDDEN))}-10 (dropout, Adam, "
+        f"batch {BATCH}), steady state from T(2N) - T(N) with N = {n}. Device: {info['device']} "
+        f"({info['platform']}), {info['cpu_count']} CPUs, jax {info['jax']}.",
+        "",
+        "| run | examples / s (median) | vs fit |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, value in med.items():
+        lines.append(f"| {name} | {value:,.0f} | {value / med['fit (fused)']:.3f} |")
+    lines += ["", f"fit / per-step loop: {result['fit_over_loop']:.2f}x; "
+              f"fit / raw JAX per-step loop: {result['fit_over_raw_loop']:.2f}x "
+              f"(steps_per_call = {args.steps_per_call})."]
+    save("fit", info, result, "\n".join(lines) + "\n", RESULTS)
+
+
+if __name__ == "__main__":
+    main()

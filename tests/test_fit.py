@@ -1,0 +1,296 @@
+"""``fdl.fit.fit``: equal to a hand-written loop, fused or not; data order; evaluation and history;
+the NaN guard; mixed precision; checkpoints with exact resume, also after SIGKILL; errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fdl
+from fdl import checkpoint
+from fdl.fit import NonFiniteError, classification_eval, classification_loss, fit
+
+WORKER = Path(__file__).parent / "fit_worker.py"
+
+
+def regression_data(n=48):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.3)[:, None].astype(np.float32)
+    return x, y
+
+
+def linear_loss(params, state, batch, key):
+    x, y = batch
+    pred = x @ params["w"] + jnp.broadcast_to(params["b"], (x.shape[0], 1))  # (b, 1)
+    return jnp.mean((pred - y) ** 2), (state, {"abs_error": jnp.mean(jnp.abs(pred - y))})
+
+
+def linear_params():
+    return {"w": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
+
+
+def run(**overrides):
+    kwargs = dict(
+        key=jax.random.key(7), batch_size=8, steps=30, progress=False, eval_every=10**6,
+    )
+    kwargs.update(overrides)
+    return fit(linear_loss, fdl.optim.adam(0.05), linear_params(), regression_data(), **kwargs)
+
+
+def test_fit_equals_a_hand_written_loop_over_the_stated_batches():
+    """The batches are the documented ones: permutation(fold_in(data_key, epoch), N), in order."""
+    x, y = regression_data()
+    result = run(steps=20, steps_per_call=4)
+    data_key, step_key = jax.random.split(jax.random.key(7))
+    optimizer = fdl.optim.adam(0.05)
+    step_fn = fdl.train.make_stateful_train_step(linear_loss, optimizer, donate=False)
+    params, state, opt_state = linear_params(), {}, optimizer.init(linear_params())
+    per_epoch = 48 // 8
+    for s in range(20):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, s // per_epoch), 48))
+        idx = order[(s % per_epoch) * 8 : (s % per_epoch + 1) * 8]
+        params, state, opt_state, _ = step_fn(
+            params, state, opt_state, (x[idx], y[idx]), jax.random.fold_in(step_key, s)
+        )
+    chex.assert_trees_all_close(result.params, params, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(result.opt_state, opt_state, rtol=1e-6, atol=1e-7)
+    assert result.step == 20 and result.skipped == 0
+
+
+def test_fusing_steps_does_not_change_the_result():
+    one = run(steps=30, steps_per_call=1)
+    fused = run(steps=30, steps_per_call=7)
+    chex.assert_trees_all_equal(one.params, fused.params)
+    chex.assert_trees_all_equal(one.opt_state, fused.opt_state)
+
+
+def test_each_epoch_visits_every_example_once():
+    x, _ = regression_data()
+    ids = np.arange(48, dtype=np.float32)
+
+    def loss_fn(params, state, batch, key):
+        xb, idx = batch
+        return jnp.mean(xb @ params["w"]) ** 2, (state, {"id_sum": jnp.sum(idx)})
+
+    result = fit(
+        loss_fn, fdl.optim.sgd(0.1), {"w": jnp.zeros((3, 1))}, (x, ids),
+        key=jax.random.key(3), batch_size=8, epochs=3, steps_per_call=6, progress=False,
+    )
+    # One call per epoch (6 steps): mean of per-step id sums x 6 = sum of all ids.
+    for row in result.history:
+        assert row["id_sum"] * 6 == pytest.approx(ids.sum())
+    assert [row["step"] for row in result.history] == [6, 12, 18]
+
+
+def test_evaluation_history_files_and_plot(tmp_path):
+    x, y = regression_data()
+
+    def eval_fn(params, state):
+        return {"loss": linear_loss(params, state, (x, y), None)[0]}
+
+    for suffix in (".jsonl", ".csv"):
+        history = tmp_path / f"history{suffix}"
+        result = run(steps=24, steps_per_call=4, eval_fn=eval_fn, eval_every=12,
+                     history_path=history, plot_path=tmp_path / "curves.png")
+        assert [r["step"] for r in result.history] == [4, 8, 12, 16, 20, 24]
+        evaluated = [r["step"] for r in result.history if "eval_loss" in r]
+        assert evaluated == [12, 24]
+        assert result.history[-1]["eval_loss"] < result.history[0]["loss"]
+        if suffix == ".jsonl":
+            rows = [json.loads(line) for line in history.read_text().splitlines()]
+        else:
+            import csv
+
+            rows = [{k: float(v) for k, v in r.items() if v != ""}
+                    for r in csv.DictReader(history.open())]
+        assert [r["step"] for r in rows] == [4, 8, 12, 16, 20, 24]
+        assert rows[-1]["loss"] == pytest.approx(result.history[-1]["loss"])
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def poisoned_problem():
+    """Example 5 has a NaN in the input of the ``b`` branch only: the loss and b's gradient are
+    NaN on every batch that holds it, a's gradient stays finite."""
+    x, y = regression_data()
+    z = np.ones((48,), np.float32)
+    z[5] = np.nan
+
+    def loss_fn(params, state, batch, key):
+        xb, yb, zb = batch
+        fit_term = jnp.mean((xb @ params["a"] - yb) ** 2)
+        return fit_term + jnp.mean(zb) * params["b"], (state, {})
+
+    return loss_fn, {"a": jnp.zeros((3, 1)), "b": jnp.zeros(())}, (x, y, z)
+
+
+def first_poisoned_step(key, epochs=4):
+    data_key, _ = jax.random.split(key)
+    steps = []
+    for e in range(epochs):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, e), 48))
+        steps.append(e * 6 + int(np.flatnonzero(order == 5)[0]) // 8)
+    return steps
+
+
+def test_nan_guard_raises_naming_the_step_and_the_parameter_and_keeps_the_state_before():
+    loss_fn, params, data = poisoned_problem()
+    key = jax.random.key(11)
+    bad = first_poisoned_step(key)[0]
+    with pytest.raises(NonFiniteError, match=rf"non-finite gradient of parameter 'b' at step {bad} "
+                       r"\(loss nan\); the update was not applied") as caught:
+        fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
+            steps_per_call=4, progress=False)
+    error = caught.value
+    assert error.step == bad and error.path == "b"
+    # The state handed back is the state before the bad step: a run of exactly `bad` steps.
+    if bad:
+        before = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8,
+                     steps=bad, steps_per_call=4, progress=False)
+        chex.assert_trees_all_equal(error.result.params, before.params)
+    assert error.result.step == bad
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(error.result.params))
+
+
+def test_nan_guard_skip_drops_exactly_the_poisoned_steps():
+    loss_fn, params, data = poisoned_problem()
+    key = jax.random.key(11)
+    result = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
+                 steps_per_call=4, nan_policy="skip", progress=False)
+    assert result.skipped == len(first_poisoned_step(key)) == 4
+    assert result.step == 24 and result.history[-1]["skipped"] == 4
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(result.params))
+    assert float(jnp.abs(result.params["a"]).sum()) > 0  # the clean steps trained
+
+
+def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
+    seen = {}
+
+    def loss_fn(params, state, batch, key):
+        seen["params"], seen["x"] = params["w"].dtype, batch[0].dtype
+        return linear_loss(params, state, batch, key)
+
+    result = fit(loss_fn, fdl.optim.adam(0.05), linear_params(), regression_data(),
+                 key=jax.random.key(7), batch_size=8, steps=60, progress=False,
+                 compute_dtype=jnp.bfloat16)
+    assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16}
+    leaves = jax.tree.leaves((result.params, result.opt_state))
+    assert {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == {
+        jnp.dtype(jnp.float32)
+    }
+    assert result.history[-1]["loss"] < 0.1 * result.history[0]["loss"]
+
+
+def test_resume_from_a_checkpoint_is_bit_identical(tmp_path):
+    whole = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path / "a", checkpoint_every=10)
+    run(steps=20, steps_per_call=5, checkpoint_dir=tmp_path / "b", checkpoint_every=10)
+    resumed = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path / "b",
+                  checkpoint_every=10, resume=True)
+    chex.assert_trees_all_equal(resumed.params, whole.params)
+    chex.assert_trees_all_equal(resumed.opt_state, whole.opt_state)
+    assert resumed.history == whole.history
+    assert checkpoint.all_steps(tmp_path / "b") == [10, 20, 30]
+
+
+def test_resume_with_another_key_or_model_is_refused(tmp_path):
+    run(steps=10, checkpoint_dir=tmp_path, checkpoint_every=10)
+    with pytest.raises(ValueError, match=r"was made with another `key` \(seed\)"):
+        run(steps=20, checkpoint_dir=tmp_path, resume=True, key=jax.random.key(8))
+    with pytest.raises(ValueError, match=r"params/w"):
+        fit(linear_loss, fdl.optim.adam(0.05), {"w": jnp.zeros((3, 2)), "b": jnp.zeros((1,))},
+            regression_data(), key=jax.random.key(7), batch_size=8, steps=20,
+            checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    whole = run(steps=30, steps_per_call=5)
+    run(steps=20, steps_per_call=5, checkpoint_dir=tmp_path, checkpoint_every=10)
+    newest = tmp_path / "ckpt-00000020.npz"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
+    with pytest.warns(checkpoint.CheckpointWarning):
+        resumed = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path, checkpoint_every=10,
+                      resume=True)
+    chex.assert_trees_all_equal(resumed.params, whole.params)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_parameters(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(killed_dir), str(tmp_path / "x.npz")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if killed_dir.exists() and (checkpoint.latest_step(killed_dir) or 0) >= 30:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{output}"
+    killed_at = checkpoint.latest_step(killed_dir)
+    assert 30 <= killed_at < 2000 and not (tmp_path / "x.npz").exists()
+
+    for args in ([str(killed_dir), str(tmp_path / "resumed.npz"), "--resume"],
+                 [str(whole_dir), str(tmp_path / "whole.npz")]):
+        done = subprocess.run([sys.executable, str(WORKER), *args], env=env, capture_output=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+    resumed, whole = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "whole.npz")
+    assert int(resumed["step"]) == int(whole["step"]) == 2000
+    names = [n for n in whole.files if n != "step"]
+    assert names and sorted(resumed.files) == sorted(whole.files)
+    for name in names:
+        np.testing.assert_array_equal(resumed[name], whole[name])  # bit for bit
+
+
+def test_classification_helpers_train_a_model():
+    data = fdl.data.load_digits(seed=0)
+    model = fdl.nn.mlp((32, 10))
+    params, state, _ = model.init(jax.random.key(0), (64,))
+    result = fit(classification_loss(model), fdl.optim.adam(1e-2), params,
+                 (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
+                 batch_size=32, epochs=3, eval_fn=classification_eval(model, data.x_test,
+                 data.y_test), progress=False)
+    assert result.history[-1]["eval_accuracy"] > 0.85
+    assert {"loss", "accuracy", "eval_loss", "eval_accuracy"} <= set(result.history[-1])
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(batch_size=0), r"`batch_size` must be a positive integer, got 0"),
+        (dict(batch_size=100), r"`batch_size` \(100\) must not exceed the number of examples \(48\)"),
+        (dict(steps=None), r"give exactly one of `steps` and `epochs`, got steps=None, epochs=None"),
+        (dict(epochs=2), r"give exactly one of `steps` and `epochs`, got steps=30, epochs=2"),
+        (dict(steps_per_call=0), r"`steps_per_call` must be a positive integer, got 0"),
+        (dict(nan_policy="ignore"), r"`nan_policy` must be one of 'raise', 'skip', got 'ignore'"),
+        (dict(checkpoint_every=5), r"`checkpoint_every` needs a `checkpoint_dir` to save to"),
+        (dict(resume=True), r"`resume=True` needs the `checkpoint_dir` to resume from"),
+        (dict(history_path="h.txt"), r"`history_path` must end in .jsonl or .csv, got 'h.txt'"),
+        (dict(key=0), r"`key` must be a JAX PRNG key \(jax.random.key\(seed\)\), got 0"),
+        (dict(eval_every=0), r"`eval_every` must be a positive integer, got 0"),
+    ],
+)
+def test_invalid_arguments(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        run(**overrides)
+
+
+def test_data_must_be_a_tuple_with_one_leading_axis():
+    with pytest.raises(ValueError, match=r"`data` must be a tuple of arrays"):
+        fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), np.zeros((4, 3)),
+            key=jax.random.key(0), batch_size=2, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"same leading axis, got shapes \(4, 3\), \(5, 1\)"):
+        fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), (np.zeros((4, 3)), np.zeros((5, 1))),
+            key=jax.random.key(0), batch_size=2, steps=1, progress=False)
