@@ -82,6 +82,14 @@ def test_scan_fused_steps_with_on_device_gather_equal_single_device_steps(worker
     assert worker["max_abs_diff_scan"] <= PARAM_ATOL
 
 
+def test_fit_on_the_mesh_equals_fit_on_one_device(worker):
+    """``fdl.fit.fit(..., mesh=mesh)``: the same run, data parallel, within the same tolerance."""
+    assert worker["fit_params_moved"] > 1e-2
+    assert worker["fit_max_abs_diff"] <= PARAM_ATOL
+    report = worker["fit_replicated"]
+    assert report["fully_replicated"] == report["on_all_devices"] == report["leaves"] == 6
+
+
 def test_batch_is_split_over_four_devices(worker):
     shards = worker["batch_shards"]
     assert sorted(s["device"] for s in shards) == [0, 1, 2, 3]
