@@ -198,9 +198,18 @@ def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_p
 
     grad_fn = jax.value_and_grad(loss_in_compute_dtype, has_aux=True)
 
-    def batch_at(step):
+    def epoch_orders(first_epoch, length):
+        """The permutations of every epoch a call of ``length`` steps can touch, computed once
+        per call (not once per step): ``(length // S + 2, N)``, epochs ``first_epoch + i``."""
+        count = length // steps_per_epoch + 2
+        epochs = first_epoch + jnp.arange(count, dtype=jnp.int32)  # (count,)
+        return jax.vmap(
+            lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), num_examples)
+        )(epochs)
+
+    def batch_at(step, orders, first_epoch):
         epoch, position = step // steps_per_epoch, step % steps_per_epoch
-        order = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+        order = orders[epoch - first_epoch]  # (N,)
         idx = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)  # (b,)
         batch = tuple(jnp.take(a, idx, axis=0) for a in data)
         if mesh is not None:
@@ -209,8 +218,8 @@ def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_p
             batch = constrain_batch(batch, mesh)
         return batch
 
-    def one_step(carry: _Carry, _):
-        batch = batch_at(carry.step)
+    def one_step(carry: _Carry, orders, first_epoch):
+        batch = batch_at(carry.step, orders, first_epoch)
         key = jax.random.fold_in(step_key, carry.step)
         (loss, (new_layer_state, metrics)), grads = grad_fn(
             carry.params, carry.layer_state, batch, key
@@ -245,7 +254,9 @@ def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_p
         return new_carry, record
 
     def run(carry: _Carry, length: int):
-        return jax.lax.scan(one_step, carry, None, length=length)
+        first_epoch = carry.step // steps_per_epoch
+        orders = epoch_orders(first_epoch, length)
+        return jax.lax.scan(lambda c, _: one_step(c, orders, first_epoch), carry, None, length=length)
 
     return jax.jit(run, static_argnums=1, donate_argnums=0)
 
