@@ -13,7 +13,9 @@ example's 64-256-256-10, where the arithmetic does:
 
 Each is timed end to end for ``N`` and for ``2N`` steps in one process, and the steady-state
 throughput is ``N · batch / (T(2N) − T(N))`` examples per second: the difference cancels the
-compilation and set-up that both runs share. Repeats interleave the three; we report medians.
+compilation and set-up that both runs share. N is chosen per runner (probed) so that the N extra
+steps take ``--seconds``, far above the jitter of compilation. Repeats interleave the three;
+we report medians.
 
     python benchmarks/fit.py            # writes benchmarks/results/fit-<platform>.{json,md}
 """
@@ -104,21 +106,35 @@ def run_raw(hidden, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def steps_for(runner, seconds: float) -> int:
+    """A step count N whose extra N steps take about ``seconds``: probed from T(2n) - T(n)."""
+    n = 200
+    while True:
+        extra = runner(2 * n) - runner(n)
+        if extra > 0.2 * seconds or n >= 200_000:
+            return max(n, int(n * seconds / max(extra, 1e-9)))
+        n *= 4
+
+
 def measure(args, hidden) -> dict:
     runners = {
         "fit (fused)": lambda n: run_fit(hidden, n, args.steps_per_call),
         "loop (per-step)": lambda n: run_loop(hidden, n),
         "raw JAX (per-step)": lambda n: run_raw(hidden, n),
     }
-    n = args.steps
+    # Each runner gets its own N, so that the N extra steps take ~args.seconds: the difference
+    # T(2N) - T(N) must dwarf the run-to-run jitter of compilation (about 0.1 s here).
+    steps = {name: steps_for(runner, args.seconds) for name, runner in runners.items()}
     throughput: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(args.repeats):
         names = list(runners) if r % 2 == 0 else list(runners)[::-1]
         for name in names:
+            n = steps[name]
             short, long = runners[name](n), runners[name](2 * n)
             throughput[name].append(n * BATCH / (long - short))
     med = {name: statistics.median(v) for name, v in throughput.items()}
     return {
+        "steps": steps,
         "examples_per_s": med,
         "all_examples_per_s": throughput,
         "fit_over_loop": med["fit (fused)"] / med["loop (per-step)"],
@@ -128,7 +144,8 @@ def measure(args, hidden) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
-    parser.add_argument("--steps", type=int, default=1000, help="N (and 2N) steps per run")
+    parser.add_argument("--seconds", type=float, default=1.5,
+                        help="target duration of the N extra steps of each runner")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps-per-call", type=int, default=50)
     args = parser.parse_args(argv)
@@ -138,7 +155,8 @@ def main(argv=None):
     info = machine()
     lines = [
         f"Training throughput on the digits (dropout 0.1, Adam, batch {BATCH}), steady state from "
-        f"T(2N) - T(N) with N = {args.steps}, median of {args.repeats}; fit fuses "
+        f"T(2N) - T(N), N chosen per run so that N steps take ~{args.seconds} s, median of "
+        f"{args.repeats}; fit fuses "
         f"{args.steps_per_call} steps per call. Device: {info['device']} ({info['platform']}), "
         f"{info['cpu_count']} CPUs, jax {info['jax']}.",
         "",
@@ -153,7 +171,7 @@ def main(argv=None):
             f"{m['raw JAX (per-step)']:,.0f} | {r['fit_over_loop']:.2f} | "
             f"{r['fit_over_raw_loop']:.2f} |"
         )
-    record = {"steps": [args.steps, 2 * args.steps], "batch": BATCH, "repeats": args.repeats,
+    record = {"seconds": args.seconds, "batch": BATCH, "repeats": args.repeats,
               "steps_per_call": args.steps_per_call, "cases": results}
     save("fit", info, record, "\n".join(lines) + "\n", RESULTS)
 

@@ -23,3 +23,22 @@ def test_quick_start_runs_and_takes_a_step():
     before = namespace["model"].init(jax.random.key(0), (64,))[0]
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), namespace["params"], before)
     assert all(0.0 < m <= 1e-3 * (1 + 1e-5) for m in jax.tree.leaves(moved))
+
+
+def test_train_section_runs_as_written(tmp_path, monkeypatch):
+    """The `fit` snippet of the README runs (with 2 epochs instead of 30) and resumes."""
+    section = README.read_text().split("## Train", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=30" in code
+    code = code.replace("epochs=30", "epochs=2")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"jax": jax, "jnp": jnp}
+    exec("import fdl\n" + code, namespace)  # under the suite's strict promotion
+    result = namespace["result"]
+    assert result.step == 88 and result.history[-1]["eval_accuracy"] > 0.8
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "history.jsonl").exists()
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "ckpt-00000044.npz", "ckpt-00000088.npz"
+    ]
+    exec("import fdl\n" + code, namespace)  # resume=True: already done, nothing more to train
+    assert namespace["result"].step == 88
