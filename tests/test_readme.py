@@ -42,3 +42,10 @@ def test_train_section_runs_as_written(tmp_path, monkeypatch):
     ]
     exec("import fdl\n" + code, namespace)  # resume=True: already done, nothing more to train
     assert namespace["result"].step == 88
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    section = README.read_text().split("Install and run the tests", 1)[1]
+    command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
+    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
+    assert command == ci and "pip install -e" in command and "pytest" in command
