@@ -5,7 +5,6 @@ on ``sys.path`` when run directly), so the folder goes on ``sys.path`` here too.
 """
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
