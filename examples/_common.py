@@ -42,19 +42,8 @@ def train_classifier(
     params, state, _ = model.init(init_key, x_test.shape[1:])
     opt_state = optimizer.init(params)
 
-    def loss_fn(params, state, batch, key):
-        x, y = batch
-        logits, state = model.apply(params, state, x, key=key, train=True)
-        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y)
-        return loss, (state, {"accuracy": fdl.metrics.accuracy(logits, y)})
-
-    step = fdl.train.make_stateful_train_step(loss_fn, optimizer)
-
-    @jax.jit
-    def evaluate(params, state, x, y):
-        logits, _ = model.apply(params, state, x)
-        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y)
-        return loss, fdl.metrics.accuracy(logits, y)
+    step = fdl.train.make_stateful_train_step(fdl.fit.classification_loss(model), optimizer)
+    evaluate = jax.jit(fdl.fit.classification_eval(model, x_test, y_test))
 
     history: dict[str, list[float]] = {"train_loss": [], "test_loss": [], "test_accuracy": []}
     step_seconds = []
@@ -70,7 +59,8 @@ def train_classifier(
             params, state, opt_state, metrics = step(params, state, opt_state, (x, y), step_key)
             losses.append(metrics["loss"])
             steps += 1
-        test_loss, test_acc = evaluate(params, state, x_test, y_test)
+        test = evaluate(params, state)
+        test_loss, test_acc = test["loss"], test["accuracy"]
         history["train_loss"].append(float(jnp.mean(jnp.stack(losses))))  # blocks: epoch done
         step_seconds.append((time.perf_counter() - epoch_start) / steps)
         history["test_loss"].append(float(test_loss))

@@ -279,9 +279,9 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         raise UsageError("--resume needs --checkpoint-dir (the directory to resume from)")
     if args.checkpoint_every is not None and args.checkpoint_dir is None:
         raise UsageError("--checkpoint-every needs --checkpoint-dir")
-    for flag, path in (("--checkpoint-dir", args.checkpoint_dir),):
-        if path is not None and path.exists() and not path.is_dir():
-            raise UsageError(f"{flag} {str(path)!r} exists and is not a directory")
+    ckpt = args.checkpoint_dir
+    if ckpt is not None and ckpt.exists() and not ckpt.is_dir():
+        raise UsageError(f"--checkpoint-dir {str(ckpt)!r} exists and is not a directory")
     if args.history is not None and args.history.suffix not in (".jsonl", ".csv"):
         raise UsageError(f"--history {str(args.history)!r} must end in .jsonl or .csv")
     if args.plot is not None and args.plot.suffix != ".png":

@@ -161,18 +161,9 @@ def _total_steps(steps: Any, epochs: Any, steps_per_epoch: int) -> int:
 
 
 def _leaf_paths(tree: PyTree) -> list[str]:
-    """Readable key paths of ``tree``'s leaves, ``1/0/w`` style."""
-    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
-    out = []
-    for path, _ in paths:
-        parts = []
-        for k in path:
-            for attr in ("key", "idx", "name"):
-                if hasattr(k, attr):
-                    parts.append(str(getattr(k, attr)))
-                    break
-        out.append("/".join(parts) or "(root)")
-    return out
+    """Readable key paths of ``tree``'s leaves, ``1/0/w`` style (as ``fdl.checkpoint`` names them)."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(path, simple=True, separator="/") or "(root)" for path, _ in flat]
 
 
 # ------------------------------------------------------------------------------------- the step
