@@ -1,13 +1,16 @@
-"""Losses against float64 NumPy/SciPy references: values, reductions, gradients, stability, errors.
+"""Losses against optax and float64 NumPy/SciPy references: values, reductions, gradients, errors.
 
-The references compute each loss from its textbook definition (e.g. binary cross-entropy as
-``-y log(sigmoid(z)) - (1 - y) log(1 - sigmoid(z))`` with SciPy's ``expit``, softmax
-cross-entropy through SciPy's ``logsumexp``), not from the stable forms the library uses.
+Every loss returns per-example values by default, as optax's losses do; the first tests compare
+each one elementwise with its optax twin. The NumPy references compute each loss from its
+textbook definition (e.g. binary cross-entropy as ``-y log(sigmoid(z)) - (1 - y) log(1 -
+sigmoid(z))`` with SciPy's ``expit``, softmax cross-entropy through SciPy's ``logsumexp``), not
+from the stable forms the library uses.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.test_util import check_grads
 from scipy.special import expit, logsumexp
@@ -36,7 +39,7 @@ REGRESSION = [
     ("mae", losses.mae, lambda p, t: np.abs(p - t)),
     (
         "huber",
-        lambda p, t, reduction="mean": losses.huber(p, t, delta=DELTA, reduction=reduction),
+        lambda p, t, reduction="none": losses.huber(p, t, delta=DELTA, reduction=reduction),
         lambda p, t: _np_huber(p - t),
     ),
 ]
@@ -70,6 +73,115 @@ def _value_and_grad(fn, reduction):
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-example values, as optax: same shape, same values, elementwise.
+
+
+def _regression_inputs(keys, shape):
+    predictions = 2.0 * jax.random.normal(next(keys), shape, dtype=jnp.float32)
+    targets = jax.random.normal(next(keys), shape, dtype=jnp.float32)
+    return predictions, targets
+
+
+def _binary_inputs(keys, shape):
+    logits = 3.0 * jax.random.normal(next(keys), shape, dtype=jnp.float32)
+    labels = jax.random.uniform(next(keys), shape, dtype=jnp.float32)  # soft labels in [0, 1)
+    return logits, labels
+
+
+def _soft_label_inputs(keys, shape):
+    logits = 3.0 * jax.random.normal(next(keys), shape, dtype=jnp.float32)
+    weights = jax.random.uniform(next(keys), shape, dtype=jnp.float32)
+    return logits, weights / jnp.sum(weights, axis=-1, keepdims=True)  # rows sum to 1
+
+
+def _integer_label_inputs(keys, shape):
+    logits = 3.0 * jax.random.normal(next(keys), shape, dtype=jnp.float32)
+    return logits, jax.random.randint(next(keys), shape[:-1], 0, shape[-1])
+
+
+# (id, fdl loss, its optax twin, random (first, second) arguments, expected per-example shape)
+OPTAX_TWINS = [
+    ("mse", losses.mse, optax.squared_error, _regression_inputs, lambda s: s),
+    ("mae", losses.mae, lambda p, t: jnp.sqrt(optax.squared_error(p, t)), _regression_inputs,
+     lambda s: s),
+    ("huber", losses.huber, optax.huber_loss, _regression_inputs, lambda s: s),
+    (
+        "huber_delta",
+        lambda p, t, **kw: losses.huber(p, t, delta=DELTA, **kw),
+        lambda p, t: optax.huber_loss(p, t, delta=DELTA),
+        _regression_inputs,
+        lambda s: s,
+    ),
+    (
+        "binary_cross_entropy_with_logits",
+        losses.binary_cross_entropy_with_logits,
+        optax.sigmoid_binary_cross_entropy,
+        _binary_inputs,
+        lambda s: s,
+    ),
+    (
+        "softmax_cross_entropy",
+        losses.softmax_cross_entropy,
+        optax.softmax_cross_entropy,
+        _soft_label_inputs,
+        lambda s: s[:-1],
+    ),
+    (
+        "softmax_cross_entropy_with_integer_labels",
+        losses.softmax_cross_entropy_with_integer_labels,
+        optax.softmax_cross_entropy_with_integer_labels,
+        _integer_label_inputs,
+        lambda s: s[:-1],
+    ),
+]
+OPTAX_IDS = [row[0] for row in OPTAX_TWINS]
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (4,)], ids=["2d", "3d", "1d"])
+@pytest.mark.parametrize(("name", "fn", "twin", "inputs", "out_shape"), OPTAX_TWINS, ids=OPTAX_IDS)
+def test_default_is_per_example_and_equals_optax(name, fn, twin, inputs, out_shape, shape, keys):
+    first, second = inputs(keys, shape)
+    loss = fn(first, second)
+    with jax.numpy_dtype_promotion("standard"):  # optax is not written for strict promotion
+        expected = twin(first, second)
+    assert loss.shape == expected.shape == out_shape(shape)
+    assert loss.dtype == expected.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(loss), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    # The default is reduction="none"; "mean" and "sum" reduce optax's per-example values.
+    np.testing.assert_array_equal(fn(first, second, reduction="none"), loss)
+    np.testing.assert_allclose(
+        fn(first, second, reduction="mean"), np.mean(np.asarray(expected)), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        fn(first, second, reduction="sum"), np.sum(np.asarray(expected)), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("delta", [0.1, 1.0, 2.5])
+def test_huber_delta_convention_is_optax(delta, keys):
+    # Quadratic 0.5 r^2 up to |r| = delta, then delta (|r| - 0.5 delta): optax.huber_loss's
+    # convention (not torch's smooth_l1_loss, which divides by delta).
+    predictions, targets = _regression_inputs(keys, (64,))
+    with jax.numpy_dtype_promotion("standard"):
+        expected = optax.huber_loss(predictions, targets, delta=delta)
+    np.testing.assert_allclose(
+        losses.huber(predictions, targets, delta=delta), expected, rtol=1e-6, atol=1e-7
+    )
+
+
+def test_integer_cross_entropy_out_of_range_differs_from_optax_only_by_flagging():
+    # Documented departure: optax wraps a negative label (-1 scores the last class); fdl gives
+    # NaN for every label outside [0, C). In-range labels agree.
+    logits = jnp.array([[0.5, -1.0, 2.0], [0.5, -1.0, 2.0], [0.5, -1.0, 2.0]])
+    labels = jnp.array([1, 3, -1])
+    loss = losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(loss[0], expected[0], rtol=1e-6)
+    assert np.isnan(loss[1]) and np.isnan(expected[1])
+    assert np.isnan(loss[2]) and np.isfinite(expected[2])
+
+
+# ---------------------------------------------------------------------------------------------
 # Values and reductions.
 
 
@@ -88,14 +200,13 @@ def test_regression_matches_numpy(name, fn, ref, reduction, keys):
 def test_regression_hand_picked_values():
     predictions = jnp.array([0.0, 0.5, 3.0, -2.0])
     targets = jnp.zeros(4)
-    np.testing.assert_allclose(losses.mse(predictions, targets, "none"), [0.0, 0.25, 9.0, 4.0])
-    np.testing.assert_allclose(losses.mae(predictions, targets, "none"), [0.0, 0.5, 3.0, 2.0])
+    np.testing.assert_allclose(losses.mse(predictions, targets), [0.0, 0.25, 9.0, 4.0])
+    np.testing.assert_allclose(losses.mae(predictions, targets), [0.0, 0.5, 3.0, 2.0])
     # delta = 1: 0.5 * 0.5**2 = 0.125 inside, 1 * (3 - 0.5) = 2.5 and 1 * (2 - 0.5) = 1.5 outside.
-    np.testing.assert_allclose(
-        losses.huber(predictions, targets, reduction="none"), [0.0, 0.125, 2.5, 1.5]
-    )
+    np.testing.assert_allclose(losses.huber(predictions, targets), [0.0, 0.125, 2.5, 1.5])
     # At |r| = delta both pieces agree: 0.5 * 2**2 = 2 * (2 - 1) = 2.
-    np.testing.assert_allclose(losses.huber(jnp.array([2.0]), jnp.zeros(1), delta=2.0), 2.0)
+    np.testing.assert_allclose(losses.huber(jnp.array([2.0]), jnp.zeros(1), delta=2.0), [2.0])
+    np.testing.assert_allclose(losses.mse(predictions, targets, reduction="mean"), 13.25 / 4)
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
@@ -132,7 +243,7 @@ def test_integer_cross_entropy_matches_numpy_and_one_hot(reduction, keys):
     np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5, atol=1e-6)
     one_hot = np.eye(5, dtype=np.float32)[np.asarray(labels)]
     np.testing.assert_allclose(
-        np.asarray(losses.softmax_cross_entropy(logits, one_hot, reduction)),
+        np.asarray(losses.softmax_cross_entropy(logits, one_hot, reduction=reduction)),
         np.asarray(loss),
         rtol=1e-6,
     )
@@ -142,20 +253,22 @@ def test_cross_entropy_hand_picked_values():
     # Uniform logits over C classes: the loss of any label is log C.
     uniform = jnp.zeros((1, 4))
     np.testing.assert_allclose(
-        losses.softmax_cross_entropy_with_integer_labels(uniform, jnp.array([3])), np.log(4.0)
+        losses.softmax_cross_entropy_with_integer_labels(uniform, jnp.array([3])), [np.log(4.0)]
     )
     # logits (log 3, 0): probabilities (3/4, 1/4).
     logits = jnp.array([[np.log(3.0), 0.0]], dtype=jnp.float32)
     np.testing.assert_allclose(
-        losses.softmax_cross_entropy(logits, jnp.array([[0.0, 1.0]])), np.log(4.0), rtol=1e-6
+        losses.softmax_cross_entropy(logits, jnp.array([[0.0, 1.0]])), [np.log(4.0)], rtol=1e-6
     )
     np.testing.assert_allclose(
-        losses.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0]])), np.log(4.0 / 3.0), rtol=1e-6
+        losses.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0]])),
+        [np.log(4.0 / 3.0)],
+        rtol=1e-6,
     )
     # sigmoid(log 3) = 3/4.
     np.testing.assert_allclose(
         losses.binary_cross_entropy_with_logits(jnp.array([np.log(3.0)]), jnp.array([0.0])),
-        np.log(4.0),
+        [np.log(4.0)],
         rtol=1e-6,
     )
 
@@ -178,7 +291,7 @@ def test_integer_and_boolean_labels_are_cast_to_logits_dtype():
 
 def test_out_of_range_integer_label_gives_nan():
     logits = jnp.zeros((3, 4))
-    loss = losses.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 4, -1]), "none")
+    loss = losses.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 4, -1]))
     assert np.isfinite(loss[0])
     assert np.isnan(loss[1]) and np.isnan(loss[2])
 
@@ -303,7 +416,10 @@ def _arguments(fn, dtype):
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
 def test_loss_keeps_dtype(fn, dtype):
     first, second = _arguments(fn, dtype)
-    loss, grad = jax.jit(jax.value_and_grad(fn))(first, second)
+    per_example = jax.jit(fn)(first, second)
+    assert per_example.dtype == dtype
+    assert per_example.shape == (first.shape if second.shape == first.shape else second.shape)
+    loss, grad = jax.jit(jax.value_and_grad(lambda a, b: fn(a, b, reduction="mean")))(first, second)
     assert loss.dtype == grad.dtype == dtype
     assert loss.shape == ()
 
@@ -316,9 +432,37 @@ def test_loss_keeps_dtype(fn, dtype):
 def test_invalid_reduction_raises(fn):
     first, second = _arguments(fn, jnp.float32)
     with pytest.raises(
-        ValueError, match=r"`reduction` must be one of 'mean', 'sum', 'none', got 'avg'"
+        ValueError, match=r"^`reduction` must be one of 'mean', 'sum', 'none', got 'avg'$"
     ):
         fn(first, second, reduction="avg")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("Mean", "'Mean'"), ("elementwise", "'elementwise'"), (None, "None"), (0, "0")],
+    ids=["case", "unknown", "none_object", "int"],
+)
+@pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
+def test_invalid_reduction_message_names_argument_and_value(fn, value, shown):
+    first, second = _arguments(fn, jnp.float32)
+    with pytest.raises(
+        ValueError, match=rf"^`reduction` must be one of 'mean', 'sum', 'none', got {shown}$"
+    ):
+        fn(first, second, reduction=value)
+
+
+@pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
+def test_reduction_is_keyword_only(fn):
+    # optax's third positional argument is `axis` (cross-entropies) or nothing (`delta` is
+    # keyword-only there); a positional reduction here would read differently, so it is refused.
+    first, second = _arguments(fn, jnp.float32)
+    third = 1.0 if fn is losses.huber else "mean"
+    if fn is losses.huber:  # huber's third positional is delta; reduction is the fourth
+        with pytest.raises(TypeError, match=r"positional argument"):
+            fn(first, second, third, "mean")
+    else:
+        with pytest.raises(TypeError, match=r"positional argument"):
+            fn(first, second, third)
 
 
 @pytest.mark.parametrize(

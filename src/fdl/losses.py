@@ -1,7 +1,9 @@
 r"""Loss functions: the scalar a training loop minimises.
 
-A loss compares a model's output with a target and returns one number per example; a reduction
-then turns those into the single scalar whose gradient drives the optimiser. Two families:
+A loss compares a model's output with a target and returns one number per example (per entry for
+the elementwise losses), exactly as optax's losses do; a reduction, ``jnp.mean(...)`` or
+``reduction="mean"``, then turns those into the single scalar whose gradient drives the
+optimiser. Two families:
 
 * **Regression** (:func:`mse`, :func:`mae`, :func:`huber`) compare ``predictions`` and
   ``targets`` of the same shape entry by entry, through the residual :math:`r = p - t`. The
@@ -24,17 +26,24 @@ Conventions shared by every loss here:
 * **Shapes are checked, never broadcast.** Arguments that are compared entry by entry must have
   identical static shapes, so a ``(B, 1)`` vs ``(B,)`` slip raises instead of silently producing a
   ``(B, B)`` loss. Checks use static shapes, so they also run (at trace time) under ``jax.jit``.
-* **Reductions.** ``reduction="none"`` returns the per-example losses: the elementwise shape for
-  regression losses and for binary cross-entropy, ``logits.shape[:-1]`` for the softmax
-  cross-entropies. ``"mean"`` (the default) averages over *all* of those entries, ``"sum"`` adds
-  them up.
+* **Per-example by default, as optax.** ``reduction="none"`` (the default) returns the
+  per-example losses: the elementwise shape for regression losses and for binary cross-entropy,
+  ``logits.shape[:-1]`` for the softmax cross-entropies. That is what optax returns, so the two
+  functions that carry optax's names (:func:`softmax_cross_entropy`,
+  :func:`softmax_cross_entropy_with_integer_labels`) return the same values and shape as
+  optax's, and every other loss names its optax equivalent in its docstring. The keyword-only
+  ``reduction="mean"`` averages over *all* of those entries, ``"sum"`` adds them up; a training
+  loss needs one of them (or ``jnp.mean``), since ``jax.grad`` wants a scalar.
 * **Dtypes.** Targets and labels are cast to the dtype of ``predictions`` / ``logits``, and the
   loss is computed and returned in that dtype.
 
 Example:
     >>> import jax.numpy as jnp
     >>> from fdl import losses
-    >>> print(round(float(losses.mse(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]))), 4))
+    >>> predictions, targets = jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])
+    >>> print(losses.mse(predictions, targets).tolist())  # per entry, as optax.squared_error
+    [1.0, 4.0]
+    >>> print(round(float(losses.mse(predictions, targets, reduction="mean")), 4))
     2.5
 
 References:
@@ -99,74 +108,90 @@ def _residual(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     return predictions - targets.astype(predictions.dtype)
 
 
-def mse(predictions: ArrayLike, targets: ArrayLike, reduction: str = "mean") -> jax.Array:
-    r"""Mean squared error between ``predictions`` and ``targets``.
+def mse(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "none") -> jax.Array:
+    r"""Squared error between ``predictions`` and ``targets``, per entry (``optax.squared_error``).
 
     .. math::
 
         \ell_i = (\text{predictions}_i - \text{targets}_i)^2, \qquad
-        \text{mean: } \frac{1}{N} \sum_{i=1}^{N} \ell_i
+        \text{reduction="mean": } \frac{1}{N} \sum_{i=1}^{N} \ell_i
 
     where :math:`i` runs over all :math:`N` entries. Gradient:
     :math:`\partial \ell_i / \partial\, \text{predictions}_i = 2\,(\text{predictions}_i -
     \text{targets}_i)`.
 
+    Returns the elementwise :math:`\ell_i` by default, as ``optax.squared_error`` does; the
+    *mean* squared error the name abbreviates is ``mse(..., reduction="mean")``.
+
     Args:
         predictions: ``(...)`` model outputs.
         targets: ``(...)`` regression targets, the same shape as ``predictions``.
-        reduction: ``"mean"`` over all entries, ``"sum"``, or ``"none"`` for the elementwise
-            losses.
+        reduction: ``"none"`` (default) for the elementwise losses, ``"mean"`` over all
+            entries, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` for ``reduction="none"``; dtype of ``predictions``.
+        ``(...)``, the shape of ``predictions``, or a scalar for ``"mean"`` / ``"sum"``; dtype of
+        ``predictions``.
 
     Raises:
         ValueError: if the shapes differ or ``reduction`` is not one of the three.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> print(mse(jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0]), reduction="none").tolist())
+        >>> predictions, targets = jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0])
+        >>> print(mse(predictions, targets).tolist())
         [0.0, 4.0]
+        >>> print(round(float(mse(predictions, targets, reduction="mean")), 4))
+        2.0
 
     References:
         Goodfellow, Bengio and Courville, *Deep Learning* (2016), section 5.5.1 (MSE as the
         Gaussian negative log-likelihood, up to constants).
 
     Differs from optax / PyTorch:
-        Matches ``torch.nn.functional.mse_loss``. ``optax.l2_loss`` is half of this
-        (:math:`\tfrac12 r^2`) and ``optax.squared_error`` is the ``"none"`` form; optax losses
-        never reduce.
+        Equals ``optax.squared_error(predictions, targets)`` (same values, same shape), except
+        that ``targets`` is required and must have the same shape (optax broadcasts, and treats a
+        missing ``targets`` as zeros). ``optax.l2_loss`` is half of this (:math:`\tfrac12 r^2`).
+        ``reduction="mean"`` matches ``torch.nn.functional.mse_loss``.
     """
     check_choice("reduction", reduction, REDUCTIONS)
     residual = _residual(predictions, targets)
     return _reduce(residual * residual, reduction)
 
 
-def mae(predictions: ArrayLike, targets: ArrayLike, reduction: str = "mean") -> jax.Array:
-    r"""Mean absolute error between ``predictions`` and ``targets``.
+def mae(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "none") -> jax.Array:
+    r"""Absolute error between ``predictions`` and ``targets``, per entry.
 
     .. math::
 
         \ell_i = \lvert \text{predictions}_i - \text{targets}_i \rvert, \qquad
-        \text{mean: } \frac{1}{N} \sum_{i=1}^{N} \ell_i
+        \text{reduction="mean": } \frac{1}{N} \sum_{i=1}^{N} \ell_i
 
     Gradient: :math:`\operatorname{sign}(\text{predictions}_i - \text{targets}_i)`, taken as 0
     where the residual is exactly 0.
 
+    Returns the elementwise :math:`\ell_i` by default, as optax's losses do; the *mean*
+    absolute error the name abbreviates is ``mae(..., reduction="mean")``.
+
     Args:
         predictions: ``(...)`` model outputs.
         targets: ``(...)`` regression targets, the same shape as ``predictions``.
-        reduction: ``"mean"`` over all entries, ``"sum"``, or ``"none"``.
+        reduction: ``"none"`` (default) for the elementwise losses, ``"mean"`` over all
+            entries, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` for ``reduction="none"``; dtype of ``predictions``.
+        ``(...)``, the shape of ``predictions``, or a scalar for ``"mean"`` / ``"sum"``; dtype of
+        ``predictions``.
 
     Raises:
         ValueError: if the shapes differ or ``reduction`` is not one of the three.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> print(round(float(mae(jnp.array([1.0, -2.0]), jnp.array([0.0, 0.0]))), 4))
+        >>> predictions, targets = jnp.array([1.0, -2.0]), jnp.array([0.0, 0.0])
+        >>> print(mae(predictions, targets).tolist())
+        [1.0, 2.0]
+        >>> print(round(float(mae(predictions, targets, reduction="mean")), 4))
         1.5
 
     References:
@@ -174,14 +199,16 @@ def mae(predictions: ArrayLike, targets: ArrayLike, reduction: str = "mean") -> 
         section 10.6 (absolute loss and robustness).
 
     Differs from optax / PyTorch:
-        Matches ``torch.nn.functional.l1_loss``.
+        optax has no absolute-error loss; this equals
+        ``jnp.abs(predictions - targets)``, which is ``jnp.sqrt(optax.squared_error(predictions,
+        targets))``. ``reduction="mean"`` matches ``torch.nn.functional.l1_loss``.
     """
     check_choice("reduction", reduction, REDUCTIONS)
     return _reduce(jnp.abs(_residual(predictions, targets)), reduction)
 
 
 def huber(
-    predictions: ArrayLike, targets: ArrayLike, delta: float = 1.0, reduction: str = "mean"
+    predictions: ArrayLike, targets: ArrayLike, delta: float = 1.0, *, reduction: str = "none"
 ) -> jax.Array:
     r"""Huber loss: quadratic for residuals up to ``delta``, linear beyond.
 
@@ -202,10 +229,12 @@ def huber(
         predictions: ``(...)`` model outputs.
         targets: ``(...)`` regression targets, the same shape as ``predictions``.
         delta: the positive residual size where the loss turns from quadratic to linear.
-        reduction: ``"mean"`` over all entries, ``"sum"``, or ``"none"``.
+        reduction: ``"none"`` (default) for the elementwise losses, ``"mean"`` over all
+            entries, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` for ``reduction="none"``; dtype of ``predictions``.
+        ``(...)``, the shape of ``predictions``, or a scalar for ``"mean"`` / ``"sum"``; dtype of
+        ``predictions``.
 
     Raises:
         ValueError: if the shapes differ, ``delta`` is not a positive number or ``reduction`` is
@@ -213,7 +242,7 @@ def huber(
 
     Example:
         >>> import jax.numpy as jnp
-        >>> print(huber(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]), reduction="none").tolist())
+        >>> print(huber(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0])).tolist())
         [0.125, 2.5]
 
     References:
@@ -221,8 +250,10 @@ def huber(
         1964.
 
     Differs from optax / PyTorch:
-        Same formula as ``torch.nn.functional.huber_loss(..., delta=delta)`` and
-        ``optax.huber_loss(..., delta=delta)`` (which never reduces).
+        Equals ``optax.huber_loss(predictions, targets, delta=delta)`` (same ``delta``
+        convention, same values, same shape), except that ``targets`` is required and must have
+        the same shape. ``reduction="mean"`` matches
+        ``torch.nn.functional.huber_loss(..., delta=delta)``;
         ``torch.nn.functional.smooth_l1_loss(..., beta=b)`` is this loss *divided by* ``b``
         (slope 1 in the tails instead of ``delta``).
     """
@@ -236,7 +267,7 @@ def huber(
 
 
 def binary_cross_entropy_with_logits(
-    logits: ArrayLike, labels: ArrayLike, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "none"
 ) -> jax.Array:
     r"""Binary cross-entropy of independent Bernoulli outputs, from logits.
 
@@ -261,27 +292,30 @@ def binary_cross_entropy_with_logits(
         logits: ``(...)`` unnormalised log-odds.
         labels: ``(...)`` targets in ``[0, 1]`` (hard 0/1 or soft), the same shape as
             ``logits``; cast to ``logits``' dtype.
-        reduction: ``"mean"`` over all entries, ``"sum"``, or ``"none"`` for the elementwise
-            losses.
+        reduction: ``"none"`` (default) for the elementwise losses, ``"mean"`` over all
+            entries, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` for ``reduction="none"``; dtype of ``logits``.
+        ``(...)``, the shape of ``logits``, or a scalar for ``"mean"`` / ``"sum"``; dtype of
+        ``logits``.
 
     Raises:
         ValueError: if the shapes differ or ``reduction`` is not one of the three.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> loss = binary_cross_entropy_with_logits(jnp.array([0.0]), jnp.array([1.0]))
-        >>> print(round(float(loss), 4))  # log 2
-        0.6931
+        >>> loss = binary_cross_entropy_with_logits(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.5]))
+        >>> print([round(v, 4) for v in loss.tolist()])  # log 2 for either label
+        [0.6931, 0.6931]
 
     References:
         Bishop, *Pattern Recognition and Machine Learning* (2006), section 4.3.2.
 
     Differs from optax / PyTorch:
-        Matches ``torch.nn.functional.binary_cross_entropy_with_logits`` (without ``weight`` /
-        ``pos_weight``) and ``optax.sigmoid_binary_cross_entropy`` (which never reduces).
+        Equals ``optax.sigmoid_binary_cross_entropy(logits, labels)`` (same values, same shape),
+        except that ``labels`` must have the same shape (optax broadcasts). ``reduction="mean"``
+        matches ``torch.nn.functional.binary_cross_entropy_with_logits`` (without ``weight`` /
+        ``pos_weight``).
     """
     check_choice("reduction", reduction, REDUCTIONS)
     logits = jnp.asarray(logits)
@@ -293,7 +327,7 @@ def binary_cross_entropy_with_logits(
 
 
 def softmax_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "none"
 ) -> jax.Array:
     r"""Cross-entropy between a label distribution and the softmax of ``logits``.
 
@@ -314,10 +348,11 @@ def softmax_cross_entropy(
         logits: ``(..., C)`` unnormalised log-probabilities over the last axis.
         labels: ``(..., C)`` class probabilities, the same shape as ``logits``; cast to
             ``logits``' dtype.
-        reduction: ``"mean"`` over all examples ``(...)``, ``"sum"``, or ``"none"``.
+        reduction: ``"none"`` (default) for the per-example losses, ``"mean"`` over all
+            examples ``(...)``, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` (``= logits.shape[:-1]``) for ``reduction="none"``; dtype of
+        ``(...)`` (``= logits.shape[:-1]``), or a scalar for ``"mean"`` / ``"sum"``; dtype of
         ``logits``.
 
     Raises:
@@ -329,17 +364,20 @@ def softmax_cross_entropy(
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
         >>> labels = jnp.array([[1.0, 0.0], [0.5, 0.5]])
-        >>> print([round(v, 4) for v in softmax_cross_entropy(logits, labels, "none").tolist()])
+        >>> print([round(v, 4) for v in softmax_cross_entropy(logits, labels).tolist()])
         [0.6931, 0.6931]
 
     References:
         Goodfellow, Bengio and Courville, *Deep Learning* (2016), section 6.2.2.3.
 
     Differs from optax / PyTorch:
-        Matches ``optax.softmax_cross_entropy`` (which never reduces) and
+        Returns what ``optax.softmax_cross_entropy(logits, labels)`` returns (same values, shape
+        ``logits.shape[:-1]``); it has no ``axis`` / ``where`` (classes are always the last axis)
+        and requires ``labels.shape == logits.shape``. ``reduction="mean"`` matches
         ``torch.nn.functional.cross_entropy`` with probability targets, except that PyTorch puts
         the classes on axis 1 and has ``label_smoothing`` / ``weight`` arguments.
-        Entries of ``logits`` must be finite: a ``-inf`` logit times a zero label gives NaN.
+        Entries of ``logits`` must be finite: a ``-inf`` logit times a zero label gives NaN (as in
+        optax; ``optax.safe_softmax_cross_entropy`` handles that case).
     """
     check_choice("reduction", reduction, REDUCTIONS)
     logits = jnp.asarray(logits)
@@ -359,7 +397,7 @@ def softmax_cross_entropy(
 
 
 def softmax_cross_entropy_with_integer_labels(
-    logits: ArrayLike, labels: ArrayLike, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "none"
 ) -> jax.Array:
     r"""Cross-entropy of integer class labels under the softmax of ``logits``.
 
@@ -375,15 +413,17 @@ def softmax_cross_entropy_with_integer_labels(
 
     This is :func:`softmax_cross_entropy` with one-hot labels, without building the one-hot
     array. A label outside ``[0, C)`` cannot raise under ``jit``; its loss is NaN instead, so
-    the mean is NaN and the mistake is visible.
+    any mean over it is NaN and the mistake is visible.
 
     Args:
         logits: ``(..., C)`` unnormalised log-probabilities over the last axis.
         labels: ``(...)`` integer class indices, shape ``logits.shape[:-1]``.
-        reduction: ``"mean"`` over all examples ``(...)``, ``"sum"``, or ``"none"``.
+        reduction: ``"none"`` (default) for the per-example losses, ``"mean"`` over all
+            examples ``(...)``, or ``"sum"``; keyword-only.
 
     Returns:
-        A scalar, or ``(...)`` for ``reduction="none"``; dtype of ``logits``.
+        ``(...)`` (``= logits.shape[:-1]``), or a scalar for ``"mean"`` / ``"sum"``; dtype of
+        ``logits``.
 
     Raises:
         ValueError: if ``logits`` is a scalar, ``labels.shape != logits.shape[:-1]`` (with a
@@ -394,18 +434,23 @@ def softmax_cross_entropy_with_integer_labels(
     Example:
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[2.0, 0.0], [0.0, 2.0]])
-        >>> loss = softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 0]), "none")
+        >>> loss = softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 0]))
         >>> print([round(v, 4) for v in loss.tolist()])
         [0.1269, 2.1269]
+        >>> print(round(float(jnp.mean(loss)), 4))  # the training loss
+        1.1269
 
     References:
         Goodfellow, Bengio and Courville, *Deep Learning* (2016), section 6.2.2.3.
 
     Differs from optax / PyTorch:
-        Matches ``optax.softmax_cross_entropy_with_integer_labels`` (which never reduces and
-        does not flag out-of-range labels) and ``torch.nn.functional.cross_entropy`` with class
-        indices, except that PyTorch puts the classes on axis 1 and has ``ignore_index``; here,
-        mask with ``reduction="none"`` instead.
+        Returns what ``optax.softmax_cross_entropy_with_integer_labels(logits, labels)`` returns
+        for labels in ``[0, C)`` (same values, shape ``logits.shape[:-1]``); it has no ``axis`` /
+        ``where`` (classes are always the last axis). Out of range, optax gives NaN for a label
+        ``>= C`` but wraps a negative one (``-1`` scores the last class); here every label outside
+        ``[0, C)`` gives NaN. ``reduction="mean"`` matches ``torch.nn.functional.cross_entropy``
+        with class indices, except that PyTorch puts the classes on axis 1 and has
+        ``ignore_index``; here, mask the per-example losses instead.
     """
     check_choice("reduction", reduction, REDUCTIONS)
     logits = jnp.asarray(logits)

@@ -10,7 +10,7 @@ import functools
 
 from fdl import activations
 from fdl.nn.combinators import Elementwise
-from fdl.nn.layer import Layer
+from fdl.nn.layer import Layer, layer_factory
 
 __all__ = [
     "Relu",
@@ -26,52 +26,61 @@ __all__ = [
 ]
 
 
-def Relu() -> Layer:
+@layer_factory
+def Relu(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.relu`."""
-    return Elementwise(activations.relu, name="relu")
+    return Elementwise(activations.relu)
 
 
-def LeakyRelu(negative_slope: float = 0.01) -> Layer:
+@layer_factory
+def LeakyRelu(negative_slope: float = 0.01, *, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.leaky_relu`."""
-    fn = functools.partial(activations.leaky_relu, negative_slope=negative_slope)
-    return Elementwise(fn, name="leaky_relu")
+    return Elementwise(functools.partial(activations.leaky_relu, negative_slope=negative_slope))
 
 
-def Elu(alpha: float = 1.0) -> Layer:
+@layer_factory
+def Elu(alpha: float = 1.0, *, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.elu`."""
-    return Elementwise(functools.partial(activations.elu, alpha=alpha), name="elu")
+    return Elementwise(functools.partial(activations.elu, alpha=alpha))
 
 
-def Gelu(approximate: bool = False) -> Layer:
+@layer_factory
+def Gelu(approximate: bool = False, *, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.gelu`."""
-    return Elementwise(functools.partial(activations.gelu, approximate=approximate), name="gelu")
+    return Elementwise(functools.partial(activations.gelu, approximate=approximate))
 
 
-def Sigmoid() -> Layer:
+@layer_factory
+def Sigmoid(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.sigmoid`."""
-    return Elementwise(activations.sigmoid, name="sigmoid")
+    return Elementwise(activations.sigmoid)
 
 
-def Tanh() -> Layer:
+@layer_factory
+def Tanh(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.tanh`."""
-    return Elementwise(activations.tanh, name="tanh")
+    return Elementwise(activations.tanh)
 
 
-def Softmax() -> Layer:
+@layer_factory
+def Softmax(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.softmax` over the last axis."""
-    return Elementwise(activations.softmax, name="softmax")
+    return Elementwise(activations.softmax)
 
 
-def LogSoftmax() -> Layer:
+@layer_factory
+def LogSoftmax(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.log_softmax` over the last axis."""
-    return Elementwise(activations.log_softmax, name="log_softmax")
+    return Elementwise(activations.log_softmax)
 
 
-def Softplus() -> Layer:
+@layer_factory
+def Softplus(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.softplus`."""
-    return Elementwise(activations.softplus, name="softplus")
+    return Elementwise(activations.softplus)
 
 
-def Silu() -> Layer:
+@layer_factory
+def Silu(*, name: str | None = None) -> Layer:
     """Layer of :func:`fdl.activations.silu`."""
-    return Elementwise(activations.silu, name="silu")
+    return Elementwise(activations.silu)

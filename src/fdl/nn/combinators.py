@@ -1,12 +1,14 @@
 """Combinators build models from layers: composition, branches, merges and skips.
 
-Every combinator is itself a :class:`~fdl.nn.Layer`. Its ``params`` and ``state`` are tuples of
-its children's, in order, so parameter paths read ``2/w`` (the ``w`` of the third child). It splits
-the PRNG key it is given among its children, so two dropout layers never share a mask.
+Every combinator is itself a :class:`~fdl.nn.Layer`. Its ``params`` and ``state`` are dicts of
+its children's trees keyed by the children's names (see :mod:`fdl.nn.layer`), so a parameter's
+path reads ``head/w`` or ``dense_1/b``. It splits the PRNG key it is given among its children, so
+two dropout layers never share a mask, and hands the ``mask`` keyword to every child.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +17,18 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_choice, check_positive_int, check_shape
-from fdl.nn.layer import Layer, Shape, check_layers, split_key
+from fdl.nn.layer import (
+    Layer,
+    Shape,
+    apply_child,
+    check_layers,
+    child_tree,
+    gather,
+    init_child,
+    layer_factory,
+    named_children,
+    split_key,
+)
 
 __all__ = [
     "Serial",
@@ -23,6 +36,7 @@ __all__ = [
     "FanOut",
     "Concat",
     "Sum",
+    "Multiply",
     "Branch",
     "Residual",
     "Identity",
@@ -30,21 +44,39 @@ __all__ = [
     "Elementwise",
 ]
 
+MERGES = ("concat", "sum", "product")
 
-def _children(combinator: str, tree: Any, num: int, what: str) -> tuple[Any, ...]:
-    """The per-child entries of ``params``/``state``; ``None`` (stateless) fans out as ``None``."""
-    if tree is None and what == "state":
-        return (None,) * num
-    if not isinstance(tree, (tuple, list)) or len(tree) != num:
-        got = f"{type(tree).__name__} of length {len(tree)}" if hasattr(tree, "__len__") else tree
-        raise ValueError(
-            f"{combinator} of {num} layers expects `{what}` to be a tuple of {num} entries "
-            f"(one per layer, as its init returned), got {got}"
+
+def _keep_meta(old: Layer, new: Layer) -> Layer:
+    return dataclasses.replace(new, name=old.name, kind=old.kind, config=old.config)
+
+
+def _apply_all(where, named, params, state, xs, key, train, mask):
+    """Apply child ``i`` to ``xs[i]``; returns the outputs and the gathered new state."""
+    outs, states = [], []
+    for (child_name, layer), x, k in zip(named, xs, split_key(key, len(named)), strict=True):
+        y, s = apply_child(
+            child_name, layer, child_tree(where, params, child_name, "params"),
+            child_tree(where, state, child_name, "state"), x, key=k, train=train, mask=mask,
         )
-    return tuple(tree)
+        outs.append(y)
+        states.append((child_name, s))
+    return outs, gather(states)
 
 
-def Serial(*layers: Layer, name: str = "serial") -> Layer:
+def _init_all(named, key, shapes):
+    """Init child ``i`` for ``shapes[i]``; returns params, state (gathered) and output shapes."""
+    params, states, out_shapes = [], [], []
+    for (child_name, layer), k, shape in zip(named, jax.random.split(key, len(named)), shapes, strict=True):
+        p, s, out = init_child(child_name, layer, k, shape)
+        params.append((child_name, p))
+        states.append((child_name, s))
+        out_shapes.append(out)
+    return gather(params), gather(states), out_shapes
+
+
+@layer_factory
+def Serial(*layers: Layer, name: str | None = None) -> Layer:
     r"""Compose layers in order: :math:`f = f_n \circ \cdots \circ f_1`.
 
     The chain rule gives the backward pass,
@@ -53,46 +85,58 @@ def Serial(*layers: Layer, name: str = "serial") -> Layer:
 
     Args:
       *layers: the layers, applied first to last.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic if ``None``).
 
     Returns:
-      A :class:`~fdl.nn.Layer` whose ``params`` and ``state`` are tuples of the layers'.
+      A :class:`~fdl.nn.Layer` whose ``params`` and ``state`` are dicts keyed by the layers'
+      names (``dense_0``, ``relu_0``, ... for unnamed layers); parameter-free layers are left out.
+
+    Raises:
+      ValueError: no layers, or two with the same name. TypeError: an argument that is not a
+        layer.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> model = fdl.nn.Serial(fdl.nn.Dense(8), fdl.nn.Relu(), fdl.nn.Dense(2))
+    >>> model = fdl.nn.Serial(fdl.nn.Dense(8), fdl.nn.Relu(), fdl.nn.Dense(2, name="head"))
     >>> params, state, shape = model.init(jax.random.key(0), (4,))
-    >>> shape, len(params), sorted(params[2])
-    ((2,), 3, ['b', 'w'])
+    >>> shape, sorted(params), sorted(params["head"])
+    ((2,), ['dense_0', 'head'], ['b', 'w'])
     """
-    layers = check_layers("Serial", layers)
-    num = len(layers)
+    return _serial(named_children("Serial", layers), name)
+
+
+def _serial(named: tuple[tuple[str, Layer], ...], name: str | None) -> Layer:
+    where = f"Serial {name!r}" if name else "Serial"
 
     def init(key: jax.Array, input_shape: Shape):
         params, states, shape = [], [], input_shape
-        for layer, k in zip(layers, jax.random.split(key, num), strict=True):
-            p, s, shape = layer.init(k, shape)
-            params.append(p)
-            states.append(s)
-        return tuple(params), tuple(states), shape
+        for (child_name, layer), k in zip(named, jax.random.split(key, len(named)), strict=True):
+            p, s, shape = init_child(child_name, layer, k, shape)
+            params.append((child_name, p))
+            states.append((child_name, s))
+        return gather(params), gather(states), shape
 
-    def apply(params, state, x, *, key=None, train=False):
-        params = _children(f"Serial {name!r}", params, num, "params")
-        states = _children(f"Serial {name!r}", state, num, "state")
+    def apply(params, state, x, *, key=None, train=False, mask=None):
         new_states = []
-        for layer, p, s, k in zip(layers, params, states, split_key(key, num), strict=True):
-            x, s = layer.apply(p, s, x, key=k, train=train)
-            new_states.append(s)
-        return x, tuple(new_states)
+        for (child_name, layer), k in zip(named, split_key(key, len(named)), strict=True):
+            x, s = apply_child(
+                child_name, layer, child_tree(where, params, child_name, "params"),
+                child_tree(where, state, child_name, "state"), x, key=k, train=train, mask=mask,
+            )
+            new_states.append((child_name, s))
+        return x, gather(new_states)
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name=name, kind="Serial", children=named,
+                 rebuild=lambda new: _serial(new, name))
 
 
-def Parallel(*layers: Layer, name: str = "parallel") -> Layer:
+@layer_factory
+def Parallel(*layers: Layer, name: str | None = None) -> Layer:
     r"""Apply layer :math:`i` to input :math:`i`: :math:`(x_1, \ldots, x_n) \mapsto (f_1(x_1),
     \ldots, f_n(x_n))`.
 
     The input (and ``input_shape``) is a tuple of ``n`` entries; so is the output. Pair it with
-    :func:`FanOut` before and :func:`Concat` or :func:`Sum` after, or use :func:`Branch`.
+    :func:`FanOut` before and :func:`Concat`, :func:`Sum` or :func:`Multiply` after, or use
+    :func:`Branch`.
 
     >>> import jax, jax.numpy as jnp, fdl
     >>> model = fdl.nn.Parallel(fdl.nn.Dense(2), fdl.nn.Dense(3))
@@ -100,35 +144,36 @@ def Parallel(*layers: Layer, name: str = "parallel") -> Layer:
     >>> shapes
     ((2,), (3,))
     """
-    layers = check_layers("Parallel", layers)
-    num = len(layers)
+    return _parallel(named_children("Parallel", layers), name)
+
+
+def _entries(where: str, value: Any, num: int, what: str) -> tuple[Any, ...]:
+    if not isinstance(value, (tuple, list)) or len(value) != num:
+        got = f"{type(value).__name__} of length {len(value)}" if hasattr(value, "__len__") else repr(value)
+        raise ValueError(f"{where} of {num} layers expects `{what}` to be a tuple of {num} entries, got {got}")
+    return tuple(value)
+
+
+def _parallel(named: tuple[tuple[str, Layer], ...], name: str | None) -> Layer:
+    where = f"Parallel {name!r}" if name else "Parallel"
+    num = len(named)
 
     def init(key: jax.Array, input_shape: Sequence[Shape]):
-        shapes = _children(f"Parallel {name!r}", input_shape, num, "input_shape")
-        results = [
-            layer.init(k, s)
-            for layer, k, s in zip(layers, jax.random.split(key, num), shapes, strict=True)
-        ]
-        params, states, out_shapes = zip(*results, strict=True)
-        return tuple(params), tuple(states), tuple(out_shapes)
+        params, state, shapes = _init_all(named, key, _entries(where, input_shape, num, "input_shape"))
+        return params, state, tuple(shapes)
 
-    def apply(params, state, x, *, key=None, train=False):
-        where = f"Parallel {name!r}"
-        xs = _children(where, x, num, "x")
-        params = _children(where, params, num, "params")
-        states = _children(where, state, num, "state")
-        outs = [
-            layer.apply(p, s, xi, key=k, train=train)
-            for layer, p, s, xi, k in zip(layers, params, states, xs, split_key(key, num), strict=True)
-        ]
-        ys, new_states = zip(*outs, strict=True)
-        return tuple(ys), tuple(new_states)
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        xs = _entries(where, x, num, "x")
+        ys, new_state = _apply_all(where, named, params, state, xs, key, train, mask)
+        return tuple(ys), new_state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name=name, kind="Parallel", children=named,
+                 rebuild=lambda new: _parallel(new, name))
 
 
-def FanOut(num: int, *, name: str = "fan_out") -> Layer:
-    """Copy the input ``num`` times: :math:`x \\mapsto (x, \\ldots, x)`.
+@layer_factory
+def FanOut(num: int, *, name: str | None = None) -> Layer:
+    r"""Copy the input ``num`` times: :math:`x \mapsto (x, \ldots, x)`.
 
     Its gradient sums the cotangents of the copies (the multivariate chain rule).
 
@@ -141,19 +186,22 @@ def FanOut(num: int, *, name: str = "fan_out") -> Layer:
     def init(key: jax.Array, input_shape: Shape):
         return {}, {}, (check_shape("input_shape", input_shape),) * num
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, mask=None):
         return (x,) * num, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
-def _merge_shapes(merge: str, shapes: Sequence[Shape], axis: int, where: str) -> Shape:
-    """The output shape of concatenating (along ``axis``) or summing per-example ``shapes``."""
+def _merge_shapes(merge: str, shapes: Any, axis: int, where: str) -> Shape:
+    """The output shape of concatenating (along ``axis``), summing or multiplying the
+    per-example ``shapes``."""
+    if not isinstance(shapes, (tuple, list)) or not shapes or not all(isinstance(s, (tuple, list)) for s in shapes):
+        raise ValueError(f"{where} merges a tuple of inputs, got input_shape {shapes!r}")
     shapes = [check_shape("input_shape", s) for s in shapes]
     first = shapes[0]
-    if merge == "sum":
+    if merge in ("sum", "product"):
         if any(s != first for s in shapes):
-            raise ValueError(f"{where} sums inputs of equal shapes, got shapes {tuple(shapes)}")
+            raise ValueError(f"{where} needs inputs of equal shapes for its {merge}, got shapes {tuple(shapes)}")
         return first
     if any(len(s) < -axis for s in shapes):
         raise ValueError(f"{where} concatenates along axis {axis}, got shapes {tuple(shapes)}")
@@ -168,12 +216,12 @@ def _merge_shapes(merge: str, shapes: Sequence[Shape], axis: int, where: str) ->
 
 
 def _merge(merge: str, xs: Sequence[Any], axis: int) -> Any:
-    if merge == "sum":
-        total = xs[0]
-        for x in xs[1:]:
-            total = total + x
-        return total
-    return jnp.concatenate(xs, axis=axis)
+    if merge == "concat":
+        return jnp.concatenate(xs, axis=axis)
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x if merge == "sum" else total * x
+    return total
 
 
 def _check_axis(axis: int) -> int:
@@ -185,7 +233,20 @@ def _check_axis(axis: int) -> int:
     return axis
 
 
-def Concat(axis: int = -1, *, name: str = "concat") -> Layer:
+def _merge_layer(merge: str, axis: int, kind: str) -> Layer:
+    def init(key: jax.Array, input_shape: Sequence[Shape]):
+        return {}, {}, _merge_shapes(merge, input_shape, axis, kind)
+
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        if not isinstance(x, (tuple, list)):
+            raise ValueError(f"{kind} merges a tuple of inputs, got a single {type(x).__name__}")
+        return _merge(merge, x, axis), state
+
+    return Layer(init, apply)
+
+
+@layer_factory
+def Concat(axis: int = -1, *, name: str | None = None) -> Layer:
     r"""Concatenate a tuple of inputs along ``axis``: :math:`(x_1, \ldots, x_n) \mapsto
     [x_1; \ldots; x_n]`.
 
@@ -196,82 +257,87 @@ def Concat(axis: int = -1, *, name: str = "concat") -> Layer:
     >>> y.shape
     (5, 5)
     """
-    axis = _check_axis(axis)
-
-    def init(key: jax.Array, input_shape: Sequence[Shape]):
-        return {}, {}, _merge_shapes("concat", input_shape, axis, f"Concat {name!r}")
-
-    def apply(params, state, x, *, key=None, train=False):
-        return _merge("concat", x, axis), state
-
-    return Layer(init, apply, name)
+    return _merge_layer("concat", _check_axis(axis), "Concat")
 
 
-def Sum(*, name: str = "sum") -> Layer:
+@layer_factory
+def Sum(*, name: str | None = None) -> Layer:
     r"""Sum a tuple of equally shaped inputs: :math:`(x_1, \ldots, x_n) \mapsto \sum_i x_i`.
 
     >>> import jax.numpy as jnp, fdl
     >>> fdl.nn.Sum().apply({}, {}, (jnp.ones(2), jnp.ones(2)))[0].tolist()
     [2.0, 2.0]
     """
-
-    def init(key: jax.Array, input_shape: Sequence[Shape]):
-        return {}, {}, _merge_shapes("sum", input_shape, -1, f"Sum {name!r}")
-
-    def apply(params, state, x, *, key=None, train=False):
-        return _merge("sum", x, -1), state
-
-    return Layer(init, apply, name)
+    return _merge_layer("sum", -1, "Sum")
 
 
-def Branch(*layers: Layer, merge: str = "concat", axis: int = -1, name: str = "branch") -> Layer:
+@layer_factory
+def Multiply(*, name: str | None = None) -> Layer:
+    r"""Multiply a tuple of equally shaped inputs elementwise (a gate):
+    :math:`(x_1, \ldots, x_n) \mapsto x_1 \odot \cdots \odot x_n`.
+
+    Its gradient w.r.t. :math:`x_i` is the product of the others,
+    :math:`\partial y / \partial x_i = \prod_{j \ne i} x_j` (elementwise): a gate near 0 shuts
+    both the value and its gradient (GLU, Dauphin et al., 2017).
+
+    >>> import jax.numpy as jnp, fdl
+    >>> fdl.nn.Multiply().apply({}, {}, (jnp.array([2.0, 3.0]), jnp.array([0.5, 0.0])))[0].tolist()
+    [1.0, 0.0]
+    """
+    return _merge_layer("product", -1, "Multiply")
+
+
+@layer_factory
+def Branch(*layers: Layer, merge: str = "concat", axis: int = -1, name: str | None = None) -> Layer:
     r"""Apply every layer to the same input and merge: :math:`x \mapsto
     \mathrm{merge}(f_1(x), \ldots, f_n(x))`.
 
-    The fan-out/parallel/merge pattern of Inception blocks in one layer; equivalent to
-    ``Serial(FanOut(n), Parallel(*layers), Concat(axis) or Sum())`` but with ``params`` a flat
-    tuple of the branches'.
+    The fan-out/parallel/merge pattern of Inception blocks and gates in one layer; equivalent to
+    ``Serial(FanOut(n), Parallel(*layers), Concat(axis) / Sum() / Multiply())`` but with the
+    branches' trees directly under its own.
 
     Args:
       *layers: the branches.
-      merge: ``"concat"`` (along ``axis``) or ``"sum"``.
+      merge: ``"concat"`` (along ``axis``), ``"sum"``, or ``"product"`` (elementwise, a gate:
+        ``Branch(Dense(d), Serial(Dense(d), Sigmoid()), merge="product")`` is
+        :math:`(xW + b) \odot \sigma(xV + c)`).
       axis: the negative axis to concatenate along.
-      name: the name shown in error messages.
+      name: its name in a parent's paths.
 
     >>> import jax, jax.numpy as jnp, fdl
     >>> model = fdl.nn.Branch(fdl.nn.Dense(2), fdl.nn.Dense(3))
     >>> model.init(jax.random.key(0), (4,))[2]
     (5,)
     """
-    layers = check_layers("Branch", layers)
-    check_choice("merge", merge, ("concat", "sum"))
+    check_choice("merge", merge, MERGES)
     axis = _check_axis(axis)
-    num = len(layers)
-    where = f"Branch {name!r}"
+    return _branch(named_children("Branch", layers), merge, axis, name)
+
+
+def _branch(named, merge: str, axis: int, name: str | None) -> Layer:
+    where = f"Branch {name!r}" if name else "Branch"
+    num = len(named)
 
     def init(key: jax.Array, input_shape: Shape):
-        results = [layer.init(k, input_shape) for layer, k in zip(layers, jax.random.split(key, num), strict=True)]
-        params, states, shapes = zip(*results, strict=True)
-        return tuple(params), tuple(states), _merge_shapes(merge, shapes, axis, where)
+        params, state, shapes = _init_all(named, key, (input_shape,) * num)
+        return params, state, _merge_shapes(merge, shapes, axis, where)
 
-    def apply(params, state, x, *, key=None, train=False):
-        params = _children(where, params, num, "params")
-        states = _children(where, state, num, "state")
-        outs = [
-            layer.apply(p, s, x, key=k, train=train)
-            for layer, p, s, k in zip(layers, params, states, split_key(key, num), strict=True)
-        ]
-        ys, new_states = zip(*outs, strict=True)
-        return _merge(merge, ys, axis), tuple(new_states)
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        ys, new_state = _apply_all(where, named, params, state, (x,) * num, key, train, mask)
+        return _merge(merge, ys, axis), new_state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name=name, kind="Branch", children=named,
+                 rebuild=lambda new: _branch(new, merge, axis, name))
 
 
-def Residual(layer: Layer, *, name: str = "residual") -> Layer:
+def Residual(layer: Layer, *, name: str | None = None) -> Layer:
     r"""A skip connection around ``layer``: :math:`y = x + f(x)`.
 
     Its Jacobian is :math:`I + J_f`, so the gradient reaches :math:`x` even where :math:`J_f`
     is small (He et al., 2016, "Deep Residual Learning for Image Recognition").
+
+    Transparent in paths: its params and state are ``layer``'s own (no extra level), so
+    ``Residual(Serial(LayerNorm(), Dense(d)), name="block")`` has paths ``block/layer_norm_0/...``.
 
     Raises:
       ValueError: at ``init``, if ``layer`` changes the shape (the sum needs equal shapes).
@@ -288,19 +354,24 @@ def Residual(layer: Layer, *, name: str = "residual") -> Layer:
         params, state, out_shape = layer.init(key, input_shape)
         if tuple(out_shape) != tuple(input_shape):
             raise ValueError(
-                f"Residual {name!r}: the wrapped layer {layer.name!r} must keep the shape for "
-                f"x + f(x), but maps {tuple(input_shape)} to {tuple(out_shape)}"
+                f"Residual: the wrapped {layer.kind} must keep the shape for x + f(x), but maps "
+                f"{tuple(input_shape)} to {tuple(out_shape)}"
             )
         return params, state, out_shape
 
-    def apply(params, state, x, *, key=None, train=False):
-        y, state = layer.apply(params, state, x, key=key, train=train)
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        y, state = layer.apply(params, state, x, key=key, train=train, mask=mask)
         return x + y, state
 
-    return Layer(init, apply, name)
+    def rebuild(children):
+        return Residual(_keep_meta(layer, layer.rebuild(children)), name=name)
+
+    return Layer(init, apply, name=name, kind="Residual", children=layer.children,
+                 rebuild=rebuild if layer.rebuild is not None else None, wraps=layer)
 
 
-def Identity(*, name: str = "identity") -> Layer:
+@layer_factory
+def Identity(*, name: str | None = None) -> Layer:
     """The identity layer :math:`y = x` (a placeholder, or the skip branch of a :func:`Branch`).
 
     >>> import jax.numpy as jnp, fdl
@@ -308,16 +379,17 @@ def Identity(*, name: str = "identity") -> Layer:
     [1.0, 1.0]
     """
 
-    def init(key: jax.Array, input_shape: Shape):
+    def init(key: jax.Array, input_shape: Any):
         return {}, {}, input_shape
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, mask=None):
         return x, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
-def Flatten(ndim: int, *, name: str = "flatten") -> Layer:
+@layer_factory
+def Flatten(ndim: int, *, name: str | None = None) -> Layer:
     r"""Flatten the last ``ndim`` axes into one: ``(*batch, d_1, ..., d_ndim) -> (*batch,
     d_1 ... d_ndim)``.
 
@@ -340,46 +412,73 @@ def Flatten(ndim: int, *, name: str = "flatten") -> Layer:
     def init(key: jax.Array, input_shape: Shape):
         shape = check_shape("input_shape", input_shape)
         if len(shape) < ndim:
-            raise ValueError(
-                f"Flatten {name!r} flattens the last {ndim} axes, got input_shape {shape}"
-            )
+            raise ValueError(f"Flatten flattens the last {ndim} axes, got input_shape {shape}")
         return {}, {}, shape[: len(shape) - ndim] + (math.prod(shape[len(shape) - ndim :]),)
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, mask=None):
         if jnp.ndim(x) < ndim:
             raise ValueError(
-                f"Flatten {name!r} flattens the last {ndim} axes, got an input of shape "
-                f"{jnp.shape(x)}"
+                f"Flatten flattens the last {ndim} axes, got an input of shape {jnp.shape(x)}"
             )
         shape = jnp.shape(x)
         lead, tail = shape[: len(shape) - ndim], shape[len(shape) - ndim :]
         return jnp.reshape(x, lead + (math.prod(tail),)), state  # (*batch, d_1 ... d_ndim)
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
-def Elementwise(fn: Callable[[Any], Any], *, name: str | None = None) -> Layer:
-    """Wrap a parameter-free function ``fn(x)`` (an activation, say) as a layer.
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
+
+
+@layer_factory
+def Elementwise(fn: Callable[..., Any], *, name: str | None = None) -> Layer:
+    """Wrap a parameter-free function as a layer: ``fn(x)``, or ``fn(*x)`` for a tuple input.
 
     ``fn`` must act on the trailing axes only (elementwise, or along ``axis=-1`` like softmax),
-    so that leading batch axes pass through. The output shape is found with ``jax.eval_shape``,
-    without computing anything.
+    so that leading batch axes pass through. Given a tuple of inputs (and a tuple of shapes at
+    ``init``) it is called with them as separate arguments, so a gate is
+    ``Elementwise(lambda h, g: h * jax.nn.sigmoid(g))``. The output shape is found with
+    ``jax.eval_shape``, without computing anything.
+
+    Raises:
+      TypeError: ``fn`` not callable (at construction); ``fn`` failing on the input shape(s) (at
+        ``init``, naming the shapes).
 
     >>> import jax, jax.numpy as jnp, fdl
     >>> layer = fdl.nn.Elementwise(jnp.square)
     >>> layer.apply({}, {}, jnp.array([2.0, 3.0]))[0].tolist()
     [4.0, 9.0]
+    >>> gate = fdl.nn.Elementwise(lambda h, g: h * g)
+    >>> gate.init(jax.random.key(0), ((3,), (3,)))[2]
+    (3,)
     """
     if not callable(fn):
         raise TypeError(f"Elementwise: `fn` must be callable, got {fn!r}")
-    layer_name = name if name is not None else getattr(fn, "__name__", "elementwise")
+    fn_name = getattr(fn, "__name__", type(fn).__name__)
 
-    def init(key: jax.Array, input_shape: Shape):
-        shape = check_shape("input_shape", input_shape)
-        out = jax.eval_shape(fn, jax.ShapeDtypeStruct(shape, jnp.float32))
-        return {}, {}, tuple(out.shape)
+    def call(x: Any) -> Any:
+        return fn(*x) if isinstance(x, (tuple, list)) else fn(x)
 
-    def apply(params, state, x, *, key=None, train=False):
-        return fn(x), state
+    def init(key: jax.Array, input_shape: Any):
+        if _is_shape(input_shape):
+            example: Any = jax.ShapeDtypeStruct(check_shape("input_shape", input_shape), jnp.float32)
+        elif isinstance(input_shape, (tuple, list)) and input_shape and all(_is_shape(s) for s in input_shape):
+            example = tuple(jax.ShapeDtypeStruct(tuple(s), jnp.float32) for s in input_shape)
+        else:
+            raise ValueError(
+                f"Elementwise({fn_name}) expects input_shape to be a shape or a tuple of shapes, "
+                f"got {input_shape!r}"
+            )
+        try:
+            out = jax.eval_shape(call, example)
+        except TypeError as err:
+            raise TypeError(
+                f"Elementwise({fn_name}) could not be applied to inputs of shape(s) {input_shape}: {err}"
+            ) from err
+        return {}, {}, jax.tree.map(lambda a: tuple(a.shape), out)
 
-    return Layer(init, apply, layer_name)
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        return call(x), state
+
+    return Layer(init, apply)

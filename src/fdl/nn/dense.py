@@ -9,11 +9,12 @@ import jax.numpy as jnp
 
 from fdl import initializers
 from fdl._checks import check_positive_int, check_shape
-from fdl.nn.layer import Layer, Shape
+from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["Dense"]
 
 
+@layer_factory
 def Dense(
     features: int,
     *,
@@ -22,7 +23,7 @@ def Dense(
     b_init: initializers.Initializer | None = None,
     param_dtype: Any = jnp.float32,
     dtype: Any = None,
-    name: str = "dense",
+    name: str | None = None,
 ) -> Layer:
     r"""A dense layer :math:`z = x W + b`, applied to the last axis.
 
@@ -43,7 +44,7 @@ def Dense(
       b_init: initializer of ``b``; default zeros.
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the computation; ``None`` promotes the input's and the parameters' dtypes.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``dense_<i>`` if ``None``).
 
     Returns:
       A :class:`~fdl.nn.Layer` with ``params = {"w": (in, features), "b": (features,)}``.
@@ -71,7 +72,7 @@ def Dense(
         shape = check_shape("input_shape", input_shape)
         if len(shape) < 1:
             raise ValueError(
-                f"Dense layer {name!r} needs inputs with at least one axis, got input_shape {shape}"
+                f"Dense needs inputs with at least one axis, got input_shape {shape}"
             )
         w_key, b_key = jax.random.split(key)
         params = {"w": w_init(w_key, (shape[-1], features), param_dtype)}
@@ -79,13 +80,13 @@ def Dense(
             params["b"] = b_init(b_key, (features,), param_dtype)
         return params, {}, shape[:-1] + (features,)
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del key, train  # deterministic
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
+        del key, train, mask  # deterministic, position by position
         w = params["w"]
         x = jnp.asarray(x)
         if x.ndim < 1 or x.shape[-1] != w.shape[0]:
             raise ValueError(
-                f"Dense layer {name!r} expects inputs of shape (..., {w.shape[0]}), "
+                f"Dense expects inputs of shape (..., {w.shape[0]}), "
                 f"got shape {x.shape}"
             )
         compute = dtype if dtype is not None else _promote(x.dtype, w.dtype)
@@ -94,7 +95,7 @@ def Dense(
             z = z + jnp.broadcast_to(params["b"].astype(compute), z.shape)
         return z, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
 def _promote(a: Any, b: Any) -> Any:

@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_rate, check_shape
-from fdl.nn.layer import Layer, Shape
+from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["Dropout"]
 
 
-def Dropout(rate: float, *, name: str = "dropout") -> Layer:
+@layer_factory
+def Dropout(rate: float, *, name: str | None = None) -> Layer:
     r"""Dropout with drop probability ``rate`` (inverted dropout).
 
     In training each unit is kept independently with probability :math:`1 - p` and scaled by
@@ -28,7 +29,7 @@ def Dropout(rate: float, *, name: str = "dropout") -> Layer:
 
     Args:
       rate: :math:`p`, the probability of *dropping* a unit, in ``[0, 1)``.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``dropout_<i>`` if ``None``).
 
     Returns:
       A stateless, parameter-free :class:`~fdl.nn.Layer`. ``apply(..., key=key, train=True)``
@@ -55,16 +56,16 @@ def Dropout(rate: float, *, name: str = "dropout") -> Layer:
         del key
         return {}, {}, check_shape("input_shape", input_shape)
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del params
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
+        del params, mask  # each unit is dropped on its own
         if not train or rate == 0.0:
             return x, state
         if key is None:
             raise ValueError(
-                f"Dropout layer {name!r} needs a PRNG key in training: call "
+                "Dropout needs a PRNG key in training: call "
                 "apply(params, state, x, key=key, train=True)"
             )
         keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)

@@ -26,7 +26,7 @@ def mlp(
     b_init: initializers.Initializer | None = None,
     param_dtype: Any = jnp.float32,
     dtype: Any = None,
-    name: str = "mlp",
+    name: str | None = None,
 ) -> Layer:
     r"""A multilayer perceptron: ``Dense(features[0])``, activation, ..., ``Dense(features[-1])``.
 
@@ -44,7 +44,7 @@ def mlp(
         or any shape-preserving function).
       dropout_rate: drop probability after each hidden activation; ``0`` adds no dropout layer.
       w_init, b_init, param_dtype, dtype: passed to every :func:`~fdl.nn.Dense`.
-      name: the name of the :func:`~fdl.nn.Serial` it returns.
+      name: the name of the :func:`~fdl.nn.Serial` it returns (its path in a parent).
 
     Returns:
       A :func:`~fdl.nn.Serial` layer; the dense layers are named ``dense_0``, ``dense_1``, ...
@@ -52,8 +52,8 @@ def mlp(
     >>> import jax, fdl
     >>> model = fdl.nn.mlp((32, 32, 10))
     >>> params, state, out_shape = model.init(jax.random.key(0), (64,))
-    >>> out_shape, [p["w"].shape for p in params if p]
-    ((10,), [(64, 32), (32, 32), (32, 10)])
+    >>> out_shape, {path: p["w"].shape for path, p in params.items()}
+    ((10,), {'dense_0': (64, 32), 'dense_1': (32, 32), 'dense_2': (32, 10)})
     """
     features = tuple(features)
     if not features:
