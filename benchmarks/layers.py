@@ -98,7 +98,7 @@ def run_case(name, model, raw_forward, x, y, rounds, steps):
 
     def fdl_loss(params, batch, key):
         out, _ = model.apply(params, state, batch[0])
-        return fdl.losses.softmax_cross_entropy_with_integer_labels(out, batch[1])
+        return fdl.losses.softmax_cross_entropy_with_integer_labels(out, batch[1], reduction="mean")
 
     def raw_step(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(lambda p: xent(raw_forward(p, batch[0]), batch[1]))(params)

@@ -36,8 +36,8 @@ def fdl_step(widths, loss_kind, optimizer):
         x, y = batch
         out, _ = model.apply(params, None, x)
         if loss_kind == "xent":
-            return fdl.losses.softmax_cross_entropy_with_integer_labels(out, y)
-        return fdl.losses.mse(out, y)
+            return fdl.losses.softmax_cross_entropy_with_integer_labels(out, y, reduction="mean")
+        return fdl.losses.mse(out, y, reduction="mean")
 
     return model, fdl.train.make_train_step(loss_fn, optimizer)
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def loss_fn(params, batch, key):
         x, y = batch
         logits, _ = model.apply(params, state, x, key=key, train=True)
-        ce = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y)
+        ce = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
         penalty = fdl.regularizers.l2_penalty(params, mask=fdl.regularizers.skip_biases)
         loss = ce + args.weight_decay * penalty
         return loss, {"accuracy": fdl.metrics.accuracy(logits, y)}
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     @jax.jit
     def evaluate(params, x, y):
         logits, _ = model.apply(params, state, x)
-        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y)
+        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
         return loss, fdl.metrics.accuracy(logits, y)
 
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)

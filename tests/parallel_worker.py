@@ -51,7 +51,7 @@ def main(seed: int) -> dict:
     def loss_fn(params, batch, key):
         x, y = batch
         logits, _ = model.apply(params, None, x)
-        return fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y)
+        return fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
 
     mesh = parallel.make_mesh(NUM_DEVICES)
 

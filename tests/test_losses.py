@@ -418,7 +418,8 @@ def test_loss_keeps_dtype(fn, dtype):
     first, second = _arguments(fn, dtype)
     per_example = jax.jit(fn)(first, second)
     assert per_example.dtype == dtype
-    assert per_example.shape == (first.shape if second.shape == first.shape else second.shape)
+    softmax = (losses.softmax_cross_entropy, losses.softmax_cross_entropy_with_integer_labels)
+    assert per_example.shape == (first.shape[:-1] if fn in softmax else first.shape)
     loss, grad = jax.jit(jax.value_and_grad(lambda a, b: fn(a, b, reduction="mean")))(first, second)
     assert loss.dtype == grad.dtype == dtype
     assert loss.shape == ()
@@ -456,13 +457,9 @@ def test_reduction_is_keyword_only(fn):
     # optax's third positional argument is `axis` (cross-entropies) or nothing (`delta` is
     # keyword-only there); a positional reduction here would read differently, so it is refused.
     first, second = _arguments(fn, jnp.float32)
-    third = 1.0 if fn is losses.huber else "mean"
-    if fn is losses.huber:  # huber's third positional is delta; reduction is the fourth
-        with pytest.raises(TypeError, match=r"positional argument"):
-            fn(first, second, third, "mean")
-    else:
-        with pytest.raises(TypeError, match=r"positional argument"):
-            fn(first, second, third)
+    positional = (1.0, "mean") if fn is losses.huber else ("mean",)  # huber's third is delta
+    with pytest.raises(TypeError, match=r"positional argument"):
+        fn(first, second, *positional)
 
 
 @pytest.mark.parametrize(

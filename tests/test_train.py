@@ -27,7 +27,7 @@ def regression_problem(keys):
 
     def loss_fn(params, batch, key):
         xb, yb = batch
-        return fdl.losses.mse(model.apply(params, state, xb)[0], yb)
+        return fdl.losses.mse(model.apply(params, state, xb)[0], yb, reduction="mean")
 
     return params, (x, y), loss_fn
 
@@ -94,7 +94,8 @@ def test_aux_metrics_and_dropout_key(keys):
 
     def loss_fn(params, batch, key):
         logits, _ = model.apply(params, state, batch[0], key=key, train=True)
-        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, batch[1])
+        per_example = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, batch[1])
+        loss = jnp.mean(per_example)
         return loss, {"accuracy": fdl.metrics.accuracy(logits, batch[1])}
 
     step = fdl.train.make_train_step(loss_fn, optax.sgd(0.0), has_aux=True, donate=False)
@@ -137,7 +138,7 @@ def test_stateful_step_threads_the_layer_state_and_equals_a_hand_written_step(ke
 
     def loss_fn(params, state, batch, key):
         out, state = model.apply(params, state, batch[0], train=True)
-        return fdl.losses.mse(out, batch[1]), (state, {"mean_out": jnp.mean(out)})
+        return fdl.losses.mse(out, batch[1], reduction="mean"), (state, {"mean_out": jnp.mean(out)})
 
     optimizer = fdl.optim.adam(1e-2)
     step = fdl.train.make_stateful_train_step(loss_fn, optimizer, donate=False)

@@ -58,7 +58,9 @@ import numpy as np
 
 from fdl import checkpoint as ckpt
 from fdl._checks import check_choice, check_positive_int
+from fdl.nn.parts import leaf_paths
 from fdl.optim.base import apply_updates
+from fdl.train import _put_back, _with_frozen, trainable_part
 
 __all__ = ["fit", "FitResult", "NonFiniteError", "classification_loss", "classification_eval"]
 
@@ -104,15 +106,18 @@ def classification_loss(model: Any) -> Callable[..., Any]:
 
     ``loss_fn(params, layer_state, (x, y), key) -> (loss, (layer_state, {"accuracy": acc}))``,
     running the model in training mode (dropout draws from ``key``; batch norm updates its state).
+    The function carries ``model`` as ``loss_fn.model``, so :func:`fit` can start from the
+    model's own layer state when none is given.
     """
     from fdl import losses, metrics
 
     def loss_fn(params, layer_state, batch, key):
         x, y = batch
         logits, layer_state = model.apply(params, layer_state, x, key=key, train=True)
-        loss = losses.softmax_cross_entropy_with_integer_labels(logits, y)
+        loss = losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
         return loss, (layer_state, {"accuracy": metrics.accuracy(logits, y)})
 
+    loss_fn.model = model  # type: ignore[attr-defined]  # fit reads the initial layer state
     return loss_fn
 
 
@@ -125,7 +130,7 @@ def classification_eval(model: Any, x: Any, y: Any) -> Callable[..., dict[str, j
     def eval_fn(params, layer_state):
         logits, _ = model.apply(params, layer_state, x)
         return {
-            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, y),
+            "loss": losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean"),
             "accuracy": metrics.accuracy(logits, y),
         }
 
@@ -133,6 +138,17 @@ def classification_eval(model: Any, x: Any, y: Any) -> Callable[..., dict[str, j
 
 
 # ---------------------------------------------------------------------------------------- checks
+
+
+def _initial_layer_state(loss_fn: Any, data: tuple[Any, ...]) -> PyTree:
+    """The layer state ``fit`` starts from when none is given: the model's ``init`` state for
+    a loss made by :func:`classification_loss`, else ``{}``."""
+    model = getattr(loss_fn, "model", None)
+    if model is None:
+        return {}
+    example_shape = tuple(np.shape(data[0])[1:])
+    # fdl's layer states (batch norm's statistics) do not depend on the key
+    return model.init(jax.random.key(0), example_shape)[1]
 
 
 def _check_data(data: Any, batch_size: int) -> tuple[Any, ...]:
@@ -160,12 +176,6 @@ def _total_steps(steps: Any, epochs: Any, steps_per_epoch: int) -> int:
     return check_positive_int("epochs", epochs) * steps_per_epoch
 
 
-def _leaf_paths(tree: PyTree) -> list[str]:
-    """Readable key paths of ``tree``'s leaves, ``1/0/w`` style (as ``fdl.checkpoint`` names them)."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [jax.tree_util.keystr(path, simple=True, separator="/") or "(root)" for path, _ in flat]
-
-
 # ------------------------------------------------------------------------------------- the step
 
 
@@ -176,7 +186,7 @@ def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
 
 
 def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_policy,
-              compute_dtype, mesh):
+              compute_dtype, mesh, trainable):
     """The jitted ``run(carry, length) -> (carry, per-step records)`` of ``length`` fused steps."""
     num_examples = data[0].shape[0]
     data_key, step_key = keys
@@ -187,7 +197,6 @@ def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_p
         loss, (new_state, metrics) = loss_fn(params, layer_state, batch, key)
         return loss.astype(jnp.float32), (new_state, metrics)
 
-    grad_fn = jax.value_and_grad(loss_in_compute_dtype, has_aux=True)
 
     def epoch_orders(first_epoch, length):
         """The permutations of every epoch a call of ``length`` steps can touch, computed once
@@ -212,15 +221,16 @@ def _make_run(loss_fn, optimizer, data, batch_size, steps_per_epoch, keys, nan_p
     def one_step(carry: _Carry, orders, first_epoch):
         batch = batch_at(carry.step, orders, first_epoch)
         key = jax.random.fold_in(step_key, carry.step)
-        (loss, (new_layer_state, metrics)), grads = grad_fn(
-            carry.params, carry.layer_state, batch, key
+        fn, train, frozen = _with_frozen(loss_in_compute_dtype, carry.params, trainable)
+        (loss, (new_layer_state, metrics)), grads = jax.value_and_grad(fn, has_aux=True)(
+            train, carry.layer_state, batch, key
         )
         leaf_finite = jnp.stack(
             [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)] or [jnp.asarray(True)]
         )  # (num_leaves,)
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
-        updates, new_opt_state = optimizer.update(grads, carry.opt_state, carry.params)
-        new_params = apply_updates(carry.params, updates)
+        updates, new_opt_state = optimizer.update(grads, carry.opt_state, train)
+        new_params = _put_back(apply_updates(train, updates), frozen)
         apply = finite & ~carry.halted
 
         def select(new, old):
@@ -332,6 +342,7 @@ def fit(
     history_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     progress: bool = True,
+    trainable: Any = None,
 ) -> FitResult:
     r"""Train ``params`` by ``optimizer`` on ``loss_fn`` over ``data`` (see the module docstring).
 
@@ -346,7 +357,9 @@ def fit(
       key: the PRNG key of the run; it seeds the shuffling and the per-step keys.
       batch_size: examples per step; the last partial batch of each epoch is dropped.
       steps, epochs: how long to train (exactly one of them).
-      layer_state: the model's layer state from ``init`` (``None`` or ``{}`` for none).
+      layer_state: the model's layer state from ``init``. ``None``: the state of
+        ``loss_fn.model.init`` when ``loss_fn`` was made by :func:`classification_loss` (so a
+        model with batch norm needs nothing more), else ``{}`` (a stateless model).
       steps_per_call: steps fused into one XLA call.
       eval_fn: ``eval_fn(params, layer_state) -> dict`` of scalars, jitted, run every
         ``eval_every`` steps and at the end; its entries go in the history as ``eval_<name>``.
@@ -364,6 +377,10 @@ def fit(
         call, atomically).
       plot_path: a PNG of the curves, saved at the end.
       progress: show a tqdm progress bar with the loss (and accuracy, if reported).
+      trainable: train only these leaves (a path pattern such as ``"head/**"``, a list of them,
+        a predicate or a tree of bools; :func:`fdl.nn.select`): the gradient is taken with
+        respect to them alone, the optimizer state covers them alone, and the other leaves come
+        back bit for bit. ``None`` trains all.
 
     Returns:
       A :class:`FitResult`. Each history row holds the step reached, the mean training loss and
@@ -407,8 +424,9 @@ def fit(
     if not isinstance(key, jax.Array):
         raise ValueError(f"`key` must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
 
-    layer_state = {} if layer_state is None else layer_state
-    opt_state = optimizer.init(params)
+    if layer_state is None:
+        layer_state = _initial_layer_state(loss_fn, data)
+    opt_state = optimizer.init(trainable_part(params, trainable))
     step, history = 0, []
     if resume:
         restored = _resume(checkpoint_dir, params, layer_state, opt_state, key, steps_per_epoch)
@@ -423,9 +441,9 @@ def fit(
         device_data = replicate(device_data, mesh)
         params, layer_state, opt_state = replicate((params, layer_state, opt_state), mesh)
     run = _make_run(loss_fn, optimizer, device_data, batch_size, steps_per_epoch, keys,
-                    nan_policy, compute_dtype, mesh)
+                    nan_policy, compute_dtype, mesh, trainable)
     eval_jit = jax.jit(eval_fn) if eval_fn is not None else None
-    paths = _leaf_paths(params)
+    paths = [p or "(root)" for p in leaf_paths(trainable_part(params, trainable))]
     skipped = int(history[-1].get("skipped", 0)) if history else 0
     # A copy: each call donates its carry, and the caller's arrays must stay usable.
     params, layer_state, opt_state = jax.tree.map(jnp.copy, (params, layer_state, opt_state))

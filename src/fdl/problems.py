@@ -304,8 +304,8 @@ def logistic_digits(l2: float = 1e-3) -> Problem:
     apply = nn.as_function(model)
 
     def loss(params: PyTree) -> jax.Array:
-        data_loss = losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
-        return data_loss + l2 * regularizers.l2_penalty(params)
+        per_example = losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
+        return jnp.mean(per_example) + l2 * regularizers.l2_penalty(params)
 
     def init_params(key: jax.Array) -> PyTree:
         params, _, _ = model.init(key, x.shape[1:])  # zeros: the key draws nothing
@@ -347,7 +347,8 @@ def mlp_digits(hidden: int = 32) -> Problem:
     apply = nn.as_function(model)
 
     def loss(params: PyTree) -> jax.Array:
-        return losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
+        per_example = losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
+        return jnp.mean(per_example)
 
     def init_params(key: jax.Array) -> PyTree:
         params, _, _ = model.init(key, x.shape[1:])

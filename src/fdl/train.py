@@ -20,11 +20,41 @@ from typing import Any
 
 import jax
 
+from fdl.nn.parts import combine, partition
 from fdl.optim.base import GradientTransformation, apply_updates
 
-__all__ = ["make_train_step", "make_stateful_train_step"]
+__all__ = ["make_train_step", "make_stateful_train_step", "trainable_part"]
 
 PyTree = Any
+
+
+def trainable_part(params: PyTree, trainable: Any = None) -> PyTree:
+    """The part of ``params`` that a step built with ``trainable`` trains: initialize the
+    optimizer on it, ``opt_state = optimizer.init(trainable_part(params, trainable))``.
+
+    ``trainable=None`` means all of ``params``. Otherwise it is anything
+    :func:`fdl.nn.select` takes (a path pattern such as ``"head/**"``, a list of them, a
+    predicate, or a tree of bools), and the other leaves are ``None``.
+    """
+    return params if trainable is None else partition(params, trainable)[0]
+
+
+def _with_frozen(fn: Callable[..., Any], params: PyTree, trainable: Any) -> tuple[Callable[..., Any], PyTree, PyTree]:
+    """``(fn of the trainable part, trainable part, frozen part)``: the frozen part enters ``fn``
+    as a constant, so ``jax.grad`` never computes its gradient (nor the backward pass below the
+    lowest trainable layer)."""
+    if trainable is None:
+        return fn, params, None
+    train, frozen = partition(params, trainable)
+
+    def of_trainable(train_params, *args):
+        return fn(combine(train_params, frozen), *args)
+
+    return of_trainable, train, frozen
+
+
+def _put_back(train: PyTree, frozen: PyTree) -> PyTree:
+    return train if frozen is None else combine(train, frozen)
 
 
 def make_train_step(
@@ -33,6 +63,7 @@ def make_train_step(
     *,
     has_aux: bool = False,
     donate: bool = True,
+    trainable: Any = None,
 ) -> Callable[[PyTree, PyTree, Any, jax.Array], tuple[PyTree, PyTree, dict[str, jax.Array]]]:
     r"""Build ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``, jit-compiled.
 
@@ -51,6 +82,13 @@ def make_train_step(
         keeps its dtype).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
       donate: donate the ``params`` and ``opt_state`` buffers.
+      trainable: train only these leaves (a path pattern like ``"head/**"``, a list of them, a
+        predicate ``(path, leaf) -> bool`` or a tree of bools; see :func:`fdl.nn.select`).
+        The gradient is taken with respect to them alone, so the frozen part's gradient is never
+        computed, and the frozen leaves come back bit for bit. ``opt_state`` then belongs to the
+        trainable part: ``optimizer.init(fdl.train.trainable_part(params, trainable))``.
+        ``None`` trains every leaf. To also run a frozen part in evaluation mode (batch norm
+        keeping its statistics), wrap it with :func:`fdl.nn.eval_mode`.
 
     Returns:
       The compiled step. ``metrics`` holds ``"loss"`` (the loss *before* the update) and the
@@ -73,18 +111,18 @@ def make_train_step(
     2.0
     """
     _check_step_arguments(loss_fn, optimizer, "make_train_step")
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     def step(params: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
+        fn, train, frozen = _with_frozen(loss_fn, params, trainable)
+        grad_fn = jax.value_and_grad(fn, has_aux=has_aux)
         if has_aux:
-            (loss, aux), grads = grad_fn(params, batch, key)
+            (loss, aux), grads = grad_fn(train, batch, key)
             metrics = {"loss": loss, **aux}
         else:
-            loss, grads = grad_fn(params, batch, key)
+            loss, grads = grad_fn(train, batch, key)
             metrics = {"loss": loss}
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = apply_updates(params, updates)
-        return params, opt_state, metrics
+        updates, opt_state = optimizer.update(grads, opt_state, train)
+        return _put_back(apply_updates(train, updates), frozen), opt_state, metrics
 
     return jax.jit(step, donate_argnums=(0, 1) if donate else ())
 
@@ -94,6 +132,7 @@ def make_stateful_train_step(
     optimizer: GradientTransformation,
     *,
     donate: bool = True,
+    trainable: Any = None,
 ) -> Callable[..., tuple[PyTree, PyTree, PyTree, dict[str, jax.Array]]]:
     r"""The train step for models with layer state (batch norm): the state goes in and comes out.
 
@@ -116,6 +155,7 @@ def make_stateful_train_step(
         ``aux`` a dict of scalar metrics (may be empty).
       optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
       donate: donate the params, layer-state and optimizer-state buffers.
+      trainable: train only these leaves, as in :func:`make_train_step`.
 
     Raises:
       TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
@@ -130,16 +170,18 @@ def make_stateful_train_step(
     >>> step = fdl.train.make_stateful_train_step(loss_fn, opt)
     >>> batch = jnp.arange(8.0).reshape(4, 2)
     >>> params, state, opt_state, metrics = step(params, state, opt.init(params), batch, None)
-    >>> [round(float(v), 4) for v in state[1]["mean"]] != [0.0]  # running mean moved
+    >>> [round(float(v), 4) for v in state["batch_norm_0"]["mean"]] != [0.0]  # running mean moved
     True
     """
     _check_step_arguments(loss_fn, optimizer, "make_stateful_train_step")
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step(params: PyTree, layer_state: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
-        (loss, (layer_state, aux)), grads = grad_fn(params, layer_state, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = apply_updates(params, updates)
+        fn, train, frozen = _with_frozen(loss_fn, params, trainable)
+        (loss, (layer_state, aux)), grads = jax.value_and_grad(fn, has_aux=True)(
+            train, layer_state, batch, key
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, train)
+        params = _put_back(apply_updates(train, updates), frozen)
         return params, layer_state, opt_state, {"loss": loss, **aux}
 
     return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())

@@ -84,7 +84,7 @@ def test_fanout_parallel_concat_and_sum_by_hand():
         np.testing.assert_array_equal(copy, x)
 
     parallel = nn.Parallel(nn.Dense(3), nn.Dense(3))
-    params = (dense_params(wa, ba), dense_params(wb, bb))
+    params = {"dense_0": dense_params(wa, ba), "dense_1": dense_params(wb, bb)}
     _, parallel_state, _ = parallel.init(jax.random.key(0), ((2,), (2,)))
     (out_a, out_b), _ = parallel.apply(params, parallel_state, copies)
     np.testing.assert_allclose(out_a, ya, rtol=1e-6)
@@ -97,7 +97,7 @@ def test_fanout_parallel_concat_and_sum_by_hand():
 
     model = nn.Serial(nn.FanOut(2), nn.Parallel(nn.Dense(3), nn.Dense(3)), nn.Concat())
     _, state, _ = model.init(jax.random.key(0), (2,))
-    y, _ = model.apply(({}, params, {}), state, jnp.asarray(x))
+    y, _ = model.apply({"parallel_0": params}, state, jnp.asarray(x))
     np.testing.assert_allclose(y, np.concatenate([ya, yb], axis=-1), rtol=1e-6)
 
 
@@ -105,7 +105,7 @@ def test_mlp_computes_the_forward_pass_by_hand(keys):
     model = nn.mlp((4, 3, 2), activation=fdl.activations.tanh)
     params, state, out_shape = model.init(next(keys), (5,))
     x = np.asarray(jax.random.normal(next(keys), (7, 5)), np.float64)
-    dense = [jax.tree.map(lambda a: np.asarray(a, np.float64), p) for p in params if p]
+    dense = [jax.tree.map(lambda a: np.asarray(a, np.float64), params[f"dense_{i}"]) for i in range(3)]
     assert [d["w"].shape for d in dense] == [(5, 4), (4, 3), (3, 2)]
     h = np.tanh(x @ dense[0]["w"] + dense[0]["b"])
     h = np.tanh(h @ dense[1]["w"] + dense[1]["b"])

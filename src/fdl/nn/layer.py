@@ -347,10 +347,41 @@ def gather(named_trees: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     return {name: tree for name, tree in named_trees if not is_empty(tree)}
 
 
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("fdl_init_record", default=None)
+
+
+@contextlib.contextmanager
+def recording_init() -> Iterator[list[tuple[str, Layer, Any, Any, Any, Any]]]:
+    """Record every child's ``init`` inside the block as ``(path, layer, input_shape,
+    output_shape, params, state)`` (used by :func:`fdl.nn.summary` and :func:`fdl.nn.swap`)."""
+    rows: list[tuple[str, Layer, Any, Any, Any, Any]] = []
+    token = _RECORD.set(rows)
+    try:
+        yield rows
+    finally:
+        _RECORD.reset(token)
+
+
+@contextlib.contextmanager
+def _not_recording() -> Iterator[None]:
+    token = _RECORD.set(None)
+    try:
+        yield
+    finally:
+        _RECORD.reset(token)
+
+
 def init_child(name: str, layer: Layer, key: jax.Array, input_shape: Any) -> tuple[Any, Any, Any]:
-    """``layer.init`` under the child's path (errors name it)."""
+    """``layer.init`` under the child's path (errors name it; :func:`recording_init` sees it)."""
     with child_scope(name, layer):
-        return layer.init(key, input_shape)
+        rows = _RECORD.get()
+        index = None if rows is None else len(rows)
+        if rows is not None:
+            rows.append(None)  # keep the parent before its children
+        params, state, out_shape = layer.init(key, input_shape)
+        if rows is not None:
+            rows[index] = (current_path(), layer, input_shape, out_shape, params, state)
+        return params, state, out_shape
 
 
 def apply_child(
@@ -440,7 +471,8 @@ def composite(
             return y
 
         example = _abstract_input(input_shape)
-        out = jax.eval_shape(lambda x: forward(abstract_call, x, train=False, mask=None), example)
+        with _not_recording():
+            out = jax.eval_shape(lambda x: forward(abstract_call, x, train=False, mask=None), example)
         params, state = [], []
         for child_name, layer in named:
             if child_name not in shapes:
