@@ -1,10 +1,12 @@
-"""Conv1D, Conv2D and ConvTranspose2D.
+"""Conv1D, Conv2D, ConvTranspose1D and ConvTranspose2D.
 
 * values against a NumPy reference written here with explicit loops (pad, then loop over output
   positions, kernel taps, groups), in float64, across strides, paddings, dilations and groups;
   hand-computed numbers on tiny inputs;
-* ConvTranspose2D: the adjoint identity <conv(x), y> = <x, conv_transpose(y)>, equality with
-  ``jax.vjp`` of the convolution with respect to its input, and hand-computed output sizes;
+* ConvTranspose1D/2D: the adjoint identity <conv(x), y> = <x, conv_transpose(y)> with the same
+  kernel, strides, padding, dilation and groups, equality with ``jax.vjp`` of the convolution
+  with respect to its input, and hand-computed output sizes and values (``test_torch_layers.py``
+  adds PyTorch's ConvTranspose1d/2d with groups);
 * the layer contract (shapes, vmap, jit, finite-difference gradients) for every layer;
 * parameters, initializers, dtypes and every error message.
 
@@ -20,7 +22,8 @@ import numpy as np
 import pytest
 
 from fdl.initializers import compute_fans
-from fdl.nn.conv import Conv1D, Conv2D, ConvTranspose2D
+from fdl.nn.conv import Conv1D, Conv2D
+from fdl.nn.conv_transpose import ConvTranspose1D, ConvTranspose2D
 
 TOL = 1e-12  # float64; see the module docstring
 
@@ -162,9 +165,9 @@ def test_hand_computed_values():
 
 
 # ----------------------------------------------------------------------------------------------
-# ConvTranspose2D: the adjoint.
+# ConvTranspose1D/2D: the adjoint.
 
-# (id, kwargs, per-example input shape (H', W', C), features)
+# (id, kwargs, per-example input shape (*spatial', C), features); 2-D unless the shape says 1-D
 TRANSPOSE_CASES = [
     ("same_stride1", {"kernel_size": 3}, (4, 5, 2), 3),
     ("same_stride2", {"kernel_size": 3, "strides": 2}, (3, 4, 2), 2),
@@ -174,6 +177,12 @@ TRANSPOSE_CASES = [
     ("explicit_asym", {"kernel_size": (2, 3), "strides": (2, 3), "padding": ((2, 0), (1, 3)), "output_padding": (0, 2)}, (3, 3, 2), 2),
     ("explicit_pad_beyond_kernel", {"kernel_size": 2, "padding": ((3, 1), (0, 2)), "dilation": 2}, (6, 5, 1), 2),
     ("int_padding", {"kernel_size": 3, "strides": 2, "padding": 1}, (3, 4, 3), 2),
+    ("groups2_strided_outpad", {"kernel_size": (3, 2), "strides": 2, "padding": 1, "output_padding": 1, "groups": 2, "dilation": (1, 2)}, (3, 3, 4), 6),
+    ("groups3_same", {"kernel_size": 2, "strides": (1, 2), "groups": 3}, (3, 2, 6), 3),
+    ("depthwise_x2", {"kernel_size": 3, "strides": 2, "padding": "VALID", "groups": 2}, (2, 3, 2), 4),
+    ("1d_same_stride2", {"kernel_size": 3, "strides": 2}, (4, 2), 3),
+    ("1d_valid_dilated_outpad", {"kernel_size": 3, "strides": 3, "padding": "VALID", "dilation": 2, "output_padding": 2}, (3, 1), 2),
+    ("1d_groups_explicit", {"kernel_size": 2, "strides": 2, "padding": [(1, 2)], "groups": 2, "output_padding": 1}, (4, 4), 2),
 ]
 
 
@@ -181,15 +190,19 @@ TRANSPOSE_CASES = [
     "kwargs, y_shape, features", [c[1:] for c in TRANSPOSE_CASES], ids=[c[0] for c in TRANSPOSE_CASES]
 )
 def test_conv_transpose_is_the_adjoint_and_the_vjp(kwargs, y_shape, features, keys):
+    ndim = len(y_shape) - 1
     conv_kwargs = {k: v for k, v in kwargs.items() if k != "output_padding"}
+    transpose_factory, conv_factory = {1: (ConvTranspose1D, Conv1D), 2: (ConvTranspose2D, Conv2D)}[ndim]
+    groups = kwargs.get("groups", 1)
     with jax.enable_x64(True):
-        transpose = ConvTranspose2D(
+        transpose = transpose_factory(
             features, **kwargs, use_bias=False, w_init=normal_init, param_dtype=jnp.float64
         )
         params, _, x_shape = transpose.init(next(keys), y_shape)
-        assert params["w"].shape == (*as_tuple(kwargs["kernel_size"], 2), features, y_shape[-1])
+        kernel = as_tuple(kwargs["kernel_size"], ndim)
+        assert params["w"].shape == (*kernel, features // groups, y_shape[-1])
         # The forward convolution with the same kernel array maps x's shape back to y's.
-        conv = Conv2D(y_shape[-1], **conv_kwargs, use_bias=False, w_init=normal_init)
+        conv = conv_factory(y_shape[-1], **conv_kwargs, use_bias=False, w_init=normal_init)
         assert conv.init(next(keys), x_shape)[2] == y_shape
         x = normal(next(keys), (2, *x_shape), jnp.float64)
         y = normal(next(keys), (2, *y_shape), jnp.float64)
@@ -236,6 +249,24 @@ def test_conv_transpose_hand_computed():
     layer = ConvTranspose2D(1, (1, 3), padding=((0, 0), (1, 1)), use_bias=False)
     y, _ = layer.apply({"w": w}, {}, jnp.array([[[1.0], [0.0], [0.0], [10.0]]]))
     np.testing.assert_array_equal(y[..., 0], [[2.0, 3.0, 10.0, 20.0]])
+    # The same in 1-D.
+    layer = ConvTranspose1D(1, 3, padding=1, use_bias=False)
+    y, _ = layer.apply({"w": w.reshape(3, 1, 1)}, {}, jnp.array([[1.0], [0.0], [0.0], [10.0]]))
+    np.testing.assert_array_equal(y[:, 0], [2.0, 3.0, 10.0, 20.0])
+
+
+def test_grouped_conv_transpose_hand_computed():
+    # groups=2, C=2 input channels, F=4 output channels, kernel 1 (no spatial mixing):
+    # w[0, i, c] maps input channel c (group g = c) to output channel 2 g + i.
+    w = jnp.array([[[1.0, 10.0], [2.0, 20.0]]])  # (k=1, F/G=2, C=2)
+    layer = ConvTranspose1D(4, 1, groups=2, use_bias=False)
+    y, _ = layer.apply({"w": w}, {}, jnp.array([[1.0, 100.0]]))  # (T=1, C=2)
+    # group 0 (input 1.0): outputs 0, 1 = 1 * w[0, 0, 0], 1 * w[0, 1, 0] = 1, 2
+    # group 1 (input 100): outputs 2, 3 = 100 * w[0, 0, 1], 100 * w[0, 1, 1] = 1000, 2000
+    np.testing.assert_array_equal(y, [[1.0, 2.0, 1000.0, 2000.0]])
+    # Without groups the same kernel shape (1, 2, 2) means F=2 outputs from both inputs.
+    y, _ = ConvTranspose1D(2, 1, use_bias=False).apply({"w": w}, {}, jnp.array([[1.0, 100.0]]))
+    np.testing.assert_array_equal(y, [[1.0 + 1000.0, 2.0 + 2000.0]])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,6 +289,16 @@ CONTRACT = [
         ),
         (5, 4, 2),
     ),
+    (
+        "conv_transpose2d_groups_strided_dilated",
+        lambda: ConvTranspose2D(4, (3, 2), strides=(2, 1), padding=1, dilation=(1, 2), groups=2),
+        (5, 4, 2),
+    ),
+    (
+        "conv_transpose1d_groups_outpad",
+        lambda: ConvTranspose1D(4, 3, strides=2, padding="VALID", output_padding=1, groups=2),
+        (6, 2),
+    ),
 ]
 
 
@@ -277,6 +318,10 @@ def test_params_are_named_and_shaped(key):
     np.testing.assert_array_equal(params["b"], np.zeros(6))
     assert set(Conv1D(2, 3, use_bias=False).init(key, (5, 1))[0]) == {"w"}
     assert set(ConvTranspose2D(2, 3, use_bias=False).init(key, (5, 5, 1))[0]) == {"w"}
+    params, _, shape = ConvTranspose2D(6, (3, 2), strides=2, groups=3).init(key, (4, 4, 9))
+    assert shape == (8, 8, 6) and params["w"].shape == (3, 2, 2, 9)  # (k_h, k_w, F / G, C)
+    params, _, shape = ConvTranspose1D(4, 3, strides=3, groups=2).init(key, (5, 2))
+    assert shape == (15, 4) and params["w"].shape == (3, 2, 2)
 
 
 def test_kernel_initializer_gets_the_kernel_shape(key):
@@ -300,7 +345,11 @@ def test_default_kernel_init_is_lecun_normal(key):
     assert abs(float(jnp.mean(w))) < 5 / math.sqrt(144 * 9216)  # 5 sigma of the sample mean
 
 
-@pytest.mark.parametrize("factory", [lambda **kw: Conv2D(2, 3, **kw), lambda **kw: ConvTranspose2D(2, 3, **kw)])
+@pytest.mark.parametrize(
+    "factory",
+    [lambda **kw: Conv2D(2, 3, **kw), lambda **kw: ConvTranspose2D(2, 3, **kw)],
+    ids=["conv2d", "conv_transpose2d"],
+)
 def test_param_and_compute_dtypes(factory, key):
     layer = factory(param_dtype=jnp.bfloat16, dtype=jnp.float32)
     params, state, _ = layer.init(key, (4, 4, 1))
@@ -343,10 +392,14 @@ def test_apply_accepts_another_spatial_size(keys):
         (lambda: Conv2D(2, 3, padding=((1, -1), (0, 0))), r"`padding` must be .* got \(\(1, -1\), \(0, 0\)\)"),
         (lambda: Conv1D(2, 3, padding=[3]), r"`padding` must be .* got \[3\]"),
         (lambda: Conv2D(2, 3, groups=0), r"`groups` must be a positive integer, got 0"),
-        (lambda: Conv2D(6, 3, groups=4, name="c"), r"Conv2D layer 'c': `groups` \(4\) must divide `features` \(6\)"),
+        (lambda: Conv2D(6, 3, groups=4, name="c"), r"^Conv2D: `groups` \(4\) must divide `features` \(6\)"),
         (lambda: ConvTranspose2D(2, 3, strides=2, padding="VALID", output_padding=2), r"`output_padding` must be smaller than `strides` on every axis .* got output_padding \(2, 2\) with strides \(2, 2\)"),
         (lambda: ConvTranspose2D(2, 3, output_padding=-1), r"`output_padding` must be a non-negative int or a tuple of 2 non-negative ints, got -1"),
         (lambda: ConvTranspose2D(2, 3, strides=2, output_padding=1), r"`output_padding` must be 0 with padding 'SAME' .* got 1"),
+        (lambda: ConvTranspose2D(6, 3, groups=4), r"^ConvTranspose2D: `groups` \(4\) must divide `features` \(6\)$"),
+        (lambda: ConvTranspose1D(2, 3, groups=0), r"`groups` must be a positive integer, got 0"),
+        (lambda: ConvTranspose1D(2, (3, 3)), r"`kernel_size` must be a positive int or a tuple of 1 positive ints, got \(3, 3\)"),
+        (lambda: ConvTranspose1D(2, 3, strides=2, padding="VALID", output_padding=(2,)), r"`output_padding` must be smaller than `strides` .* got output_padding \(2,\) with strides \(2,\)"),
     ],
 )
 def test_bad_construction_arguments(make, match):
@@ -355,28 +408,38 @@ def test_bad_construction_arguments(make, match):
 
 
 def test_groups_must_divide_input_channels(key):
-    with pytest.raises(ValueError, match=r"Conv2D layer 'c': `groups` \(4\) must divide the input channels \(6\) of input_shape \(5, 5, 6\)"):
+    with pytest.raises(ValueError, match=r"^Conv2D: `groups` \(4\) must divide the input channels \(6\) of input_shape \(5, 5, 6\)$"):
         Conv2D(8, 3, groups=4, name="c").init(key, (5, 5, 6))
+    with pytest.raises(ValueError, match=r"^ConvTranspose2D: `groups` \(2\) must divide the input channels \(3\) of input shape \(4, 4, 3\)$"):
+        ConvTranspose2D(4, 3, groups=2).init(key, (4, 4, 3))
+    with pytest.raises(ValueError, match=r"^ConvTranspose1D: `groups` \(4\) must divide the input channels \(6\)"):
+        ConvTranspose1D(4, 3, groups=4).init(key, (5, 6))
 
 
 @pytest.mark.parametrize(
     "layer, shape, match",
     [
-        (Conv2D(2, 3, name="c"), (8, 8), r"Conv2D layer 'c' expects a per-example input_shape \(H, W, C\), got \(8, 8\)"),
+        (Conv2D(2, 3, name="c"), (8, 8), r"^Conv2D expects a per-example input_shape \(H, W, C\), got \(8, 8\)"),
         (Conv2D(2, 3), (1, 8, 8, 1), r"input_shape \(H, W, C\), got \(1, 8, 8, 1\)"),
-        (Conv1D(2, 3, name="c"), (8, 8, 1), r"Conv1D layer 'c' expects a per-example input_shape \(T, C\), got \(8, 8, 1\)"),
-        (ConvTranspose2D(2, 3, name="t"), (8,), r"ConvTranspose2D layer 't' expects a per-example input_shape \(H, W, C\), got \(8,\)"),
+        (Conv1D(2, 3, name="c"), (8, 8, 1), r"^Conv1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)"),
+        (ConvTranspose2D(2, 3, name="t"), (8,), r"^ConvTranspose2D expects a per-example input_shape \(H, W, C\), got \(8,\)"),
+        (ConvTranspose1D(2, 3), (8, 8, 1), r"^ConvTranspose1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)$"),
+        (
+            ConvTranspose1D(2, 2, padding=[(2, 2)]),
+            (2, 1),
+            r"^ConvTranspose1D: padding \(\(2, 2\),\) removes the whole output: an input of spatial shape \(2,\) would give spatial shape \(-1,\)$",
+        ),
         (Conv2D(2, 3), (8, -1, 1), r"`input_shape` must be a tuple of non-negative ints, got \(8, -1, 1\)"),
         (
             Conv2D(2, 5, padding="VALID", name="c"),
             (3, 8, 1),
-            r"Conv2D layer 'c': the dilated kernel spans \(5, 5\), more than the padded input \(3, 8\) \(spatial shape \(3, 8\), padding \(\(0, 0\), \(0, 0\)\)\), so the output would be empty",
+            r"^Conv2D: the dilated kernel spans \(5, 5\), more than the padded input \(3, 8\) \(spatial shape \(3, 8\), padding \(\(0, 0\), \(0, 0\)\)\), so the output would be empty",
         ),
         (Conv1D(2, 3, dilation=3, padding=[(1, 1)]), (4, 1), r"the dilated kernel spans \(7,\), more than the padded input \(6,\)"),
         (
             ConvTranspose2D(2, 3, padding=((3, 3), (0, 0)), name="t"),
             (2, 2, 1),
-            r"ConvTranspose2D layer 't': padding \(\(3, 3\), \(0, 0\)\) removes the whole output: an input of spatial shape \(2, 2\) would give spatial shape \(-2, 4\)",
+            r"^ConvTranspose2D: padding \(\(3, 3\), \(0, 0\)\) removes the whole output: an input of spatial shape \(2, 2\) would give spatial shape \(-2, 4\)",
         ),
     ],
 )
@@ -388,14 +451,16 @@ def test_bad_input_shape_at_init(layer, shape, match, key):
 @pytest.mark.parametrize(
     "layer, init_shape, x_shape, match",
     [
-        (Conv2D(2, 3, name="c"), (8, 8, 3), (8, 3), r"Conv2D layer 'c' expects inputs of shape \(\.\.\., H, W, C\), got shape \(8, 3\)"),
-        (Conv2D(2, 3, name="c"), (8, 8, 3), (2, 8, 8, 4), r"Conv2D layer 'c' expects inputs of shape \(\.\.\., H, W, 3\), got shape \(2, 8, 8, 4\)"),
+        (Conv2D(2, 3, name="c"), (8, 8, 3), (8, 3), r"^Conv2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(8, 3\)"),
+        (Conv2D(2, 3, name="c"), (8, 8, 3), (2, 8, 8, 4), r"^Conv2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(2, 8, 8, 4\)"),
         (Conv2D(4, 3, groups=2), (8, 8, 6), (8, 8, 3), r"expects inputs of shape \(\.\.\., H, W, 6\), got shape \(8, 8, 3\)"),
-        (Conv1D(2, 3, name="c"), (8, 3), (3,), r"Conv1D layer 'c' expects inputs of shape \(\.\.\., T, C\), got shape \(3,\)"),
+        (Conv1D(2, 3, name="c"), (8, 3), (3,), r"^Conv1D expects inputs of shape \(\.\.\., T, C\), got shape \(3,\)"),
         (Conv1D(2, 3), (8, 3), (5, 8, 2), r"expects inputs of shape \(\.\.\., T, 3\), got shape \(5, 8, 2\)"),
         (Conv2D(2, 3, padding="VALID"), (8, 8, 1), (2, 8, 1), r"the dilated kernel spans \(3, 3\), more than the padded input \(2, 8\)"),
-        (ConvTranspose2D(2, 3, name="t"), (4, 4, 3), (4, 4, 2), r"ConvTranspose2D layer 't' expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 4, 2\)"),
+        (ConvTranspose2D(2, 3, name="t"), (4, 4, 3), (4, 4, 2), r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 4, 2\)"),
         (ConvTranspose2D(2, 3), (4, 4, 3), (4, 3), r"expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 3\)"),
+        (ConvTranspose2D(4, 3, groups=2), (4, 4, 6), (2, 4, 4, 3), r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 6\), got shape \(2, 4, 4, 3\)$"),
+        (ConvTranspose1D(2, 3), (4, 3), (2, 4, 2), r"^ConvTranspose1D expects inputs of shape \(\.\.\., T, 3\), got shape \(2, 4, 2\)$"),
     ],
 )
 def test_bad_input_at_apply(layer, init_shape, x_shape, match, key):

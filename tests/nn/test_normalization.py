@@ -1,5 +1,6 @@
-"""LayerNorm, BatchNorm and GroupNorm against NumPy formulas, hand-computed numbers, finite
-differences, and the layer contract.
+"""LayerNorm, RMSNorm, BatchNorm and GroupNorm against NumPy formulas, hand-computed numbers,
+finite differences, and the layer contract (``test_torch_layers.py`` adds PyTorch's LayerNorm
+over several axes and RMSNorm).
 
 Tolerances: float32 results are compared to float64 NumPy references with ``rtol=atol=1e-5``
 (normalized values are O(1) and each is a few dozen float32 operations, so the rounding error is
@@ -20,8 +21,10 @@ import pytest
 from jax.test_util import check_grads
 
 from fdl import initializers
+from fdl.nn.batch_norm import BatchNorm
+from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
-from fdl.nn.normalization import BatchNorm, GroupNorm, LayerNorm
+from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
 
 TOL = 1e-5  # float32 vs float64 NumPy, see the module docstring
 _POOL = 256  # every float32 draw of this file is a slice of one draw of this many normals
@@ -51,11 +54,21 @@ def _random_affine(keys, channels):
 # NumPy references, written from the formulas.
 
 
-def layer_norm_ref(x, scale, bias, eps):
+def layer_norm_ref(x, scale, bias, eps, ndim=1):
+    """Statistics over the last ``ndim`` axes, flattened to one."""
     x = np.asarray(x, np.float64)
-    mean = x.mean(axis=-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * np.asarray(scale) + np.asarray(bias)
+    flat = x.reshape(*x.shape[: x.ndim - ndim], -1)  # (*lead, N)
+    mean = flat.mean(axis=-1, keepdims=True)
+    var = ((flat - mean) ** 2).mean(axis=-1, keepdims=True)
+    x_hat = ((flat - mean) / np.sqrt(var + eps)).reshape(x.shape)
+    return x_hat * np.asarray(scale, np.float64) + np.asarray(bias, np.float64)
+
+
+def rms_norm_ref(x, scale, eps, ndim=1):
+    x = np.asarray(x, np.float64)
+    flat = x.reshape(*x.shape[: x.ndim - ndim], -1)  # (*lead, N)
+    ms = (flat**2).mean(axis=-1, keepdims=True)
+    return (flat / np.sqrt(ms + eps)).reshape(x.shape) * np.asarray(scale, np.float64)
 
 
 def group_norm_ref(x, num_groups, ndim, scale, bias, eps):
@@ -92,6 +105,11 @@ CONTRACT = [
     ("layer_norm_vector", lambda: LayerNorm(), (6,)),
     ("layer_norm_image", lambda: LayerNorm(epsilon=1e-3), (4, 4, 6)),
     ("layer_norm_sequence", lambda: LayerNorm(use_bias=False), (5, 6)),
+    ("layer_norm_2axes", lambda: LayerNorm(ndim=2), (5, 6)),
+    ("layer_norm_3axes_no_scale", lambda: LayerNorm(ndim=3, use_scale=False), (4, 4, 6)),
+    ("rms_norm_vector", lambda: RMSNorm(), (6,)),
+    ("rms_norm_2axes_torch_eps", lambda: RMSNorm(ndim=2, epsilon=None), (5, 6)),
+    ("rms_norm_image_no_scale", lambda: RMSNorm(use_scale=False), (4, 4, 6)),
     ("batch_norm_vector", lambda: BatchNorm(), (6,)),
     ("batch_norm_image", lambda: BatchNorm(momentum=0.2), (4, 4, 6)),
     ("batch_norm_sequence", lambda: BatchNorm(use_scale=False), (5, 6)),
@@ -172,16 +190,150 @@ def test_layer_norm_default_dtype_promotes(key):
 def test_layer_norm_errors(key):
     with pytest.raises(ValueError, match=r"`epsilon` must be a non-negative finite number, got -1"):
         LayerNorm(epsilon=-1.0)
+    with pytest.raises(ValueError, match=r"`ndim` must be a positive integer, got 0"):
+        LayerNorm(ndim=0)
     with pytest.raises(
-        ValueError, match=r"LayerNorm layer 'ln' needs inputs with at least one axis"
+        ValueError,
+        match=r"^LayerNorm with ndim=1 needs inputs of shape \(\.\.\., C\), got input_shape \(\)$",
     ):
         LayerNorm(name="ln").init(key, ())
+    with pytest.raises(
+        ValueError, match=r"^LayerNorm with ndim=3 needs inputs of shape \(\.\.\., d1, d2, d3\), "
+        r"got input_shape \(5, 6\)$"
+    ):
+        LayerNorm(ndim=3).init(key, (5, 6))
     params, _, _ = LayerNorm().init(key, (4,))
     with pytest.raises(
-        ValueError, match=r"LayerNorm layer 'layer_norm' expects inputs of shape \(\.\.\., 4\) "
-        r"\(channels last\), got shape \(2, 5\)"
+        ValueError, match=r"^LayerNorm with ndim=1 expects inputs of shape \(\.\.\., 4\), "
+        r"got shape \(2, 5\)$"
     ):
         LayerNorm().apply(params, {}, jnp.ones((2, 5)))
+    params, _, _ = LayerNorm(ndim=2).init(key, (3, 4))
+    with pytest.raises(
+        ValueError, match=r"^LayerNorm with ndim=2 expects inputs of shape \(\.\.\., 3, 4\), "
+        r"got shape \(2, 4, 4\)$"
+    ):
+        LayerNorm(ndim=2).apply(params, {}, jnp.ones((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"got shape \(4,\)$"):
+        LayerNorm(ndim=2).apply(params, {}, jnp.ones((4,)))
+    # Inside a composite the message is prefixed with the layer's path and kind.
+    model = Serial(Dense(4), LayerNorm(name="ln"))
+    params, state, _ = model.init(key, (3,))
+    params["ln"] = {"scale": jnp.ones(5), "bias": jnp.zeros(5)}
+    with pytest.raises(
+        ValueError, match=r"^layer 'ln' \(LayerNorm\): LayerNorm with ndim=1 expects inputs of "
+        r"shape \(\.\.\., 5\), got shape \(2, 4\)$"
+    ):
+        model.apply(params, state, jnp.ones((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "ndim, shape", [(2, (5, 6)), (2, (3, 5, 6)), (3, (2, 4, 3, 2)), (3, (1, 2, 4, 3, 2))]
+)
+def test_layer_norm_over_several_axes_matches_numpy(keys, ndim, shape):
+    layer = LayerNorm(ndim=ndim, epsilon=1e-3)
+    example = shape[-ndim - 1 :] if len(shape) > ndim else shape
+    init_params, state, out_shape = layer.init(next(keys), example)
+    assert out_shape == example
+    normalized = shape[len(shape) - ndim :]
+    assert init_params["scale"].shape == init_params["bias"].shape == normalized  # as torch
+    params = {
+        "scale": _normal(next(keys), normalized) + 1.0,
+        "bias": _normal(next(keys), normalized),
+    }
+    x = 2.0 * _normal(next(keys), shape) + 0.5
+    y, _ = jax.jit(layer.apply)(params, state, x)
+    expected = layer_norm_ref(x, params["scale"], params["bias"], 1e-3, ndim)
+    np.testing.assert_allclose(y, expected, rtol=TOL, atol=TOL)
+
+
+def test_layer_norm_over_the_whole_example_is_group_norm_with_one_group(keys):
+    # Both pool every entry of an example; with unit scale and zero bias they agree.
+    x = _normal(next(keys), (3, 4, 5))
+    y, _ = LayerNorm(ndim=2, use_scale=False, use_bias=False).apply({}, {}, x)
+    expected, _ = GroupNorm(1, ndim=2, use_scale=False, use_bias=False).apply({}, {}, x)
+    np.testing.assert_allclose(y, expected, rtol=TOL, atol=TOL)
+
+
+# --------------------------------------------------------------------------------------------
+# RMSNorm.
+
+
+def test_rms_norm_hand_computed():
+    # x = [3, -4]: mean square (9 + 16) / 2 = 12.5; y = scale * x / sqrt(12.5 + eps).
+    layer = RMSNorm(epsilon=0.5, scale_init=initializers.constant(2.0))
+    params, state, shape = layer.init(jax.random.key(0), (2,))
+    assert shape == (2,) and state == {} and set(params) == {"scale"}
+    y, new_state = layer.apply(params, state, jnp.array([3.0, -4.0]))
+    np.testing.assert_allclose(y, [2.0 * 3.0 / np.sqrt(13.0), 2.0 * -4.0 / np.sqrt(13.0)], rtol=TOL)
+    np.testing.assert_allclose(y, [1.6641, -2.2188], atol=1e-4)  # by hand: 6/3.6056, -8/3.6056
+    assert new_state == {}
+
+
+@pytest.mark.parametrize("ndim, shape", [(1, (6,)), (1, (2, 3, 6)), (2, (3, 5, 6)), (3, (2, 4, 3, 2))])
+def test_rms_norm_matches_numpy(keys, ndim, shape):
+    layer = RMSNorm(ndim=ndim, epsilon=1e-2)
+    normalized = shape[len(shape) - ndim :]
+    init_params, _, _ = layer.init(next(keys), normalized)
+    assert init_params["scale"].shape == normalized
+    params = {"scale": _normal(next(keys), normalized) + 1.0}
+    x = 2.0 * _normal(next(keys), shape) + 1.0  # not centred: RMS norm does not subtract a mean
+    y, state = jax.jit(layer.apply)(params, None, x)
+    assert state is None
+    np.testing.assert_allclose(
+        y, rms_norm_ref(x, params["scale"], 1e-2, ndim), rtol=TOL, atol=TOL
+    )
+
+
+def test_rms_norm_epsilon_none_is_the_machine_epsilon():
+    # With x = [e, e], mean square e^2 and y = e / sqrt(e^2 + eps): the epsilon shows.
+    x = jnp.full((2,), 1e-4)
+    for dtype, eps in ((jnp.float32, 2.0**-23), (jnp.bfloat16, 2.0**-7)):
+        layer = RMSNorm(epsilon=None, use_scale=False, dtype=dtype)
+        y, _ = layer.apply({}, {}, x)
+        assert y.dtype == dtype
+        expected = 1e-4 / np.sqrt(1e-8 + eps)
+        np.testing.assert_allclose(y.astype(jnp.float32), [expected] * 2, rtol=1e-2)
+    assert float(jnp.finfo(jnp.float32).eps) == 2.0**-23  # torch.finfo(torch.float32).eps
+    y, _ = RMSNorm(use_scale=False).apply({}, {}, x)  # the default 1e-6
+    np.testing.assert_allclose(y, [1e-4 / np.sqrt(1e-8 + 1e-6)] * 2, rtol=TOL)
+
+
+def test_rms_norm_dtypes(key):
+    layer = RMSNorm(param_dtype=jnp.bfloat16, dtype=jnp.bfloat16, epsilon=0.0)
+    params, _, _ = layer.init(key, (2,))
+    assert params["scale"].dtype == jnp.bfloat16
+    # x = [300, 400]: rms = sqrt(125000) = 353.55; the output is cast to bfloat16.
+    y, _ = layer.apply(params, {}, jnp.array([300.0, 400.0], jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), [0.8485, 1.1314], atol=2**-7)
+    y, _ = RMSNorm().apply(params, {}, jnp.ones((2,), jnp.float32))
+    assert y.dtype == jnp.float32  # float32 input, bfloat16 params: standard promotion
+
+
+def test_rms_norm_errors(key):
+    with pytest.raises(
+        ValueError, match=r"^`epsilon` must be a non-negative finite number or None \(the machine "
+        r"epsilon of the compute dtype, PyTorch's default\), got -1.0$"
+    ):
+        RMSNorm(epsilon=-1.0)
+    with pytest.raises(ValueError, match=r"`epsilon` must be .* got nan"):
+        RMSNorm(epsilon=float("nan"))
+    with pytest.raises(ValueError, match=r"`epsilon` must be a non-negative finite number, got None"):
+        LayerNorm(epsilon=None)  # only RMSNorm takes PyTorch's None
+    with pytest.raises(ValueError, match=r"`ndim` must be a positive integer, got 1.5"):
+        RMSNorm(ndim=1.5)
+    with pytest.raises(
+        ValueError, match=r"^RMSNorm with ndim=2 needs inputs of shape \(\.\.\., d1, d2\), got "
+        r"input_shape \(6,\)$"
+    ):
+        RMSNorm(ndim=2).init(key, (6,))
+    params, _, _ = RMSNorm().init(key, (6,))
+    with pytest.raises(
+        ValueError, match=r"^RMSNorm with ndim=1 expects inputs of shape \(\.\.\., 6\), got "
+        r"shape \(3, 5\)$"
+    ):
+        RMSNorm().apply(params, {}, jnp.ones((3, 5)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,17 +385,17 @@ def test_group_norm_errors(key):
         GroupNorm(2, epsilon=-1e-5)
     with pytest.raises(
         ValueError,
-        match=r"GroupNorm layer 'gn': `num_groups` \(4\) must divide the channel count C \(6\)",
+        match=r"^GroupNorm: `num_groups` \(4\) must divide the channel count C \(6\)$",
     ):
         GroupNorm(4, name="gn").init(key, (3, 3, 6))
     with pytest.raises(
-        ValueError, match=r"GroupNorm layer 'group_norm' with ndim=3 expects per-example "
+        ValueError, match=r"^GroupNorm with ndim=3 expects per-example "
         r"input_shape with 3 axes \(\*spatial, C\), got input_shape \(5, 6\); pass ndim=2"
     ):
         GroupNorm(2).init(key, (5, 6))
     params, _, _ = GroupNorm(2, ndim=2).init(key, (5, 6))
     with pytest.raises(
-        ValueError, match=r"GroupNorm layer 'group_norm' with ndim=2 expects inputs of shape "
+        ValueError, match=r"^GroupNorm with ndim=2 expects inputs of shape "
         r"\(\*batch, \.\.\., 6\), got shape \(3, 5, 4\)"
     ):
         GroupNorm(2, ndim=2).apply(params, {}, jnp.ones((3, 5, 4)))
@@ -456,6 +608,18 @@ def test_batch_norm_statistics_in_float32(keys):
     np.testing.assert_allclose(new_state["mean"], [12.95], rtol=TOL)
 
 
+def test_batch_norm_without_its_state_in_a_model(key):
+    # A model applied with state={} (say, a stateless call) hands {} to the BatchNorm child.
+    model = Serial(Dense(3), BatchNorm(name="bn"))
+    params, state, _ = model.init(key, (2,))
+    assert set(state) == {"bn"}
+    with pytest.raises(
+        ValueError, match=r"^layer 'bn' \(BatchNorm\): BatchNorm needs its running statistics in "
+        r"`state`.* got state=\{\}$"
+    ):
+        model.apply(params, {}, jnp.ones((4, 2)), train=True)
+
+
 def test_batch_norm_errors(key):
     for bad in (-0.1, 1.5):
         with pytest.raises(
@@ -465,25 +629,29 @@ def test_batch_norm_errors(key):
     with pytest.raises(ValueError, match=r"`epsilon` must be a non-negative finite number, got -1"):
         BatchNorm(epsilon=-1.0)
     with pytest.raises(
-        ValueError, match=r"BatchNorm layer 'bn' needs inputs with at least one axis"
+        ValueError,
+        match=r"^BatchNorm needs inputs with at least one axis \(\.\.\., C\), got input_shape \(\)$",
     ):
         BatchNorm(name="bn").init(key, ())
     layer = BatchNorm(name="bn")
     params, state, _ = layer.init(key, (4, 4, 3))
     for train in (False, True):
         with pytest.raises(
-            ValueError, match=r"BatchNorm layer 'bn' expects inputs of shape \(\.\.\., 3\) "
-            r"\(channels last\), got shape \(2, 4, 4, 5\)"
+            ValueError, match=r"^BatchNorm expects inputs of shape \(\.\.\., 3\) "
+            r"\(channels last\), got shape \(2, 4, 4, 5\)$"
         ):
             layer.apply(params, state, jnp.ones((2, 4, 4, 5)), train=train)
-    with pytest.raises(
-        ValueError, match=r"BatchNorm layer 'bn' needs the state \{'mean', 'var'\} returned by "
-        r"init, got None"
-    ):
-        layer.apply(params, None, jnp.ones((2, 3)))
+    for missing, shown in (({}, r"\{\}"), (None, "None"), ({"mean": jnp.zeros(3)}, r"\{'mean'.*")):
+        for train in (False, True):
+            with pytest.raises(
+                ValueError, match=r"^BatchNorm needs its running statistics in `state`, the dict "
+                r"\{'mean': \(C,\), 'var': \(C,\)\} that `init` returns \(params, state, shape = "
+                rf"layer.init\(key, input_shape\)\), got state={shown}$"
+            ):
+                layer.apply(params, missing, jnp.ones((2, 4, 4, 3)), train=train)
     params, state, _ = layer.init(key, (3,))
     with pytest.raises(
-        ValueError, match=r"BatchNorm layer 'bn' needs more than one value per channel in "
+        ValueError, match=r"^BatchNorm needs more than one value per channel in "
         r"training .* got input shape \(3,\)"
     ):
         layer.apply(params, state, jnp.ones(3), train=True)

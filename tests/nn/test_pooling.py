@@ -1,8 +1,9 @@
-"""MaxPool1D/2D, AvgPool1D/2D and GlobalAvgPool.
+"""MaxPool1D/2D, AvgPool1D/2D, GlobalAvgPool and GlobalMaxPool.
 
 * values against a NumPy reference written here (pad, then loop over output positions), for
   max and average, both divisors of the average, paddings and strides; hand-computed numbers;
-* GlobalAvgPool against ``numpy.mean``;
+* GlobalAvgPool and GlobalMaxPool against ``numpy.mean`` and ``numpy.max`` (and GlobalMaxPool
+  against PyTorch's ``AdaptiveMaxPool1d/2d(1)`` in ``test_torch_layers.py``);
 * the layer contract for every layer (max pooling is differentiable away from ties; the
   fixture's random normal inputs have a unique maximum in every window);
 * composition with convolutions in ``fdl.nn.Serial``, declared shape against actual;
@@ -21,7 +22,14 @@ import pytest
 
 from fdl import nn
 from fdl.nn.conv import Conv1D, Conv2D
-from fdl.nn.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
+from fdl.nn.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    MaxPool1D,
+    MaxPool2D,
+)
 
 TOL = 1e-12
 POOL = 4096
@@ -168,6 +176,50 @@ def test_global_avg_pool_matches_numpy_mean(spatial_ndim, shape, keys):
     np.testing.assert_allclose(y, expected, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.parametrize("spatial_ndim, shape", [(1, (6, 3)), (2, (5, 4, 3)), (3, (2, 3, 4, 2))])
+def test_global_max_pool_matches_numpy_max(spatial_ndim, shape, keys):
+    layer = GlobalMaxPool(spatial_ndim)
+    params, state, out_shape = layer.init(next(keys), shape)
+    assert (params, state, out_shape) == ({}, {}, (shape[-1],))
+    with jax.enable_x64(True):
+        x = normal(next(keys), (2, 3, *shape), jnp.float64)
+        y, _ = layer.apply({}, {}, x)
+    expected = np.asarray(x).max(axis=tuple(range(2, 2 + spatial_ndim)))
+    assert y.shape == (2, 3, shape[-1]) and y.dtype == jnp.float64
+    np.testing.assert_array_equal(y, expected)  # a max selects an element: exact
+
+
+def test_global_max_pool_hand_computed_and_its_gradient():
+    x = jnp.array([[[1.0, -2.0], [3.0, -4.0]], [[0.5, -1.0], [2.0, -3.0]]])  # (H=2, W=2, C=2)
+    y, _ = GlobalMaxPool(2).apply({}, {}, x)
+    np.testing.assert_array_equal(y, [3.0, -1.0])
+    grad = jax.grad(lambda v: jnp.sum(GlobalMaxPool(2).apply({}, {}, v)[0] * jnp.array([1.0, 5.0])))(x)
+    expected = np.zeros((2, 2, 2))
+    expected[0, 1, 0] = 1.0  # channel 0's maximum 3 at (0, 1)
+    expected[1, 0, 1] = 5.0  # channel 1's maximum -1 at (1, 0), weighted by 5
+    np.testing.assert_array_equal(grad, expected)
+    # A tie splits the gradient equally (jnp.max's rule; PyTorch routes it to one entry).
+    tie = jax.grad(lambda v: GlobalMaxPool(1).apply({}, {}, v)[0].sum())(jnp.array([[2.0], [2.0], [1.0]]))
+    np.testing.assert_array_equal(tie[:, 0], [0.5, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bfloat16])
+def test_global_max_pool_keeps_the_dtype(dtype):
+    x = jnp.array([[-5, 3], [-7, 1]], dtype)  # (T=2, C=2)
+    y, _ = GlobalMaxPool(1).apply({}, {}, x)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y.astype(jnp.float32), [-5.0, 3.0])
+
+
+def test_global_pools_ignore_a_mask():
+    # Documented: neither takes a padding mask, so a mask handed down changes nothing.
+    x = jnp.array([[[1.0], [9.0]], [[4.0], [2.0]]])  # (B=2, T=2, C=1)
+    mask = jnp.array([[True, False], [True, True]])
+    for layer, expected in ((GlobalMaxPool(1), [[9.0], [4.0]]), (GlobalAvgPool(1), [[5.0], [3.0]])):
+        y, _ = layer.apply({}, {}, x, mask=mask)
+        np.testing.assert_array_equal(y, expected)
+
+
 # ----------------------------------------------------------------------------------------------
 # The layer contract, and composition.
 
@@ -181,6 +233,8 @@ CONTRACT = [
     ("avg_pool2d_same_exclude", lambda: AvgPool2D(3, strides=2, padding="SAME", count_include_pad=False), (5, 4, 2)),
     ("global_avg_pool1d", lambda: GlobalAvgPool(1), (6, 2)),
     ("global_avg_pool2d", lambda: GlobalAvgPool(2), (5, 4, 2)),
+    ("global_max_pool1d", lambda: GlobalMaxPool(1), (6, 2)),
+    ("global_max_pool2d", lambda: GlobalMaxPool(2), (5, 4, 2)),
 ]
 
 
@@ -195,16 +249,18 @@ def test_conv_pool_stack_declares_its_shapes(keys):
     )
     params, state, shape = model.init(next(keys), (8, 6, 1))
     assert shape == (5,)
-    assert params[0]["w"].shape == (3, 3, 1, 4)
-    assert params[4]["w"].shape == (4 * 3 * 4, 5)  # (8/2) * (6/2) * 4 features
+    assert sorted(params) == ["conv2d_0", "dense_0"]  # parameter-free layers are left out
+    assert params["conv2d_0"]["w"].shape == (3, 3, 1, 4)
+    assert params["dense_0"]["w"].shape == (4 * 3 * 4, 5)  # (8/2) * (6/2) * 4 features
     y, _ = model.apply(params, state, normal(next(keys), (2, 8, 6, 1)))
     assert y.shape == (2, 5)
 
-    signal = nn.Serial(Conv1D(6, 3, strides=2), nn.Relu(), GlobalAvgPool(1), nn.Dense(2))
-    params, state, shape = signal.init(next(keys), (9, 2))
-    assert shape == (2,)
-    y, _ = signal.apply(params, state, normal(next(keys), (3, 4, 9, 2)))
-    assert y.shape == (3, 4, 2)
+    for pool in (GlobalAvgPool(1), GlobalMaxPool(1)):
+        signal = nn.Serial(Conv1D(6, 3, strides=2), nn.Relu(), pool, nn.Dense(2))
+        params, state, shape = signal.init(next(keys), (9, 2))
+        assert shape == (2,)
+        y, _ = signal.apply(params, state, normal(next(keys), (3, 4, 9, 2)))
+        assert y.shape == (3, 4, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,6 +278,7 @@ def test_conv_pool_stack_declares_its_shapes(keys):
         (lambda: MaxPool2D(2, padding=((2, 0), (0, 0))), r"`padding` of pooling must be smaller than the window on each side \(so every window holds a real element\), got padding \(\(2, 0\), \(0, 0\)\) with window \(2, 2\)"),
         (lambda: AvgPool1D(3, padding=3), r"`padding` of pooling must be smaller than the window .* got padding \(\(3, 3\),\) with window \(3,\)"),
         (lambda: GlobalAvgPool(0), r"`spatial_ndim` must be a positive integer, got 0"),
+        (lambda: GlobalMaxPool(-1), r"`spatial_ndim` must be a positive integer, got -1"),
     ],
 )
 def test_bad_construction_arguments(make, match):
@@ -232,19 +289,25 @@ def test_bad_construction_arguments(make, match):
 @pytest.mark.parametrize(
     "layer, shape, match",
     [
-        (MaxPool2D(2, name="p"), (4, 4), r"MaxPool2D layer 'p' expects a per-example input_shape \(H, W, C\), got \(4, 4\)"),
-        (AvgPool1D(2, name="p"), (4, 4, 1), r"AvgPool1D layer 'p' expects a per-example input_shape \(T, C\), got \(4, 4, 1\)"),
+        (MaxPool2D(2, name="p"), (4, 4), r"^MaxPool2D expects a per-example input_shape \(H, W, C\), got \(4, 4\)"),
+        (AvgPool1D(2, name="p"), (4, 4, 1), r"^AvgPool1D expects a per-example input_shape \(T, C\), got \(4, 4, 1\)"),
         (
             MaxPool2D(3, name="p"),
             (2, 5, 1),
-            r"MaxPool2D layer 'p': the window spans \(3, 3\), more than the padded input \(2, 5\) \(spatial shape \(2, 5\), padding \(\(0, 0\), \(0, 0\)\)\), so the output would be empty",
+            r"^MaxPool2D: the window spans \(3, 3\), more than the padded input \(2, 5\) \(spatial shape \(2, 5\), padding \(\(0, 0\), \(0, 0\)\)\), so the output would be empty",
         ),
         (
             GlobalAvgPool(2, name="g"),
             (5, 3),
-            r"GlobalAvgPool layer 'g' averages 2 spatial axes and expects a per-example input_shape of 3 axes \(\*spatial, C\), got \(5, 3\)",
+            r"^GlobalAvgPool averages 2 spatial axes and expects a per-example input_shape of 3 axes \(\*spatial, C\), got \(5, 3\)",
         ),
         (GlobalAvgPool(1), (5, -3), r"`input_shape` must be a tuple of non-negative ints, got \(5, -3\)"),
+        (
+            GlobalMaxPool(1, name="g"),
+            (5, 4, 3),
+            r"^GlobalMaxPool takes the max over 1 spatial axis and expects a per-example input_shape of 2 axes \(\*spatial, C\), got \(5, 4, 3\)$",
+        ),
+        (GlobalMaxPool(2), (0, 4, 3), r"^GlobalMaxPool needs a non-empty window, got input_shape \(0, 4, 3\)$"),
     ],
 )
 def test_bad_input_shape_at_init(layer, shape, match, key):
@@ -255,10 +318,12 @@ def test_bad_input_shape_at_init(layer, shape, match, key):
 @pytest.mark.parametrize(
     "layer, x_shape, match",
     [
-        (MaxPool2D(2, name="p"), (4, 4), r"MaxPool2D layer 'p' expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 4\)"),
-        (AvgPool1D(2, name="p"), (4,), r"AvgPool1D layer 'p' expects inputs of shape \(\.\.\., T, C\), got shape \(4,\)"),
-        (AvgPool2D(3, name="p"), (5, 2, 4, 1), r"AvgPool2D layer 'p': the window spans \(3, 3\), more than the padded input \(2, 4\)"),
-        (GlobalAvgPool(2, name="g"), (5, 3), r"GlobalAvgPool layer 'g' expects inputs of shape \(\.\.\., d1, d2, C\), got shape \(5, 3\)"),
+        (MaxPool2D(2, name="p"), (4, 4), r"^MaxPool2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 4\)"),
+        (AvgPool1D(2, name="p"), (4,), r"^AvgPool1D expects inputs of shape \(\.\.\., T, C\), got shape \(4,\)"),
+        (AvgPool2D(3, name="p"), (5, 2, 4, 1), r"^AvgPool2D: the window spans \(3, 3\), more than the padded input \(2, 4\)"),
+        (GlobalAvgPool(2, name="g"), (5, 3), r"^GlobalAvgPool expects inputs of shape \(\.\.\., d1, d2, C\), got shape \(5, 3\)"),
+        (GlobalMaxPool(1), (5,), r"^GlobalMaxPool expects inputs of shape \(\.\.\., d1, C\), got shape \(5,\)$"),
+        (GlobalMaxPool(1), (2, 0, 3), r"^GlobalMaxPool needs a non-empty window, got shape \(2, 0, 3\)$"),
     ],
 )
 def test_bad_input_at_apply(layer, x_shape, match):

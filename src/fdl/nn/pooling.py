@@ -1,4 +1,4 @@
-r"""Pooling of channels-last inputs: max and average over windows, and global average.
+r"""Pooling of channels-last inputs: max and average over windows, and global max and average.
 
 Each channel is pooled on its own over a window of the spatial axes of ``(T, C)`` or
 ``(H, W, C)`` examples; leading batch axes get a window of 1, so ``jax.lax.reduce_window`` runs
@@ -18,21 +18,20 @@ import numpy as np
 from jax import lax
 
 from fdl._checks import check_positive_int, check_shape
-from fdl.nn.conv import (
-    Pads,
-    _check_example_shape,
-    _check_input,
-    _explicit_pads,
-    _int_tuple,
-    _output_spatial,
-    _padding_arg,
-)
-from fdl.nn.layer import Layer, Shape
+from fdl.nn import _window
+from fdl.nn.layer import Layer, Shape, layer_factory
 
-__all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
+__all__ = [
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "MaxPool1D",
+    "MaxPool2D",
+]
 
 
-def _window_counts(spatial: Shape, pads: Pads, window: Shape, strides: Shape) -> np.ndarray:
+def _window_counts(spatial: Shape, pads: _window.Pads, window: Shape, strides: Shape) -> np.ndarray:
     r"""How many real (unpadded) elements each output window holds: ``(*out_spatial, 1)``.
 
     The window is a box, so the count is the product of one count per axis:
@@ -54,12 +53,11 @@ def _pool(
     strides: Any,
     padding: Any,
     count_include_pad: bool,
-    name: str,
 ) -> Layer:
     """The ``ndim``-dimensional max (``reduce="max"``) or average pooling layer."""
-    window = _int_tuple("window", window, ndim)
-    strides = window if strides is None else _int_tuple("strides", strides, ndim)
-    padding = _padding_arg(padding, ndim)
+    window = _window.int_tuple("window", window, ndim)
+    strides = window if strides is None else _window.int_tuple("strides", strides, ndim)
+    padding = _window.padding_arg(padding, ndim)
     if not isinstance(padding, str) and any(
         lo >= k or hi >= k for (lo, hi), k in zip(padding, window, strict=True)
     ):
@@ -67,22 +65,23 @@ def _pool(
             f"`padding` of pooling must be smaller than the window on each side (so every "
             f"window holds a real element), got padding {padding} with window {window}"
         )
-    where = f"{kind} layer {name!r}"
 
     def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
         del key
-        shape = _check_example_shape(where, input_shape, ndim)
-        pads = _explicit_pads(padding, shape[:-1], window, strides)
-        out = _output_spatial(where, shape[:-1], pads, window, strides, "window")
+        shape = _window.check_example_shape(kind, input_shape, ndim)
+        pads = _window.explicit_pads(padding, shape[:-1], window, strides)
+        out = _window.output_spatial(kind, shape[:-1], pads, window, strides, "window")
         return {}, {}, (*out, shape[-1])
 
-    def apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del params, key, train  # deterministic, no parameters
+    def apply(
+        params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
+    ):
+        del params, key, train, mask  # deterministic, no parameters; padding is pooled too
         x = jnp.asarray(x)
-        _check_input(where, x, ndim, None)
+        _window.check_input(kind, x, ndim, None)
         lead, spatial = x.ndim - ndim - 1, x.shape[x.ndim - ndim - 1 : -1]
-        pads = _explicit_pads(padding, spatial, window, strides)
-        _output_spatial(where, spatial, pads, window, strides, "window")
+        pads = _window.explicit_pads(padding, spatial, window, strides)
+        _window.output_spatial(kind, spatial, pads, window, strides, "window")
         dims = (1,) * lead + window + (1,)
         steps = (1,) * lead + strides + (1,)
         full_pads = ((0, 0),) * lead + pads + ((0, 0),)
@@ -104,15 +103,16 @@ def _pool(
         counts = _window_counts(spatial, pads, window, strides).astype(x.dtype)
         return total / jnp.broadcast_to(counts, total.shape), state  # (*batch, *out, C)
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
+@layer_factory
 def MaxPool1D(
     window: int | tuple[int],
     *,
     strides: int | tuple[int] | None = None,
     padding: str | int | Any = "VALID",
-    name: str = "max_pool1d",
+    name: str | None = None,
 ) -> Layer:
     r"""Max pooling of ``(T, C)`` signals: the largest value of each window, per channel.
 
@@ -129,7 +129,7 @@ def MaxPool1D(
       strides: :math:`s`; ``None`` (default) means ``window`` (non-overlapping windows).
       padding: ``"VALID"`` (default), ``"SAME"`` (:math:`\lceil n / s \rceil` outputs), an int,
         or one ``(lo, hi)`` pair per spatial axis, each smaller than the window.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic if ``None``).
 
     Returns:
       A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, T, C)`` to
@@ -144,7 +144,7 @@ def MaxPool1D(
     >>> MaxPool1D(2).apply({}, {}, jnp.array([[1.0], [3.0], [2.0], [5.0], [4.0]]))[0].tolist()
     [[3.0], [5.0]]
     """
-    return _pool("MaxPool1D", 1, "max", window, strides, padding, True, name)
+    return _pool("MaxPool1D", 1, "max", window, strides, padding, True)
 
 
 def MaxPool2D(
@@ -152,7 +152,7 @@ def MaxPool2D(
     *,
     strides: int | tuple[int, int] | None = None,
     padding: str | int | Any = "VALID",
-    name: str = "max_pool2d",
+    name: str | None = None,
 ) -> Layer:
     r"""Max pooling of ``(H, W, C)`` images: the largest value of each window, per channel.
 
@@ -171,7 +171,7 @@ def MaxPool2D(
       strides: :math:`s`; ``None`` (default) means ``window`` (non-overlapping windows).
       padding: ``"VALID"`` (default), ``"SAME"`` (:math:`\lceil n / s \rceil` outputs), an int,
         or one ``(lo, hi)`` pair per spatial axis, each smaller than the window.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic if ``None``).
 
     Returns:
       A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, H, W, C)`` to
@@ -194,7 +194,7 @@ def MaxPool2D(
     >>> layer.apply({}, {}, x)[0][..., 0].tolist()
     [[5.0, 7.0], [13.0, 15.0]]
     """
-    return _pool("MaxPool2D", 2, "max", window, strides, padding, True, name)
+    return _pool("MaxPool2D", 2, "max", window, strides, padding, True)
 
 
 def AvgPool1D(
@@ -203,7 +203,7 @@ def AvgPool1D(
     strides: int | tuple[int] | None = None,
     padding: str | int | Any = "VALID",
     count_include_pad: bool = True,
-    name: str = "avg_pool1d",
+    name: str | None = None,
 ) -> Layer:
     r"""Average pooling of ``(T, C)`` signals: the mean of each window, per channel.
 
@@ -222,7 +222,7 @@ def AvgPool1D(
         or one ``(lo, hi)`` pair per spatial axis, each smaller than the window.
       count_include_pad: divide by the full window :math:`k` (default, as PyTorch and Flax),
         padded zeros included; ``False`` divides by the number of real elements in the window.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic if ``None``).
 
     Returns:
       A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, T, C)`` to
@@ -240,7 +240,7 @@ def AvgPool1D(
     >>> AvgPool1D(3, strides=1, padding="SAME", count_include_pad=False).apply({}, {}, x)[0][:, 0].tolist()
     [4.5, 6.0, 7.5]
     """
-    return _pool("AvgPool1D", 1, "avg", window, strides, padding, count_include_pad, name)
+    return _pool("AvgPool1D", 1, "avg", window, strides, padding, count_include_pad)
 
 
 def AvgPool2D(
@@ -249,7 +249,7 @@ def AvgPool2D(
     strides: int | tuple[int, int] | None = None,
     padding: str | int | Any = "VALID",
     count_include_pad: bool = True,
-    name: str = "avg_pool2d",
+    name: str | None = None,
 ) -> Layer:
     r"""Average pooling of ``(H, W, C)`` images: the mean of each window, per channel.
 
@@ -271,7 +271,7 @@ def AvgPool2D(
         or one ``(lo, hi)`` pair per spatial axis, each smaller than the window.
       count_include_pad: divide by the full window :math:`k_h k_w` (default, as PyTorch and
         Flax) or by the number of real pixels in it (``False``, as TensorFlow's ``"SAME"``).
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic if ``None``).
 
     Returns:
       A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, H, W, C)`` to
@@ -290,10 +290,49 @@ def AvgPool2D(
     >>> AvgPool2D(2).apply({}, {}, x)[0][..., 0].tolist()
     [[2.5, 4.5], [10.5, 12.5]]
     """
-    return _pool("AvgPool2D", 2, "avg", window, strides, padding, count_include_pad, name)
+    return _pool("AvgPool2D", 2, "avg", window, strides, padding, count_include_pad)
 
 
-def GlobalAvgPool(spatial_ndim: int, *, name: str = "global_avg_pool") -> Layer:
+def _global_pool(kind: str, reduce: str, spatial_ndim: int) -> Layer:
+    """The max (``reduce="max"``) or mean over the ``spatial_ndim`` axes before the channels."""
+    check_positive_int("spatial_ndim", spatial_ndim)
+    layout = "(..., " + ", ".join(f"d{i}" for i in range(1, spatial_ndim + 1)) + ", C)"
+    verb = "takes the max over" if reduce == "max" else "averages"
+    axis_word = "axis" if spatial_ndim == 1 else "axes"
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
+        del key
+        shape = check_shape("input_shape", input_shape)
+        if len(shape) != spatial_ndim + 1:
+            raise ValueError(
+                f"{kind} {verb} {spatial_ndim} spatial {axis_word} and expects a per-example "
+                f"input_shape of {spatial_ndim + 1} axes (*spatial, C), got {shape}"
+            )
+        if reduce == "max" and 0 in shape[:-1]:
+            raise ValueError(f"{kind} needs a non-empty window, got input_shape {shape}")
+        return {}, {}, shape[-1:]
+
+    def apply(
+        params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
+    ):
+        del params, key, train, mask  # deterministic, no parameters; padding is pooled too
+        x = jnp.asarray(x)
+        if x.ndim < spatial_ndim + 1:
+            raise ValueError(f"{kind} expects inputs of shape {layout}, got shape {x.shape}")
+        axes = tuple(range(x.ndim - spatial_ndim - 1, x.ndim - 1))
+        if reduce == "max":
+            if any(x.shape[a] == 0 for a in axes):
+                raise ValueError(f"{kind} needs a non-empty window, got shape {x.shape}")
+            return jnp.max(x, axis=axes), state  # (*batch, C)
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            x = x.astype(jnp.float32)  # an average of integers is a float
+        return jnp.mean(x, axis=axes), state  # (*batch, C)
+
+    return Layer(init, apply)
+
+
+@layer_factory
+def GlobalAvgPool(spatial_ndim: int, *, name: str | None = None) -> Layer:
     r"""The mean over all spatial axes of a channels-last example: ``(H, W, C) -> (C,)``.
 
     .. math::
@@ -303,11 +342,13 @@ def GlobalAvgPool(spatial_ndim: int, *, name: str = "global_avg_pool") -> Layer:
 
     ``spatial_ndim`` (2 for images, 1 for signals) is explicit for the same reason as
     :func:`fdl.nn.Flatten`'s ``ndim``: ``apply`` accepts any number of leading batch axes, so it
-    cannot tell ``(B, T, C)`` from ``(H, W, C)`` by itself.
+    cannot tell ``(B, T, C)`` from ``(H, W, C)`` by itself. It takes no padding mask: a ``mask``
+    handed down by a composite is ignored, so padded time steps of ``(T, C)`` inputs are
+    averaged too.
 
     Args:
       spatial_ndim: the number of spatial axes in front of the channel axis.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``global_avg_pool_<i>`` if ``None``).
 
     Returns:
       A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, *spatial, C)`` to
@@ -329,28 +370,49 @@ def GlobalAvgPool(spatial_ndim: int, *, name: str = "global_avg_pool") -> Layer:
     >>> layer.apply({}, {}, jnp.arange(8.0).reshape(2, 2, 2))[0].tolist()
     [3.0, 4.0]
     """
-    check_positive_int("spatial_ndim", spatial_ndim)
-    where = f"GlobalAvgPool layer {name!r}"
-    layout = "(..., " + ", ".join(f"d{i}" for i in range(1, spatial_ndim + 1)) + ", C)"
+    return _global_pool("GlobalAvgPool", "mean", spatial_ndim)
 
-    def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
-        del key
-        shape = check_shape("input_shape", input_shape)
-        if len(shape) != spatial_ndim + 1:
-            raise ValueError(
-                f"{where} averages {spatial_ndim} spatial axes and expects a per-example "
-                f"input_shape of {spatial_ndim + 1} axes (*spatial, C), got {shape}"
-            )
-        return {}, {}, shape[-1:]
 
-    def apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del params, key, train  # deterministic, no parameters
-        x = jnp.asarray(x)
-        if x.ndim < spatial_ndim + 1:
-            raise ValueError(f"{where} expects inputs of shape {layout}, got shape {x.shape}")
-        if not jnp.issubdtype(x.dtype, jnp.inexact):
-            x = x.astype(jnp.float32)  # an average of integers is a float
-        axes = tuple(range(x.ndim - spatial_ndim - 1, x.ndim - 1))
-        return jnp.mean(x, axis=axes), state  # (*batch, C)
+@layer_factory
+def GlobalMaxPool(spatial_ndim: int, *, name: str | None = None) -> Layer:
+    r"""The maximum over all spatial axes of a channels-last example: ``(H, W, C) -> (C,)``.
 
-    return Layer(init, apply, name)
+    .. math::
+
+        y_c = \max_{i, j} x_{i, j, c}
+        \qquad \text{(or } \max_t x_{t, c} \text{ for } (T, C)),
+        \qquad \frac{\partial y_c}{\partial x_{i, j, c}} =
+            [\,(i, j) = \operatorname{argmax}\,]
+
+    The derivative is 1 at each channel's maximum and 0 elsewhere (at a tie, JAX's ``max``
+    splits it equally among the tied entries). ``spatial_ndim`` is explicit, as for
+    :func:`GlobalAvgPool`. It takes no padding mask (as :func:`GlobalAvgPool`): a ``mask``
+    handed down by a composite is ignored, so padded time steps of ``(T, C)`` inputs compete
+    for the maximum too.
+
+    Args:
+      spatial_ndim: the number of spatial axes in front of the channel axis.
+      name: its name in a parent's paths (automatic ``global_max_pool_<i>`` if ``None``).
+
+    Returns:
+      A parameter-free :class:`~fdl.nn.Layer` mapping ``(*batch, *spatial, C)`` to
+      ``(*batch, C)``, in the input's dtype.
+
+    Raises:
+      ValueError: ``spatial_ndim`` not a positive int (at construction); an input with fewer
+        than ``spatial_ndim + 1`` axes, an ``input_shape`` without exactly ``spatial_ndim + 1``
+        axes, or an empty spatial axis (the maximum of nothing is undefined).
+
+    Differs from PyTorch: ``nn.AdaptiveMaxPool2d(1)`` on ``NCHW`` keeps the spatial axes as
+    ``(N, C, 1, 1)`` and routes the gradient of a tie to one entry; the values agree (tested
+    against PyTorch). Flax has no layer (``x.max(axis=(1, 2))``).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from fdl.nn.pooling import GlobalMaxPool
+    >>> layer = GlobalMaxPool(2)
+    >>> layer.init(jax.random.key(0), (7, 7, 16))[2]
+    (16,)
+    >>> layer.apply({}, {}, jnp.array([[[1.0, -2.0], [3.0, -4.0]]]))[0].tolist()
+    [3.0, -2.0]
+    """
+    return _global_pool("GlobalMaxPool", "max", spatial_ndim)
