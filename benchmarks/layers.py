@@ -45,7 +45,7 @@ def fdl_cnn() -> nn.Layer:
 
 
 def raw_cnn(params, x):
-    """The same CNN by hand: ``params`` is fdl's tree, (conv, -, -, conv, -, -, -, dense)."""
+    """The same CNN by hand: ``params`` is fdl's tree, ``{"conv2d_0", "conv2d_1", "dense_0"}``."""
 
     def conv(p, h):
         h = jax.lax.conv_general_dilated(
@@ -56,10 +56,10 @@ def raw_cnn(params, x):
     def pool(h):  # 2x2 max, stride 2
         return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
 
-    h = pool(jax.nn.relu(conv(params[0], x)))  # (B, 14, 14, 32)
-    h = pool(jax.nn.relu(conv(params[3], h)))  # (B, 7, 7, 64)
+    h = pool(jax.nn.relu(conv(params["conv2d_0"], x)))  # (B, 14, 14, 32)
+    h = pool(jax.nn.relu(conv(params["conv2d_1"], h)))  # (B, 7, 7, 64)
     h = h.reshape(h.shape[0], -1)  # (B, 3136)
-    return h @ params[7]["w"] + params[7]["b"]
+    return h @ params["dense_0"]["w"] + params["dense_0"]["b"]
 
 
 # ----------------------------------------------------------------------------------------- LSTM

@@ -261,3 +261,37 @@ def test_train_bad_input_exits_2_with_one_line(argv, pattern, tmp_path, capsys):
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_summary_prints_the_cnn_parts_with_counts_and_flops(capsys):
+    code, out, err = run(["summary", "--model", "cnn"], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["path", "layer", "output", "shape", "params", "dtype"]
+    row = next(line for line in lines if line.startswith("body/block_1/conv2d_0 "))
+    assert "Conv2D" in row and "(8, 8, 32)" in row and f"{3 * 3 * 1 * 32:,}" in row
+    head = next(line for line in lines if line.startswith("head "))
+    assert "(10,)" in head and f"{128 * 10 + 10:,}" in head
+    assert re.search(r"total parameters: [\d,]+", out) and "FLOPs per example" in out
+
+
+def test_summary_of_the_mlp_counts_by_hand(capsys):
+    code, out, _ = run(["summary", "--hidden", "32", "--classes", "3"], capsys)
+    assert code == 0
+    assert f"total parameters: {64 * 32 + 32 + 32 * 3 + 3:,}" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["--model", "vit"], r"argument --model: invalid choice: 'vit'"),
+        (["--model", "cnn", "--input-shape", "2", "2", "1"], r"--input-shape 2 2 1: layer 'body/block_2/max_pool2d_0'"),
+        (["--classes", "0"], r"argument --classes: must be a positive integer, got '0'"),
+    ],
+)
+def test_summary_bad_input_exits_2_with_one_line(argv, pattern, capsys):
+    code, out, err = run(["summary", *argv], capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]

@@ -294,3 +294,59 @@ def test_data_must_be_a_tuple_with_one_leading_axis():
     with pytest.raises(ValueError, match=r"same leading axis, got shapes \(4, 3\), \(5, 1\)"):
         fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), (np.zeros((4, 3)), np.zeros((5, 1))),
             key=jax.random.key(0), batch_size=2, steps=1, progress=False)
+
+
+# ------------------------------------------------------------------- models without layer_state
+
+
+def digits_subset(n=256):
+    data = fdl.data.load_digits(seed=0)
+    return data.x_train[:n], data.y_train[:n]
+
+
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (lambda: fdl.nn.Serial(fdl.nn.Dense(16), fdl.nn.Relu(), fdl.nn.Dense(10)), (64,)),
+        (lambda: fdl.nn.mlp((16, 10), dropout_rate=0.1), (64,)),
+        (lambda: fdl.nn.Serial(fdl.nn.Dense(16), fdl.nn.BatchNorm(), fdl.nn.Relu(), fdl.nn.Dense(10)), (64,)),
+    ],
+    ids=["serial", "mlp", "batch_norm"],
+)
+def test_fit_works_without_layer_state(build, shape):
+    model = build()
+    params, state, _ = model.init(jax.random.key(0), shape)
+    x, y = digits_subset()
+    common = dict(key=jax.random.key(1), batch_size=32, steps=16, progress=False)
+    without = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y), **common)
+    given = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y),
+                layer_state=state, **common)
+    chex.assert_trees_all_equal(without.params, given.params)
+    chex.assert_trees_all_equal(without.layer_state, given.layer_state)
+    assert without.history[-1]["loss"] < without.history[0]["loss"] * 1.5
+
+
+def test_fit_trains_only_the_trainable_part_and_keeps_the_frozen_bit_identical():
+    model = fdl.nn.Serial(fdl.nn.Dense(16, name="body"), fdl.nn.Relu(), fdl.nn.Dense(10, name="head"))
+    params, _, _ = model.init(jax.random.key(0), (64,))
+    result = fit(classification_loss(model), fdl.optim.adam(1e-2), params, digits_subset(),
+                 key=jax.random.key(1), batch_size=32, steps=16, progress=False, trainable="head")
+    chex.assert_trees_all_equal(result.params["body"], params["body"])
+    assert not np.array_equal(result.params["head"]["w"], params["head"]["w"])
+    assert all("body" not in p for p in fdl.nn.leaf_paths(result.opt_state))
+
+
+def test_nan_guard_names_the_named_path():
+    model = fdl.nn.Serial(fdl.nn.Dense(4, name="hidden"), fdl.nn.Dense(1, name="out"))
+    params, _, _ = model.init(jax.random.key(0), (3,))
+    x, y = regression_data()
+    x = x.copy()
+    x[:, 0] = np.inf
+
+    def loss_fn(params, state, batch, key):
+        pred, _ = model.apply(params, state, batch[0])
+        return jnp.mean((pred - batch[1]) ** 2), (state, {})
+
+    with pytest.raises(NonFiniteError, match=r"non-finite gradient of parameter 'hidden/b' at step 0"):
+        fit(loss_fn, fdl.optim.sgd(0.1), params, (x, y), key=jax.random.key(0), batch_size=8,
+            steps=2, progress=False)

@@ -177,8 +177,9 @@ def test_mlp_digits_matches_a_numpy_forward_pass_and_depends_on_the_key(keys):
     problem = get_problem("mlp_digits")
     params = problem.init_params(next(keys))
     other = problem.init_params(next(keys))
-    assert not np.array_equal(params[0]["w"], other[0]["w"])
-    first, _, second = (jax.tree.map(lambda a: np.asarray(a, np.float64), p) for p in params)
+    assert sorted(params) == ["dense_0", "dense_1"]
+    assert not np.array_equal(params["dense_0"]["w"], other["dense_0"]["w"])
+    first, second = (jax.tree.map(lambda a: np.asarray(a, np.float64), params[k]) for k in ("dense_0", "dense_1"))
     data = load_digits()
     hidden = np.maximum(data.x_train.astype(np.float64) @ first["w"] + first["b"], 0.0)
     expected = numpy_cross_entropy(hidden @ second["w"] + second["b"], data.y_train)

@@ -127,7 +127,7 @@ def counting_scale_layer():
         new_state = {"calls": state["calls"] + 1} if train else state
         return jnp.broadcast_to(params["w"], x.shape) * x, new_state
 
-    return nn.Layer(init, apply, "counting_scale")
+    return nn.Layer(init, apply, name="counting_scale")
 
 
 def test_stateful_step_threads_the_layer_state_and_equals_a_hand_written_step(keys):
@@ -151,7 +151,7 @@ def test_stateful_step_threads_the_layer_state_and_equals_a_hand_written_step(ke
         )
         updates, ref_opt = optimizer.update(grads, ref[2], ref[0])
         ref = (fdl.optim.apply_updates(ref[0], updates), ref_state, ref_opt)
-        assert int(state[0]["calls"]) == t
+        assert int(state["counting_scale"]["calls"]) == t
         np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
         np.testing.assert_allclose(metrics["mean_out"], aux["mean_out"], rtol=1e-6)
         chex.assert_trees_all_close((params, state, opt_state), ref, rtol=1e-6, atol=1e-7)
@@ -174,7 +174,7 @@ def test_stateful_step_donates_and_compiles_once(keys):
     for _ in range(3):
         params, state, opt_state, metrics = step(params, state, opt_state, batch, None)
     assert all(x.is_deleted() for x in jax.tree.leaves(first))
-    assert int(state[0]["calls"]) == 3 and set(metrics) == {"loss"}
+    assert int(state["counting_scale"]["calls"]) == 3 and set(metrics) == {"loss"}
 
 
 def test_stateful_step_bad_arguments():
@@ -184,3 +184,86 @@ def test_stateful_step_bad_arguments():
         fdl.train.make_stateful_train_step(None, fdl.optim.sgd(0.1))
     with pytest.raises(TypeError, match=r"make_stateful_train_step: `optimizer` must have optax's"):
         fdl.train.make_stateful_train_step(lambda *a: 0.0, object())
+
+
+# ------------------------------------------------------------------------------- freezing
+
+
+def frozen_body_problem(keys):
+    body = nn.Serial(nn.Dense(256), nn.Relu(), nn.Dense(256), nn.Relu(), name="body")
+    model = nn.Serial(body, nn.Dense(10, name="head"))
+    params, _, _ = model.init(next(keys), (64,))
+    f = nn.as_function(model)
+    x, y = jax.random.normal(next(keys), (32, 64)), jax.random.normal(next(keys), (32, 10))
+
+    def loss_fn(params, batch, key):
+        return fdl.losses.mse(f(params, batch[0]), batch[1], reduction="mean")
+
+    return params, loss_fn, (x, y)
+
+
+def compiled_flops(step, *args):
+    cost = step.lower(*args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
+
+def test_a_frozen_part_is_never_differentiated_flops_drop_by_its_backward_cost(keys):
+    params, loss_fn, batch = frozen_body_problem(keys)
+    optimizer = fdl.optim.adam(1e-3)
+    full = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
+    frozen = fdl.train.make_train_step(loss_fn, optimizer, donate=False, trainable="head")
+    full_flops = compiled_flops(full, params, optimizer.init(params), batch, None)
+    frozen_flops = compiled_flops(
+        frozen, params, optimizer.init(fdl.train.trainable_part(params, "head")), batch, None
+    )
+    b = 32
+    # The body's backward pass: dL/dW of both dense layers (2 b in out each) and dL/dh into the
+    # second (2 b 256 256); nothing flows into the input. Its Adam updates add ~10 FLOPs/param.
+    body_backward = 2 * b * (64 * 256 + 256 * 256) + 2 * b * 256 * 256
+    saved = full_flops - frozen_flops
+    assert saved >= body_backward, (full_flops, frozen_flops, body_backward)
+    # and no more than that plus the body's optimizer update and elementwise backward work
+    body_params = 64 * 256 + 256 + 256 * 256 + 256
+    assert saved <= body_backward + 20 * body_params + 10 * b * 512
+
+
+def test_frozen_params_come_back_bit_identical_and_the_rest_trains(keys):
+    params, loss_fn, batch = frozen_body_problem(keys)
+    optimizer = fdl.optim.adam(1e-2)
+    step = fdl.train.make_train_step(loss_fn, optimizer, trainable=["head/**"])
+    opt_state = optimizer.init(fdl.train.trainable_part(params, "head/**"))
+    moments = [p for p in nn.leaf_paths(opt_state) if "/mu/" in p or "/nu/" in p]
+    assert moments and all("/head/" in p for p in moments)  # no optimizer state for the body
+    body_before = jax.tree.map(np.array, params["body"])
+    head_before = np.array(params["head"]["w"])
+    losses = []
+    for _ in range(20):
+        params, opt_state, metrics = step(params, opt_state, batch, None)
+        losses.append(float(metrics["loss"]))
+    jax.tree.map(np.testing.assert_array_equal, params["body"], body_before)
+    assert not np.array_equal(params["head"]["w"], head_before)
+    assert losses[-1] < losses[0]
+
+
+def test_stateful_step_with_a_frozen_part(keys):
+    model = nn.Serial(counting_scale_layer(), nn.Dense(2, name="head"))
+    params, state, _ = model.init(next(keys), (3,))
+    batch = jax.random.normal(next(keys), (4, 3))
+
+    def loss_fn(params, state, batch, key):
+        out, state = model.apply(params, state, batch, train=True)
+        return jnp.mean(out**2), (state, {})
+
+    optimizer = fdl.optim.sgd(0.1)
+    step = fdl.train.make_stateful_train_step(loss_fn, optimizer, donate=False, trainable="head")
+    opt_state = optimizer.init(fdl.train.trainable_part(params, "head"))
+    new_params, new_state, _, _ = step(params, state, opt_state, batch, None)
+    np.testing.assert_array_equal(new_params["counting_scale"]["w"], params["counting_scale"]["w"])
+    assert not np.array_equal(new_params["head"]["w"], params["head"]["w"])
+    assert int(new_state["counting_scale"]["calls"]) == 1
+
+
+def test_a_trainable_pattern_that_matches_nothing_is_a_clear_error(keys):
+    params, loss_fn, batch = frozen_body_problem(keys)
+    with pytest.raises(ValueError, match=r"the pattern 'haed' matches no leaf; nearest: \['head'"):
+        fdl.train.trainable_part(params, "haed")

@@ -373,6 +373,45 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------- summary
+
+
+def _add_summary(commands: Any) -> None:
+    from fdl.models import MODELS
+
+    parser = commands.add_parser(
+        "summary",
+        help="print a built-in model's parts, output shapes, parameter counts and FLOPs",
+        description=(
+            "Print, per part of a built-in model (by path), the layer, its output shape, its "
+            "parameter count and dtype, the total, and the FLOPs of one example (XLA's cost "
+            "analysis)."
+        ),
+    )
+    parser.add_argument("--model", choices=MODELS, default="mlp", help="mlp (default) or cnn")
+    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
+                        help="MLP hidden widths (256 256)")
+    parser.add_argument("--classes", type=_positive_int, default=10, help="output classes (10)")
+    parser.add_argument("--input-shape", type=_positive_int, nargs="+", metavar="N",
+                        help="shape of one example (default: the digits, 64 or 8 8 1)")
+    parser.set_defaults(run=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from fdl import models, nn
+
+    model = models.build_model(args.model, args.classes, hidden=args.hidden)
+    if args.input_shape is not None:
+        shape = tuple(args.input_shape)
+    else:
+        shape = (64,) if models.wants_flat_input(args.model) else (8, 8, 1)
+    try:
+        print(nn.summary(model, shape))
+    except ValueError as error:
+        raise UsageError(f"--input-shape {' '.join(map(str, shape))}: {error}") from None
+    return 0
+
+
 # ----------------------------------------------------------------------------------- main
 
 
@@ -385,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(commands)
     _add_compare(commands)
+    _add_summary(commands)
     return parser
 
 

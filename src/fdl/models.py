@@ -2,10 +2,13 @@
 
 * ``mlp``: ``Dense(h) -> ReLU -> Dropout`` per hidden width, then ``Dense(classes)``, He-normal
   weights; takes flat inputs ``(F,)``.
-* ``cnn``: two blocks ``Conv2D 3x3 -> BatchNorm -> ReLU -> MaxPool 2`` (32 then 64 channels),
-  ``Flatten``, ``Dropout``, ``Dense(128) -> ReLU -> Dense(classes)``; takes images ``(H, W, C)``
-  with H and W divisible by 4. Batch norm makes it stateful: train it with a step that threads
-  the layer state (``fdl.train.make_stateful_train_step`` or ``fdl.fit.fit``).
+* ``cnn``: a ``body`` of two blocks ``Conv2D 3x3 -> BatchNorm -> ReLU -> MaxPool 2``
+  (``block_1``: 32 channels, ``block_2``: 64), ``Flatten``, ``Dropout``, ``Dense(128) -> ReLU``,
+  then a ``head`` ``Dense(classes)``; takes images ``(H, W, C)`` with H and W divisible by 4.
+  Paths read ``body/block_1/conv2d_0/w`` and ``head/w``, so the body can be frozen
+  (``trainable="head"``, :func:`fdl.nn.eval_mode`) and the head swapped (:func:`fdl.nn.swap`).
+  Batch norm makes it stateful: train it with a step that threads the layer state
+  (``fdl.train.make_stateful_train_step`` or ``fdl.fit.fit``).
 """
 
 from __future__ import annotations
@@ -58,21 +61,22 @@ def build_model(
     if _check_name(name) == "mlp":
         return nn.mlp((*hidden, num_classes), dropout_rate=dropout, w_init=he, name="mlp")
 
-    def block(features: int) -> nn.Layer:
+    def block(features: int, name: str) -> nn.Layer:
         return nn.Serial(
             nn.Conv2D(features, 3, padding="SAME", use_bias=False, w_init=he),
             nn.BatchNorm(),
             nn.Relu(),
             nn.MaxPool2D(2),
+            name=name,
         )
 
-    return nn.Serial(
-        block(32),  # (H, W, C) -> (H/2, W/2, 32)
-        block(64),  # -> (H/4, W/4, 64)
+    body = nn.Serial(
+        block(32, "block_1"),  # (H, W, C) -> (H/2, W/2, 32)
+        block(64, "block_2"),  # -> (H/4, W/4, 64)
         nn.Flatten(3),
         nn.Dropout(dropout),
         nn.Dense(128, w_init=he),
         nn.Relu(),
-        nn.Dense(num_classes),
-        name="cnn",
+        name="body",
     )
+    return nn.Serial(body, nn.Dense(num_classes, name="head"), name="cnn")
