@@ -47,25 +47,20 @@ def make_batch(key, batch: int, pairs: int, keys: int, values: int):
     return tokens.astype(jnp.int32), answer.astype(jnp.int32)
 
 
-def last_step() -> nn.Layer:
-    """Pick the last time step, ``(T, D) -> (D,)``, as a layer."""
-
-    def init(key, input_shape):
-        return {}, {}, tuple(input_shape[1:])
-
-    def apply(params, state, x, *, key=None, train=False):
-        return x[..., -1, :], state  # (*batch, T, D) -> (*batch, D)
-
-    return nn.Layer(init, apply, "last_step")
+def last_step(x: jax.Array) -> jax.Array:
+    """The last time step, the query's position: ``(*batch, T, D) -> (*batch, D)``."""
+    return x[..., -1, :]
 
 
 def transformer(vocab: int, width: int, layers: int, heads: int, classes: int) -> nn.Layer:
-    blocks = [nn.TransformerEncoderBlock(heads, 4 * width) for _ in range(layers)]
+    blocks = [
+        nn.TransformerEncoderBlock(heads, 4 * width, name=f"block_{i}") for i in range(layers)
+    ]
     return nn.Serial(
         nn.Embedding(vocab, width),
         nn.SinusoidalPositionalEncoding(),
         *blocks,
-        last_step(),  # the query position
+        nn.Elementwise(last_step),
         nn.LayerNorm(),
         nn.Dense(classes),
     )
@@ -93,7 +88,8 @@ def train(model, args, label: str) -> dict:
     def loss_fn(params, batch, key):
         tokens, answer = batch
         logits, _ = model.apply(params, state, tokens)
-        loss = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, answer)
+        per_example = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, answer)
+        loss = jnp.mean(per_example)
         return loss, {"accuracy": fdl.metrics.accuracy(logits, answer)}
 
     step = fdl.train.make_train_step(loss_fn, optimizer, has_aux=True)

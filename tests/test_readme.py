@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -49,3 +50,17 @@ def test_ci_runs_exactly_the_readmes_test_command():
     command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
     assert command == ci and "pip install -e" in command and "pytest" in command
+
+
+def test_reach_into_a_model_section_runs_as_written(capsys):
+    section = README.read_text().split("## Reach into a model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {"jax": jax}
+    exec("import fdl\n" + code, namespace)  # under the suite's strict promotion
+    out = capsys.readouterr().out
+    assert "body: Serial(" in out and "total parameters:" in out
+    result, params = namespace["result"], namespace["params"]
+    assert result.params["head"]["w"].shape == (128, 10)
+    chex.assert_trees_all_equal(result.params["body"], params["body"])  # frozen: bit for bit
+    assert not bool((result.params["head"]["w"] == params["head"]["w"]).all())
+    chex.assert_trees_all_equal(result.layer_state, namespace["state"])  # eval mode: stats kept

@@ -1,8 +1,12 @@
-"""Attention against NumPy references with explicit per-head loops; causal and padding properties;
-fully masked rows; dropout keys; every error message; the layer contract."""
+"""Attention and transformer blocks (``fdl.nn.attention``, ``fdl.nn.transformer``): NumPy
+references with explicit per-head loops, PyTorch's layers (``fixtures/torch_attention.npz``), the
+numbers of the code before issue 9 (``fixtures/attention_before_issue9.npz``), causal and padding
+properties, fully masked rows, dropout keys, every error message, and the layer contract."""
 
 import functools
+import hashlib
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,19 +14,27 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from fdl.nn.attention import (
-    MultiHeadAttention,
-    TransformerEncoderBlock,
-    attention_weights,
-    scaled_dot_product_attention,
-)
+from fdl.nn.attention import MultiHeadAttention, attention_weights, scaled_dot_product_attention
 from fdl.nn.combinators import Serial
 from fdl.nn.embedding import Embedding, SinusoidalPositionalEncoding
 from fdl.nn.layer import Layer
+from fdl.nn.masking import padding_mask
+from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
-# float64 against float64 NumPy: the same arithmetic up to summation order, so 1e-12 on O(1)
-# values (float64 has 2e-16 relative precision; sums here have tens of terms).
+# float64 against float64 NumPy (or PyTorch): the same arithmetic up to summation order, so 1e-12
+# on O(1) values (float64 has 2e-16 relative precision; sums here have tens of terms; PyTorch's
+# outputs differ from fdl's by at most 2e-15, measured).
 TOL64 = 1e-12
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name):
+    with np.load(FIXTURES / name, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+TORCH = load_fixture("torch_attention.npz")
+BEFORE = load_fixture("attention_before_issue9.npz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,15 +78,16 @@ def np_dense(p, x):
     return y + np.asarray(p["b"]) if "b" in p else y
 
 
-def np_mha(params, x, heads, key_mask=None, causal=False):
-    """x (B, T, D); the projections' columns split into ``heads`` blocks."""
-    batch, length, _ = x.shape
-    q, k, v = (np_dense(params[n], x) for n in ("query", "key", "value"))
+def np_mha(params, x_q, heads, allowed, x_kv=None):
+    """x_q (B, T_q, D_q); x_kv (B, T_k, D_kv), ``x_q`` if None; allowed (B, T_q, T_k). The
+    projections' columns split into ``heads`` blocks."""
+    x_kv = x_q if x_kv is None else x_kv
+    q = np_dense(params["query"], x_q)
+    k, v = np_dense(params["key"], x_kv), np_dense(params["value"], x_kv)
     d = q.shape[-1] // heads
-    split = lambda a: a.reshape(batch, length, heads, d)
-    allowed = allowed_pairs(length, length, batch, key_mask, causal)
+    split = lambda a: a.reshape(a.shape[0], a.shape[1], heads, d)
     context = np_attention(split(q), split(k), split(v), allowed)
-    return np_dense(params["out"], context.reshape(batch, length, heads * d))
+    return np_dense(params["out"], context.reshape(x_q.shape[0], x_q.shape[1], heads * d))
 
 
 def np_layer_norm(p, x, eps):
@@ -83,17 +96,33 @@ def np_layer_norm(p, x, eps):
     return (x - mean) / np.sqrt(var + eps) * np.asarray(p["scale"]) + np.asarray(p["bias"])
 
 
-def np_block(params, x, heads, eps, key_mask=None, causal=False):
-    h = x + np_mha(
-        params["attention"],
-        np_layer_norm(params["attention_norm"], x, eps),
-        heads,
-        key_mask,
-        causal,
-    )
+def np_mlp(params, h, eps):
+    """h + gelu(LN(h) W_1 + b_1) W_2 + b_2, the exact (erf) gelu."""
     z = np_dense(params["mlp_hidden"], np_layer_norm(params["mlp_norm"], h, eps))
     z = 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
     return h + np_dense(params["mlp_out"], z)
+
+
+def np_block(params, x, heads, eps, key_mask=None, causal=False):
+    batch, length, _ = x.shape
+    allowed = allowed_pairs(length, length, batch, key_mask, causal)
+    h = x + np_mha(params["attention"], np_layer_norm(params["attention_norm"], x, eps), heads, allowed)
+    return np_mlp(params, h, eps)
+
+
+def np_decoder(params, x, memory, heads, eps, key_mask=None, memory_allowed=None, causal=True):
+    batch, length, _ = x.shape
+    allowed = allowed_pairs(length, length, batch, key_mask, causal)
+    h = x + np_mha(
+        params["self_attention"], np_layer_norm(params["self_attention_norm"], x, eps), heads, allowed
+    )
+    if memory_allowed is None:
+        memory_allowed = np.ones((batch, length, memory.shape[1]), bool)
+    h = h + np_mha(
+        params["cross_attention"], np_layer_norm(params["cross_attention_norm"], h, eps), heads,
+        memory_allowed, memory,
+    )
+    return np_mlp(params, h, eps)
 
 
 def rng(key):
@@ -115,29 +144,55 @@ def random_bias(key, shape, dtype=jnp.float32):
     return 0.3 * jax.random.normal(key, shape, dtype)
 
 
+def random_norms(params, keys, width):
+    """``params`` with every layer norm's scale and bias drawn away from 1 and 0."""
+    params = dict(params)
+    for part in params:
+        if part.endswith("norm"):
+            params[part] = {
+                "scale": 1.0 + random_bias(next(keys), (width,)),
+                "bias": random_bias(next(keys), (width,)),
+            }
+    return params
+
+
 # --------------------------------------------------------------------------------------------
-# The layer contract. MHA and the block also run with a mask, through a wrapper that fixes it.
+# The layer contract. The masked rows run through wrappers that fix the mask, and the
+# cross-attention rows split one input into queries (the first T_q steps) and keys/values.
 
 
 def with_fixed_mask(layer, pattern):
-    """Feed ``(x, mask)`` to ``layer``, mask = ``pattern`` on every example; return ``y``."""
+    """``layer`` with ``mask=`` ``pattern`` on every example."""
     pattern = np.asarray(pattern)
 
-    def init(key, input_shape):
-        params, state, (out_shape, _) = layer.init(key, (input_shape, input_shape[:-1]))
-        return params, state, out_shape
-
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, mask=None):
         mask = jnp.broadcast_to(jnp.asarray(pattern), x.shape[:-1])
-        (y, _), state = layer.apply(params, state, (x, mask), key=key, train=train)
-        return y, state
+        return layer.apply(params, state, x, key=key, train=train, mask=mask)
 
-    return Layer(init, apply, f"masked {layer.name}")
+    return Layer(layer.init, apply)
+
+
+def as_cross(layer, t_q, kv_pattern):
+    """``x (T, D) -> layer((x[:t_q], x[t_q:], kv_mask))``, ``kv_mask`` = ``kv_pattern``."""
+    kv_pattern = np.asarray(kv_pattern)
+    t_kv = len(kv_pattern)
+
+    def init(key, input_shape):
+        (length, width) = input_shape
+        assert length == t_q + t_kv
+        return layer.init(key, ((t_q, width), (t_kv, width), (t_kv,)))
+
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        kv_mask = jnp.broadcast_to(jnp.asarray(kv_pattern), x.shape[:-2] + (t_kv,))
+        inputs = (x[..., :t_q, :], x[..., t_q:, :], kv_mask)
+        return layer.apply(params, state, inputs, key=key, train=train)
+
+    return Layer(init, apply)
 
 
 # First key padded: with causal=True query 0 then has no key at all (a fully masked row).
 PATTERN = [False, True, True, True, False]
-# (id, factory, per-example input shape). Kept to one row per layer: each row costs seconds.
+# (id, factory, per-example input shape). Kept to one row per configuration: each costs seconds.
 # The other tests reuse these configurations and the contract's batch shapes ((7,) in float32,
 # (3,) in float64), so JAX's compiled-op cache is shared with them.
 LAYERS = [
@@ -147,11 +202,21 @@ LAYERS = [
         (5, 4),
     ),
     (
+        "mha_cross_masked",
+        lambda: as_cross(MultiHeadAttention(2, out_features=3, b_init=random_bias), 2, [True, False, True]),
+        (5, 4),
+    ),
+    (
         "encoder_block_masked_causal",
         lambda: with_fixed_mask(
             TransformerEncoderBlock(2, 16, causal=True, b_init=random_bias), PATTERN
         ),
         (5, 8),
+    ),
+    (
+        "decoder_block_memory_masked",
+        lambda: as_cross(TransformerDecoderBlock(2, 16, b_init=random_bias), 3, [True, True, False]),
+        (6, 8),
     ),
 ]
 
@@ -316,10 +381,8 @@ def test_mha_equals_numpy_reference(heads, qkv, out, use_bias, causal, masked, k
         use_bias=use_bias,
         b_init=random_bias,
     )
-    shape = ((length, width), (length,)) if masked else (length, width)
-    params, state, out_shape = layer.init(next(keys), shape)
-    expected_out = (length, out or width)
-    assert out_shape == ((expected_out, (length,)) if masked else expected_out)
+    params, state, out_shape = layer.init(next(keys), (length, width))
+    assert out_shape == (length, out or width)
     assert sorted(params) == ["key", "out", "query", "value"]
     assert params["query"]["w"].shape == (width, qkv or width)
     assert ("b" in params["out"]) == use_bias
@@ -327,24 +390,192 @@ def test_mha_equals_numpy_reference(heads, qkv, out, use_bias, causal, masked, k
     with jax.enable_x64(True):
         params = to64(params)
         x = draw(next(keys), (batch, length, width), jnp.float64)
-        if masked:
-            (y, mask_out), _ = layer.apply(params, state, (x, jnp.asarray(key_mask)))
-            np.testing.assert_array_equal(mask_out, key_mask)
-        else:
-            y, _ = layer.apply(params, state, x)
-        expected = np_mha(params, np.asarray(x), heads, key_mask if masked else None, causal)
+        mask = jnp.asarray(key_mask) if masked else None
+        y, _ = layer.apply(params, state, x, mask=mask)
+        allowed = allowed_pairs(length, length, batch, key_mask if masked else None, causal)
+        np.testing.assert_allclose(y, np_mha(params, np.asarray(x), heads, allowed), atol=TOL64)
+
+
+@pytest.mark.parametrize(
+    "mask_kind, causal",
+    [("none", False), ("keys", False), ("per_query", True)],
+)
+def test_cross_attention_equals_numpy_reference(mask_kind, causal, keys):
+    batch, t_q, t_k, d_q, d_kv, heads = 3, 4, 6, 4, 6, 2
+    layer = MultiHeadAttention(heads, qkv_features=8, out_features=5, causal=causal, b_init=random_bias)
+    shape = ((t_q, d_q), (t_k, d_kv)) + {"none": (), "keys": ((t_k,),), "per_query": ((t_q, t_k),)}[mask_kind]
+    params, state, out_shape = layer.init(next(keys), shape)
+    assert out_shape == (t_q, 5)
+    assert params["query"]["w"].shape == (d_q, 8) and params["key"]["w"].shape == (d_kv, 8)
+    assert params["value"]["w"].shape == (d_kv, 8) and params["out"]["w"].shape == (8, 5)
+    allowed = allowed_pairs(t_q, t_k, batch, causal=causal)
+    with jax.enable_x64(True):
+        params = to64(params)
+        x_q = draw(next(keys), (batch, t_q, d_q), jnp.float64)
+        x_kv = draw(next(keys), (batch, t_k, d_kv), jnp.float64)
+        inputs = (x_q, x_kv)
+        if mask_kind == "keys":
+            key_mask = np.asarray(padding_mask(jnp.array([6, 2, 1]), t_k))
+            inputs += (jnp.asarray(key_mask),)
+            allowed = allowed_pairs(t_q, t_k, batch, key_mask, causal)
+        elif mask_kind == "per_query":
+            per_query = rng(next(keys)).random((batch, t_q, t_k)) < 0.6
+            inputs += (jnp.asarray(per_query),)
+            allowed = allowed & per_query
+        # The queries' padding mask is checked and changes nothing.
+        query_mask = padding_mask(jnp.array([4, 1, 2]), t_q)
+        y, _ = layer.apply(params, state, inputs, mask=query_mask)
+        expected = np_mha(params, np.asarray(x_q), heads, allowed, np.asarray(x_kv))
         np.testing.assert_allclose(y, expected, atol=TOL64)
+        np.testing.assert_array_equal(y, layer.apply(params, state, inputs)[0])
+
+
+def test_self_attention_is_cross_attention_to_itself(keys):
+    layer = MultiHeadAttention(2, causal=True, b_init=random_bias)
+    params, state, _ = layer.init(next(keys), (5, 4))
+    x = draw(next(keys), (3, 5, 4))
+    mask = padding_mask(jnp.array([5, 2, 4]), 5)
+    y, _ = layer.apply(params, state, x, mask=mask)
+    # A padding mask is a key mask (*batch, T_k) of x to itself.
+    np.testing.assert_array_equal(y, layer.apply(params, state, (x, x, mask))[0])
+
+
+# Maps PyTorch's parameters (``(out, in)`` matrices, the fused ``in_proj``) to fdl's trees.
+
+
+def torch_param(case, name):
+    return jnp.asarray(TORCH[f"{case}/param/{name}"])
+
+
+def mha_params_from_torch(case, prefix=""):
+    """``nn.MultiheadAttention`` -> ``{"query": {"w": (D_q, F), "b": (F,)}, "key": ..., ...}``."""
+    out_w = torch_param(case, prefix + "out_proj.weight")
+    f = out_w.shape[1]
+    bias = torch_param(case, prefix + "in_proj_bias")  # (3F,): [b^Q; b^K; b^V]
+    if f"{case}/param/{prefix}in_proj_weight" in TORCH:
+        fused = torch_param(case, prefix + "in_proj_weight")  # (3F, D): [W^Q; W^K; W^V]
+        weights = [fused[:f], fused[f : 2 * f], fused[2 * f :]]
+    else:  # kdim != embed_dim: separate q/k/v projections
+        weights = [torch_param(case, prefix + f"{p}_proj_weight") for p in "qkv"]
+    params = {
+        part: {"w": w.T, "b": bias[i * f : (i + 1) * f]}
+        for i, (part, w) in enumerate(zip(("query", "key", "value"), weights, strict=True))
+    }
+    params["out"] = {"w": out_w.T, "b": torch_param(case, prefix + "out_proj.bias")}
+    return params
+
+
+def norm_from_torch(case, name):
+    return {"scale": torch_param(case, f"{name}.weight"), "bias": torch_param(case, f"{name}.bias")}
+
+
+def dense_from_torch(case, name):
+    return {"w": torch_param(case, f"{name}.weight").T, "b": torch_param(case, f"{name}.bias")}
+
+
+def torch_array(name):
+    return jnp.asarray(TORCH[name])
+
+
+def test_fixtures_come_from_torch():
+    assert str(TORCH["generator"]) == "scripts/torch_attention_reference.py"
+    script = Path(__file__).parents[2] / "scripts" / "torch_attention_reference.py"
+    assert str(TORCH["script_sha256"]) == hashlib.sha256(script.read_bytes()).hexdigest()
+    assert str(TORCH["torch_version"]).startswith("2.")
+    assert TORCH["mha_self/y_plain"].dtype == np.float64
+    assert str(BEFORE["generator"]).startswith("MultiHeadAttention and TransformerEncoderBlock")
+
+
+def test_self_attention_equals_torch():
+    """``nn.MultiheadAttention(8, 2, batch_first=True)``; torch's masks are True = ignore."""
+    with jax.enable_x64(True):
+        params = mha_params_from_torch("mha_self")
+        x, mask = torch_array("mha_self/x"), torch_array("mha_self/mask")
+        for causal, m, expected in [
+            (False, None, "y_plain"),
+            (False, mask, "y_padded"),  # key_padding_mask = ~mask
+            (True, mask, "y_causal_padded"),  # and attn_mask = the upper triangle
+        ]:
+            y, _ = MultiHeadAttention(2, causal=causal).apply(params, {}, x, mask=m)
+            np.testing.assert_allclose(y, TORCH[f"mha_self/{expected}"], atol=TOL64, err_msg=expected)
+
+
+def test_cross_attention_equals_torch():
+    """``nn.MultiheadAttention(8, 2, kdim=6, vdim=6, batch_first=True)``, 4 queries, 6 keys."""
+    with jax.enable_x64(True):
+        params = mha_params_from_torch("mha_cross")
+        x_q, x_kv = torch_array("mha_cross/x_q"), torch_array("mha_cross/x_kv")
+        kv_mask, allowed = torch_array("mha_cross/kv_mask"), torch_array("mha_cross/attn_mask")
+        layer = MultiHeadAttention(2)
+        for inputs, expected in [
+            ((x_q, x_kv), "y_plain"),
+            ((x_q, x_kv, kv_mask), "y_padded"),  # key_padding_mask = ~kv_mask
+            # attn_mask (T_q, T_k) = ~allowed, with key_padding_mask: one per-query mask.
+            ((x_q, x_kv, allowed[None] & kv_mask[:, None, :]), "y_attn_mask_padded"),
+        ]:
+            y, _ = layer.apply(params, {}, inputs)
+            np.testing.assert_allclose(y, TORCH[f"mha_cross/{expected}"], atol=TOL64, err_msg=expected)
+
+
+def before_params(case):
+    """The parameters the code before issue 9 ran with: the same tree and names as now."""
+    params = {}
+    prefix = f"{case}/params/"
+    for name, value in BEFORE.items():
+        if name.startswith(prefix):
+            *path, leaf = name[len(prefix) :].split("/")
+            node = params
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = jnp.asarray(value)
+    return params
+
+
+BEFORE_CASES = [
+    ("mha_plain", lambda: MultiHeadAttention(2), 4),
+    ("mha_masked", lambda: MultiHeadAttention(2), 4),
+    ("mha_causal_masked", lambda: MultiHeadAttention(2, causal=True), 4),
+    (
+        "mha_widths_causal",
+        lambda: MultiHeadAttention(4, qkv_features=8, out_features=3, causal=True),
+        4,
+    ),
+    ("mha_no_bias_masked", lambda: MultiHeadAttention(1, qkv_features=6, use_bias=False), 4),
+    ("encoder_plain", lambda: TransformerEncoderBlock(2, 16), 8),
+    ("encoder_masked", lambda: TransformerEncoderBlock(2, 16), 8),
+    ("encoder_causal_masked", lambda: TransformerEncoderBlock(2, 16, causal=True), 8),
+]
+
+
+@pytest.mark.parametrize("case, factory, width", BEFORE_CASES, ids=[c[0] for c in BEFORE_CASES])
+def test_same_numbers_as_before_the_composition(case, factory, width, key):
+    """The hand-wired layers of commit d341921 ran on these parameters and inputs (float32 and
+    float64); the compositions give the same outputs, with the same parameter paths."""
+    layer = factory()
+    params = before_params(case)
+    fresh, state, _ = layer.init(key, (5, width))
+    assert jax.tree.structure(params) == jax.tree.structure(fresh)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, fresh)
+    x = BEFORE[f"{case}/x"]
+    mask = jnp.asarray(BEFORE[f"{case}/mask"]) if f"{case}/mask" in BEFORE else None
+    y, _ = layer.apply(params, state, jnp.asarray(x), mask=mask)
+    # The same float32 operations in the same order (measured: bitwise equal); 1e-6 allows one
+    # rounding of an O(1) value should XLA reorder a sum.
+    np.testing.assert_allclose(y, BEFORE[f"{case}/y_float32"], rtol=0, atol=1e-6)
+    with jax.enable_x64(True):
+        y, _ = layer.apply(to64(params), state, jnp.asarray(x, jnp.float64), mask=mask)
+        np.testing.assert_allclose(y, BEFORE[f"{case}/y_float64"], rtol=0, atol=TOL64)
 
 
 def test_mha_attention_dropout_drops_weights(keys):
     rate, heads, (batch, length, width) = 0.5, 2, (7, 5, 4)
-    layer = MultiHeadAttention(heads, dropout_rate=rate, b_init=random_bias, name="mha")
+    layer = MultiHeadAttention(heads, dropout_rate=rate, b_init=random_bias)
     params, state, _ = layer.init(next(keys), (length, width))
     x = draw(next(keys), (batch, length, width))
     with pytest.raises(
         ValueError,
-        match=r"Dropout layer 'mha/attention_dropout' needs a PRNG key in training: call "
-        r"apply\(params, state, x, key=key, train=True\)",
+        match=r"layer 'attention_dropout' \(Dropout\): Dropout needs a PRNG key in training: "
+        r"call apply\(params, state, x, key=key, train=True\)",
     ):
         layer.apply(params, state, x, train=True)
     key = next(keys)
@@ -354,7 +585,10 @@ def test_mha_attention_dropout_drops_weights(keys):
         np.asarray(y) != np.asarray(layer.apply(params, state, x, key=next(keys), train=True)[0])
     )
     # Reference: the same Bernoulli draw on the weights (B, H, T, T), kept weights scaled by 2.
-    keep = np.asarray(jax.random.bernoulli(key, 1.0 - rate, (batch, heads, length, length)))
+    # The composite hands its children (query, key, value, attention_dropout, out) the keys
+    # jax.random.split(key, 5), in order.
+    dropout_key = jax.random.split(key, 5)[3]
+    keep = np.asarray(jax.random.bernoulli(dropout_key, 1.0 - rate, (batch, heads, length, length)))
     p = jax.tree.map(np.asarray, params)
     xn = np.asarray(x, np.float64)
     split = lambda a: a.reshape(batch, length, heads, width // heads)
@@ -370,6 +604,22 @@ def test_mha_attention_dropout_drops_weights(keys):
         layer.apply(params, state, x, key=key)[0],
         MultiHeadAttention(heads, b_init=random_bias).apply(params, state, x)[0],
     )
+
+
+def test_mha_fully_masked_rows_are_finite(keys):
+    """A query with no key to attend to outputs W^O 0 + b^O = b^O, and gradients stay finite."""
+    layer = MultiHeadAttention(2, causal=True, b_init=random_bias)
+    params, state, _ = layer.init(next(keys), (5, 4))
+    x = draw(next(keys), (3, 5, 4))
+    mask = jnp.array([[False, True, True, True, True], [False] * 5, [True] * 5])
+    run = jax.jit(lambda p, x: layer.apply(p, state, x, mask=mask)[0])
+    y = np.asarray(run(params, x))
+    bias = np.asarray(params["out"]["b"])
+    np.testing.assert_array_equal(y[1], np.broadcast_to(bias, (5, 4)))  # every key padded
+    np.testing.assert_array_equal(y[0, 0], bias)  # causal query 0 sees only the padded key 0
+    assert np.isfinite(y).all()
+    grads = jax.jit(jax.grad(lambda p, x: jnp.sum(jnp.sin(run(p, x))), argnums=(0, 1)))(params, x)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def _change_after(x, t, key):
@@ -412,17 +662,17 @@ def test_causal_outputs_ignore_the_future(_, factory, width, keys):
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_padded_tokens_do_not_change_real_outputs(_, factory, width, causal, keys):
     layer = factory(causal)
-    params, state, _ = layer.init(next(keys), ((5, width), (5,)))
+    params, state, _ = layer.init(next(keys), (5, width))
     x = draw(next(keys), (7, 5, width))
     lengths = jnp.array([5, 4, 3, 2, 1, 1, 3])[:, None]
     if causal:  # left padding (right padding would be in every real token's future anyway)
         mask = jnp.arange(5)[None, :] >= 5 - lengths  # (7, 5)
     else:
         mask = jnp.arange(5)[None, :] < lengths  # (7, 5)
-    (y, _), _ = layer.apply(params, state, (x, mask))
+    y, _ = layer.apply(params, state, x, mask=mask)
     noise = draw(next(keys), x.shape)
     x_changed = jnp.where(jnp.broadcast_to(mask[..., None], x.shape), x, noise)
-    (y_changed, _), _ = layer.apply(params, state, (x_changed, mask))
+    y_changed, _ = layer.apply(params, state, x_changed, mask=mask)
     real = np.broadcast_to(np.asarray(mask)[..., None], y.shape)
     np.testing.assert_array_equal(np.asarray(y_changed)[real], np.asarray(y)[real])
     # Without the mask the padded tokens would matter (for every example that has padding).
@@ -431,66 +681,153 @@ def test_padded_tokens_do_not_change_real_outputs(_, factory, width, causal, key
 
 
 def test_mha_errors(key):
-    where = r"MultiHeadAttention layer 'mha'"
     with pytest.raises(
         ValueError,
-        match=where
-        + r": num_heads=3 must divide qkv_features=8 \(each head gets qkv_features / "
-        r"num_heads features\)",
+        match=r"MultiHeadAttention: num_heads=3 must divide qkv_features=8 \(each head gets "
+        r"qkv_features / num_heads features\)",
     ):
-        MultiHeadAttention(3, qkv_features=8, name="mha")
-    layer = MultiHeadAttention(3, name="mha")  # fine until the width is known
+        MultiHeadAttention(3, qkv_features=8)
+    layer = MultiHeadAttention(3)  # fine until the width is known
     with pytest.raises(
         ValueError,
-        match=where
-        + r": num_heads=3 must divide the input width D=8 \(qkv_features is None, so the "
-        r"heads split D\)",
+        match=r"MultiHeadAttention: num_heads=3 must divide the query width D_q=8 \(qkv_features "
+        r"is None, so the heads split D_q\); pass qkv_features or another num_heads",
     ):
         layer.init(key, (5, 8))
     with pytest.raises(ValueError, match=r"`num_heads` must be a positive integer, got 0"):
         MultiHeadAttention(0)
+    with pytest.raises(ValueError, match=r"`qkv_features` must be a positive integer, got -4"):
+        MultiHeadAttention(2, qkv_features=-4)
     with pytest.raises(ValueError, match=r"`out_features` must be a positive integer, got 0"):
         MultiHeadAttention(2, out_features=0)
     with pytest.raises(ValueError, match=r"`dropout_rate` must be in \[0, 1\), got 1.0"):
         MultiHeadAttention(2, dropout_rate=1.0)
-    layer = MultiHeadAttention(2, name="mha")
+    layer = MultiHeadAttention(2)
     with pytest.raises(
         ValueError,
-        match=where + r" expects per-example inputs of shape \(T, D\), got input_shape \(8,\)",
+        match=r"MultiHeadAttention expects per-example inputs of shape \(T, D\), got "
+        r"input_shape \(8,\)",
     ):
         layer.init(key, (8,))
     with pytest.raises(
         ValueError,
-        match=where
-        + r": the mask must have shape \(5,\) \(the input's shape without its last axis\), "
-        r"got mask shape \(4,\)",
+        match=r"MultiHeadAttention expects input_shape \(T, D\) for self-attention, or "
+        r"\(\(T_q, D_q\), \(T_k, D_kv\)\) or \(\(T_q, D_q\), \(T_k, D_kv\), mask_shape\) for "
+        r"cross-attention, got \(\(5, 4\),\)",
     ):
-        layer.init(key, ((5, 4), (4,)))
+        layer.init(key, ((5, 4),))
     params, state, _ = layer.init(key, (5, 4))
     with pytest.raises(
-        ValueError, match=where + r" expects inputs of shape \(\.\.\., T, 4\), got shape \(4,\)"
+        ValueError,
+        match=r"MultiHeadAttention expects inputs with a feature axis \(\.\.\., D\), got shape "
+        r"\(\)",
+    ):
+        layer.apply(params, state, jnp.zeros(()))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention expects inputs of shape \(\.\.\., T, D\), got shape \(4,\)",
     ):
         layer.apply(params, state, jnp.zeros(4))
     with pytest.raises(
-        ValueError, match=where + r" expects inputs of shape \(\.\.\., T, 4\), got shape \(5, 6\)"
+        ValueError,
+        match=r"layer 'query' \(Dense\): Dense expects inputs of shape \(\.\.\., 4\), got shape "
+        r"\(5, 6\)",
     ):
         layer.apply(params, state, jnp.zeros((5, 6)))
     with pytest.raises(
-        ValueError,
-        match=where
-        + r": the mask must have shape \(3, 5\) \(the input's shape without its last axis\), "
-        r"got mask shape \(2, 5\)",
-    ):
-        layer.apply(params, state, (jnp.zeros((3, 5, 4)), jnp.ones((2, 5), bool)))
-    with pytest.raises(
-        ValueError,
-        match=where + r": the mask must be bool \(True = real token\), got dtype float32",
-    ):
-        layer.apply(params, state, (jnp.zeros((5, 4)), jnp.ones(5)))
-    with pytest.raises(
-        ValueError, match=where + r" expects a floating-point input, got dtype int32"
+        ValueError, match=r"MultiHeadAttention expects floating-point inputs, got dtype int32"
     ):
         layer.apply(params, state, jnp.zeros((5, 4), jnp.int32))
+
+
+def test_a_mask_that_does_not_fit_names_both_shapes(key):
+    layer = MultiHeadAttention(2)
+    params, state, _ = layer.init(key, (5, 4))
+    x = jnp.zeros((3, 5, 4))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: `mask` of shape \(2, 5\) does not fit the input of shape "
+        r"\(3, 5, 4\): expected \(\*batch, T\) = \(3, 5\)",
+    ):
+        layer.apply(params, state, x, mask=jnp.ones((2, 5), bool))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: `mask` must be bool \(True = real position\), got dtype "
+        r"float32",
+    ):
+        layer.apply(params, state, x, mask=jnp.ones((3, 5)))
+    # Deep in a model, the message starts with the attention's path.
+    model = Serial(Embedding(11, 4), TransformerEncoderBlock(2, 8, name="encoder"))
+    params, state, _ = model.init(key, (5,))
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'encoder/attention' \(MultiHeadAttention\): MultiHeadAttention: `mask` of "
+        r"shape \(3, 4\) does not fit the input of shape \(3, 5, 4\): expected \(\*batch, T\) = "
+        r"\(3, 5\)",
+    ):
+        model.apply(params, state, jnp.zeros((3, 5), jnp.int32), mask=jnp.ones((3, 4), bool))
+
+
+def test_cross_attention_errors(key):
+    layer = MultiHeadAttention(2)
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: the key/value mask shape \(4,\) does not fit queries of shape "
+        r"\(5, 4\) and keys/values of shape \(6, 3\): expected \(T_k,\) = \(6,\) or \(T_q, T_k\) "
+        r"= \(5, 6\)",
+    ):
+        layer.init(key, ((5, 4), (6, 3), (4,)))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention expects per-example inputs of shape \(T, D\), got input_shape "
+        r"\(6,\)",
+    ):
+        layer.init(key, ((5, 4), (6,)))
+    params, state, _ = layer.init(key, ((5, 4), (6, 3)))
+    x_q, x_kv = jnp.zeros((2, 5, 4)), jnp.zeros((2, 6, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: the key/value mask of shape \(2, 5\) does not fit queries of "
+        r"shape \(2, 5, 4\) and keys/values of shape \(2, 6, 3\): expected \(\*batch, T_k\) = "
+        r"\(2, 6\) or \(\*batch, T_q, T_k\) = \(2, 5, 6\)",
+    ):
+        layer.apply(params, state, (x_q, x_kv, jnp.ones((2, 5), bool)))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: the key/value mask must be bool \(True = may attend\), got "
+        r"dtype int32",
+    ):
+        layer.apply(params, state, (x_q, x_kv, jnp.ones((2, 6), jnp.int32)))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: queries of shape \(2, 5, 4\) and keys/values of shape "
+        r"\(3, 6, 3\) must have the same batch axes \(\*batch, T, D\)",
+    ):
+        layer.apply(params, state, (x_q, jnp.zeros((3, 6, 3))))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention takes x \(self-attention\), \(x_q, x_kv\) or \(x_q, x_kv, "
+        r"kv_mask\) \(cross-attention\), got a tuple of 4 entries",
+    ):
+        layer.apply(params, state, (x_q, x_kv, None, None))
+    with pytest.raises(
+        ValueError, match=r"MultiHeadAttention expects floating-point keys/values, got dtype int32"
+    ):
+        layer.apply(params, state, (x_q, jnp.zeros((2, 6, 3), jnp.int32)))
+    with pytest.raises(
+        ValueError,
+        match=r"MultiHeadAttention: `mask` of shape \(2, 6\) does not fit the input of shape "
+        r"\(2, 5, 4\): expected \(\*batch, T\) = \(2, 5\)",
+    ):
+        layer.apply(params, state, (x_q, x_kv), mask=jnp.ones((2, 6), bool))
+
+
+def test_masking_helpers():
+    np.testing.assert_array_equal(
+        padding_mask(jnp.array([[2], [0]]), 3), [[[True, True, False]], [[False, False, False]]]
+    )
+    with pytest.raises(ValueError, match=r"`length` must be a positive integer, got 0"):
+        padding_mask(jnp.array([1]), 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,44 +840,59 @@ def test_mha_errors(key):
 def test_encoder_block_equals_numpy_reference(causal, masked, keys):
     eps, heads = 1e-5, 2
     block = TransformerEncoderBlock(heads, 16, causal=causal, epsilon=eps, b_init=random_bias)
-    shape = ((5, 8), (5,)) if masked else (5, 8)
-    params, state, out_shape = block.init(next(keys), shape)
-    assert out_shape == shape
+    params, state, out_shape = block.init(next(keys), (5, 8))
+    assert out_shape == (5, 8)
     assert sorted(params) == ["attention", "attention_norm", "mlp_hidden", "mlp_norm", "mlp_out"]
+    assert sorted(params["attention"]) == ["key", "out", "query", "value"]
     assert params["mlp_hidden"]["w"].shape == (8, 16) and params["mlp_out"]["w"].shape == (16, 8)
     assert sorted(params["attention_norm"]) == ["bias", "scale"]
-    params = dict(params)
-    for norm in ("attention_norm", "mlp_norm"):  # non-trivial scale and bias
-        params[norm] = {
-            "scale": 1.0 + random_bias(next(keys), (8,)),
-            "bias": random_bias(next(keys), (8,)),
-        }
+    params = random_norms(params, keys, 8)
     key_mask = np.arange(5)[None, :] < np.array([[5], [2], [1]])
     with jax.enable_x64(True):
         params = to64(params)
         x = draw(next(keys), (3, 5, 8), jnp.float64)
-        if masked:
-            (y, mask_out), _ = block.apply(params, state, (x, jnp.asarray(key_mask)))
-            np.testing.assert_array_equal(mask_out, key_mask)
-        else:
-            y, _ = block.apply(params, state, x)
+        y, _ = block.apply(params, state, x, mask=jnp.asarray(key_mask) if masked else None)
         expected = np_block(params, np.asarray(x), heads, eps, key_mask if masked else None, causal)
         np.testing.assert_allclose(y, expected, atol=TOL64)
 
 
+def encoder_params_from_torch(case="encoder"):
+    return {
+        "attention": mha_params_from_torch(case, "self_attn."),
+        "attention_norm": norm_from_torch(case, "norm1"),
+        "mlp_norm": norm_from_torch(case, "norm2"),
+        "mlp_hidden": dense_from_torch(case, "linear1"),
+        "mlp_out": dense_from_torch(case, "linear2"),
+    }
+
+
+def test_encoder_block_equals_torch():
+    """``nn.TransformerEncoderLayer(8, 2, 16, dropout=0, activation="gelu", batch_first=True,
+    norm_first=True)``: norm1, self_attn, norm2, linear1, linear2."""
+    with jax.enable_x64(True):
+        params = encoder_params_from_torch()
+        x, mask = torch_array("encoder/x"), torch_array("encoder/mask")
+        y, _ = TransformerEncoderBlock(2, 16).apply(params, {}, x)
+        np.testing.assert_allclose(y, TORCH["encoder/y_plain"], atol=TOL64)
+        # src_mask = the upper triangle, src_key_padding_mask = ~mask.
+        y, _ = TransformerEncoderBlock(2, 16, causal=True).apply(params, {}, x, mask=mask)
+        np.testing.assert_allclose(y, TORCH["encoder/y_causal_padded"], atol=TOL64)
+
+
 def test_encoder_block_dropout_needs_a_key_and_is_deterministic(keys):
-    block = TransformerEncoderBlock(2, 16, dropout_rate=0.3, attention_dropout_rate=0.2, name="enc")
+    block = TransformerEncoderBlock(2, 16, dropout_rate=0.3, attention_dropout_rate=0.2)
     params, state, _ = block.init(next(keys), (5, 8))
     x = draw(next(keys), (7, 5, 8))
     with pytest.raises(
         ValueError,
-        match=r"Dropout layer 'enc/attention/attention_dropout' needs a PRNG key in training: "
-        r"call apply\(params, state, x, key=key, train=True\)",
+        match=r"layer 'attention/attention_dropout' \(Dropout\): Dropout needs a PRNG key in "
+        r"training: call apply\(params, state, x, key=key, train=True\)",
     ):
         block.apply(params, state, x, train=True)
-    only_residual = TransformerEncoderBlock(2, 16, dropout_rate=0.3, name="enc")
+    only_residual = TransformerEncoderBlock(2, 16, dropout_rate=0.3)
     with pytest.raises(
-        ValueError, match=r"Dropout layer 'enc/dropout' needs a PRNG key in training"
+        ValueError,
+        match=r"layer 'attention_out_dropout' \(Dropout\): Dropout needs a PRNG key in training",
     ):
         only_residual.apply(params, state, x, train=True)
     # Jitted (train static): one compilation instead of one per op; the contract checks that
@@ -562,37 +914,40 @@ def test_encoder_block_dropout_needs_a_key_and_is_deterministic(keys):
 def test_encoder_block_errors(key):
     with pytest.raises(ValueError, match=r"`mlp_features` must be a positive integer, got 0"):
         TransformerEncoderBlock(2, 0)
+    with pytest.raises(ValueError, match=r"`num_heads` must be a positive integer, got 0"):
+        TransformerEncoderBlock(0, 4)
     with pytest.raises(ValueError, match=r"`dropout_rate` must be in \[0, 1\), got -0.1"):
         TransformerEncoderBlock(2, 4, dropout_rate=-0.1)
     with pytest.raises(ValueError, match=r"`attention_dropout_rate` must be in \[0, 1\), got 2"):
         TransformerEncoderBlock(2, 4, attention_dropout_rate=2)
-    with pytest.raises(
-        ValueError, match=r"'enc/attention': num_heads=2 must divide qkv_features=5"
-    ):
-        TransformerEncoderBlock(2, 4, qkv_features=5, name="enc")
-    block = TransformerEncoderBlock(3, 4, name="enc")
-    with pytest.raises(
-        ValueError, match=r"'enc/attention': num_heads=3 must divide the input width D=8"
-    ):
-        block.init(key, (5, 8))
-    where = r"TransformerEncoderBlock layer 'enc'"
+    with pytest.raises(ValueError, match=r"MultiHeadAttention: num_heads=2 must divide qkv_features=5"):
+        TransformerEncoderBlock(2, 4, qkv_features=5)
+    block = TransformerEncoderBlock(3, 4)
     with pytest.raises(
         ValueError,
-        match=where + r" expects per-example inputs of shape \(T, D\), got input_shape \(2, 5, 6\)",
+        match=r"layer 'attention' \(MultiHeadAttention\): MultiHeadAttention: num_heads=3 must "
+        r"divide the query width D_q=8",
+    ):
+        block.init(key, (5, 8))
+    with pytest.raises(
+        ValueError,
+        match=r"TransformerEncoderBlock expects per-example inputs of shape \(T, D\), got "
+        r"input_shape \(2, 5, 6\)",
     ):
         block.init(key, (2, 5, 6))
     params, state, _ = block.init(key, (5, 6))
     with pytest.raises(
-        ValueError, match=where + r" expects inputs of shape \(\.\.\., T, 6\), got shape \(6,\)"
+        ValueError,
+        match=r"layer 'attention' \(MultiHeadAttention\): MultiHeadAttention expects inputs of "
+        r"shape \(\.\.\., T, D\), got shape \(6,\)",
     ):
         block.apply(params, state, jnp.zeros(6))
     with pytest.raises(
         ValueError,
-        match=where
-        + r": the mask must have shape \(5,\) \(the input's shape without its last axis\), "
-        r"got mask shape \(5, 1\)",
+        match=r"layer 'attention' \(MultiHeadAttention\): MultiHeadAttention: `mask` of shape "
+        r"\(5, 1\) does not fit the input of shape \(5, 6\): expected \(\*batch, T\) = \(5,\)",
     ):
-        block.apply(params, state, (jnp.zeros((5, 6)), jnp.ones((5, 1), bool)))
+        block.apply(params, state, jnp.zeros((5, 6)), mask=jnp.ones((5, 1), bool))
 
 
 def test_encoder_block_dtypes(key):
@@ -604,22 +959,171 @@ def test_encoder_block_dtypes(key):
 
 
 def test_token_pipeline_with_padding(keys):
-    """Ids and their mask flow through embedding, positions and two blocks as one value."""
+    """Ids flow through embedding, positions and two blocks; the mask keyword reaches the
+    attentions through Serial, and the parameters are named by their paths."""
     model = Serial(
         Embedding(11, 8),
         SinusoidalPositionalEncoding(),
-        TransformerEncoderBlock(2, 16),
+        TransformerEncoderBlock(2, 16, name="encoder"),
         TransformerEncoderBlock(2, 16, causal=True),
     )
-    params, state, shape = model.init(next(keys), ((5,), (5,)))
-    assert shape == ((5, 8), (5,))
+    params, state, shape = model.init(next(keys), (5,))
+    assert shape == (5, 8)
+    assert sorted(params) == ["embedding_0", "encoder", "transformer_encoder_block_0"]
+    assert params["encoder"]["attention"]["query"]["w"].shape == (8, 8)
     ids = jnp.asarray(rng(next(keys)).integers(0, 11, (7, 5)), jnp.int32)
-    mask = jnp.arange(5)[None, :] < jnp.array([5, 3, 1, 2, 4, 5, 3])[:, None]
-    run = jax.jit(model.apply)
-    (y, mask_out), _ = run(params, state, (ids, mask))
-    np.testing.assert_array_equal(mask_out, mask)
+    mask = padding_mask(jnp.array([5, 3, 1, 2, 4, 5, 3]), 5)
+    run = jax.jit(lambda p, i, m: model.apply(p, state, i, mask=m)[0])
+    y = run(params, ids, mask)
     other = jnp.where(mask, ids, (ids + 1) % 11)  # change every padded id
-    (y_other, _), _ = run(params, state, (other, mask))
+    y_other = run(params, other, mask)
     real = np.broadcast_to(np.asarray(mask)[..., None], y.shape)
     np.testing.assert_array_equal(np.asarray(y_other)[real], np.asarray(y)[real])
     assert np.any(np.asarray(y_other)[~real] != np.asarray(y)[~real])
+
+
+# --------------------------------------------------------------------------------------------
+# TransformerDecoderBlock.
+
+
+def decoder_params_from_torch(case="decoder"):
+    return {
+        "self_attention_norm": norm_from_torch(case, "norm1"),
+        "self_attention": mha_params_from_torch(case, "self_attn."),
+        "cross_attention_norm": norm_from_torch(case, "norm2"),
+        "cross_attention": mha_params_from_torch(case, "multihead_attn."),
+        "mlp_norm": norm_from_torch(case, "norm3"),
+        "mlp_hidden": dense_from_torch(case, "linear1"),
+        "mlp_out": dense_from_torch(case, "linear2"),
+    }
+
+
+def test_decoder_block_equals_torch(key):
+    """``nn.TransformerDecoderLayer(8, 2, 16, dropout=0, activation="gelu", batch_first=True,
+    norm_first=True)``: norm1 + self_attn, norm2 + multihead_attn (to the memory), norm3 + MLP."""
+    fresh = TransformerDecoderBlock(2, 16).init(key, ((5, 8), (6, 8), (6,)))[0]
+    with jax.enable_x64(True):
+        params = decoder_params_from_torch()
+        assert jax.tree.map(jnp.shape, fresh) == jax.tree.map(jnp.shape, params)
+        assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float64)}
+        x, memory = torch_array("decoder/x"), torch_array("decoder/memory")
+        mask, memory_mask = torch_array("decoder/mask"), torch_array("decoder/memory_mask")
+        y, _ = TransformerDecoderBlock(2, 16, causal=False).apply(params, {}, (x, memory))
+        np.testing.assert_allclose(y, TORCH["decoder/y_plain"], atol=TOL64)
+        block = TransformerDecoderBlock(2, 16)
+        y, _ = block.apply(params, {}, (x, memory))  # tgt_mask = the upper triangle
+        np.testing.assert_allclose(y, TORCH["decoder/y_causal"], atol=TOL64)
+        # tgt_key_padding_mask = ~mask, memory_key_padding_mask = ~memory_mask.
+        y, _ = block.apply(params, {}, (x, memory, memory_mask), mask=mask)
+        np.testing.assert_allclose(y, TORCH["decoder/y_causal_padded"], atol=TOL64)
+
+
+@pytest.mark.parametrize("memory_mask_kind", ["keys", "per_query"])
+def test_decoder_block_equals_numpy_reference(memory_mask_kind, keys):
+    """A memory of another width than the sequence's (torch's decoder layer cannot), masks."""
+    eps, heads, (batch, t, s, width, memory_width) = 1e-5, 2, (3, 5, 6, 8, 6)
+    block = TransformerDecoderBlock(heads, 16, epsilon=eps, b_init=random_bias)
+    mask_shape = (s,) if memory_mask_kind == "keys" else (t, s)
+    params, state, out_shape = block.init(next(keys), ((t, width), (s, memory_width), mask_shape))
+    assert out_shape == (t, width)
+    assert params["cross_attention"]["key"]["w"].shape == (memory_width, width)
+    assert params["self_attention"]["key"]["w"].shape == (width, width)
+    params = random_norms(params, keys, width)
+    key_mask = np.asarray(padding_mask(jnp.array([5, 3, 1]), t))
+    if memory_mask_kind == "keys":
+        memory_mask = np.asarray(padding_mask(jnp.array([6, 1, 4]), s))
+        memory_allowed = allowed_pairs(t, s, batch, memory_mask)
+    else:
+        memory_mask = rng(next(keys)).random((batch, t, s)) < 0.6
+        memory_allowed = memory_mask
+    with jax.enable_x64(True):
+        params = to64(params)
+        x = draw(next(keys), (batch, t, width), jnp.float64)
+        memory = draw(next(keys), (batch, s, memory_width), jnp.float64)
+        y, _ = block.apply(params, state, (x, memory, jnp.asarray(memory_mask)), mask=jnp.asarray(key_mask))
+        expected = np_decoder(
+            params, np.asarray(x), np.asarray(memory), heads, eps, key_mask, memory_allowed
+        )
+        np.testing.assert_allclose(y, expected, atol=TOL64)
+
+
+def test_decoder_block_causality_and_masks(keys):
+    block = TransformerDecoderBlock(2, 16, b_init=random_bias)
+    params, state, _ = block.init(next(keys), ((5, 8), (6, 8), (6,)))
+    run = jax.jit(lambda x, m, mm, mask: block.apply(params, state, (x, m, mm), mask=mask)[0])
+    x, memory = draw(next(keys), (7, 5, 8)), draw(next(keys), (7, 6, 8))
+    mask = padding_mask(jnp.array([5, 4, 3, 2, 1, 5, 2]), 5)
+    memory_mask = padding_mask(jnp.array([6, 1, 3, 2, 6, 4, 5]), 6)
+    y = np.asarray(run(x, memory, memory_mask, mask))
+    real = np.broadcast_to(np.asarray(mask)[..., None], y.shape)
+    # Output t depends on x at positions <= t only.
+    y_changed = np.asarray(run(_change_after(x, 3, next(keys)), memory, memory_mask, mask))
+    np.testing.assert_array_equal(y_changed[:, :3], y[:, :3])
+    assert np.any(y_changed[:, 3:] != y[:, 3:])
+    # Padded memory steps and padded positions of x change no real output.
+    memory_noise = jnp.where(memory_mask[..., None], memory, draw(next(keys), memory.shape))
+    x_noise = jnp.where(mask[..., None], x, draw(next(keys), x.shape))
+    y_changed = np.asarray(run(x_noise, memory_noise, memory_mask, mask))
+    np.testing.assert_array_equal(y_changed[real], y[real])
+    # Every real memory step matters, at every position (the cross-attention is not causal).
+    y_changed = np.asarray(run(x, memory.at[:, 0].add(1.0), memory_mask, mask))
+    assert (np.abs(y_changed - y).max(axis=-1) > 0).all()
+    # A memory with no real step: the cross-attention adds its output bias alone, finitely.
+    y_empty = np.asarray(run(x, memory, jnp.zeros_like(memory_mask), mask))
+    assert np.isfinite(y_empty).all()
+
+
+def test_decoder_block_dropout_paths(keys):
+    block = TransformerDecoderBlock(2, 16, attention_dropout_rate=0.1)
+    params, state, _ = block.init(next(keys), ((5, 8), (6, 8)))
+    inputs = (draw(next(keys), (2, 5, 8)), draw(next(keys), (2, 6, 8)))
+    run = jax.jit(block.apply, static_argnames="train")  # one compilation, not one per op
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'self_attention/attention_dropout' \(Dropout\): Dropout needs a PRNG key "
+        r"in training",
+    ):
+        run(params, state, inputs, train=True)
+    y, _ = run(params, state, inputs, key=next(keys), train=True)
+    assert y.shape == (2, 5, 8) and np.isfinite(np.asarray(y)).all()
+
+
+def test_decoder_block_errors(key):
+    block = TransformerDecoderBlock(2, 16)
+    with pytest.raises(
+        ValueError,
+        match=r"TransformerDecoderBlock takes input_shape \(\(T, D\), \(S, D_m\)\) or \(\(T, D\), "
+        r"\(S, D_m\), mask_shape\) for \(x, memory\) or \(x, memory, memory_mask\), got \(5, 8\)",
+    ):
+        block.init(key, (5, 8))
+    with pytest.raises(
+        ValueError,
+        match=r"TransformerDecoderBlock: the key/value mask shape \(5,\) does not fit queries of "
+        r"shape \(5, 8\) and keys/values of shape \(6, 8\): expected \(T_k,\) = \(6,\) or "
+        r"\(T_q, T_k\) = \(5, 6\)",
+    ):
+        block.init(key, ((5, 8), (6, 8), (5,)))
+    with pytest.raises(ValueError, match=r"`mlp_features` must be a positive integer, got 0"):
+        TransformerDecoderBlock(2, 0)
+    with pytest.raises(ValueError, match=r"`dropout_rate` must be in \[0, 1\), got 1"):
+        TransformerDecoderBlock(2, 4, dropout_rate=1)
+    params, state, _ = block.init(key, ((5, 8), (6, 8)))
+    with pytest.raises(
+        ValueError,
+        match=r"TransformerDecoderBlock takes \(x, memory\) or \(x, memory, memory_mask\), got "
+        r"a single input of shape \(5, 8\)",
+    ):
+        block.apply(params, state, jnp.zeros((5, 8)))
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'cross_attention' \(MultiHeadAttention\): MultiHeadAttention: the "
+        r"key/value mask of shape \(5,\) does not fit queries of shape \(5, 8\) and keys/values "
+        r"of shape \(6, 8\)",
+    ):
+        block.apply(params, state, (jnp.zeros((5, 8)), jnp.zeros((6, 8)), jnp.ones(5, bool)))
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'self_attention' \(MultiHeadAttention\): MultiHeadAttention: `mask` of "
+        r"shape \(6,\) does not fit the input of shape \(5, 8\): expected \(\*batch, T\) = \(5,\)",
+    ):
+        block.apply(params, state, (jnp.zeros((5, 8)), jnp.zeros((6, 8))), mask=jnp.ones(6, bool))

@@ -1,5 +1,6 @@
 """Embedding and positional encodings: lookups and gradients against NumPy, the sinusoid formula,
-masks passed through, every error message, and the layer contract."""
+the padding mask ignored (they act position by position), names in a Serial, every error message,
+and the layer contract."""
 
 import math
 
@@ -100,26 +101,24 @@ def test_embedding_custom_init_and_dtypes(key):
     assert y32.dtype == jnp.float32
 
 
-def test_embedding_passes_the_mask_through(keys):
+def test_embedding_ignores_the_mask(keys):
     layer = Embedding(VOCAB, 3)
-    params, _, out_shape = layer.init(next(keys), ((4,), (4,)))
-    assert out_shape == ((4, 3), (4,))
+    params, _, out_shape = layer.init(next(keys), (4,))
+    assert out_shape == (4, 3)
     ids = jnp.array([[1, 2, 0, 0], [3, 3, 3, 0]])
-    mask = ids != 0
-    (y, mask_out), _ = layer.apply(params, {}, (ids, mask))
-    np.testing.assert_array_equal(mask_out, mask)
-    np.testing.assert_array_equal(y, layer.apply(params, {}, ids)[0])
+    y, _ = layer.apply(params, {}, ids, mask=ids != 0)
+    np.testing.assert_array_equal(y, layer.apply(params, {}, ids)[0])  # padded ids looked up too
 
 
 @pytest.mark.parametrize("bad_id, index", [(VOCAB, (1, 0)), (-1, (0, 2))])
 def test_embedding_out_of_range_ids_raise_eagerly(bad_id, index, key):
-    layer = Embedding(VOCAB, 3, name="tokens")
+    layer = Embedding(VOCAB, 3)
     params, _, _ = layer.init(key, (3,))
     ids = np.zeros((2, 3), np.int32)
     ids[index] = bad_id
     with pytest.raises(
         ValueError,
-        match=rf"Embedding layer 'tokens': ids must be in \[0, 7\) \(num_embeddings=7\), "
+        match=rf"Embedding: ids must be in \[0, 7\) \(num_embeddings=7\), "
         rf"got id {bad_id} at index \({index[0]}, {index[1]}\)",
     ):
         layer.apply(params, {}, jnp.asarray(ids))
@@ -146,36 +145,18 @@ def test_embedding_errors(key):
         Embedding(0, 3)
     with pytest.raises(ValueError, match=r"`features` must be a positive integer, got 2.5"):
         Embedding(3, 2.5)
-    layer = Embedding(VOCAB, 3, name="tokens")
+    with pytest.raises(ValueError, match=r"`input_shape` must be a tuple of non-negative ints"):
+        Embedding(3, 2).init(key, ((3,), (3,)))  # the old (ids, mask) shapes
+    layer = Embedding(VOCAB, 3)
     params, _, _ = layer.init(key, (3,))
-    with pytest.raises(
-        ValueError, match=r"Embedding layer 'tokens' expects integer ids, got dtype float32"
-    ):
+    with pytest.raises(ValueError, match=r"^Embedding expects integer ids, got dtype float32$"):
         layer.apply(params, {}, jnp.zeros(3))
+    # In a model, the message starts with the layer's path.
+    model = Serial(Embedding(VOCAB, 3, name="tokens"))
     with pytest.raises(
-        ValueError,
-        match=r"Embedding layer 'tokens': the mask must have the ids' shape \(3,\), got mask "
-        r"shape \(4,\)",
+        ValueError, match=r"^layer 'tokens' \(Embedding\): Embedding expects integer ids"
     ):
-        layer.init(key, ((3,), (4,)))
-    with pytest.raises(
-        ValueError,
-        match=r"Embedding layer 'tokens': the mask must have shape \(2, 3\) \(the input's shape "
-        r"without its last axis\), got mask shape \(3,\)",
-    ):
-        layer.apply(params, {}, (jnp.zeros((2, 3), jnp.int32), jnp.ones(3, bool)))
-    with pytest.raises(
-        ValueError,
-        match=r"Embedding layer 'tokens': the mask must be bool \(True = real token\), got "
-        r"dtype int32",
-    ):
-        layer.apply(params, {}, (jnp.zeros(3, jnp.int32), jnp.ones(3, jnp.int32)))
-    with pytest.raises(
-        ValueError,
-        match=r"Embedding layer 'tokens': a masked input must be the pair \(x, mask\), got a "
-        r"tuple of 3 entries",
-    ):
-        layer.apply(params, {}, (jnp.zeros(3, jnp.int32),) * 3)
+        model.apply({"tokens": params}, {}, jnp.zeros(3))
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,14 +189,13 @@ def test_sinusoidal_encoding_equals_the_formula(length, width, base):
     np.testing.assert_allclose(y32, x + sinusoid_reference(length, width, base), atol=5e-7)
 
 
-def test_sinusoidal_encoding_passes_the_mask_and_has_no_params(key):
+def test_sinusoidal_encoding_ignores_the_mask_and_has_no_params(key):
     layer = SinusoidalPositionalEncoding()
-    params, state, shape = layer.init(key, ((3, 4), (3,)))
-    assert (params, state, shape) == ({}, {}, ((3, 4), (3,)))
+    params, state, shape = layer.init(key, (3, 4))
+    assert (params, state, shape) == ({}, {}, (3, 4))
     mask = jnp.array([[True, True, False], [True, False, False]])
     x = jnp.zeros((2, 3, 4))
-    (y, mask_out), _ = layer.apply({}, {}, (x, mask))
-    np.testing.assert_array_equal(mask_out, mask)
+    y, _ = layer.apply({}, {}, x, mask=mask)
     np.testing.assert_array_equal(y, layer.apply({}, {}, x)[0])
 
 
@@ -224,8 +204,8 @@ def test_sinusoidal_encoding_errors(key):
         SinusoidalPositionalEncoding(max_length=0)
     with pytest.raises(ValueError, match=r"`base` must be a number > 1, got 1.0"):
         SinusoidalPositionalEncoding(base=1.0)
-    layer = SinusoidalPositionalEncoding(max_length=4, name="pos")
-    where = r"SinusoidalPositionalEncoding layer 'pos'"
+    layer = SinusoidalPositionalEncoding(max_length=4)
+    where = r"SinusoidalPositionalEncoding"
     with pytest.raises(
         ValueError,
         match=where + r" expects per-example inputs of shape \(T, D\), got input_shape \(4,\)",
@@ -244,23 +224,9 @@ def test_sinusoidal_encoding_errors(key):
     ):
         layer.apply({}, {}, jnp.zeros(3))
     with pytest.raises(
-        ValueError, match=where + r" expects a floating-point input, got dtype int32"
+        ValueError, match=where + r" expects floating-point inputs, got dtype int32"
     ):
         layer.apply({}, {}, jnp.zeros((3, 2), jnp.int32))
-    with pytest.raises(
-        ValueError,
-        match=where
-        + r": the mask must have shape \(3,\) \(the input's shape without its last axis\), "
-        r"got mask shape \(2,\)",
-    ):
-        layer.init(key, ((3, 2), (2,)))
-    with pytest.raises(
-        ValueError,
-        match=where
-        + r": the mask must have shape \(2, 3\) \(the input's shape without its last axis\), "
-        r"got mask shape \(3,\)",
-    ):
-        layer.apply({}, {}, (jnp.zeros((2, 3, 2)), jnp.ones(3, bool)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,12 +257,12 @@ def test_learned_encoding_default_init_std(key):
 
 def test_learned_encoding_mask_and_dtypes(key):
     layer = LearnedPositionalEncoding(4, param_dtype=jnp.bfloat16)
-    params, _, shape = layer.init(key, ((3, 2), (3,)))
-    assert shape == ((3, 2), (3,)) and params["embedding"].dtype == jnp.bfloat16
+    params, _, shape = layer.init(key, (3, 2))
+    assert shape == (3, 2) and params["embedding"].dtype == jnp.bfloat16
     mask = jnp.array([True, True, False])
-    (y, mask_out), _ = layer.apply(params, {}, (jnp.zeros((3, 2)), mask))
+    y, _ = layer.apply(params, {}, jnp.zeros((3, 2)), mask=mask)
     assert y.dtype == jnp.float32  # float32 input, bfloat16 table: promoted
-    np.testing.assert_array_equal(mask_out, mask)
+    np.testing.assert_array_equal(y, layer.apply(params, {}, jnp.zeros((3, 2)))[0])  # mask ignored
     y16, _ = LearnedPositionalEncoding(4, dtype=jnp.bfloat16).apply(params, {}, jnp.zeros((3, 2)))
     assert y16.dtype == jnp.bfloat16
 
@@ -304,8 +270,8 @@ def test_learned_encoding_mask_and_dtypes(key):
 def test_learned_encoding_errors(key):
     with pytest.raises(ValueError, match=r"`max_length` must be a positive integer, got -1"):
         LearnedPositionalEncoding(-1)
-    layer = LearnedPositionalEncoding(4, name="pos")
-    where = r"LearnedPositionalEncoding layer 'pos'"
+    layer = LearnedPositionalEncoding(4)
+    where = r"LearnedPositionalEncoding"
     with pytest.raises(
         ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=5"
     ):
@@ -330,15 +296,16 @@ def test_embedding_then_positions_in_serial(keys):
     model = Serial(
         Embedding(VOCAB, 4), SinusoidalPositionalEncoding(), LearnedPositionalEncoding(5)
     )
-    params, _, shape = model.init(next(keys), ((5,), (5,)))
-    assert shape == ((5, 4), (5,))
+    params, _, shape = model.init(next(keys), (5,))
+    assert shape == (5, 4)
+    # Named by kind; the parameter-free sinusoids are left out.
+    assert sorted(params) == ["embedding_0", "learned_positional_encoding_0"]
     ids = jnp.asarray(rng(next(keys)).integers(0, VOCAB, (2, 5)), jnp.int32)
     mask = jnp.arange(5)[None, :] < jnp.array([[3], [5]])
-    (y, mask_out), _ = model.apply(params, None, (ids, mask))
+    y, _ = model.apply(params, None, ids, mask=mask)  # handed to every layer, ignored by each
     expected = (
-        np.asarray(params[0]["embedding"])[np.asarray(ids)]
+        np.asarray(params["embedding_0"]["embedding"])[np.asarray(ids)]
         + sinusoid_reference(5, 4)
-        + np.asarray(params[2]["embedding"])
+        + np.asarray(params["learned_positional_encoding_0"]["embedding"])
     )
     np.testing.assert_allclose(y, expected, atol=1e-6)  # two float32 additions of O(1) numbers
-    np.testing.assert_array_equal(mask_out, mask)

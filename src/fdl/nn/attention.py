@@ -1,4 +1,4 @@
-r"""Attention: scaled dot-product attention, multi-head self-attention and the encoder block.
+r"""Attention: scaled dot-product attention and multi-head attention, self and cross.
 
 Layout. Per example a sequence is ``(T, D)`` (time, features; channels last like every fdl
 layer). Inside attention the heads are split off the feature axis, ``(T, H, d)``, with no
@@ -7,17 +7,21 @@ values ``v`` ``(*batch, T_k, H, d_v)``, attention weights ``(*batch, H, T_q, T_k
 output ``(*batch, T_q, H, d_v)`` (Flax's layout; PyTorch's ``scaled_dot_product_attention``
 puts the heads before time, ``(N, H, T, d)``).
 
-Masks follow :mod:`fdl.nn.embedding`: a layer given ``(x, mask)``, ``mask`` bool ``(*batch, T)``
-with True for a real token, masks the padded *keys* and returns ``(y, mask)``. Rows of padded
-*queries* are computed like any other (they attend to the real keys) and are not zeroed: later
-layers and the loss should use the mask. A query with no key left to attend to (every key
-padded, or padded keys before it under ``causal``) gets all-zero weights and a zero output.
+Masks (:mod:`fdl.nn.masking`). The padding mask is the ``mask=`` keyword of ``apply``, bool
+``(*batch, T)``, True at a real position, which every combinator hands on. In self-attention it
+masks the padded *keys*. Rows of padded *queries* are computed like any other (they attend to
+the real keys) and are not zeroed: later layers and the loss should use the mask. A query with
+no key left to attend to (every key padded, or padded keys before it under ``causal``) gets
+all-zero weights and a zero output, never NaN.
+
+:func:`MultiHeadAttention` is a composition of public layers: four :func:`~fdl.nn.Dense`
+projections and a :func:`~fdl.nn.Dropout` on the weights, wired around :func:`attention_weights`
+by :func:`fdl.nn.layer.composite`. The transformer blocks built from it are in
+:mod:`fdl.nn.transformer`.
 
 References:
   Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser & Polosukhin (2017). Attention is
   all you need. NeurIPS.
-  Xiong, Yang, He, Zheng, Zheng, Xing, Zhang, Lan, Wang & Liu (2020). On layer normalization in
-  the transformer architecture. ICML (the pre-LayerNorm block).
 """
 
 from __future__ import annotations
@@ -30,25 +34,30 @@ import jax.numpy as jnp
 
 from fdl import activations, initializers
 from fdl._checks import check_positive_int, check_rate
-from fdl.nn.dense import Dense, _promote
+from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.layer import Layer, split_key
+from fdl.nn.layer import Layer, composite, layer_factory
 from fdl.nn.masking import (
+    built_for_width,
+    check_kv_mask,
     check_mask,
     check_sequence_input,
-    check_sequence_shape,
-    split_masked_input,
-    split_masked_shape,
-    with_mask,
+    split_attention_input,
+    split_attention_shape,
 )
-from fdl.nn.normalization import LayerNorm
 
 __all__ = [
     "attention_weights",
     "scaled_dot_product_attention",
     "MultiHeadAttention",
-    "TransformerEncoderBlock",
 ]
+
+
+def _promote(a: Any, b: Any) -> Any:
+    """The dtype of computing with ``a`` and ``b`` on JAX's standard lattice (the casts that
+    follow are explicit, so this holds under ``jax_numpy_dtype_promotion="strict"`` too)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,24 +225,29 @@ def scaled_dot_product_attention(
     return jnp.einsum("...hqk,...khd->...qhd", weights, v.astype(compute))  # (*batch, T_q, H, d_v)
 
 
+
 # --------------------------------------------------------------------------------------------
-# Multi-head self-attention.
+# Multi-head attention.
+
+_KIND = "MultiHeadAttention"
 
 
-def _check_heads(where: str, num_heads: int, features: int, from_input: bool) -> None:
+def _check_heads(num_heads: int, features: int, from_input: bool) -> None:
     if features % num_heads == 0:
         return
     if from_input:
         raise ValueError(
-            f"{where}: num_heads={num_heads} must divide the input width D={features} "
-            "(qkv_features is None, so the heads split D); pass qkv_features or another num_heads"
+            f"{_KIND}: num_heads={num_heads} must divide the query width D_q={features} "
+            "(qkv_features is None, so the heads split D_q); pass qkv_features or another "
+            "num_heads"
         )
     raise ValueError(
-        f"{where}: num_heads={num_heads} must divide qkv_features={features} (each head gets "
+        f"{_KIND}: num_heads={num_heads} must divide qkv_features={features} (each head gets "
         "qkv_features / num_heads features)"
     )
 
 
+@layer_factory
 def MultiHeadAttention(
     num_heads: int,
     *,
@@ -246,34 +260,52 @@ def MultiHeadAttention(
     b_init: initializers.Initializer | None = None,
     param_dtype: Any = jnp.float32,
     dtype: Any = None,
-    name: str = "multi_head_attention",
+    name: str | None = None,
 ) -> Layer:
-    r"""Multi-head self-attention over a sequence ``(T, D)`` (Vaswani et al., 2017, section 3.2.2).
+    r"""Multi-head attention (Vaswani et al., 2017, section 3.2.2): self-attention over ``x``, or
+    cross-attention from queries ``x_q`` to keys/values ``x_kv``.
 
     With :math:`F` = ``qkv_features``, :math:`H` heads of width :math:`d = F / H`, and head
     :math:`h` reading columns :math:`hd, \ldots, (h+1)d - 1` of the projections:
 
     .. math::
 
-        Q = x W^Q + b^Q, \quad K = x W^K + b^K, \quad V = x W^V + b^V
+        Q = x_q W^Q + b^Q, \quad K = x_{kv} W^K + b^K, \quad V = x_{kv} W^V + b^V
             \qquad (T \times F,\ \text{split into } H \text{ blocks of } d)
 
         \mathrm{head}_h = \mathrm{softmax}\!\left(\frac{Q_h K_h^\top}{\sqrt{d}} + \log M\right)
             V_h, \qquad
         y = [\mathrm{head}_1, \ldots, \mathrm{head}_H]\, W^O + b^O
 
-    :math:`M` holds the allowed pairs: the key padding mask (if ``(x, mask)`` is given) and
-    :math:`j \le i` if ``causal``. With ``dropout_rate > 0`` the attention weights are dropped
-    (inverted dropout) in training, which then needs ``key``.
+    (:func:`attention_weights` and :func:`scaled_dot_product_attention` per head), with
+    :math:`x_{kv} = x_q = x` in self-attention. :math:`M` holds the allowed (query, key) pairs:
+    the key mask, and :math:`j \le i` if ``causal``. With ``dropout_rate > 0`` the attention
+    weights are dropped (inverted dropout) in training, which then needs ``key``.
 
-    Shapes: ``x`` is ``(*batch, T, D)``, ``mask`` ``(*batch, T)``, ``y`` ``(*batch, T, out)``.
+    Inputs and masks:
+
+    * **Self-attention**: ``x`` ``(*batch, T, D)``, ``init`` shape ``(T, D)``. The ``mask=``
+      keyword, bool ``(*batch, T)``, is the padding mask: padded positions are not attended to.
+      For another mask per query, pass ``(x, x, kv_mask)`` (the same numbers, as cross-attention
+      of ``x`` to itself).
+    * **Cross-attention**: ``(x_q, x_kv)`` or ``(x_q, x_kv, kv_mask)``, ``x_q``
+      ``(*batch, T_q, D_q)`` and ``x_kv`` ``(*batch, T_k, D_kv)`` (``D_kv`` may differ from
+      ``D_q``, like torch's ``kdim``/``vdim``); ``init`` shape ``((T_q, D_q), (T_k, D_kv))``, or
+      with a third entry ``(T_k,)`` / ``(T_q, T_k)`` for the mask. ``kv_mask`` (True = may
+      attend) is a key padding mask ``(*batch, T_k)`` or a per-query mask ``(*batch, T_q, T_k)``
+      shared by the heads; ``None`` allows every key. The ``mask=`` keyword is then the
+      queries' padding mask ``(*batch, T_q)``: it is checked, and changes no output (a padded
+      query row is computed like any other), so it can flow through a model unchanged.
+
+    The output is ``(*batch, T_q, out)``.
 
     Args:
       num_heads: :math:`H`.
       qkv_features: :math:`F`, the width of the queries, keys and values summed over heads;
-        default the input width :math:`D`. Must be divisible by ``num_heads``.
-      out_features: the output width; default :math:`D`.
-      causal: each position attends only to itself and earlier positions.
+        default the query width :math:`D_q`. Must be divisible by ``num_heads``.
+      out_features: the output width; default :math:`D_q`.
+      causal: query :math:`i` attends only to keys :math:`j \le i` (indices aligned at 0, as
+        torch's ``is_causal``).
       dropout_rate: drop probability of the attention weights in training.
       use_bias: add the biases :math:`b^Q, b^K, b^V, b^O`.
       w_init, b_init: initializers of every projection's ``w`` and ``b`` (default as
@@ -281,228 +313,107 @@ def MultiHeadAttention(
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the projections; ``None`` promotes input and parameters. The softmax runs
         in at least float32.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``multi_head_attention_<i>`` if ``None``).
 
     Returns:
-      A :class:`~fdl.nn.Layer` with ``params = {"query": {"w": (D, F), "b": (F,)}, "key": ...,
-      "value": ..., "out": {"w": (F, out), "b": (out,)}}``. Given ``(x, mask)`` it returns
-      ``(y, mask)``.
+      A :class:`~fdl.nn.Layer` wired from the public layers ``query``, ``key``, ``value``
+      (:func:`~fdl.nn.Dense` to :math:`F`), ``attention_dropout`` (:func:`~fdl.nn.Dropout` of
+      the weights) and ``out`` (:func:`~fdl.nn.Dense` to ``out``), so ``params = {"query":
+      {"w": (D_q, F), "b": (F,)}, "key": {"w": (D_kv, F), ...}, "value": ..., "out": {"w":
+      (F, out), "b": (out,)}}``. The widths that default to :math:`D_q` are read from the input
+      shape (:func:`fdl.nn.masking.built_for_width`).
 
     Raises:
       ValueError: at construction, ``num_heads`` not dividing ``qkv_features`` (both named), or
-        a bad count or rate; at ``init``, ``num_heads`` not dividing the input width when
-        ``qkv_features`` is ``None``; an input not ``(..., T, D)``; a mask whose shape is not the
-        input's without ``D``; training with dropout and no key.
+        a bad count or rate; at ``init``, ``num_heads`` not dividing :math:`D_q` when
+        ``qkv_features`` is ``None``, or shapes other than the ones above; at ``apply``, inputs
+        not floating ``(..., T, D)``, queries and keys with other batch axes, a mask whose shape
+        does not fit the input (both shapes named) or is not bool, training with dropout and
+        no key; a width other than ``init``'s (from the projection, ``layer 'query' (Dense)``).
 
-    Differs from PyTorch / Flax: ``torch.nn.MultiheadAttention`` fuses the three input
-    projections into one ``in_proj_weight (3F, D)``, stores ``(out, in)`` and is
-    sequence-first unless ``batch_first=True``; its ``key_padding_mask`` uses True = *ignore*
-    (the opposite of fdl's). Flax's ``MultiHeadDotProductAttention`` stores ``(D, H, d)`` kernels;
-    fdl's ``(D, F)`` is the same numbers reshaped.
+    Differs from PyTorch / Flax: ``torch.nn.MultiheadAttention(D_q, H, kdim=D_kv, vdim=D_kv,
+    batch_first=True)`` computes the same function (tested) with ``F = out = D_q`` fixed; it
+    fuses the input projections into ``in_proj_weight (3F, D)`` (or ``q/k/v_proj_weight`` when
+    ``kdim != D_q``), stores ``(out, in)``, and its masks use True = *ignore*: fdl's
+    ``kv_mask`` is ``~key_padding_mask`` or ``~attn_mask``. It takes separate key and value
+    inputs and per-head masks, and returns NaN rows for a fully masked query. Flax's
+    ``MultiHeadDotProductAttention`` stores ``(D, H, d)`` kernels (fdl's ``(D, F)`` reshaped)
+    and reads ``qkv_features``/``out_features`` from the input too.
 
     >>> import jax, jax.numpy as jnp
     >>> from fdl.nn.attention import MultiHeadAttention
     >>> layer = MultiHeadAttention(2, causal=True)
-    >>> params, state, shape = layer.init(jax.random.key(0), ((5, 4), (5,)))
+    >>> params, state, shape = layer.init(jax.random.key(0), (5, 4))
     >>> shape, sorted(params), params["query"]["w"].shape
-    (((5, 4), (5,)), ['key', 'out', 'query', 'value'], (4, 4))
+    ((5, 4), ['key', 'out', 'query', 'value'], (4, 4))
     >>> x, mask = jnp.ones((3, 5, 4)), jnp.ones((3, 5), bool)
-    >>> (y, mask), _ = layer.apply(params, state, (x, mask))
-    >>> y.shape
+    >>> layer.apply(params, state, x, mask=mask)[0].shape
+    (3, 5, 4)
+    >>> cross = MultiHeadAttention(2)
+    >>> params, state, shape = cross.init(jax.random.key(0), ((5, 4), (7, 6), (7,)))
+    >>> shape, params["key"]["w"].shape
+    ((5, 4), (6, 4))
+    >>> memory, memory_mask = jnp.ones((3, 7, 6)), jnp.ones((3, 7), bool)
+    >>> cross.apply(params, state, (x, memory, memory_mask))[0].shape
     (3, 5, 4)
     """
     check_positive_int("num_heads", num_heads)
-    where = f"MultiHeadAttention layer {name!r}"
     if qkv_features is not None:
         check_positive_int("qkv_features", qkv_features)
-        _check_heads(where, num_heads, qkv_features, from_input=False)
+        _check_heads(num_heads, qkv_features, from_input=False)
     if out_features is not None:
         check_positive_int("out_features", out_features)
-    dropout = Dropout(check_rate("dropout_rate", dropout_rate), name=f"{name}/attention_dropout")
+    dropout_rate = check_rate("dropout_rate", dropout_rate)
+    dense = {"use_bias": use_bias, "w_init": w_init, "b_init": b_init,
+             "param_dtype": param_dtype, "dtype": dtype}
 
-    def dense(features: int, part: str) -> Layer:
-        return Dense(
-            features, use_bias=use_bias, w_init=w_init, b_init=b_init,
-            param_dtype=param_dtype, dtype=dtype, name=f"{name}/{part}",
-        )
+    def split_heads(h: jax.Array) -> jax.Array:
+        return h.reshape(h.shape[:-1] + (num_heads, h.shape[-1] // num_heads))  # (*batch, T, H, d)
+
+    def forward(call, inputs, *, train, mask):
+        x_q, x_kv, kv_mask = split_attention_input(_KIND, inputs)
+        x_q = check_sequence_input(_KIND, x_q, "inputs" if x_kv is None else "queries")
+        if mask is not None:
+            mask = check_mask(_KIND, mask, x_q.shape)
+        if x_kv is None:  # self-attention: the padding mask hides the padded keys
+            x_kv, allowed = x_q, mask
+        else:  # cross-attention: the keys' own mask; the queries' mask changes no real output
+            x_kv = check_sequence_input(_KIND, x_kv, "keys/values")
+            if x_kv.shape[:-2] != x_q.shape[:-2]:
+                raise ValueError(
+                    f"{_KIND}: queries of shape {x_q.shape} and keys/values of shape "
+                    f"{x_kv.shape} must have the same batch axes (*batch, T, D)"
+                )
+            allowed = kv_mask
+            if kv_mask is not None:
+                allowed = check_kv_mask(_KIND, kv_mask, x_q.shape, x_kv.shape)
+        q = split_heads(call("query", x_q))  # (*batch, T_q, H, d)
+        k = split_heads(call("key", x_kv))  # (*batch, T_k, H, d)
+        v = split_heads(call("value", x_kv))  # (*batch, T_k, H, d)
+        weights = _weights(q, k, allowed, causal).astype(v.dtype)  # (*batch, H, T_q, T_k)
+        weights = call("attention_dropout", weights, mask=None)
+        context = jnp.einsum("...hqk,...khd->...qhd", weights, v)  # (*batch, T_q, H, d)
+        heads, width = context.shape[-2:]
+        context = context.reshape(context.shape[:-2] + (heads * width,))  # (*batch, T_q, F)
+        return call("out", context)  # (*batch, T_q, out)
+
+    def build(width: int) -> Layer:
+        if qkv_features is None:
+            _check_heads(num_heads, width, from_input=True)
+        features = width if qkv_features is None else qkv_features
+        children = {
+            "query": Dense(features, name="query", **dense),
+            "key": Dense(features, name="key", **dense),
+            "value": Dense(features, name="value", **dense),
+            "attention_dropout": Dropout(dropout_rate, name="attention_dropout"),
+            "out": Dense(width if out_features is None else out_features, name="out", **dense),
+        }
+        return composite(children, forward, kind=_KIND)
+
+    layer = built_for_width(_KIND, build)
 
     def init(key: jax.Array, input_shape: Any):
-        shape, mask_shape = split_masked_shape(input_shape)
-        check_sequence_shape(where, shape, mask_shape)
-        length, width = shape
-        features = qkv_features
-        if features is None:
-            features = width
-            _check_heads(where, num_heads, features, from_input=True)
-        out = width if out_features is None else out_features
-        keys = jax.random.split(key, 4)
-        params = {
-            part: dense(features, part).init(k, shape)[0]
-            for part, k in zip(("query", "key", "value"), keys[:3], strict=True)
-        }
-        params["out"] = dense(out, "out").init(keys[3], (length, features))[0]
-        return params, {}, with_mask((length, out), mask_shape)
+        split_attention_shape(_KIND, input_shape)  # clear errors before tracing
+        return layer.init(key, input_shape)
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        x, mask = split_masked_input(where, x)
-        width, features = params["query"]["w"].shape
-        check_sequence_input(where, x, width)
-        if mask is not None:
-            check_mask(where, mask, x.shape[:-1])
-        heads = x.shape[:-1] + (num_heads, features // num_heads)
-
-        def project(part: str, h: jax.Array) -> jax.Array:
-            return dense(features, part).apply(params[part], {}, h)[0]
-
-        q = project("query", x).reshape(heads)  # (*batch, T, H, d)
-        k = project("key", x).reshape(heads)  # (*batch, T, H, d)
-        v = project("value", x).reshape(heads)  # (*batch, T, H, d)
-        weights = _weights(q, k, mask, causal).astype(v.dtype)  # (*batch, H, T, T)
-        weights, _ = dropout.apply({}, {}, weights, key=key, train=train)
-        context = jnp.einsum("...hqk,...khd->...qhd", weights, v)  # (*batch, T, H, d)
-        context = context.reshape(x.shape[:-1] + (features,))  # (*batch, T, F)
-        out = params["out"]["w"].shape[1]
-        y, _ = dense(out, "out").apply(params["out"], {}, context)  # (*batch, T, out)
-        return with_mask(y, mask), state
-
-    return Layer(init, apply, name)
-
-
-# --------------------------------------------------------------------------------------------
-# The pre-LayerNorm transformer encoder block.
-
-
-def TransformerEncoderBlock(
-    num_heads: int,
-    mlp_features: int,
-    *,
-    qkv_features: int | None = None,
-    dropout_rate: float = 0.0,
-    attention_dropout_rate: float = 0.0,
-    causal: bool = False,
-    epsilon: float = 1e-5,
-    use_bias: bool = True,
-    w_init: initializers.Initializer | None = None,
-    b_init: initializers.Initializer | None = None,
-    param_dtype: Any = jnp.float32,
-    dtype: Any = None,
-    name: str = "transformer_encoder_block",
-) -> Layer:
-    r"""A pre-LayerNorm transformer encoder block (Xiong et al., 2020; GPT-2, ViT).
-
-    .. math::
-
-        h = x + \mathrm{Dropout}\big(\mathrm{MHA}(\mathrm{LN}_1(x))\big), \qquad
-        y = h + \mathrm{Dropout}\big(\mathrm{gelu}(\mathrm{LN}_2(h)\, W_1 + b_1)\, W_2 + b_2\big)
-
-    with :func:`MultiHeadAttention` (output width :math:`D`), layer norms over the feature axis,
-    :math:`W_1` of shape ``(D, mlp_features)`` and :math:`W_2` ``(mlp_features, D)``, and the
-    exact (erf) gelu. Putting the norm inside the residual branch leaves an identity path from
-    input to output, so gradients at initialization are well scaled without learning-rate
-    warm-up (the post-LN block of the original paper, :math:`\mathrm{LN}(x + \mathrm{MHA}(x))`,
-    needs it).
-
-    Every position is processed alone except in attention, so with ``causal=True`` output
-    :math:`t` depends on inputs :math:`\le t` only, and with a mask real outputs do not depend on
-    padded inputs.
-
-    Shapes: ``x`` and ``y`` are ``(*batch, T, D)``; ``mask`` ``(*batch, T)``.
-
-    Args:
-      num_heads: attention heads; must divide ``qkv_features`` (default :math:`D`).
-      mlp_features: the hidden width of the MLP (commonly :math:`4D`).
-      qkv_features: the attention width :math:`F`; default :math:`D`.
-      dropout_rate: drop probability on both residual branches' outputs, in training.
-      attention_dropout_rate: drop probability on the attention weights, in training.
-      causal: causal self-attention.
-      epsilon: the layer norms' :math:`\epsilon`.
-      use_bias, w_init, b_init: passed to every dense projection.
-      param_dtype, dtype: passed to every sub-layer; the residual sums run in ``dtype`` (or
-        the input's and parameters' promoted dtype).
-      name: the name shown in error messages.
-
-    Returns:
-      A :class:`~fdl.nn.Layer` with ``params = {"attention_norm": LayerNorm, "attention": MHA,
-      "mlp_norm": LayerNorm, "mlp_hidden": Dense, "mlp_out": Dense}`` (each its sub-layer's
-      dict). Given ``(x, mask)`` it returns ``(y, mask)``.
-
-    Raises:
-      ValueError: bad counts or rates, or ``num_heads`` not dividing ``qkv_features``
-        (construction); an input not ``(..., T, D)``, ``num_heads`` not dividing ``D``, a bad
-        mask, training with dropout and no key.
-
-    Differs from PyTorch: ``torch.nn.TransformerEncoderLayer`` is post-LN by default
-    (``norm_first=False``), uses relu and also drops inside the MLP (after the activation).
-
-    >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.attention import TransformerEncoderBlock
-    >>> block = TransformerEncoderBlock(num_heads=2, mlp_features=16)
-    >>> params, state, shape = block.init(jax.random.key(0), (5, 8))
-    >>> y, _ = block.apply(params, state, jnp.ones((3, 5, 8)))
-    >>> shape, y.shape
-    ((5, 8), (3, 5, 8))
-    """
-    check_positive_int("num_heads", num_heads)
-    check_positive_int("mlp_features", mlp_features)
-    where = f"TransformerEncoderBlock layer {name!r}"
-    attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
-    attention = MultiHeadAttention(
-        num_heads, qkv_features=qkv_features, causal=causal, dropout_rate=attention_dropout_rate,
-        use_bias=use_bias, w_init=w_init, b_init=b_init, param_dtype=param_dtype, dtype=dtype,
-        name=f"{name}/attention",
-    )
-    norms = {
-        part: LayerNorm(epsilon=epsilon, param_dtype=param_dtype, dtype=dtype, name=f"{name}/{part}")
-        for part in ("attention_norm", "mlp_norm")
-    }
-    residual_dropout = Dropout(check_rate("dropout_rate", dropout_rate), name=f"{name}/dropout")
-    dense = {
-        "use_bias": use_bias, "w_init": w_init, "b_init": b_init,
-        "param_dtype": param_dtype, "dtype": dtype,
-    }
-    hidden = Dense(mlp_features, name=f"{name}/mlp_hidden", **dense)
-
-    def mlp_out(width: int) -> Layer:
-        return Dense(width, name=f"{name}/mlp_out", **dense)
-
-    def init(key: jax.Array, input_shape: Any):
-        shape, mask_shape = split_masked_shape(input_shape)
-        check_sequence_shape(where, shape, mask_shape)
-        length, width = shape
-        k_attn, k_norm1, k_norm2, k_hidden, k_out = jax.random.split(key, 5)
-        params = {
-            "attention_norm": norms["attention_norm"].init(k_norm1, shape)[0],
-            "attention": attention.init(k_attn, shape)[0],
-            "mlp_norm": norms["mlp_norm"].init(k_norm2, shape)[0],
-            "mlp_hidden": hidden.init(k_hidden, shape)[0],
-            "mlp_out": mlp_out(width).init(k_out, (length, mlp_features))[0],
-        }
-        return params, {}, with_mask(shape, mask_shape)
-
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        x, mask = split_masked_input(where, x)
-        width = params["mlp_hidden"]["w"].shape[0]
-        check_sequence_input(where, x, width)
-        if mask is not None:
-            check_mask(where, mask, x.shape[:-1])
-        k_attn, k_drop1, k_drop2 = split_key(key, 3)
-        compute = dtype if dtype is not None else _promote(x.dtype, params["mlp_hidden"]["w"].dtype)
-        x = x.astype(compute)  # (*batch, T, D)
-
-        def sublayer(part: str, h: jax.Array) -> jax.Array:
-            return norms[part].apply(params[part], {}, h)[0]
-
-        attended, _ = attention.apply(
-            params["attention"], {}, with_mask(sublayer("attention_norm", x), mask),
-            key=k_attn, train=train,
-        )
-        attended = attended if mask is None else attended[0]  # (*batch, T, D)
-        attended, _ = residual_dropout.apply({}, {}, attended, key=k_drop1, train=train)
-        h = x + attended.astype(compute)  # (*batch, T, D)
-
-        z, _ = hidden.apply(params["mlp_hidden"], {}, sublayer("mlp_norm", h))  # (*batch, T, M)
-        z, _ = mlp_out(width).apply(params["mlp_out"], {}, activations.gelu(z))  # (*batch, T, D)
-        z, _ = residual_dropout.apply({}, {}, z, key=k_drop2, train=train)
-        return with_mask(h + z.astype(compute), mask), state
-
-    return Layer(init, apply, name)
+    return Layer(init, layer.apply)

@@ -5,11 +5,11 @@ An :func:`Embedding` maps each id of a sequence ``(T,)`` to a learned row of a t
 positional encoding is added next: fixed sinusoids (:func:`SinusoidalPositionalEncoding`,
 Vaswani et al., 2017) or a learned table (:func:`LearnedPositionalEncoding`).
 
-Masks. Every layer here also takes its input as a tuple ``(x, mask)``, with ``mask`` bool of
-shape ``(*batch, T)`` (True = real token), and returns ``(y, mask)`` with the mask unchanged;
-``init`` then receives the shapes as a tuple ``(x_shape, (T,))``. So ids and their padding mask
-flow through ``Serial(Embedding(...), SinusoidalPositionalEncoding(), TransformerEncoderBlock(...))``
-as one value.
+Masks. Each layer here acts on every position alone, so it takes the padding mask keyword of
+the layer contract (``apply(..., mask=mask)``, bool ``(*batch, T)``, :mod:`fdl.nn.masking`) and
+ignores it: in ``Serial(Embedding(...), SinusoidalPositionalEncoding(),
+TransformerEncoderBlock(...))`` the combinator hands the mask to every layer and the attention
+uses it. Inputs and outputs are plain arrays.
 """
 
 from __future__ import annotations
@@ -21,17 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import initializers
-from fdl._checks import check_positive_int
-from fdl.nn.dense import _promote
-from fdl.nn.layer import Layer
-from fdl.nn.masking import (
-    check_mask,
-    check_sequence_input,
-    check_sequence_shape,
-    split_masked_input,
-    split_masked_shape,
-    with_mask,
-)
+from fdl._checks import check_positive_int, check_shape
+from fdl.nn.layer import Layer, layer_factory
+from fdl.nn.masking import check_sequence_input, sequence_shape
 
 __all__ = ["Embedding", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
 
@@ -40,6 +32,7 @@ __all__ = ["Embedding", "SinusoidalPositionalEncoding", "LearnedPositionalEncodi
 # Embedding.
 
 
+@layer_factory
 def Embedding(
     num_embeddings: int,
     features: int,
@@ -47,7 +40,7 @@ def Embedding(
     embedding_init: initializers.Initializer | None = None,
     param_dtype: Any = jnp.float32,
     dtype: Any = None,
-    name: str = "embedding",
+    name: str | None = None,
 ) -> Layer:
     r"""A lookup table: id :math:`i` becomes row :math:`E_i` of a learned matrix.
 
@@ -74,15 +67,15 @@ def Embedding(
       embedding_init: initializer of ``E``; default :math:`\mathcal{N}(0, 1)` (as PyTorch).
       param_dtype: dtype of the stored table.
       dtype: dtype of the output; ``None`` keeps ``param_dtype``.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``embedding_<i>`` if ``None``).
 
     Returns:
-      A :class:`~fdl.nn.Layer` with ``params = {"embedding": (V, D)}``. Given ``(ids, mask)`` it
-      returns ``(y, mask)``.
+      A :class:`~fdl.nn.Layer` with ``params = {"embedding": (V, D)}``; it ignores the padding
+      mask (each id is looked up alone).
 
     Raises:
       ValueError: ``num_embeddings`` or ``features`` not a positive int (construction); float
-        ids, a mask whose shape differs from the ids', or (eagerly) an id outside ``[0, V)``.
+        ids, or (eagerly) an id outside ``[0, V)``.
 
     Differs from PyTorch / Flax: ``torch.nn.Embedding`` also draws :math:`\mathcal{N}(0, 1)`;
     ``flax.linen.Embed`` draws with variance :math:`1/D`. No ``padding_idx`` (a row kept at zero
@@ -101,46 +94,39 @@ def Embedding(
     check_positive_int("num_embeddings", num_embeddings)
     check_positive_int("features", features)
     embedding_init = initializers.normal(stddev=1.0) if embedding_init is None else embedding_init
-    where = f"Embedding layer {name!r}"
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict, Any]:
-        shape, mask_shape = split_masked_shape(input_shape)
-        if mask_shape is not None and tuple(mask_shape) != shape:
-            raise ValueError(
-                f"{where}: the mask must have the ids' shape {shape}, got mask shape "
-                f"{tuple(mask_shape)}"
-            )
+        shape = check_shape("input_shape", input_shape)
         params = {"embedding": embedding_init(key, (num_embeddings, features), param_dtype)}
-        return params, {}, with_mask(shape + (features,), mask_shape)
+        return params, {}, shape + (features,)
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del key, train  # deterministic
-        ids, mask = split_masked_input(where, x)
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
+              mask: Any = None):
+        del key, train, mask  # deterministic, id by id
+        ids = jnp.asarray(x)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(f"{where} expects integer ids, got dtype {ids.dtype}")
-        if mask is not None:
-            check_mask(where, mask, ids.shape)
+            raise ValueError(f"Embedding expects integer ids, got dtype {ids.dtype}")
         table = params["embedding"]  # (V, D)
         if not isinstance(ids, jax.core.Tracer):
-            _check_ids_in_range(where, np.asarray(ids), table.shape[0])
+            _check_ids_in_range(np.asarray(ids), table.shape[0])
         valid = (ids >= 0) & (ids < table.shape[0])  # (*batch, T)
         safe = jnp.where(valid, ids, jnp.zeros_like(ids))
         rows = jnp.take(table, safe, axis=0)  # (*batch, T, D)
         out_dtype = table.dtype if dtype is None else dtype
         rows = rows.astype(out_dtype)
         nan = jnp.full(rows.shape, jnp.nan, out_dtype)
-        y = jnp.where(jnp.broadcast_to(valid[..., None], rows.shape), rows, nan)
-        return with_mask(y, mask), state
+        y = jnp.where(jnp.broadcast_to(valid[..., None], rows.shape), rows, nan)  # (*batch, T, D)
+        return y, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
-def _check_ids_in_range(where: str, ids: np.ndarray, size: int) -> None:
+def _check_ids_in_range(ids: np.ndarray, size: int) -> None:
     bad = (ids < 0) | (ids >= size)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"{where}: ids must be in [0, {size}) (num_embeddings={size}), got id "
+            f"Embedding: ids must be in [0, {size}) (num_embeddings={size}), got id "
             f"{int(ids[first])} at index {first}"
         )
 
@@ -169,8 +155,9 @@ def sinusoidal_table(length: int, features: int, base: float = 10000.0) -> np.nd
     return table
 
 
+@layer_factory
 def SinusoidalPositionalEncoding(
-    *, max_length: int | None = None, base: float = 10000.0, name: str = "sinusoidal_position"
+    *, max_length: int | None = None, base: float = 10000.0, name: str | None = None
 ) -> Layer:
     r"""Add fixed sinusoids of the position to a sequence (Vaswani et al., 2017, section 3.5).
 
@@ -190,14 +177,15 @@ def SinusoidalPositionalEncoding(
     Args:
       max_length: if given, longer sequences are an error (else any ``T`` works).
       base: the wavelength scale, 10000 in the paper.
-      name: the name shown in error messages.
+      name: its name in a parent's paths.
 
     Returns:
-      A parameter-free :class:`~fdl.nn.Layer`; given ``(x, mask)`` it returns ``(y, mask)``.
+      A parameter-free :class:`~fdl.nn.Layer`; it ignores the padding mask (padded positions
+      get their sinusoids too, and attention then ignores them).
 
     Raises:
       ValueError: a bad ``max_length`` or ``base`` (construction); an input not ``(..., T, D)``,
-        not floating, longer than ``max_length``, or a mask of the wrong shape.
+        not floating, or longer than ``max_length``.
 
     Differs from PyTorch / Flax: neither ships this as a layer (PyTorch's tutorial and Flax's
     examples write it by hand, with the same interleaved sin/cos layout); no scaling of ``x`` by
@@ -213,42 +201,41 @@ def SinusoidalPositionalEncoding(
         check_positive_int("max_length", max_length)
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1.0:
         raise ValueError(f"`base` must be a number > 1, got {base!r}")
-    where = f"SinusoidalPositionalEncoding layer {name!r}"
-
-    def check_length(length: int) -> None:
-        if max_length is not None and length > max_length:
-            raise ValueError(
-                f"{where}: sequences may have at most max_length={max_length} steps, got T={length}"
-            )
+    kind = "SinusoidalPositionalEncoding"
 
     def init(key: jax.Array, input_shape: Any):
         del key
-        shape, mask_shape = split_masked_shape(input_shape)
-        check_sequence_shape(where, shape, mask_shape)
-        check_length(shape[0])
-        return {}, {}, with_mask(shape, mask_shape)
+        shape = sequence_shape(kind, input_shape)
+        _check_length(kind, shape[0], max_length)
+        return {}, {}, shape
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del params, key, train
-        x, mask = split_masked_input(where, x)
-        check_sequence_input(where, x)
-        if mask is not None:
-            check_mask(where, mask, x.shape[:-1])
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
+              mask: Any = None):
+        del params, key, train, mask  # deterministic, position by position
+        x = check_sequence_input(kind, x)
         length, features = x.shape[-2:]
-        check_length(length)
+        _check_length(kind, length, max_length)
         table = jnp.asarray(sinusoidal_table(length, features, float(base)), x.dtype)  # (T, D)
-        return with_mask(x + jnp.broadcast_to(table, x.shape), mask), state
+        return x + jnp.broadcast_to(table, x.shape), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
+def _check_length(kind: str, length: int, max_length: int | None) -> None:
+    if max_length is not None and length > max_length:
+        raise ValueError(
+            f"{kind}: sequences may have at most max_length={max_length} steps, got T={length}"
+        )
+
+
+@layer_factory
 def LearnedPositionalEncoding(
     max_length: int,
     *,
     embedding_init: initializers.Initializer | None = None,
     param_dtype: Any = jnp.float32,
     dtype: Any = None,
-    name: str = "learned_position",
+    name: str | None = None,
 ) -> Layer:
     r"""Add a learned vector per position: :math:`y_{\ldots t d} = x_{\ldots t d} + P_{t d}`.
 
@@ -268,15 +255,15 @@ def LearnedPositionalEncoding(
         and GPT-2).
       param_dtype: dtype of the stored table.
       dtype: dtype of the computation; ``None`` promotes the input's and the table's dtypes.
-      name: the name shown in error messages.
+      name: its name in a parent's paths.
 
     Returns:
-      A :class:`~fdl.nn.Layer` with ``params = {"embedding": (max_length, D)}``; given
-      ``(x, mask)`` it returns ``(y, mask)``.
+      A :class:`~fdl.nn.Layer` with ``params = {"embedding": (max_length, D)}``; it ignores the
+      padding mask.
 
     Raises:
       ValueError: ``max_length`` not a positive int (construction); an input not
-        ``(..., T, D)`` with ``D`` the table's width, ``T > max_length``, or a bad mask.
+        ``(..., T, D)`` with ``D`` the table's width, or ``T > max_length``.
 
     Differs from PyTorch: the equivalent is an ``nn.Embedding(max_length, D)`` looked up at
     ``arange(T)`` by hand; its default init is :math:`\mathcal{N}(0, 1)`.
@@ -290,33 +277,35 @@ def LearnedPositionalEncoding(
     """
     check_positive_int("max_length", max_length)
     embedding_init = initializers.normal(stddev=0.02) if embedding_init is None else embedding_init
-    where = f"LearnedPositionalEncoding layer {name!r}"
-
-    def check_length(length: int) -> None:
-        if length > max_length:
-            raise ValueError(
-                f"{where}: sequences may have at most max_length={max_length} steps, got T={length}"
-            )
+    kind = "LearnedPositionalEncoding"
 
     def init(key: jax.Array, input_shape: Any):
-        shape, mask_shape = split_masked_shape(input_shape)
-        check_sequence_shape(where, shape, mask_shape)
-        check_length(shape[0])
+        shape = sequence_shape(kind, input_shape)
+        _check_length(kind, shape[0], max_length)
         params = {"embedding": embedding_init(key, (max_length, shape[1]), param_dtype)}
-        return params, {}, with_mask(shape, mask_shape)
+        return params, {}, shape
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del key, train
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
+              mask: Any = None):
+        del key, train, mask  # deterministic, position by position
         table = params["embedding"]  # (max_length, D)
-        x, mask = split_masked_input(where, x)
-        check_sequence_input(where, x, table.shape[1])
-        if mask is not None:
-            check_mask(where, mask, x.shape[:-1])
+        x = check_sequence_input(kind, x)
+        if x.shape[-1] != table.shape[1]:
+            raise ValueError(
+                f"{kind} expects inputs of shape (..., T, {table.shape[1]}), got shape {x.shape}"
+            )
         length = x.shape[-2]
-        check_length(length)
+        _check_length(kind, length, max_length)
         compute = dtype if dtype is not None else _promote(x.dtype, table.dtype)
         rows = table[:length].astype(compute)  # (T, D)
-        return with_mask(x.astype(compute) + jnp.broadcast_to(rows, x.shape), mask), state
+        return x.astype(compute) + jnp.broadcast_to(rows, x.shape), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
+
+
+def _promote(a: Any, b: Any) -> Any:
+    """The dtype of computing with ``a`` and ``b`` on JAX's standard lattice (the casts are
+    explicit, so this holds under ``jax_numpy_dtype_promotion="strict"`` too)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.promote_types(a, b)
 
