@@ -119,3 +119,27 @@ def test_init_is_deterministic_in_the_key_and_traceable(_, factory, shape, keys)
     # init needs no concrete input: it traces with an abstract key (so it can run under jit).
     out_shape = jax.eval_shape(lambda k: layer.init(k, shape)[:2], key)
     chex.assert_trees_all_equal_shapes_and_dtypes(out_shape, first[:2])
+
+
+CONSTRUCTORS = [
+    (nn.Dense, (3,)), (nn.Dropout, (0.1,)), (nn.Relu, ()), (nn.LeakyRelu, ()), (nn.Elu, ()),
+    (nn.Gelu, ()), (nn.Sigmoid, ()), (nn.Tanh, ()), (nn.Softmax, ()), (nn.LogSoftmax, ()),
+    (nn.Softplus, ()), (nn.Silu, ()), (nn.Serial, (nn.Identity(),)), (nn.Parallel, (nn.Identity(),)),
+    (nn.FanOut, (2,)), (nn.Concat, ()), (nn.Sum, ()), (nn.Multiply, ()), (nn.Branch, (nn.Identity(),)),
+    (nn.Residual, (nn.Identity(),)), (nn.Identity, ()), (nn.Flatten, (2,)), (nn.Elementwise, (abs,)),
+    (nn.Conv1D, (4, 3)), (nn.Conv2D, (4, 3)), (nn.ConvTranspose1D, (4, 3)), (nn.ConvTranspose2D, (4, 3)),
+    (nn.MaxPool1D, (2,)), (nn.MaxPool2D, (2,)), (nn.AvgPool1D, (2,)), (nn.AvgPool2D, (2,)),
+    (nn.GlobalAvgPool, (1,)), (nn.GlobalMaxPool, (1,)), (nn.BatchNorm, ()), (nn.LayerNorm, ()),
+    (nn.RMSNorm, ()), (nn.GroupNorm, (2,)), (nn.Embedding, (10, 4)), (nn.SinusoidalPositionalEncoding, ()),
+    (nn.LearnedPositionalEncoding, (8,)), (nn.MultiHeadAttention, (2,)),
+    (nn.TransformerEncoderBlock, (2, 8)), (nn.TransformerDecoderBlock, (2, 8)),
+]
+
+
+@pytest.mark.parametrize("factory, args", CONSTRUCTORS, ids=[f.__name__ for f, _ in CONSTRUCTORS])
+def test_every_constructor_records_its_kind_and_name(factory, args):
+    """Automatic names (``max_pool2d_0``) and ``repr`` come from the recorded kind and name."""
+    layer = factory(*args)
+    assert layer.kind == factory.__name__ and layer.name is None
+    assert factory(*args, name="part").name == "part"
+    assert repr(layer).startswith(factory.__name__ + "(")

@@ -147,6 +147,7 @@ def MaxPool1D(
     return _pool("MaxPool1D", 1, "max", window, strides, padding, True)
 
 
+@layer_factory
 def MaxPool2D(
     window: int | tuple[int, int],
     *,
@@ -197,6 +198,7 @@ def MaxPool2D(
     return _pool("MaxPool2D", 2, "max", window, strides, padding, True)
 
 
+@layer_factory
 def AvgPool1D(
     window: int | tuple[int],
     *,
@@ -243,6 +245,7 @@ def AvgPool1D(
     return _pool("AvgPool1D", 1, "avg", window, strides, padding, count_include_pad)
 
 
+@layer_factory
 def AvgPool2D(
     window: int | tuple[int, int],
     *,
