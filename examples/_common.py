@@ -101,3 +101,16 @@ def save_plot(histories: dict[str, dict[str, list[float]]], path: Path, title: s
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@jax.jit
+def random_shift(key: jax.Array, x: jax.Array) -> jax.Array:
+    """Shift each image by -1, 0 or +1 pixel along each axis (zeros fill in): ``(B, 8, 8, 1)``.
+
+    A digit moved by a pixel is the same digit, so this enlarges the training set for free.
+    """
+    batch, height, width, channels = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # (B, 10, 10, 1)
+    corners = jax.random.randint(key, (batch, 2), 0, 3)  # (B, 2): top-left of each crop
+    crop = lambda image, c: jax.lax.dynamic_slice(image, (c[0], c[1], 0), (height, width, channels))  # noqa: E731
+    return jax.vmap(crop)(padded, corners)  # (B, 8, 8, 1)

@@ -16,24 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-from _common import save_plot, train_classifier
+from _common import random_shift, save_plot, train_classifier
 
 import fdl
-
-
-@jax.jit
-def random_shift(key: jax.Array, x: jax.Array) -> jax.Array:
-    """Shift each image by -1, 0 or +1 pixel along each axis (zeros fill in): ``(B, 8, 8, 1)``.
-
-    A digit moved by a pixel is the same digit, so this enlarges the training set for free.
-    """
-    batch, height, width, channels = x.shape
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # (B, 10, 10, 1)
-    corners = jax.random.randint(key, (batch, 2), 0, 3)  # (B, 2): top-left of each crop
-    crop = lambda image, c: jax.lax.dynamic_slice(image, (c[0], c[1], 0), (height, width, channels))  # noqa: E731
-    return jax.vmap(crop)(padded, corners)  # (B, 8, 8, 1)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

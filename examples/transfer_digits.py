@@ -14,8 +14,14 @@
    * **full fine-tuning**: every parameter trains, from the pretrained body;
    * **from scratch**: the same CNN, freshly initialized, trained on the same few images.
 
-Prints the three test accuracies on the held-out 5-9 images and saves a plot of test accuracy
-per step. With so few labels the pretrained features carry the frozen run far past scratch.
+Every run trains on images shifted at random by up to a pixel (the loss draws the shifts from
+its step key, on the device). Prints the three test accuracies on the held-out 5-9 images and
+saves a plot of test accuracy per step.
+
+What it shows on these 8x8 digits: the frozen body learns the new classes in a few dozen steps
+from 50 labels, but a small CNN trained from scratch on the same 50 images ends higher (about
+0.97 against 0.89): the features of a 5-way classifier of 0-4 leave out some of what separates
+5-9, and this data set is easy enough that 50 labels suffice for a CNN of this size.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _common import random_shift
 from matplotlib.figure import Figure
 
 import fdl
@@ -41,11 +48,24 @@ def subset(x: np.ndarray, y: np.ndarray, classes: range, shots: int | None, seed
     return x[idx], (y[idx] - classes.start).astype(np.int32)
 
 
+def shifted_loss(model):
+    """The classification loss of ``model`` on randomly shifted images (``fit``'s signature)."""
+    loss = fdl.fit.classification_loss(model)
+
+    def loss_fn(params, state, batch, key):
+        shift_key, step_key = jax.random.split(key)
+        x, y = batch
+        return loss(params, state, (random_shift(shift_key, x), y), step_key)
+
+    loss_fn.model = model  # fit reads the model's initial layer state from here
+    return loss_fn
+
+
 def train(model, params, state, train_data, test_data, *, steps, learning_rate, seed, trainable=None):
     """``fit`` with AdamW; returns (params, state, [(step, test accuracy), ...])."""
     batch_size = min(32, len(train_data[1]))
     result = fdl.fit.fit(
-        fdl.fit.classification_loss(model), fdl.optim.adamw(learning_rate, weight_decay=1e-2),
+        shifted_loss(model), fdl.optim.adamw(learning_rate, weight_decay=1e-2),
         params, train_data, layer_state=state, key=jax.random.key(seed), batch_size=batch_size,
         steps=steps, eval_every=max(1, steps // 20), trainable=trainable, progress=False,
         eval_fn=fdl.fit.classification_eval(model, *test_data),
@@ -86,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     frozen_model = fdl.nn.eval_mode(model, "body")
     scratch_params, scratch_state, _ = model.init(scratch_key, shape)
     runs = {
-        "frozen body": (frozen_model, params, state, "head", 1e-2),
+        "frozen body": (frozen_model, params, state, "head", 1e-2),  # the head alone trains
         "full fine-tuning": (model, params, state, None, 1e-3),
         "from scratch": (model, scratch_params, scratch_state, None, 2e-3),
     }
