@@ -75,7 +75,8 @@ def run_case(name, widths, batch_size, loss_kind, rounds, steps):
     step_raw = raw_step(loss_kind, optimizer)
     params_fdl, _, _ = model.init(k_init, (widths[0],))
     # The raw model starts from the very same values, as a list of (w, b) pairs.
-    params_raw = [(jnp.array(p["w"]), jnp.array(p["b"])) for _, p in sorted(params_fdl.items(), key=lambda kv: int(kv[0].split("_")[1]))]
+    dense = [params_fdl[f"dense_{i}"] for i in range(len(params_fdl))]  # mlp's layers, in order
+    params_raw = [(jnp.array(p["w"]), jnp.array(p["b"])) for p in dense]
     x = jax.random.normal(k_x, (batch_size, widths[0]))
     if loss_kind == "xent":
         y = jax.random.randint(k_y, (batch_size,), 0, widths[-1])

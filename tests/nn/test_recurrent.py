@@ -1,8 +1,8 @@
 """Recurrent cells and layers against NumPy references, loops of steps, and per-sequence runs.
 
 Tolerances: comparisons against NumPy or against a Python loop run in float64, where the only
-differences are the order of floating-point sums (one fused gate matmul vs separate ones,
-projections hoisted out of the loop), so 1e-12 absolute/relative is many orders above the
+differences are the order of floating-point sums (one fused gate matmul vs separate ones, one
+compiled scan vs steps called one by one), so 1e-12 absolute/relative is many orders above the
 rounding error (~1e-16 per operation over a few steps) and far below any real error. Masked runs
 are compared with exact equality where the same operations run on the same numbers (changing
 padded inputs) and at 1e-12 in float64 where the batch shapes differ (a padded batch vs one
@@ -23,7 +23,8 @@ from jax.test_util import check_grads
 import fdl
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
-from fdl.nn.recurrent import Bidirectional, GRUCell, LSTMCell, Recurrent, RNNCell, stacked
+from fdl.nn.layer import Layer
+from fdl.nn.recurrent import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, stacked
 
 TOL = 1e-12  # float64; see the module docstring
 
@@ -50,7 +51,7 @@ def sigmoid(z):
 # ----------------------------------------------------------------------------------------------
 # NumPy references, written in PyTorch's formulation: weight_ih (G*H, F), weight_hh (G*H, H) and
 # two biases. `to_fdl` converts them with the rules stated in the cells' docstrings, so the tests
-# pin both the equations and the documented conversion.
+# pin both the equations and the documented conversion. Carries in PyTorch's order: LSTM (h, c).
 
 
 def ref_rnn(tp, x, carry):
@@ -63,7 +64,7 @@ def ref_rnn(tp, x, carry):
 
 
 def ref_lstm(tp, x, carry):
-    c, h = carry
+    h, c = carry
     hs = []
     for t in range(x.shape[1]):
         gates = x[:, t] @ tp["w_ih"].T + tp["b_ih"] + h @ tp["w_hh"].T + tp["b_hh"]
@@ -72,7 +73,7 @@ def ref_lstm(tp, x, carry):
         c = f * c + i * g
         h = o * np.tanh(c)
         hs.append(h)
-    return np.stack(hs, 1), (c, h)
+    return np.stack(hs, 1), (h, c)
 
 
 def ref_gru(tp, x, carry):
@@ -138,25 +139,29 @@ def reference_step(cell, params, carry, x_t, keep_t):
     Jitted, so the reference loop compiles once per cell and shape (eager, every small operation
     would compile on its own).
     """
-    new, h = cell.step(params, carry, x_t)
+    new, y = cell.step(params, carry, x_t)
     keep = keep_t[..., None]  # (*batch, 1)
     new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
-    return new, jnp.where(keep, h, jnp.zeros_like(h))
+    return new, jnp.where(keep, y, jnp.zeros_like(y))
 
 
 def loop_of_steps(cell, params, x, carry=None, *, reverse=False, mask=None):
     """The reference layer: a Python loop of cell steps over time, padded steps skipped.
 
-    ``x`` ``(*batch, T, F)``; returns NumPy ``(ys (*batch, T, H), last h (*batch, H))``.
+    ``x`` ``(*batch, T, F)``; returns ``(ys (*batch, T, H), last real output (*batch, H), final
+    carry)``, the arrays as NumPy.
     """
     x = np.asarray(x)
     batch, t_len = x.shape[:-2], x.shape[-2]
     mask = np.ones(x.shape[:-1], bool) if mask is None else np.asarray(mask)
     carry = cell.initial_carry(batch, x.dtype) if carry is None else carry
-    ys = [None] * t_len
+    ys, last = [None] * t_len, None
     for t in reversed(range(t_len)) if reverse else range(t_len):
         carry, ys[t] = reference_step(cell, params, carry, x[..., t, :], mask[..., t])
-    return np.stack([np.asarray(y) for y in ys], axis=-2), np.asarray(cell.output(carry))
+        y = np.asarray(ys[t])
+        last = np.where(mask[..., t, None], y, 0.0 if last is None else last)
+    ys = np.stack([np.asarray(y) for y in ys], axis=-2)
+    return ys, last, jax.tree.map(np.asarray, carry)
 
 
 def padding_mask(lengths, t_len):
@@ -207,10 +212,10 @@ def test_gru_is_not_the_reset_before_matmul_convention(keys):
 
 
 def test_lstm_hand_computed_single_unit():
-    """H = F = 1, all weights 1, zero biases except the forget-gate default of 1."""
+    """H = F = 1, all weights 1, zero biases except the forget-gate default of 1; carry (h, c)."""
     cell = LSTMCell(1, input_init=fdl.initializers.ones(), recurrent_init=fdl.initializers.ones())
     params = cell.init(jax.random.key(0), 1)  # the key is unused by constant initializers
-    (c, h), y = cell.step(params, (jnp.array([0.5]), jnp.array([0.25])), jnp.array([1.0]))
+    (h, c), y = cell.step(params, (jnp.array([0.25]), jnp.array([0.5])), jnp.array([1.0]))
     s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     c_want = s(1.25 + 1.0) * 0.5 + s(1.25) * np.tanh(1.25)
     np.testing.assert_allclose(c, [c_want], rtol=1e-6)
@@ -218,25 +223,47 @@ def test_lstm_hand_computed_single_unit():
     np.testing.assert_array_equal(y, h)
 
 
+def test_a_cell_is_a_record_of_three_pure_functions(key):
+    cell = LSTMCell(3, forget_bias=0.0)
+    init, step, initial_carry = cell  # unpacks like a layer's pair
+    assert (init, step, initial_carry) == (cell.init, cell.step, cell.initial_carry)
+    assert repr(cell) == "LSTMCell(hidden_size=3, forget_bias=0.0)"
+    assert repr(GRUCell(2, dtype=jnp.bfloat16)) == "GRUCell(hidden_size=2, dtype=bfloat16)"
+    h, c = initial_carry((2, 5))
+    assert h.shape == c.shape == (2, 5, 3) and not h.any() and not c.any()
+    assert RNNCell(4).initial_carry().shape == (4,)
+    # a cell of one's own: a running sum, carry h, with a scale parameter
+    running = Cell(
+        init=lambda k, features: {"scale": jnp.array(2.0)},
+        step=lambda p, h, x_t: (h + p["scale"] * x_t, h + p["scale"] * x_t),
+        initial_carry=lambda batch_shape=(), dtype=jnp.float32: jnp.zeros((*batch_shape, 2), dtype),
+    )
+    layer = Recurrent(running, return_carry=True)
+    params, state, shape = layer.init(key, (3, 2))
+    assert shape == ((3, 2), (2,))
+    (y, final), _ = layer.apply(params, state, jnp.ones((4, 3, 2)))
+    np.testing.assert_array_equal(y[0, :, 0], [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(final, np.full((4, 2), 6.0))
+
+
 # ----------------------------------------------------------------------------------------------
 # Parameters and initialization.
 
 
 @pytest.mark.parametrize(
-    "make, names",
+    "make, gates, names",
     [
-        (RNNCell, {"w_x": (3, 4), "w_h": (4, 4), "b": (4,)}),
-        (LSTMCell, {"w_x": (3, 16), "w_h": (4, 16), "b": (16,)}),
-        (GRUCell, {"w_x": (3, 12), "w_h": (4, 12), "b": (12,), "b_hn": (4,)}),
+        (RNNCell, 1, {"w_x": (3, 4), "w_h": (4, 4), "b": (4,)}),
+        (LSTMCell, 4, {"w_x": (3, 16), "w_h": (4, 16), "b": (16,)}),
+        (GRUCell, 3, {"w_x": (3, 12), "w_h": (4, 12), "b": (12,), "b_hn": (4,)}),
     ],
     ids=["rnn", "lstm", "gru"],
 )
-def test_param_names_shapes_and_default_init(make, names, key):
+def test_param_names_shapes_and_default_init(make, gates, names, key):
     cell = make(4)
     params = cell.init(key, 3)
     assert {k: v.shape for k, v in params.items()} == names
     assert all(v.dtype == jnp.float32 for v in params.values())
-    gates = cell.num_gates
     for g in range(gates):  # each gate's recurrent block is orthogonal on its own
         block = params["w_h"][:, g * 4 : (g + 1) * 4]  # (H, H)
         np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
@@ -278,10 +305,12 @@ def test_param_and_compute_dtypes(keys):
     params, state, _ = layer.init(next(keys), (4, 3))
     assert all(v.dtype == jnp.bfloat16 for v in params.values())
     assert layer.apply(params, state, x)[0].dtype == jnp.float32  # promoted with the input
-    half = Recurrent(LSTMCell(2, param_dtype=jnp.bfloat16, dtype=jnp.bfloat16))
-    assert half.apply(params, state, x)[0].dtype == jnp.bfloat16
+    half = Recurrent(LSTMCell(2, param_dtype=jnp.bfloat16, dtype=jnp.bfloat16), return_carry=True)
+    # a float32 initial carry is cast to the cell's compute dtype, and so is the final carry
+    (y, (h, c)), _ = half.apply(params, state, (x, LSTMCell(2).initial_carry((2,))))
+    assert y.dtype == h.dtype == c.dtype == jnp.bfloat16
     carry = LSTMCell(2).initial_carry((3,), jnp.bfloat16)
-    assert [c.shape for c in carry] == [(3, 2), (3, 2)] and carry[0].dtype == jnp.bfloat16
+    assert [a.shape for a in carry] == [(3, 2), (3, 2)] and carry[0].dtype == jnp.bfloat16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,48 +322,83 @@ def test_param_and_compute_dtypes(keys):
 def test_recurrent_equals_loop_of_steps(kind, reverse, keys):
     make = CELLS[kind][0]
     cell = make(3)
-    seq = Recurrent(cell, reverse=reverse)
+    seq = Recurrent(cell, reverse=reverse, return_carry=True)
     last = Recurrent(cell, reverse=reverse, return_sequences=False)
-    assert seq.init(next(keys), (5, 2))[2] == (5, 3) and last.init(next(keys), (5, 2))[2] == (3,)
+    carry_shape = ((3,), (3,)) if kind == "lstm" else (3,)
+    assert seq.init(next(keys), (5, 2))[2] == ((5, 3), carry_shape)
+    assert last.init(next(keys), (5, 2))[2] == (3,)
     with jax.enable_x64(True):
         params = random_params(cell, 2, keys)
         batch = (2, 3)  # no batch axes and vmap: the contract test below
         x = normal(next(keys), (*batch, 5, 2))
-        want_ys, want_last = loop_of_steps(cell, params, x, reverse=reverse)
-        ys, _ = seq.apply(params, {}, x)
+        want_ys, want_last, want_carry = loop_of_steps(cell, params, x, reverse=reverse)
+        (ys, carry), _ = seq.apply(params, {}, x)
         y_last, state = last.apply(params, None, x)
         assert ys.shape == (*batch, 5, 3) and state is None
         np.testing.assert_allclose(ys, want_ys, rtol=TOL, atol=TOL)
         np.testing.assert_allclose(y_last, want_last, rtol=TOL, atol=TOL)
-        # the last state is the last output read: h_T forward, h_1 in reverse
-        # (two compiled scans, fused differently: equal to rounding, hence TOL)
+        chex.assert_trees_all_close(carry, want_carry, rtol=TOL, atol=TOL)
+        # the last output is the last one read: h_T forward, h_1 in reverse, and h of the carry
         np.testing.assert_allclose(y_last, ys[..., 0 if reverse else -1, :], rtol=TOL, atol=TOL)
+        h = carry[0] if kind == "lstm" else carry
+        np.testing.assert_allclose(y_last, h, rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("kind", CELLS)
 def test_given_initial_carry(kind, keys):
     cell = CELLS[kind][0](3)
     layer = Recurrent(cell)
+    carry_shape = ((3,), (3,)) if kind == "lstm" else (3,)
+    assert layer.init(next(keys), ((4, 2), carry_shape))[2] == (4, 3)
     with jax.enable_x64(True):
         params = random_params(cell, 2, keys)
         x = normal(next(keys), (2, 4, 2))
         carry = random_carry(kind, (2,), 3, keys)
-        want, _ = loop_of_steps(cell, params, x, carry)
-        got, _ = layer.apply(params, {}, (x, None, carry))  # no mask: y alone comes back
+        want, _, _ = loop_of_steps(cell, params, x, carry)
+        got, _ = layer.apply(params, {}, (x, carry))
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
         zero_start, _ = layer.apply(params, {}, x)
         assert np.abs(np.asarray(zero_start - got)).max() > 1e-3
-        explicit_zero, _ = layer.apply(params, {}, (x, None, cell.initial_carry((2,), jnp.float64)))
+        explicit_zero, _ = layer.apply(params, {}, (x, cell.initial_carry((2,), jnp.float64)))
         np.testing.assert_array_equal(explicit_zero, zero_start)
         # a mask and a carry together: identical to the loop with padding
         mask = padding_mask([4, 2], 4)
-        (got, mask_out), _ = layer.apply(params, {}, (x, mask, carry))
-        want, _ = loop_of_steps(cell, params, x, carry, mask=mask)
+        got = layer.apply(params, {}, (x, carry), mask=mask)[0]
+        want, _, _ = loop_of_steps(cell, params, x, carry, mask=mask)
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
-        assert mask_out is mask
-        if kind == "lstm":  # the carry (c, h) may also come as a list [c, h]
-            as_list, _ = layer.apply(params, {}, (x, None, list(carry)))
-            np.testing.assert_array_equal(as_list, layer.apply(params, {}, (x, None, carry))[0])
+
+
+@pytest.mark.parametrize("kind", CELLS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_carry_of_one_half_continues_into_the_other(kind, reverse, keys):
+    """Run T = 6 in two pieces of 3, the second starting from the first's final carry: equal to
+    one run over all 6 steps (in reverse the last half is read first)."""
+    cell = CELLS[kind][0](3)
+    layer = Recurrent(cell, reverse=reverse, return_carry=True)
+    with jax.enable_x64(True):
+        params = random_params(cell, 2, keys)
+        x = normal(next(keys), (2, 6, 2))
+        (whole, carry_whole), _ = layer.apply(params, {}, x)
+        first, second = (x[:, 3:], x[:, :3]) if reverse else (x[:, :3], x[:, 3:])
+        (y1, carry_1), _ = layer.apply(params, {}, first)
+        (y2, carry_2), _ = layer.apply(params, {}, (second, carry_1))
+        pieces = jnp.concatenate([y2, y1] if reverse else [y1, y2], axis=1)
+        np.testing.assert_allclose(pieces, whole, rtol=TOL, atol=TOL)
+        chex.assert_trees_all_close(carry_2, carry_whole, rtol=TOL, atol=TOL)
+
+
+def test_encoder_carry_starts_a_decoder(keys):
+    """``Serial(Recurrent(encoder, return_carry=True), Recurrent(decoder))``: the decoder reads the
+    encoder's outputs from the encoder's final carry (h, c)."""
+    encoder, decoder = LSTMCell(3), LSTMCell(3)
+    model = Serial(Recurrent(encoder, return_carry=True), Recurrent(decoder))
+    params, state, shape = model.init(next(keys), (5, 2))
+    assert shape == (5, 3) and sorted(params) == ["recurrent_0", "recurrent_1"]
+    x = normal(next(keys), (2, 5, 2), jnp.float32)
+    y, _ = model.apply(params, state, x)
+    (h_enc, carry), _ = Recurrent(encoder, return_carry=True).apply(params["recurrent_0"], {}, x)
+    want, _ = Recurrent(decoder).apply(params["recurrent_1"], {}, (h_enc, carry))
+    np.testing.assert_array_equal(y, want)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,7 +409,8 @@ def test_given_initial_carry(kind, keys):
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_padded_steps_have_no_effect(kind, reverse, keys):
     cell = CELLS[kind][0](3)
-    seq, last = (Recurrent(cell, reverse=reverse, return_sequences=r) for r in (True, False))
+    seq = Recurrent(cell, reverse=reverse, return_carry=True)
+    last = Recurrent(cell, reverse=reverse, return_sequences=False)
     t_len, lengths = 5, [5, 3, 1, 0]
     mask = padding_mask(lengths, t_len)  # (4, 5)
     with jax.enable_x64(True):
@@ -353,20 +418,23 @@ def test_padded_steps_have_no_effect(kind, reverse, keys):
         x = normal(next(keys), (4, t_len, 2))
         noise = normal(next(keys), x.shape)
         x_other = np.where(mask[..., None], x, 100.0 * np.asarray(noise))  # other padded inputs
-        (ys, mask_out), _ = seq.apply(params, {}, (x, mask))
-        assert mask_out is mask
-        y_last, _ = last.apply(params, {}, (x, mask))
-        np.testing.assert_array_equal(seq.apply(params, {}, (x_other, mask))[0][0], ys)
-        np.testing.assert_array_equal(last.apply(params, {}, (x_other, mask))[0], y_last)
+        (ys, carry), _ = seq.apply(params, {}, x, mask=mask)
+        y_last, _ = last.apply(params, {}, x, mask=mask)
+        np.testing.assert_array_equal(seq.apply(params, {}, x_other, mask=mask)[0][0], ys)
+        np.testing.assert_array_equal(last.apply(params, {}, x_other, mask=mask)[0], y_last)
         np.testing.assert_array_equal(np.where(mask[..., None], 0.0, ys), np.zeros(ys.shape))
         x = np.asarray(x)
         for b, n in enumerate(lengths):  # each sequence alone at its true length
-            if n == 0:
-                np.testing.assert_array_equal(y_last[b], np.zeros(3))  # the initial carry
+            carry_b = jax.tree.map(lambda a: a[b], carry)  # noqa: B023
+            if n == 0:  # no real step: the last output is 0, the carry the initial one
+                np.testing.assert_array_equal(y_last[b], np.zeros(3))
+                chex.assert_trees_all_equal(carry_b, cell.initial_carry((), jnp.float64))
                 continue
-            alone, alone_last = loop_of_steps(cell, params, x[b, :n], reverse=reverse)
+            alone, alone_last, alone_carry = loop_of_steps(cell, params, x[b, :n], reverse=reverse)
             np.testing.assert_allclose(ys[b, :n], alone, rtol=TOL, atol=TOL)
             np.testing.assert_allclose(y_last[b], alone_last, rtol=TOL, atol=TOL)
+            # the final carry is the carry after the last real step
+            chex.assert_trees_all_close(carry_b, alone_carry, rtol=TOL, atol=TOL)
 
 
 def test_mask_with_holes_skips_exactly_the_masked_steps(keys):
@@ -375,9 +443,30 @@ def test_mask_with_holes_skips_exactly_the_masked_steps(keys):
     with jax.enable_x64(True):
         params = random_params(cell, 3, keys)
         x = normal(next(keys), (1, 5, 3))
-        y, _ = Recurrent(cell, return_sequences=False).apply(params, {}, (x, mask))
-        _, alone = loop_of_steps(cell, params, np.asarray(x)[:, ::2])  # steps 0, 2, 4 only
+        y, _ = Recurrent(cell, return_sequences=False).apply(params, {}, x, mask=mask)
+        _, alone, _ = loop_of_steps(cell, params, np.asarray(x)[:, ::2])  # steps 0, 2, 4 only
         np.testing.assert_allclose(y, alone, rtol=TOL, atol=TOL)
+
+
+def test_mask_shape_and_dtype_errors(keys):
+    layer = Recurrent(GRUCell(2), name="enc")
+    params, state, _ = layer.init(next(keys), (5, 3))
+    x = jnp.ones((2, 5, 3))
+    message = (
+        "Recurrent expects a mask of shape (*batch, T) = (2, 5) for inputs of shape (2, 5, 3), "
+        "got a mask of shape (2, 4)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer.apply(params, state, x, mask=jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=re.escape("= (2, 5) for inputs of shape (2, 5, 3), got a mask of shape (5,)")):
+        layer.apply(params, state, x, mask=jnp.ones(5, bool))  # no broadcasting over the batch
+    with pytest.raises(ValueError, match=r"Recurrent expects a bool mask \(True at real steps\), got dtype float32"):
+        layer.apply(params, state, x, mask=jnp.ones((2, 5)))
+    # inside a composite the path comes first
+    model = Serial(Dense(3), Recurrent(GRUCell(2), name="enc"))
+    params, state, _ = model.init(next(keys), (5, 3))
+    with pytest.raises(ValueError, match=r"layer 'enc' \(Recurrent\): Recurrent expects a mask of shape"):
+        model.apply(params, state, x, mask=jnp.ones((2, 4), bool))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,45 +475,49 @@ def test_mask_with_holes_skips_exactly_the_masked_steps(keys):
 
 def _reference_bidirectional(fwd, bwd, params, x, lengths, merge):
     """Per sequence: forward on x[:n]; backward on x[:n] reversed, its outputs reversed back."""
-    seqs, lasts = [], []
+    seqs, lasts, carries = [], [], []
     for b, n in enumerate(lengths):
         xs = np.asarray(x)[b, :n]  # (n, F)
-        yf, last_f = loop_of_steps(fwd, params["forward"], xs)
-        yb_rev, last_b = loop_of_steps(bwd, params["backward"], xs[::-1])
+        yf, last_f, carry_f = loop_of_steps(fwd, params["forward"], xs)
+        yb_rev, last_b, carry_b = loop_of_steps(bwd, params["backward"], xs[::-1])
         yb = yb_rev[::-1]
         y = np.concatenate([yf, yb], -1) if merge == "concat" else yf + yb
         seqs.append(np.concatenate([y, np.zeros((x.shape[1] - n, y.shape[-1]))], 0))
         lasts.append(np.concatenate([last_f, last_b]) if merge == "concat" else last_f + last_b)
-    return np.stack(seqs), np.stack(lasts)
+        carries.append((carry_f, carry_b))
+    return np.stack(seqs), np.stack(lasts), carries
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum"])
 def test_bidirectional_masked_equals_per_sequence_reversal_within_length(merge, keys):
     fwd, bwd = (LSTMCell(3), GRUCell(2)) if merge == "concat" else (GRUCell(3), GRUCell(3))
-    seq = Bidirectional(fwd, bwd, merge=merge)
+    seq = Bidirectional(fwd, bwd, merge=merge, return_carry=True)
     last = Bidirectional(fwd, bwd, merge=merge, return_sequences=False)
     width = 5 if merge == "concat" else 3
-    assert seq.init(next(keys), ((6, 2), (6,)))[2] == ((6, width), (6,))
-    assert last.init(next(keys), ((6, 2), (6,)))[2] == (width,)
+    carry_shapes = (((3,), (3,)), (2,)) if merge == "concat" else ((3,), (3,))
+    assert seq.init(next(keys), (6, 2))[2] == ((6, width), carry_shapes)
+    assert last.init(next(keys), (6, 2))[2] == (width,)
     lengths = [6, 4, 2]
     mask = padding_mask(lengths, 6)
     with jax.enable_x64(True):
         params = {"forward": random_params(fwd, 2, keys), "backward": random_params(bwd, 2, keys)}
         x = normal(next(keys), (3, 6, 2))
-        want_seq, want_last = _reference_bidirectional(fwd, bwd, params, x, lengths, merge)
-        (got, mask_out), _ = seq.apply(params, {}, (x, mask))
-        assert mask_out is mask and got.shape == (3, 6, width)
+        want_seq, want_last, want_carries = _reference_bidirectional(fwd, bwd, params, x, lengths, merge)
+        (got, carries), _ = seq.apply(params, {}, x, mask=mask)
+        assert got.shape == (3, 6, width)
         np.testing.assert_allclose(got, want_seq, rtol=TOL, atol=TOL)
-        got_last, _ = last.apply(params, {}, (x, mask))
+        for b, want in enumerate(want_carries):
+            chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], carries), want, rtol=TOL, atol=TOL)  # noqa: B023
+        got_last, _ = last.apply(params, {}, x, mask=mask)
         np.testing.assert_allclose(got_last, want_last, rtol=TOL, atol=TOL)
         # reversing the whole padded array instead (padding first) gives something else
-        naive = Recurrent(bwd).apply(params["backward"], {}, (x[:, ::-1], mask))[0][0][:, ::-1]
+        naive = Recurrent(bwd).apply(params["backward"], {}, x[:, ::-1], mask=mask)[0][:, ::-1]
         assert np.abs(np.asarray(naive[1, :4] - got[1, :4, -naive.shape[-1] :])).max() > 1e-3
 
 
 def test_bidirectional_without_mask_is_forward_and_flipped_backward(keys):
     fwd = RNNCell(2)
-    layer = Bidirectional(fwd)  # the backward cell copies the forward configuration
+    layer = Bidirectional(fwd)  # the backward cell is the forward one, with its own parameters
     params, state, shape = layer.init(next(keys), (4, 3))
     assert shape == (4, 4) and set(params) == {"forward", "backward"}
     x = normal(next(keys), (2, 4, 3), jnp.float32)
@@ -434,9 +527,11 @@ def test_bidirectional_without_mask_is_forward_and_flipped_backward(keys):
     np.testing.assert_allclose(y, jnp.concatenate([yf, yb[:, ::-1]], -1), rtol=1e-6, atol=1e-6)
     # initial carries, one per direction
     carries = (jnp.ones((2, 2)), -jnp.ones((2, 2)))
-    y0, _ = layer.apply(params, state, (x, None, carries))
-    yf0, _ = Recurrent(fwd).apply(params["forward"], {}, (x, None, carries[0]))
-    np.testing.assert_allclose(y0[..., :2], yf0, rtol=1e-6, atol=1e-6)
+    assert layer.init(next(keys), ((4, 3), ((2,), (2,))))[2] == (4, 4)
+    y0, _ = layer.apply(params, state, (x, carries))
+    yf0, _ = Recurrent(fwd).apply(params["forward"], {}, (x, carries[0]))
+    yb0, _ = Recurrent(fwd, reverse=True).apply(params["backward"], {}, (x, carries[1]))
+    np.testing.assert_allclose(y0, jnp.concatenate([yf0, yb0], -1), rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,16 +542,15 @@ def test_stacked_layers_pass_the_mask_through_serial(keys):
     cells = [LSTMCell(4), GRUCell(3)]
     model = stacked(cells, return_sequences=False)
     manual = Serial(Recurrent(cells[0]), Recurrent(cells[1], return_sequences=False))
-    params, state, shape = model.init(next(keys), ((5, 2), (5,)))
-    assert shape == (3,) and len(params) == 2
-    assert Recurrent(cells[0]).init(next(keys), ((5, 2), (5,)))[2] == ((5, 4), (5,))
-    assert stacked(cells).init(next(keys), ((5, 2), (5,)))[2] == ((5, 3), (5,))
+    params, state, shape = model.init(next(keys), (5, 2))
+    assert shape == (3,) and sorted(params) == ["recurrent_0", "recurrent_1"]
+    assert stacked(cells).init(next(keys), (5, 2))[2] == (5, 3)
     lengths = [5, 2]
     mask = padding_mask(lengths, 5)
     x = normal(next(keys), (2, 5, 2), jnp.float32)
-    y, _ = model.apply(params, state, (x, mask))
-    np.testing.assert_array_equal(manual.apply(params, state, (x, mask))[0], y)
-    for b, n in enumerate(lengths):  # the top layer's last state, each sequence alone
+    y, _ = model.apply(params, state, x, mask=mask)
+    np.testing.assert_array_equal(manual.apply(params, state, x, mask=mask)[0], y)
+    for b, n in enumerate(lengths):  # the top layer's last output, each sequence alone
         alone, _ = model.apply(params, state, x[b, :n])
         np.testing.assert_allclose(y[b], alone, rtol=1e-6, atol=1e-6)  # float32, shapes differ
 
@@ -479,6 +573,20 @@ def masked_input(key, full_shape, dtype):
     return x, jnp.asarray(mask)
 
 
+def mask_from_input(layer):
+    """A test adapter: the layer with its input taken as the pair ``(x, mask)`` and the mask
+    handed on as the ``mask`` keyword, so the shared contract check (which calls
+    ``apply(params, state, x)`` and vmaps over ``x``) covers masked runs too."""
+
+    def init(key, input_shape):  # ((T, F), (T,))
+        return layer.init(key, input_shape[0])
+
+    def apply(params, state, x, *, key=None, train=False, mask=None):
+        return layer.apply(params, state, x[0], key=key, train=train, mask=x[1])
+
+    return Layer(init, apply)
+
+
 # Every row uses the per-example shape (5, 3), so the fixture's input draws compile once.
 CONTRACT = [
     ("rnn", lambda: Recurrent(RNNCell(3)), (5, 3)),
@@ -489,14 +597,14 @@ CONTRACT = [
 MASKED_CONTRACT = [
     (
         "stacked_masked_last",
-        lambda: stacked([LSTMCell(3), GRUCell(2)], return_sequences=False),
+        lambda: mask_from_input(stacked([LSTMCell(3), GRUCell(2)], return_sequences=False)),
         ((5, 3), (5,)),
     ),
     (
         "bidirectional_sum_then_rnn_masked",
-        lambda: Serial(
+        lambda: mask_from_input(Serial(
             Bidirectional(GRUCell(2), merge="sum"), Recurrent(RNNCell(2), return_sequences=False)
-        ),
+        )),
         ((5, 3), (5,)),
     ),
 ]
@@ -509,27 +617,39 @@ def test_layer_contract(_, factory, shape, keys, layer_contract):
 
 @pytest.mark.parametrize("_, factory, shape", MASKED_CONTRACT, ids=[r[0] for r in MASKED_CONTRACT])
 def test_layer_contract_with_mask(_, factory, shape, keys, layer_contract):
-    # the fixture differentiates x + 0.1 sign(x), which a tuple does not support: the gradient
+    # the fixture differentiates x + 0.1 sign(x), which a pair does not support: the gradient
     # with respect to a masked input is checked below instead
     layer_contract(factory, shape, keys, make_input=masked_input, differentiable_input=False)
 
 
 def test_masked_gradients_by_finite_differences(keys):
-    """d(y)/d(x) through every cell, both directions and the mask flowing between layers, y the
-    (*batch, T, H) part of (y, mask). The parameter gradients with a mask are the contract test's
-    (masked rows above); tolerance as the fixture's (float64, 1e-6)."""
+    """d(y)/d(x) through every cell, both directions and the mask reaching every layer. The
+    parameter gradients with a mask are the contract test's (masked rows above); tolerance as the
+    fixture's (float64, 1e-6)."""
     layer = Serial(Recurrent(LSTMCell(2)), Bidirectional(GRUCell(2), RNNCell(2)))
     mask = padding_mask([4, 2], 4)
     with jax.enable_x64(True):
-        params, state, shape = layer.init(next(keys), ((4, 3), (4,)))
-        assert shape == ((4, 4), (4,))
+        params, state, shape = layer.init(next(keys), (4, 3))
+        assert shape == (4, 4)
         params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
         x = normal(next(keys), (2, 4, 3))
-        f = lambda xi: layer.apply(params, state, (xi, mask))[0][0]  # noqa: E731
+        f = lambda xi: layer.apply(params, state, xi, mask=mask)[0]  # noqa: E731
         check_grads(f, (x,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
         grad_x = jax.grad(lambda xi: jnp.sum(f(xi) ** 2))(x)
         np.testing.assert_array_equal(grad_x[1, 2:], np.zeros((2, 3)))  # padded inputs: no effect
         assert np.abs(np.asarray(grad_x[1, :2])).min() > 0
+
+
+def test_gradient_through_the_initial_and_final_carry(keys):
+    """Both carries are differentiable: d(c_T)/d(h_0, c_0) by finite differences (float64)."""
+    cell = LSTMCell(2)
+    layer = Recurrent(cell, return_carry=True)
+    with jax.enable_x64(True):
+        params = random_params(cell, 3, keys)
+        x = normal(next(keys), (2, 4, 3))
+        carry = random_carry("lstm", (2,), 2, keys)
+        f = lambda h0, c0: layer.apply(params, {}, (x, (h0, c0)))[0][1][1]  # noqa: E731
+        check_grads(f, carry, order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
 def test_jitted_sgd_on_a_tiny_lstm_regression_reduces_the_loss(keys):
@@ -572,76 +692,87 @@ def test_invalid_cell_options(key):
     with pytest.raises(ValueError, match=r"`input_features` must be a positive integer, got 0"):
         GRUCell(2).init(key, 0)
     params = LSTMCell(2).init(key, 3)
-    with pytest.raises(ValueError, match=r"LSTMCell.step expects x_t of shape \(\.\.\., 3\), got shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"LSTMCell expects x_t of shape \(\.\.\., 3\), got shape \(2, 4\)"):
         LSTMCell(2).step(params, LSTMCell(2).initial_carry((2,)), jnp.ones((2, 4)))
+    with pytest.raises(TypeError, match=r"Cell needs a callable `step`, got None"):
+        Cell(init=lambda k, f: {}, step=None, initial_carry=lambda *a: None)
 
 
 def test_invalid_layer_construction():
-    with pytest.raises(TypeError, match=r"Recurrent: `cell` must be a recurrent cell \(RNNCell, LSTMCell or GRUCell\), got"):
+    with pytest.raises(TypeError, match=r"Recurrent: `cell` must be a fdl.nn.Cell \(RNNCell\(H\), LSTMCell\(H\), GRUCell\(H\) or Cell\(init, step, initial_carry\)\), got Dense\(features=3\)"):
         Recurrent(Dense(3))
     with pytest.raises(ValueError, match=r"`return_sequences` must be True or False, got 'yes'"):
         Recurrent(RNNCell(2), return_sequences="yes")
+    with pytest.raises(ValueError, match=r"`return_carry` must be True or False, got None"):
+        Recurrent(RNNCell(2), return_carry=None)
     with pytest.raises(ValueError, match=r"`reverse` must be True or False, got 1"):
         Recurrent(RNNCell(2), reverse=1)
-    with pytest.raises(TypeError, match=r"Bidirectional: `forward` must be a recurrent cell"):
+    with pytest.raises(TypeError, match=r"Bidirectional: `forward` must be a fdl.nn.Cell"):
         Bidirectional(Recurrent(RNNCell(2)))
-    with pytest.raises(TypeError, match=r"Bidirectional: `backward` must be a recurrent cell"):
+    with pytest.raises(TypeError, match=r"Bidirectional: `backward` must be a fdl.nn.Cell"):
         Bidirectional(RNNCell(2), 3)
     with pytest.raises(ValueError, match=r"`merge` must be one of 'concat', 'sum', got 'mean'"):
         Bidirectional(RNNCell(2), merge="mean")
-    with pytest.raises(ValueError, match=r"Bidirectional layer 'bi': merge='sum' needs equal hidden sizes, got forward 3 and backward 2"):
-        Bidirectional(GRUCell(3), GRUCell(2), merge="sum", name="bi")
-    with pytest.raises(ValueError, match=r"stacked 'enc' needs at least one cell, got none"):
-        stacked([], name="enc")
-    with pytest.raises(TypeError, match=r"stacked 'stacked': `cells\[1\]` must be a recurrent cell"):
+    with pytest.raises(ValueError, match=r"stacked needs at least one cell, got none"):
+        stacked([])
+    with pytest.raises(TypeError, match=r"stacked: `cells\[1\]` must be a fdl.nn.Cell"):
         stacked([RNNCell(2), "gru"])
 
 
 def test_input_shape_errors_at_init(key):
     layer = Recurrent(LSTMCell(2), name="enc")
     for bad in [(3,), (2, 5, 3)]:
-        message = f"Recurrent layer 'enc' expects (..., T, F) inputs, so input_shape (T, F), got {bad}"
+        message = f"Recurrent expects (..., T, F) inputs, so input_shape (T, F), got {bad}"
         with pytest.raises(ValueError, match=re.escape(message)):
             layer.init(key, bad)
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc': the mask shape must be \(T,\) = \(5,\) for input_shape \(5, 3\), got \(4,\)"):
-        layer.init(key, ((5, 3), (4,)))
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc' takes input_shape \(T, F\), \(\(T, F\), \(T,\)\) or"):
-        layer.init(key, ((5, 3), (5,), None, None))
-    with pytest.raises(ValueError, match=r"Bidirectional layer 'bidirectional' expects \(\.\.\., T, F\) inputs"):
+    message = (
+        "Recurrent expects the initial carry's shapes to be ((2,), (2,)) (per example) for "
+        "LSTMCell(hidden_size=2), got (2,)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer.init(key, ((5, 3), (2,)))
+    layer.init(key, ((5, 3), [[2], [2]]))  # shapes may be written as lists
+    with pytest.raises(ValueError, match=r"Recurrent takes input_shape \(T, F\), or \(\(T, F\), carry_shapes\) when given an initial carry, got"):
+        layer.init(key, ((5, 3), (5,), None))
+    with pytest.raises(ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent expects \(\.\.\., T, F\) inputs"):
         Bidirectional(GRUCell(2)).init(key, (4,))
+    with pytest.raises(ValueError, match=r"Bidirectional with merge='sum' needs equal output sizes, got forward 3 and backward 2"):
+        Bidirectional(GRUCell(3), GRUCell(2), merge="sum").init(key, (4, 2))
 
 
 def test_input_errors_at_apply(keys):
     layer = Recurrent(GRUCell(2), name="enc")
     params, state, _ = layer.init(next(keys), (5, 3))
     x = jnp.ones((2, 5, 3))
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc' expects inputs of shape \(\.\.\., T, F\) with F = 3, got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"Recurrent expects inputs of shape \(\.\.\., T, F\), got shape \(3,\)"):
         layer.apply(params, state, jnp.ones(3))
-    with pytest.raises(ValueError, match=r"with F = 3, got shape \(2, 5, 4\)"):
+    message = (
+        "Recurrent got inputs of shape (2, 5, 4) (steps (2, 4)): GRUCell expects x_t of shape "
+        "(..., 3), got shape (2, 4)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
         layer.apply(params, state, jnp.ones((2, 5, 4)))
-    with pytest.raises(ValueError, match=r"with F = 3, got shape \(2, 5, 4\)"):
+    with pytest.raises(ValueError, match=re.escape(message)):
         jax.jit(layer.apply)(params, state, jnp.ones((2, 5, 4)))  # static shapes: raised while tracing
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc': `mask` must have shape \(\*batch, T\) = \(2, 5\) for inputs of shape \(2, 5, 3\), got \(2, 4\)"):
-        layer.apply(params, state, (x, jnp.ones((2, 4), bool)))
-    with pytest.raises(ValueError, match=r"`mask` must be bool \(True at real steps\), got dtype float32"):
-        layer.apply(params, state, (x, jnp.ones((2, 5))))
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc' takes x, \(x, mask\) or \(x, mask, initial_carry\), got a tuple of length 4"):
-        layer.apply(params, state, (x, None, None, None))
-    with pytest.raises(ValueError, match=r"Recurrent layer 'enc': `initial_carry` for GRUCell must be h, each of shape \(\*batch, H\) = \(2, 2\), got \(2,\)"):
-        layer.apply(params, state, (x, None, jnp.zeros(2)))
+    with pytest.raises(ValueError, match=r"Recurrent takes x or the pair \(x, initial_carry\), got a tuple of length 3"):
+        layer.apply(params, state, (x, None, None))
+    with pytest.raises(ValueError, match=re.escape("Recurrent expects an initial carry like GRUCell(hidden_size=2)'s for inputs of shape (2, 5, 3): shapes (2, 2), got (2,)")):
+        layer.apply(params, state, (x, jnp.zeros(2)))
     lstm = Recurrent(LSTMCell(2), name="enc")
     lstm_params, _, _ = lstm.init(next(keys), (5, 3))
-    with pytest.raises(ValueError, match=r"`initial_carry` for LSTMCell must be \(c, h\), each of shape \(\*batch, H\) = \(2, 2\), got \(2, 2\)"):
-        lstm.apply(lstm_params, state, (x, None, jnp.zeros((2, 2))))
+    with pytest.raises(ValueError, match=re.escape("shapes ((2, 2), (2, 2)), got (2, 2)")):
+        lstm.apply(lstm_params, state, (x, jnp.zeros((2, 2))))
+    with pytest.raises(ValueError, match=re.escape("shapes ((2, 2), (2, 2)), got [(2, 2), (2, 2)]")):
+        lstm.apply(lstm_params, state, (x, [jnp.zeros((2, 2))] * 2))  # a pytree: tuple, not list
 
 
 def test_bidirectional_apply_errors(keys):
     layer = Bidirectional(GRUCell(2), name="bi")
     params, state, _ = layer.init(next(keys), (5, 3))
     x = jnp.ones((2, 5, 3))
-    with pytest.raises(ValueError, match=r"Bidirectional layer 'bi' \(forward\) expects inputs of shape \(\.\.\., T, F\) with F = 3, got shape \(2, 5, 4\)"):
+    with pytest.raises(ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent got inputs of shape \(2, 5, 4\)"):
         layer.apply(params, state, jnp.ones((2, 5, 4)))
-    with pytest.raises(ValueError, match=r"Bidirectional layer 'bi': `initial_carry` must be a pair \(carry_forward, carry_backward\), got \(2, 2\)"):
-        layer.apply(params, state, (x, None, jnp.zeros((2, 2))))
-    with pytest.raises(ValueError, match=r"Bidirectional layer 'bi' expects params \{'forward': \.\.\., 'backward': \.\.\.\} \(as its init returned\), got tuple"):
+    with pytest.raises(ValueError, match=r"Bidirectional expects the initial carry as the pair \(carry_forward, carry_backward\), got shapes \(2, 2\)"):
+        layer.apply(params, state, (x, jnp.zeros((2, 2))))
+    with pytest.raises(ValueError, match=r"Bidirectional 'bi' expects `params` to be a dict keyed by its children's names"):
         layer.apply((params["forward"], params["backward"]), state, x)

@@ -17,12 +17,12 @@ from fdl.nn.activations import (
 )
 from fdl.nn.attention import (
     MultiHeadAttention,
-    TransformerEncoderBlock,
     attention_weights,
     scaled_dot_product_attention,
 )
 from fdl.nn.combinators import (
     Branch,
+    Multiply,
     Concat,
     Elementwise,
     FanOut,
@@ -33,7 +33,8 @@ from fdl.nn.combinators import (
     Serial,
     Sum,
 )
-from fdl.nn.conv import Conv1D, Conv2D, ConvTranspose2D
+from fdl.nn.conv import Conv1D, Conv2D
+from fdl.nn.conv_transpose import ConvTranspose1D, ConvTranspose2D
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
 from fdl.nn.embedding import (
@@ -41,22 +42,63 @@ from fdl.nn.embedding import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
 )
-from fdl.nn.layer import Layer, as_function
+from fdl.nn.layer import Eval, Layer, as_function, composite, layer_factory
 from fdl.nn.mlp import mlp
-from fdl.nn.normalization import BatchNorm, GroupNorm, LayerNorm
-from fdl.nn.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
+from fdl.nn.parts import (
+    combine,
+    eval_mode,
+    layer_at,
+    layer_paths,
+    leaf_paths,
+    param_count,
+    partition,
+    replace_layer,
+    select,
+    swap,
+    tree_at,
+)
+from fdl.nn.summary import Summary, summary
+from fdl.nn.batch_norm import BatchNorm
+from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
+from fdl.nn.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    MaxPool1D,
+    MaxPool2D,
+)
 from fdl.nn.recurrent import (
     Bidirectional,
+    Cell,
     GRUCell,
     LSTMCell,
     Recurrent,
     RNNCell,
     stacked,
 )
+from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
     "Layer",
     "as_function",
+    "layer_factory",
+    "composite",
+    "Eval",
+    # reaching into a model
+    "leaf_paths",
+    "layer_paths",
+    "tree_at",
+    "layer_at",
+    "replace_layer",
+    "swap",
+    "eval_mode",
+    "select",
+    "partition",
+    "combine",
+    "param_count",
+    "summary",
+    "Summary",
     "Dense",
     "Dropout",
     "Serial",
@@ -64,6 +106,7 @@ __all__ = [
     "FanOut",
     "Concat",
     "Sum",
+    "Multiply",
     "Branch",
     "Residual",
     "Identity",
@@ -83,15 +126,18 @@ __all__ = [
     # convolution and pooling
     "Conv1D",
     "Conv2D",
+    "ConvTranspose1D",
     "ConvTranspose2D",
     "MaxPool1D",
     "MaxPool2D",
     "AvgPool1D",
     "AvgPool2D",
     "GlobalAvgPool",
+    "GlobalMaxPool",
     # normalization
     "BatchNorm",
     "LayerNorm",
+    "RMSNorm",
     "GroupNorm",
     # embeddings and attention
     "Embedding",
@@ -101,7 +147,9 @@ __all__ = [
     "attention_weights",
     "MultiHeadAttention",
     "TransformerEncoderBlock",
+    "TransformerDecoderBlock",
     # recurrent
+    "Cell",
     "RNNCell",
     "LSTMCell",
     "GRUCell",

@@ -1,29 +1,41 @@
 r"""Recurrent layers: Elman, LSTM and GRU cells, scanned over time in one or both directions.
 
-A **cell** is the one-step rule :math:`(\text{carry}_{t-1}, x_t) \mapsto (\text{carry}_t, h_t)`:
-a small frozen dataclass that holds configuration only (hidden size, initializers, dtypes), with
+A **cell** is the one-step rule :math:`(\text{carry}_{t-1}, x_t) \mapsto (\text{carry}_t, y_t)`,
+held in a :class:`Cell`: a record of three pure functions, like a layer's ``(init, apply)`` pair,
 
 .. code-block:: text
 
-    cell.init(key, input_features)              -> params        # {"w_x", "w_h", "b", ...}
-    cell.initial_carry(batch_shape, dtype)      -> carry         # zeros, each (*batch, H)
-    cell.step(params, carry, x_t)               -> (carry, h_t)  # x_t: (*batch, F)
+    init(key, input_features)              -> params              # {"w_x", "w_h", "b", ...}
+    step(params, carry, x_t)               -> (carry, y_t)        # x_t: (*batch, F)
+    initial_carry(batch_shape=(), dtype)   -> carry               # zeros
 
-A cell is not a :class:`~fdl.nn.Layer`; the layers are :func:`Recurrent` (one direction, a
-``jax.lax.scan`` over time), :func:`Bidirectional` (both directions, merged) and :func:`stacked`
-(a :func:`~fdl.nn.Serial` of :func:`Recurrent` layers). Sequences are ``(*batch, T, F)``, time on
-the second-to-last axis, channels last.
+The carry is an ordinary pytree, with no layout tags: :math:`h` itself, ``(*batch, H)``, for
+:func:`RNNCell` and :func:`GRUCell`, and the pair ``(h, c)`` for :func:`LSTMCell`, in PyTorch's
+order (``torch.nn.LSTM`` returns ``(h_n, c_n)``). The output :math:`y_t` is :math:`h_t` for all
+three. Any ``Cell(init, step, initial_carry)`` with that contract works with the layers.
 
-Every cell computes all its gates with **one** matmul on :math:`x_t` and **one** on
-:math:`h_{t-1}`: the kernels of the gates are concatenated along the last axis,
-``w_x: (F, G·H)`` and ``w_h: (H, G·H)``. :func:`Recurrent` goes further and computes the input
-part :math:`x_t W_x + b` for all ``T`` steps in a single matmul before the scan, so the loop body
-holds just the recurrent matmul and the elementwise gate arithmetic.
+The layers are :func:`Recurrent` (one direction, a ``jax.lax.scan`` over time),
+:func:`Bidirectional` (both directions, merged) and :func:`stacked` (a :func:`~fdl.nn.Serial` of
+:func:`Recurrent` layers). Sequences are ``(*batch, T, F)``, time on the second-to-last axis,
+channels last. :func:`Recurrent` can return its final carry beside the outputs
+(``return_carry=True``) and starts from a given carry when its input is the pair
+``(x, initial_carry)``; so a sequence can be run in pieces, or an encoder's final carry can
+start a decoder.
 
-**Masks.** ``(x, mask)`` with ``mask`` bool ``(*batch, T)``, ``True`` at real steps. At a padded
-step the carry is *not* updated and the output is zero, so padded steps have no effect at all: the
-result equals running each sequence alone on its real steps (tested). Running in reverse skips the
-padded tail first, so a right-padded sequence is reversed within its own length.
+**Masks.** ``apply(..., mask=mask)``, ``mask`` bool ``(*batch, T)``, ``True`` at real steps. At a
+padded step the carry is *not* updated and the output is zero, so padded steps have no effect at
+all: the result equals running each sequence alone on its real steps (tested), and the final
+carry is the carry after the last real step. Running in reverse skips the padded tail first, so
+a right-padded sequence is reversed within its own length.
+
+**Speed.** Every cell computes all its gates with one matmul on :math:`x_t` and one on
+:math:`h_{t-1}` (the gates' kernels concatenated, ``w_x: (F, G·H)``, ``w_h: (H, G·H)``), both
+inside the scan's step, as Flax's ``OptimizedLSTMCell`` does. Computing :math:`x W_x + b` for all
+``T`` steps before the scan (one big matmul) was measured slower on CPU: it writes, transposes
+and re-reads a ``(T, *batch, G·H)`` array both ways (16 times the size of ``x`` for the LSTM of
+the benchmark), where the in-step matmul reads a ``(*batch, F)`` slice. When only the last output
+is wanted (``return_sequences=False``, no mask) the last step runs after the scan, so the scan
+stacks no outputs. See ``docs/design.md`` and ``benchmarks/lstm.py``.
 
 References: Elman (1990), Finding structure in time, Cognitive Science 14(2); Hochreiter &
 Schmidhuber (1997), Long short-term memory, Neural Computation 9(8); Gers, Schmidhuber & Cummins
@@ -38,8 +50,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,129 +60,185 @@ from fdl import initializers
 from fdl._checks import check_choice, check_positive_int, check_shape
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import _promote
-from fdl.nn.layer import Layer, Shape
+from fdl.nn.layer import Layer, composite, layer_factory
 
-__all__ = ["RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Bidirectional", "stacked"]
+__all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Bidirectional", "stacked"]
 
 Carry = Any
 Params = dict
 
 
-@dataclasses.dataclass(frozen=True)
-class _Cell:
-    """Shared configuration and machinery of the cells; see :class:`LSTMCell` for the fields."""
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Cell:
+    r"""A recurrent cell: three pure functions and, for ``repr``, its kind and settings.
 
-    hidden_size: int
-    _: dataclasses.KW_ONLY
-    input_init: initializers.Initializer | None = None
-    recurrent_init: initializers.Initializer | None = None
-    bias_init: initializers.Initializer | None = None
-    param_dtype: Any = jnp.float32
-    dtype: Any = None
+    Attributes:
+      init: ``init(key, input_features) -> params``.
+      step: ``step(params, carry, x_t) -> (carry, y_t)``, ``x_t`` of shape ``(*batch, F)``, any
+        number of leading batch axes. It must return a carry of the structure, shapes and dtypes
+        it will be given next (:func:`Recurrent` casts the first carry to the dtypes ``step``
+        returns, so a cell may compute in another dtype than its input).
+      initial_carry: ``initial_carry(batch_shape=(), dtype=float32) -> carry``, the carry before
+        the first step (zeros for the cells here).
+      kind: the constructor's name, shown by ``repr`` and in errors.
+      config: ``((argument, value), ...)`` shown by ``repr``.
 
-    num_gates: ClassVar[int] = 1
-    carry_layout: ClassVar[str] = "h"
+    It unpacks like a triple, ``init, step, initial_carry = fdl.nn.GRUCell(4)``.
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> cell = fdl.nn.GRUCell(4)
+    >>> cell
+    GRUCell(hidden_size=4)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> carry, y = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> carry.shape, bool((y == carry).all())
+    ((2, 4), True)
+
+    A cell of your own is three functions (here a leaky integrator :math:`h_t = \tfrac12 h_{t-1}
+    + x_t`, no parameters):
+
+    >>> from fdl.nn import Cell
+    >>> def step(params, h, x_t):
+    ...     h = 0.5 * h + x_t
+    ...     return h, h
+    >>> def zeros(batch_shape=(), dtype=jnp.float32):
+    ...     return jnp.zeros((*batch_shape, 1), dtype)  # (*batch, 1)
+    >>> leaky = Cell(init=lambda key, features: {}, step=step, initial_carry=zeros)
+    >>> y, _ = fdl.nn.Recurrent(leaky).apply({}, {}, jnp.ones((3, 1)))
+    >>> y[:, 0].tolist()
+    [1.0, 1.5, 1.75]
+    """
+
+    init: Callable[[jax.Array, int], Params]
+    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    initial_carry: Callable[..., Carry]
+    kind: str = "Cell"
+    config: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        check_positive_int("hidden_size", self.hidden_size)
+        for field in ("init", "step", "initial_carry"):
+            value = getattr(self, field)
+            if not callable(value):
+                raise TypeError(f"Cell needs a callable `{field}`, got {value!r}")
 
-    # -- parameters ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter((self.init, self.step, self.initial_carry))
 
-    def _gate_blocks(self, init: Any, key: jax.Array, shape: Shape) -> jax.Array:
-        """Call ``init`` once per gate on that gate's block and concatenate on the last axis."""
-        keys = jax.random.split(key, self.num_gates)
-        blocks = [init(k, shape, self.param_dtype) for k in keys]
-        return jnp.concatenate(blocks, axis=-1)  # (*shape[:-1], G*H)
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_value_repr(v)}" for k, v in self.config)
+        return f"{self.kind}({args})"
 
-    def init(self, key: jax.Array, input_features: int) -> Params:
-        """The parameters for inputs with ``input_features`` features (see the class docstring)."""
-        check_positive_int("input_features", input_features)
-        input_init = initializers.lecun_normal() if self.input_init is None else self.input_init
-        recurrent_init = (
-            initializers.orthogonal() if self.recurrent_init is None else self.recurrent_init
-        )
-        bias_init = initializers.zeros() if self.bias_init is None else self.bias_init
-        h = self.hidden_size
-        kx, kh, kb, kextra = jax.random.split(key, 4)
-        params = {
-            "w_x": self._gate_blocks(input_init, kx, (input_features, h)),  # (F, G*H)
-            "w_h": self._gate_blocks(recurrent_init, kh, (h, h)),  # (H, G*H)
-            "b": self._gate_blocks(bias_init, kb, (h,)),  # (G*H,)
-        }
-        return self._extra_params(params, bias_init, kextra)
 
-    def _extra_params(self, params: Params, bias_init: Any, key: jax.Array) -> Params:
-        return params
+def _value_repr(value: Any) -> str:
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    if hasattr(value, "dtype") and hasattr(value, "name") and not hasattr(value, "shape"):
+        return str(value.name)  # a NumPy dtype
+    if isinstance(value, type):
+        return value.__name__
+    return repr(value)
 
-    # -- computation -----------------------------------------------------------------------
 
-    def compute_dtype(self, params: Params, x_dtype: Any) -> Any:
-        """``dtype`` if set, else the input's and the parameters' dtypes promoted."""
-        return self.dtype if self.dtype is not None else _promote(x_dtype, params["w_x"].dtype)
-
-    def project_inputs(self, params: Params, x: jax.Array) -> jax.Array:
-        r"""The input part of every gate, :math:`x W_x + b`: ``(..., F) -> (..., G·H)``.
-
-        ``params`` and ``x`` must already be in the compute dtype (as :func:`Recurrent` and
-        :meth:`step` arrange); the leading axes are arbitrary (all ``T`` steps at once).
-        """
-        z = jnp.matmul(x, params["w_x"])  # (..., G*H)
-        return z + jnp.broadcast_to(params["b"], z.shape)
-
-    def recur(self, params: Params, carry: Carry, xw_t: jax.Array) -> tuple[Carry, jax.Array]:
-        """One step given the projected input ``xw_t = x_t W_x + b`` of shape ``(*batch, G·H)``."""
-        raise NotImplementedError
-
-    def step(self, params: Params, carry: Carry, x_t: Any) -> tuple[Carry, jax.Array]:
-        """One time step: ``(carry, x_t) -> (new_carry, h_t)``, ``x_t`` of shape ``(*batch, F)``.
-
-        Computes in :meth:`compute_dtype`; the carry is cast to it.
-        """
-        x_t = jnp.asarray(x_t)
-        features = params["w_x"].shape[0]
-        if x_t.ndim < 1 or x_t.shape[-1] != features:
-            raise ValueError(
-                f"{type(self).__name__}.step expects x_t of shape (..., {features}), "
-                f"got shape {x_t.shape}"
-            )
-        compute = self.compute_dtype(params, x_t.dtype)
-        params = jax.tree.map(lambda a: a.astype(compute), params)
-        carry = jax.tree.map(lambda a: jnp.asarray(a).astype(compute), carry)
-        return self.recur(params, carry, self.project_inputs(params, x_t.astype(compute)))
-
-    # -- carries ---------------------------------------------------------------------------
-
-    def initial_carry(self, batch_shape: Sequence[int] = (), dtype: Any = jnp.float32) -> Carry:
-        """The zero carry: ``h`` (Elman, GRU) or ``(c, h)`` (LSTM), each ``(*batch_shape, H)``."""
-        zeros = jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)  # (*batch, H)
-        return (zeros, zeros) if self.carry_layout == "(c, h)" else zeros
-
-    def output(self, carry: Carry) -> jax.Array:
-        """The hidden state :math:`h` held in ``carry``."""
-        return carry[1] if self.carry_layout == "(c, h)" else carry
-
-    def check_carry(self, carry: Carry, batch_shape: Shape, where: str) -> Carry:
-        """Return ``carry`` if it has this cell's structure and shapes, else raise (naming
-        ``where``)."""
-        want = tuple(batch_shape) + (self.hidden_size,)
-        if self.carry_layout == "(c, h)":
-            parts = tuple(carry) if isinstance(carry, (tuple, list)) else None
-            ok = parts is not None and len(parts) == 2
-        else:
-            parts = (carry,)
-            ok = not isinstance(carry, (tuple, list, dict)) and carry is not None
-        ok = ok and all(jnp.shape(p) == want for p in parts)
-        if not ok:
-            got = jax.tree.map(jnp.shape, carry)
-            raise ValueError(
-                f"{where}: `initial_carry` for {type(self).__name__} must be "
-                f"{self.carry_layout}, each of shape (*batch, H) = {want}, got {got}"
-            )
-        return parts if self.carry_layout == "(c, h)" else carry  # a list [c, h] as the tuple
+# ----------------------------------------------------------------------------- the cells' parts
 
 
 @dataclasses.dataclass(frozen=True)
-class RNNCell(_Cell):
+class _Settings:
+    """What every cell here is configured with (see :func:`LSTMCell` for the meanings)."""
+
+    kind: str
+    hidden_size: int
+    gates: int
+    input_init: Any
+    recurrent_init: Any
+    bias_init: Any
+    param_dtype: Any
+    dtype: Any
+
+    def config(self, **extra: Any) -> tuple[tuple[str, Any], ...]:
+        """The settings that differ from the defaults, for ``repr``."""
+        items = [("hidden_size", self.hidden_size)]
+        for arg in ("input_init", "recurrent_init", "bias_init", "dtype"):
+            if getattr(self, arg) is not None:
+                items.append((arg, getattr(self, arg)))
+        if self.param_dtype != jnp.float32:
+            items.append(("param_dtype", self.param_dtype))
+        return tuple(items) + tuple(extra.items())
+
+
+def _settings(kind: str, gates: int, hidden_size: Any, input_init: Any, recurrent_init: Any,
+              bias_init: Any, param_dtype: Any, dtype: Any) -> _Settings:
+    check_positive_int("hidden_size", hidden_size)
+    return _Settings(kind, hidden_size, gates, input_init, recurrent_init, bias_init, param_dtype,
+                     dtype)
+
+
+def _gate_blocks(
+    init: Any, key: jax.Array, shape: tuple[int, ...], gates: int, dtype: Any
+) -> jax.Array:
+    """Call ``init`` once per gate on that gate's block and concatenate on the last axis."""
+    blocks = [init(k, shape, dtype) for k in jax.random.split(key, gates)]
+    return jnp.concatenate(blocks, axis=-1)  # (*shape[:-1], G*H)
+
+
+def _init_weights(s: _Settings, key: jax.Array, input_features: Any) -> Params:
+    """``{"w_x": (F, G·H), "w_h": (H, G·H), "b": (G·H,)}``, each initializer per gate block."""
+    check_positive_int("input_features", input_features)
+    input_init = initializers.lecun_normal() if s.input_init is None else s.input_init
+    recurrent_init = initializers.orthogonal() if s.recurrent_init is None else s.recurrent_init
+    kx, kh, kb = jax.random.split(key, 3)
+    h, g = s.hidden_size, s.gates
+    return {
+        "w_x": _gate_blocks(input_init, kx, (input_features, h), g, s.param_dtype),  # (F, G*H)
+        "w_h": _gate_blocks(recurrent_init, kh, (h, h), g, s.param_dtype),  # (H, G*H)
+        "b": _gate_blocks(_bias_init(s), kb, (h,), g, s.param_dtype),  # (G*H,)
+    }
+
+
+def _bias_init(s: _Settings) -> Any:
+    return initializers.zeros() if s.bias_init is None else s.bias_init
+
+
+def _zeros_carry(s: _Settings) -> Callable[..., jax.Array]:
+    def initial_carry(batch_shape: Sequence[int] = (), dtype: Any = jnp.float32) -> jax.Array:
+        return jnp.zeros((*batch_shape, s.hidden_size), dtype)  # (*batch, H)
+
+    return initial_carry
+
+
+def _prepare(
+    s: _Settings, params: Params, carry: Carry, x_t: Any
+) -> tuple[Params, Carry, jax.Array]:
+    """Check ``x_t (*batch, F)`` and cast ``params``, ``carry`` and ``x_t`` to the compute dtype:
+    ``dtype`` if set, else the input's and the parameters' dtypes promoted."""
+    x_t = jnp.asarray(x_t)
+    features = params["w_x"].shape[0]
+    if x_t.ndim < 1 or x_t.shape[-1] != features:
+        raise ValueError(f"{s.kind} expects x_t of shape (..., {features}), got shape {x_t.shape}")
+    compute = s.dtype if s.dtype is not None else _promote(x_t.dtype, params["w_x"].dtype)
+    params = jax.tree.map(lambda a: a.astype(compute), params)
+    carry = jax.tree.map(lambda a: jnp.asarray(a).astype(compute), carry)
+    return params, carry, x_t.astype(compute)
+
+
+def _gate_sums(params: Params, x_t: jax.Array, h: jax.Array) -> jax.Array:
+    r"""All gates' pre-activations :math:`x_t W_x + h_{t-1} W_h + b`, ``(*batch, G·H)``."""
+    z = jnp.matmul(x_t, params["w_x"]) + jnp.matmul(h, params["w_h"])  # (*batch, G*H)
+    return z + jnp.broadcast_to(params["b"], z.shape)
+
+
+# ------------------------------------------------------------------------------------ the cells
+
+
+def RNNCell(
+    hidden_size: int,
+    *,
+    input_init: initializers.Initializer | None = None,
+    recurrent_init: initializers.Initializer | None = None,
+    bias_init: initializers.Initializer | None = None,
+    param_dtype: Any = jnp.float32,
+    dtype: Any = None,
+) -> Cell:
     r"""The Elman (simple, "vanilla") recurrent cell with a tanh nonlinearity (Elman, 1990).
 
     .. math::
@@ -190,8 +258,12 @@ class RNNCell(_Cell):
       param_dtype: dtype of the stored parameters.
       dtype: compute dtype; ``None`` promotes the input's and the parameters' dtypes.
 
+    Returns:
+      A :class:`Cell` whose carry is :math:`h`.
+
     Raises:
-      ValueError: ``hidden_size`` is not a positive int (at construction).
+      ValueError: ``hidden_size`` is not a positive int (at construction); ``input_features``
+        not a positive int (at ``init``); ``x_t`` without ``F`` features (at ``step``).
 
     Differs from PyTorch: ``torch.nn.RNNCell`` stores ``weight_ih`` ``(H, F)``, ``weight_hh``
     ``(H, H)`` and two biases; with ours ``w_x = weight_ih.T``, ``w_h = weight_hh.T`` and
@@ -199,25 +271,36 @@ class RNNCell(_Cell):
     :math:`U(-1/\sqrt{H}, 1/\sqrt{H})`.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import RNNCell
-    >>> cell = RNNCell(4)
+    >>> cell = fdl.nn.RNNCell(4)
     >>> params = cell.init(jax.random.key(0), 3)
     >>> {k: v.shape for k, v in params.items()}
     {'w_x': (3, 4), 'w_h': (4, 4), 'b': (4,)}
-    >>> carry, h = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
-    >>> h.shape
+    >>> h, y = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> y.shape
     (2, 4)
     """
+    s = _settings("RNNCell", 1, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
+                  dtype)
 
-    num_gates: ClassVar[int] = 1
-
-    def recur(self, params: Params, carry: Carry, xw_t: jax.Array) -> tuple[Carry, jax.Array]:
-        h = jnp.tanh(xw_t + jnp.matmul(carry, params["w_h"]))  # (*batch, H)
+    def step(params: Params, carry: jax.Array, x_t: Any) -> tuple[jax.Array, jax.Array]:
+        params, h, x_t = _prepare(s, params, carry, x_t)
+        h = jnp.tanh(_gate_sums(params, x_t, h))  # (*batch, H)
         return h, h
 
+    return Cell(functools.partial(_init_weights, s), step, _zeros_carry(s), kind=s.kind,
+                config=s.config())
 
-@dataclasses.dataclass(frozen=True)
-class LSTMCell(_Cell):
+
+def LSTMCell(
+    hidden_size: int,
+    *,
+    input_init: initializers.Initializer | None = None,
+    recurrent_init: initializers.Initializer | None = None,
+    bias_init: initializers.Initializer | None = None,
+    forget_bias: float = 1.0,
+    param_dtype: Any = jnp.float32,
+    dtype: Any = None,
+) -> Cell:
     r"""The long short-term memory cell (Hochreiter & Schmidhuber, 1997) with a forget gate
     (Gers et al., 2000).
 
@@ -236,8 +319,8 @@ class LSTMCell(_Cell):
     Parameters: ``{"w_x": (F, 4H), "w_h": (H, 4H), "b": (4H,)}``, the gates concatenated along
     the last axis in the order **i, f, g, o** (``w_x[:, :H]`` is :math:`W_{x,i}`,
     ``w_x[:, H:2H]`` is :math:`W_{x,f}`, and so on), so all four gates are one matmul on
-    :math:`x_t` and one on :math:`h_{t-1}`. The carry is the pair ``(c, h)``, each
-    ``(*batch, H)``; the output at each step is :math:`h_t`.
+    :math:`x_t` and one on :math:`h_{t-1}`. The carry is the pair **(h, c)**, each
+    ``(*batch, H)``, in PyTorch's order; the output at each step is :math:`h_t`.
 
     Initialization: every initializer is called once per gate, on that gate's block (``(F, H)``,
     ``(H, H)``, ``(H,)``), and the blocks are concatenated, so fans are those of one gate and each
@@ -258,57 +341,69 @@ class LSTMCell(_Cell):
       param_dtype: dtype of the stored parameters.
       dtype: compute dtype; ``None`` promotes the input's and the parameters' dtypes.
 
-    Raises:
-      ValueError: ``hidden_size`` is not a positive int (at construction).
+    Returns:
+      A :class:`Cell` whose carry is ``(h, c)``.
 
-    Differs from PyTorch: ``torch.nn.LSTMCell`` uses the same gate order i, f, g, o, but stores
-    ``weight_ih`` ``(4H, F)`` and ``weight_hh`` ``(4H, H)`` (ours are the transposes
-    ``(F, 4H)``, ``(H, 4H)``) and two biases ``bias_ih + bias_hh`` (ours is their sum ``b``).
-    PyTorch initializes everything :math:`U(-1/\sqrt{H}, 1/\sqrt{H})`, forget bias included;
-    Keras adds 1 to the forget bias (``unit_forget_bias=True``) as we do; Flax starts all biases
-    at 0. Differs from Haiku: Haiku orders the gates i, g, f, o and adds its forget bias in the
-    forward pass rather than at initialization.
+    Raises:
+      ValueError: ``hidden_size`` not a positive int, ``forget_bias`` not a real number (at
+        construction); the errors of :func:`RNNCell` at ``init`` and ``step``.
+
+    Differs from PyTorch: ``torch.nn.LSTMCell`` uses the same gate order i, f, g, o and the same
+    carry order ``(h, c)``, but stores ``weight_ih`` ``(4H, F)`` and ``weight_hh`` ``(4H, H)``
+    (ours are the transposes ``(F, 4H)``, ``(H, 4H)``) and two biases ``bias_ih + bias_hh``
+    (ours is their sum ``b``). PyTorch initializes everything :math:`U(-1/\sqrt{H}, 1/\sqrt{H})`,
+    forget bias included; Keras adds 1 to the forget bias (``unit_forget_bias=True``) as we do;
+    Flax starts all biases at 0 and orders its carry ``(c, h)``. Differs from Haiku: Haiku orders
+    the gates i, g, f, o and adds its forget bias in the forward pass rather than at
+    initialization.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import LSTMCell
-    >>> cell = LSTMCell(2)
+    >>> cell = fdl.nn.LSTMCell(2)
     >>> params = cell.init(jax.random.key(0), 3)
     >>> params["w_x"].shape, params["w_h"].shape, params["b"].tolist()
     ((3, 8), (2, 8), [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
-    >>> (c, h), y = cell.step(params, cell.initial_carry(), jnp.ones(3))
+    >>> (h, c), y = cell.step(params, cell.initial_carry(), jnp.ones(3))
     >>> c.shape, bool((y == h).all())
     ((2,), True)
     """
+    s = _settings("LSTMCell", 4, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
+                  dtype)
+    fb = forget_bias
+    if isinstance(fb, bool) or not isinstance(fb, (int, float)) or math.isnan(fb):
+        raise ValueError(f"`forget_bias` must be a real number, got {forget_bias!r}")
 
-    forget_bias: float = dataclasses.field(default=1.0, kw_only=True)
-
-    num_gates: ClassVar[int] = 4
-    carry_layout: ClassVar[str] = "(c, h)"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        fb = self.forget_bias
-        if isinstance(fb, bool) or not isinstance(fb, (int, float)) or math.isnan(fb):
-            raise ValueError(f"`forget_bias` must be a real number, got {fb!r}")
-
-    def _extra_params(self, params: Params, bias_init: Any, key: jax.Array) -> Params:
-        h = self.hidden_size
-        b = params["b"]  # (4H,) = [b_i, b_f, b_g, b_o]
-        b_f = b[h : 2 * h] + jnp.asarray(self.forget_bias, b.dtype)
+    def init(key: jax.Array, input_features: int) -> Params:
+        params = _init_weights(s, key, input_features)
+        h, b = s.hidden_size, params["b"]  # (4H,) = [b_i, b_f, b_g, b_o]
+        b_f = b[h : 2 * h] + jnp.asarray(forget_bias, b.dtype)
         params["b"] = jnp.concatenate([b[:h], b_f, b[2 * h :]])  # (4H,)
         return params
 
-    def recur(self, params: Params, carry: Carry, xw_t: jax.Array) -> tuple[Carry, jax.Array]:
-        c, h = carry  # (*batch, H) each
-        z = xw_t + jnp.matmul(h, params["w_h"])  # (*batch, 4H)
-        i, f, g, o = jnp.split(z, 4, axis=-1)  # (*batch, H) each
+    def step(params: Params, carry: tuple[jax.Array, jax.Array], x_t: Any):
+        params, (h, c), x_t = _prepare(s, params, tuple(carry), x_t)  # (*batch, H) each
+        i, f, g, o = jnp.split(_gate_sums(params, x_t, h), 4, axis=-1)  # (*batch, H) each
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (c, h), h
+        return (h, c), h
+
+    zeros = _zeros_carry(s)
+
+    def initial_carry(batch_shape: Sequence[int] = (), dtype: Any = jnp.float32):
+        return zeros(batch_shape, dtype), zeros(batch_shape, dtype)  # (h, c)
+
+    extra = {} if forget_bias == 1.0 else {"forget_bias": forget_bias}
+    return Cell(init, step, initial_carry, kind=s.kind, config=s.config(**extra))
 
 
-@dataclasses.dataclass(frozen=True)
-class GRUCell(_Cell):
+def GRUCell(
+    hidden_size: int,
+    *,
+    input_init: initializers.Initializer | None = None,
+    recurrent_init: initializers.Initializer | None = None,
+    bias_init: initializers.Initializer | None = None,
+    param_dtype: Any = jnp.float32,
+    dtype: Any = None,
+) -> Cell:
     r"""The gated recurrent unit (Cho et al., 2014), in the convention of PyTorch and cuDNN.
 
     .. math::
@@ -333,8 +428,8 @@ class GRUCell(_Cell):
     order **r, z, n**: one matmul on :math:`x_t` and one on :math:`h_{t-1}`. The carry is
     :math:`h`, ``(*batch, H)``; the output at each step is :math:`h_t`.
 
-    Initialization: as :class:`LSTMCell` (each initializer called once per gate block, LeCun normal
-    ``w_x``, orthogonal ``w_h`` blocks, zero ``b``), and ``b_hn`` from ``bias_init``.
+    Initialization: as :func:`LSTMCell` (each initializer called once per gate block, LeCun
+    normal ``w_x``, orthogonal ``w_h`` blocks, zero ``b``), and ``b_hn`` from ``bias_init``.
 
     Args:
       hidden_size: :math:`H`, a positive int.
@@ -344,8 +439,11 @@ class GRUCell(_Cell):
       param_dtype: dtype of the stored parameters.
       dtype: compute dtype; ``None`` promotes the input's and the parameters' dtypes.
 
+    Returns:
+      A :class:`Cell` whose carry is :math:`h`.
+
     Raises:
-      ValueError: ``hidden_size`` is not a positive int (at construction).
+      ValueError: as :func:`RNNCell`.
 
     Differs from PyTorch: same equations and gate order (r, z, n). ``torch.nn.GRUCell`` stores
     ``weight_ih`` ``(3H, F)`` and ``weight_hh`` ``(3H, H)`` (ours are the transposes) and two
@@ -354,23 +452,26 @@ class GRUCell(_Cell):
     ``b_hn`` and no separate ``b_hr``, ``b_hz``).
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import GRUCell
-    >>> cell = GRUCell(4)
+    >>> cell = fdl.nn.GRUCell(4)
     >>> params = cell.init(jax.random.key(0), 3)
     >>> {k: v.shape for k, v in params.items()}
     {'w_x': (3, 12), 'w_h': (4, 12), 'b': (12,), 'b_hn': (4,)}
     """
+    s = _settings("GRUCell", 3, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
+                  dtype)
 
-    num_gates: ClassVar[int] = 3
-
-    def _extra_params(self, params: Params, bias_init: Any, key: jax.Array) -> Params:
-        params["b_hn"] = bias_init(key, (self.hidden_size,), self.param_dtype)  # (H,)
+    def init(key: jax.Array, input_features: int) -> Params:
+        k_weights, k_hn = jax.random.split(key)
+        params = _init_weights(s, k_weights, input_features)
+        params["b_hn"] = _bias_init(s)(k_hn, (s.hidden_size,), s.param_dtype)  # (H,)
         return params
 
-    def recur(self, params: Params, carry: Carry, xw_t: jax.Array) -> tuple[Carry, jax.Array]:
-        h = carry  # (*batch, H)
+    def step(params: Params, carry: jax.Array, x_t: Any) -> tuple[jax.Array, jax.Array]:
+        params, h, x_t = _prepare(s, params, carry, x_t)  # h: (*batch, H)
+        xw = jnp.matmul(x_t, params["w_x"])  # (*batch, 3H)
+        xw = xw + jnp.broadcast_to(params["b"], xw.shape)
         hw = jnp.matmul(h, params["w_h"])  # (*batch, 3H)
-        x_r, x_z, x_n = jnp.split(xw_t, 3, axis=-1)  # (*batch, H) each
+        x_r, x_z, x_n = jnp.split(xw, 3, axis=-1)  # (*batch, H) each
         h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
@@ -378,15 +479,17 @@ class GRUCell(_Cell):
         h = (1.0 - z) * n + z * h
         return h, h
 
+    return Cell(init, step, _zeros_carry(s), kind=s.kind, config=s.config())
 
-CELLS = (RNNCell, LSTMCell, GRUCell)
+
+# ----------------------------------------------------------------------------------- the scan
 
 
-def _check_cell(where: str, arg: str, cell: Any) -> _Cell:
-    if not isinstance(cell, _Cell):
+def _check_cell(where: str, arg: str, cell: Any) -> Cell:
+    if not isinstance(cell, Cell):
         raise TypeError(
-            f"{where}: `{arg}` must be a recurrent cell (RNNCell, LSTMCell or GRUCell), "
-            f"got {cell!r}"
+            f"{where}: `{arg}` must be a fdl.nn.Cell (RNNCell(H), LSTMCell(H), GRUCell(H) or "
+            f"Cell(init, step, initial_carry)), got {cell!r}"
         )
     return cell
 
@@ -397,75 +500,99 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def _parse_input_shape(input_shape: Any, where: str) -> tuple[int, int, bool]:
-    """``(T, F)``, ``((T, F), (T,))`` or ``((T, F), (T,) | None, carry)`` -> ``(T, F, masked)``."""
-    masked = False
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    )
+
+
+def _shapes(tree: Any) -> Any:
+    """The shapes of a tree of arrays (or ``ShapeDtypeStruct``\\ s), as a tree of tuples."""
+    return jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
+
+
+def _step_types(cell: Cell, params: Params, batch: tuple[int, ...], x_t: Any) -> tuple[Any, Any]:
+    """``(carry, y_t)`` of one step from the zero carry, as ``ShapeDtypeStruct``\\ s (nothing is
+    computed). Raises the cell's own error for an ``x_t`` it does not take."""
+    def one_step(p: Params, x: jax.Array) -> tuple[Carry, jax.Array]:
+        return cell.step(p, cell.initial_carry(batch, x.dtype), x)
+
+    return jax.eval_shape(one_step, params, x_t)
+
+
+def _split_input_shape(kind: str, input_shape: Any) -> tuple[tuple[int, int], Any]:
+    """``(T, F)`` or ``((T, F), carry_shapes)`` -> ``((T, F), carry_shapes or None)``."""
+    carry_shapes = None
     shape = input_shape
-    if isinstance(input_shape, (tuple, list)) and input_shape and not isinstance(
-        input_shape[0], int
-    ):
-        if len(input_shape) not in (2, 3):
+    if isinstance(input_shape, (tuple, list)) and input_shape and not _is_shape(input_shape):
+        if len(input_shape) != 2:
             raise ValueError(
-                f"{where} takes input_shape (T, F), ((T, F), (T,)) or ((T, F), (T,), carry), "
-                f"got {input_shape!r}"
+                f"{kind} takes input_shape (T, F), or ((T, F), carry_shapes) when given an "
+                f"initial carry, got {input_shape!r}"
             )
-        shape, mask_shape = input_shape[0], input_shape[1]
-        masked = mask_shape is not None
+        shape, carry_shapes = input_shape
     shape = check_shape("input_shape", shape)
     if len(shape) != 2:
-        raise ValueError(f"{where} expects (..., T, F) inputs, so input_shape (T, F), got {shape}")
-    if masked and check_shape("mask shape", mask_shape) != shape[:1]:
-        raise ValueError(
-            f"{where}: the mask shape must be (T,) = {shape[:1]} for input_shape {shape}, "
-            f"got {tuple(mask_shape)}"
-        )
-    return shape[0], shape[1], masked
+        raise ValueError(f"{kind} expects (..., T, F) inputs, so input_shape (T, F), got {shape}")
+    return shape, carry_shapes
 
 
-def _parse_input(x: Any, where: str) -> tuple[Any, Any, Any]:
-    """``x``, ``(x, mask)`` or ``(x, mask, initial_carry)`` -> ``(x, mask, carry)``."""
+def _split_input(kind: str, x: Any) -> tuple[Any, Any]:
+    """``x`` or ``(x, initial_carry)`` -> ``(x, initial_carry or None)``."""
     if isinstance(x, (tuple, list)):
-        if len(x) == 2:
-            return x[0], x[1], None
-        if len(x) == 3:
-            return x[0], x[1], x[2]
-        raise ValueError(
-            f"{where} takes x, (x, mask) or (x, mask, initial_carry), got a {type(x).__name__} "
-            f"of length {len(x)}"
-        )
-    return x, None, None
+        if len(x) != 2:
+            raise ValueError(
+                f"{kind} takes x or the pair (x, initial_carry), got a {type(x).__name__} of "
+                f"length {len(x)}"
+            )
+        return x[0], x[1]
+    return x, None
 
 
 def _validate(
-    cell: _Cell, params: Params, x: Any, mask: Any, carry: Carry, where: str
+    kind: str, cell: Cell, params: Params, x: Any, mask: Any, carry: Carry
 ) -> tuple[jax.Array, jax.Array | None, Carry]:
     """Check ``x (*batch, T, F)``, ``mask (*batch, T)`` and ``carry`` on static shapes."""
     x = jnp.asarray(x)
-    features = params["w_x"].shape[0]
-    if x.ndim < 2 or x.shape[-1] != features:
-        raise ValueError(
-            f"{where} expects inputs of shape (..., T, F) with F = {features}, got shape {x.shape}"
-        )
+    if x.ndim < 2:
+        raise ValueError(f"{kind} expects inputs of shape (..., T, F), got shape {x.shape}")
     batch = x.shape[:-2]
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_:
             raise ValueError(
-                f"{where}: `mask` must be bool (True at real steps), got dtype {mask.dtype}"
+                f"{kind} expects a bool mask (True at real steps), got dtype {mask.dtype}"
             )
         if mask.shape != x.shape[:-1]:
             raise ValueError(
-                f"{where}: `mask` must have shape (*batch, T) = {x.shape[:-1]} for inputs of "
-                f"shape {x.shape}, got {mask.shape}"
+                f"{kind} expects a mask of shape (*batch, T) = {x.shape[:-1]} for inputs of shape "
+                f"{x.shape}, got a mask of shape {mask.shape}"
             )
+    x_t = jax.ShapeDtypeStruct(batch + x.shape[-1:], x.dtype)  # (*batch, F)
+    try:
+        carry_type, _ = _step_types(cell, params, batch, x_t)
+    except ValueError as err:
+        raise ValueError(
+            f"{kind} got inputs of shape {x.shape} (steps {x_t.shape}): {err}"
+        ) from err
     if carry is not None:
-        carry = cell.check_carry(carry, batch, where)
+        want, got = _shapes(carry_type), _shapes(carry)
+        if want != got:  # nested tuples (dicts): the structure and every shape
+            raise ValueError(
+                f"{kind} expects an initial carry like {cell!r}'s for inputs of shape {x.shape}: "
+                f"shapes {want}, got {got}"
+            )
     return x, mask, carry
+
+
+def _keep_like(keep_t: jax.Array, leaf: jax.Array) -> jax.Array:
+    """``keep_t (*batch,)`` with trailing unit axes to broadcast against ``leaf (*batch, ...)``."""
+    return keep_t.reshape(keep_t.shape + (1,) * (leaf.ndim - keep_t.ndim))
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "reverse", "return_sequences"))
 def _run(
-    cell: _Cell,
+    cell: Cell,
     params: Params,
     x: jax.Array,
     mask: jax.Array | None,
@@ -473,172 +600,203 @@ def _run(
     *,
     reverse: bool,
     return_sequences: bool,
-) -> jax.Array:
-    """The scan itself, on validated inputs.
+) -> tuple[jax.Array, Carry]:
+    """The scan itself, on validated inputs: ``(ys (*batch, T, H) or y_last (*batch, H),
+    final carry)``.
 
     Jitted (the cell and the flags static) so that eager calls, and eager ``jvp``/``vjp`` through
     them, run one compiled program instead of dispatching every operation on its own.
     """
     batch = x.shape[:-2]
-    compute = cell.compute_dtype(params, x.dtype)
-    params = jax.tree.map(lambda a: a.astype(compute), params)
+    xs = jnp.moveaxis(x, -2, 0)  # (T, *batch, F)
+    keep = None if mask is None else jnp.moveaxis(mask, -1, 0)  # (T, *batch)
+    x_t = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)  # (*batch, F)
+    carry_type, y_type = _step_types(cell, params, batch, x_t)
     if carry is None:
-        carry = cell.initial_carry(batch, compute)
-    else:
-        carry = jax.tree.map(lambda a: jnp.asarray(a).astype(compute), carry)
+        carry = cell.initial_carry(batch, x.dtype)
+    carry = jax.tree.map(lambda a, t: jnp.asarray(a).astype(t.dtype), carry, carry_type)
+    if keep is None and not return_sequences:  # only the last output: stack none
+        if xs.shape[0] == 0:
+            return jnp.zeros(y_type.shape, y_type.dtype), carry
+        # the last step read runs after the scan, so the scan itself outputs nothing
+        rest, x_last = (xs[1:], xs[0]) if reverse else (xs[:-1], xs[-1])
+        final, _ = jax.lax.scan(lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, rest,
+                                reverse=reverse)
+        final, y = cell.step(params, final, x_last)
+        return y, final
 
-    xw = cell.project_inputs(params, x.astype(compute))  # (*batch, T, G*H), all steps at once
-    xw = jnp.moveaxis(xw, -2, 0)  # (T, *batch, G*H)
-    keep = None if mask is None else jnp.moveaxis(mask, -1, 0)[..., None]  # (T, *batch, 1)
+    def body(old: Carry, inputs: tuple[jax.Array, Any]) -> tuple[Carry, jax.Array]:
+        x_t, keep_t = inputs  # (*batch, F), (*batch,) or None
+        new, y = cell.step(params, old, x_t)
+        if keep_t is not None:  # a padded step keeps the carry and outputs 0
+            new = jax.tree.map(lambda n, o: jnp.where(_keep_like(keep_t, n), n, o), new, old)
+            y = jnp.where(_keep_like(keep_t, y), y, jnp.zeros_like(y))
+        return new, y
 
-    def body(carry: Carry, inputs: tuple[jax.Array, Any]) -> tuple[Carry, Any]:
-        xw_t, keep_t = inputs  # (*batch, G*H), (*batch, 1) or None
-        new, h = cell.recur(params, carry, xw_t)
-        if keep_t is not None:
-            new = jax.tree.map(lambda n, old: jnp.where(keep_t, n, old), new, carry)
-            h = jnp.where(keep_t, h, jnp.zeros_like(h))
-        return new, (h if return_sequences else None)
-
-    final, ys = jax.lax.scan(body, carry, (xw, keep), reverse=reverse)
+    final, ys = jax.lax.scan(body, carry, (xs, keep), reverse=reverse)  # ys: (T, *batch, H)
     if return_sequences:
-        return jnp.moveaxis(ys, 0, -2)  # (T, *batch, H) -> (*batch, T, H)
-    return cell.output(final)  # (*batch, H)
+        return jnp.moveaxis(ys, 0, -2), final  # (*batch, T, H)
+    return _last_output(ys, keep, reverse=reverse), final
 
 
-@functools.partial(
-    jax.jit, static_argnames=("forward", "backward", "merge", "return_sequences")
-)
-def _run_bidirectional(
-    forward: _Cell,
-    backward: _Cell,
-    params: Params,
-    x: jax.Array,
-    mask: jax.Array | None,
-    carries: tuple[Carry, Carry],
-    *,
-    merge: str,
-    return_sequences: bool,
-) -> jax.Array:
-    """Both scans and the merge, on validated inputs, as one compiled program."""
-    y_f = _run(forward, params["forward"], x, mask, carries[0], reverse=False,
-               return_sequences=return_sequences)  # (*batch, [T,] H_f)
-    y_b = _run(backward, params["backward"], x, mask, carries[1], reverse=True,
-               return_sequences=return_sequences)  # (*batch, [T,] H_b)
-    return jnp.concatenate([y_f, y_b], axis=-1) if merge == "concat" else y_f + y_b
+def _last_output(ys: jax.Array, keep: jax.Array, *, reverse: bool) -> jax.Array:
+    """The output of the last real step read, from the time-major outputs ``ys (T, *batch, H)``:
+    at the last ``True`` of ``keep (T, *batch)`` (the first in reverse); 0 for a sequence with no
+    real step (its outputs are all 0).
+
+    Taken after the scan rather than carried through it: a carried copy costs a copy per step
+    forward and a cotangent update per step backward.
+    """
+    t_len = ys.shape[0]
+    if t_len == 0:
+        return jnp.zeros(ys.shape[1:], ys.dtype)  # (*batch, H)
+    steps = jnp.arange(t_len).reshape((t_len,) + (1,) * (keep.ndim - 1))  # (T, 1, ...)
+    steps = jnp.broadcast_to(steps, keep.shape)  # (T, *batch)
+    if reverse:
+        index = jnp.min(jnp.where(keep, steps, t_len - 1), axis=0)  # (*batch,)
+    else:
+        index = jnp.max(jnp.where(keep, steps, 0), axis=0)  # (*batch,)
+    index = index.reshape((1,) + index.shape + (1,) * (ys.ndim - keep.ndim))  # (1, *batch, 1)
+    return jnp.take_along_axis(ys, index, axis=0)[0]  # (*batch, H)
 
 
+@layer_factory
 def Recurrent(
-    cell: _Cell,
+    cell: Cell,
     *,
     return_sequences: bool = True,
+    return_carry: bool = False,
     reverse: bool = False,
-    name: str = "recurrent",
+    name: str | None = None,
 ) -> Layer:
     r"""Run a recurrent ``cell`` over the time axis of a sequence (a ``jax.lax.scan``).
 
     .. math::
 
-        (\text{carry}_t, h_t) = \mathrm{cell}(\text{carry}_{t-1}, x_t), \quad t = 1, \ldots, T,
-        \qquad \text{carry}_0 = 0 \text{ or given}
+        (\text{carry}_t, y_t) = \mathrm{step}(\text{carry}_{t-1}, x_t), \quad t = 1, \ldots, T,
+        \qquad \text{carry}_0 = \text{initial\_carry} \ (\text{zeros}) \text{ or given}
 
-    (with ``reverse=True``, :math:`t = T, \ldots, 1`). Output: all hidden states
-    :math:`(h_1, \ldots, h_T)` ``(*batch, T, H)`` if ``return_sequences``, else the last one,
-    ``(*batch, H)`` (:math:`h_T`, or :math:`h_1` in reverse: the state after the whole sequence
+    (with ``reverse=True``, :math:`t = T, \ldots, 1`). Output: all outputs
+    :math:`(y_1, \ldots, y_T)` ``(*batch, T, H)`` if ``return_sequences``, else the last one,
+    ``(*batch, H)`` (:math:`y_T`, or :math:`y_1` in reverse: the output after the whole sequence
     has been read). With ``reverse=True`` the output stays aligned with the input: ``y[..., t, :]``
-    is the state after reading :math:`x_T, \ldots, x_t`.
+    is the output after reading :math:`x_T, \ldots, x_t`. With ``return_carry=True`` the output is
+    the pair ``(y, carry_T)``: the final carry, ``(h, c)`` for :func:`LSTMCell`, ``h`` for
+    :func:`GRUCell` and :func:`RNNCell`, each ``(*batch, H)``.
 
     Inputs (any number of leading batch axes):
 
-    * ``x``, ``(*batch, T, F)``: the carry starts at zero;
-    * ``(x, mask)``, ``mask`` bool ``(*batch, T)``, ``True`` at real steps. At a padded step the
-      carry is kept, :math:`\text{carry}_t = \text{carry}_{t-1}`, and the output is 0, so padded
-      steps change nothing and the last state is the one after the last real step;
-    * ``(x, mask, initial_carry)``, ``mask`` possibly ``None``: the carry starts at
-      ``initial_carry``, ``h`` ``(*batch, H)`` for :class:`RNNCell` and :class:`GRUCell`, the pair
-      ``(c, h)`` of ``(*batch, H)`` arrays for :class:`LSTMCell`.
+    * ``x``, ``(*batch, T, F)``: the carry starts at ``cell.initial_carry`` (zeros);
+    * ``(x, initial_carry)``: the carry starts at ``initial_carry`` (cast to the dtype the cell
+      computes in). So ``Serial(Recurrent(encoder, return_carry=True), Recurrent(decoder))``
+      starts the decoder from the encoder's final carry, and running the second half of a
+      sequence from the first half's final carry equals one run over the whole (tested).
 
-    With a mask and ``return_sequences=True`` the output is ``(y, mask)``, so the mask flows to the
-    next recurrent layer in a :func:`~fdl.nn.Serial` (see :func:`stacked`); otherwise it is ``y``.
-    ``init`` takes ``input_shape`` ``(T, F)``, or ``((T, F), (T,))`` with a mask (a third entry,
-    for the carry, is accepted and ignored: the carry has no parameters), and declares
-    ``(T, H)``, ``((T, H), (T,))`` or ``(H,)`` accordingly.
+    ``mask`` (keyword), bool ``(*batch, T)``, ``True`` at real steps. At a padded step the carry
+    is kept, :math:`\text{carry}_t = \text{carry}_{t-1}`, and the output is 0, so padded steps
+    change nothing: the last output and the final carry are those after the last real step (the
+    last output is 0 for a sequence with no real step).
 
-    A layer that takes no mask (:func:`~fdl.nn.Dense`) goes after a ``return_sequences=False``
-    layer. The time loop runs time-major inside (``(T, *batch, ...)``), the input projections
-    :math:`x_t W_x + b` of all steps are one matmul before the loop, and the loop is compiled
-    (``jax.jit``) even when called eagerly. A given carry is cast to the compute dtype.
+    ``init`` takes ``input_shape`` ``(T, F)``, or ``((T, F), carry_shapes)`` with an initial
+    carry (``((H,), (H,))`` for the LSTM, ``(H,)`` otherwise), and declares ``(T, H)`` or
+    ``(H,)``, paired with ``carry_shapes`` when ``return_carry``.
+
+    The time loop runs time-major inside (``(T, *batch, ...)``) and is compiled (``jax.jit``)
+    even when called eagerly.
 
     Args:
-      cell: a :class:`RNNCell`, :class:`LSTMCell` or :class:`GRUCell`.
-      return_sequences: return every step's hidden state (else only the last).
+      cell: a :class:`Cell`: :func:`RNNCell`, :func:`LSTMCell`, :func:`GRUCell` or your own.
+      return_sequences: return every step's output (else only the last).
+      return_carry: also return the final carry, as ``(y, carry_T)``.
       reverse: scan from the last step to the first.
-      name: the name shown in error messages.
+      name: its name in a parent's paths (automatic ``recurrent_<i>`` if ``None``).
 
     Returns:
       A :class:`~fdl.nn.Layer` whose ``params`` are the cell's (``{"w_x", "w_h", "b", ...}``) and
       whose state is ``{}``.
 
     Raises:
-      TypeError: ``cell`` is not a cell (at construction).
-      ValueError: ``return_sequences``/``reverse`` not bools (at construction); an input shape
-        that is not ``(T, F)`` per example, a feature count other than ``init``'s, a mask that is
-        not bool of shape ``(*batch, T)``, an ``initial_carry`` of the wrong structure or shape
-        (at ``init`` or ``apply``, naming the layer and the shapes).
+      TypeError: ``cell`` is not a :class:`Cell` (at construction).
+      ValueError: a flag that is not a bool (at construction); an input shape that is not
+        ``(T, F)`` per example, a feature count the cell's parameters do not take, a mask that is
+        not bool of shape ``(*batch, T)``, an initial carry of the wrong structure or shapes (at
+        ``init`` or ``apply``, naming the shapes).
 
-    Differs from PyTorch: ``torch.nn.LSTM``/``GRU``/``RNN`` default to time-major ``(T, B, F)``
-    and take padding as a ``PackedSequence``; fdl is batch-first with a boolean mask. Keras's
+    Differs from PyTorch: ``torch.nn.LSTM``/``GRU``/``RNN`` default to time-major ``(T, B, F)``,
+    take padding as a ``PackedSequence`` and always return the final state ``(h_n, c_n)``; fdl is
+    batch-first with a boolean mask and returns the carry on request, in the same order. Keras's
     ``go_backwards=True`` returns the reverse-ordered sequence; ours stays aligned with the input,
     as Flax's ``nn.RNN(cell, reverse=True, keep_order=True)`` (which takes ``seq_lengths``
     instead of a mask).
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import LSTMCell, Recurrent
-    >>> layer = Recurrent(LSTMCell(4), return_sequences=False)
+    >>> layer = fdl.nn.Recurrent(fdl.nn.LSTMCell(4), return_sequences=False)
     >>> params, state, shape = layer.init(jax.random.key(0), (6, 3))
     >>> shape
     (4,)
     >>> x = jnp.ones((2, 6, 3))
     >>> mask = jnp.array([[True] * 6, [True] * 3 + [False] * 3])
-    >>> y, _ = layer.apply(params, state, (x, mask))
+    >>> y, _ = layer.apply(params, state, x, mask=mask)
     >>> y3, _ = layer.apply(params, state, x[1:, :3])   # the second sequence alone
     >>> bool(jnp.allclose(y[1:], y3))
     True
+    >>> with_carry = fdl.nn.Recurrent(fdl.nn.LSTMCell(4), return_carry=True)
+    >>> (ys, (h, c)), _ = with_carry.apply(params, state, x)
+    >>> ys.shape, h.shape, c.shape
+    ((2, 6, 4), (2, 4), (2, 4))
     """
     _check_cell("Recurrent", "cell", cell)
-    _check_bool("return_sequences", return_sequences)
-    _check_bool("reverse", reverse)
-    where = f"Recurrent layer {name!r}"
-    hidden = cell.hidden_size
+    for flag, value in (("return_sequences", return_sequences), ("return_carry", return_carry),
+                        ("reverse", reverse)):
+        _check_bool(flag, value)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[Params, dict, Any]:
-        t, features, masked = _parse_input_shape(input_shape, where)
+        (t, features), carry_shapes = _split_input_shape("Recurrent", input_shape)
         params = cell.init(key, features)
-        out = (t, hidden) if return_sequences else (hidden,)
-        if masked and return_sequences:
-            return params, {}, (out, (t,))
-        return params, {}, out
+        carry_type, y_type = _step_types(
+            cell, params, (), jax.ShapeDtypeStruct((features,), jnp.float32)
+        )
+        want = _shapes(carry_type)
+        if carry_shapes is not None and _as_tuples(carry_shapes) != want:
+            raise ValueError(
+                f"Recurrent expects the initial carry's shapes to be {want} (per example) for "
+                f"{cell!r}, got {carry_shapes!r}"
+            )
+        out = (t, *y_type.shape) if return_sequences else tuple(y_type.shape)
+        return params, {}, ((out, want) if return_carry else out)
 
-    def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False):
+    def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False,
+              mask: Any = None):
         del key, train  # deterministic
-        x, mask, carry = _parse_input(x, where)
-        x, mask, carry = _validate(cell, params, x, mask, carry, where)
-        y = _run(cell, params, x, mask, carry, reverse=reverse, return_sequences=return_sequences)
-        if mask is not None and return_sequences:
-            return (y, mask), state
-        return y, state
+        x, carry = _split_input("Recurrent", x)
+        x, mask, carry = _validate("Recurrent", cell, params, x, mask, carry)
+        y, final = _run(cell, params, x, mask, carry, reverse=reverse,
+                        return_sequences=return_sequences)
+        return ((y, final) if return_carry else y), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply)
 
 
+def _as_tuples(shapes: Any) -> Any:
+    """A tree of shapes with every list turned into a tuple (shapes may be written as lists)."""
+    if isinstance(shapes, (tuple, list)):
+        return tuple(_as_tuples(v) for v in shapes)
+    if isinstance(shapes, dict):
+        return {k: _as_tuples(v) for k, v in shapes.items()}
+    return shapes
+
+
+@layer_factory
 def Bidirectional(
-    forward: _Cell,
-    backward: _Cell | None = None,
+    forward: Cell,
+    backward: Cell | None = None,
     *,
     merge: str = "concat",
     return_sequences: bool = True,
-    name: str = "bidirectional",
+    return_carry: bool = False,
+    name: str | None = None,
 ) -> Layer:
-    r"""Read the sequence in both directions with two cells and merge their hidden states.
+    r"""Read the sequence in both directions with two cells and merge their outputs.
 
     .. math::
 
@@ -649,47 +807,42 @@ def Bidirectional(
         y_t = [\overrightarrow{h}_t; \overleftarrow{h}_t] \ \text{(concat)} \ \text{or} \
         \overrightarrow{h}_t + \overleftarrow{h}_t \ \text{(sum)}
 
-    Both directions are :func:`Recurrent` scans (the backward one with ``reverse=True``), so
-    :math:`y_t` sees the whole sequence. With a mask ``(*batch, T)``, the backward cell starts at
-    each sequence's *last real step*, not at the end of the padded array: padded steps are
-    skipped in both directions (carry kept, output 0), so a right-padded sequence is reversed
-    within its own length and the result equals running each sequence alone (tested).
+    A composite of two :func:`Recurrent` layers named ``forward`` and ``backward`` (the second
+    with ``reverse=True``), so :math:`y_t` sees the whole sequence and the parameters are
+    ``{"forward": ..., "backward": ...}``. With ``mask`` (keyword, ``(*batch, T)``) the backward
+    cell starts at each sequence's *last real step*, not at the end of the padded array: padded
+    steps are skipped in both directions (carry kept, output 0), so a right-padded sequence is
+    reversed within its own length and the result equals running each sequence alone (tested).
 
-    Inputs as :func:`Recurrent`: ``x``, ``(x, mask)``, or ``(x, mask, (carry_forward,
-    carry_backward))``. Output: ``(*batch, T, H_f + H_b)`` (concat) or ``(*batch, T, H)`` (sum),
-    returned as ``(y, mask)`` when a mask was given; with ``return_sequences=False`` the merge of
-    the two final states, ``(*batch, H_f + H_b)`` or ``(*batch, H)``: the forward state after the
-    last real step and the backward state after the first.
+    Inputs: ``x`` or ``(x, (carry_forward, carry_backward))``. Output: ``(*batch, T, H_f + H_b)``
+    (concat) or ``(*batch, T, H)`` (sum); with ``return_sequences=False`` the merge of the two
+    last outputs, ``(*batch, H_f + H_b)`` or ``(*batch, H)``: the forward one after the last real
+    step and the backward one after the first. With ``return_carry=True``, the pair
+    ``(y, (carry_forward, carry_backward))`` of final carries.
 
     Args:
       forward: the cell reading left to right.
-      backward: the cell reading right to left; default ``forward``'s configuration (with its own
-        parameters).
+      backward: the cell reading right to left; default ``forward`` (with its own parameters).
       merge: ``"concat"`` (forward first) or ``"sum"`` (equal hidden sizes).
-      return_sequences: return every step (else the merged final states).
-      name: the name shown in error messages.
-
-    Returns:
-      A :class:`~fdl.nn.Layer` with ``params = {"forward": ..., "backward": ...}`` (each a cell's
-      parameters) and state ``{}``.
+      return_sequences: return every step (else the merged last outputs).
+      return_carry: also return both final carries.
+      name: its name in a parent's paths.
 
     Raises:
       TypeError: ``forward``/``backward`` not cells.
-      ValueError: an unknown ``merge``; ``"sum"`` with unequal hidden sizes; the input errors of
-        :func:`Recurrent`.
+      ValueError: an unknown ``merge``; ``"sum"`` with unequal output sizes (at ``init``); an
+        initial carry that is not a pair; the input errors of :func:`Recurrent`.
 
     Differs from PyTorch: ``bidirectional=True`` in ``torch.nn.LSTM`` concatenates the same way
     (forward first), but reverses each sequence within its length only when given a
-    ``PackedSequence``; a padded tensor is reversed as a whole, padding first. Keras's
-    ``Bidirectional`` wraps two layers; fdl takes the two cells and builds both scans itself.
+    ``PackedSequence``; a padded tensor is reversed as a whole, padding first.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import Bidirectional, GRUCell
-    >>> layer = Bidirectional(GRUCell(3))
-    >>> params, state, shape = layer.init(jax.random.key(0), ((5, 2), (5,)))
-    >>> shape
-    ((5, 6), (5,))
-    >>> (y, mask), _ = layer.apply(params, state, (jnp.ones((5, 2)), jnp.arange(5) < 3))
+    >>> layer = fdl.nn.Bidirectional(fdl.nn.GRUCell(3))
+    >>> params, state, shape = layer.init(jax.random.key(0), (5, 2))
+    >>> shape, sorted(params)
+    ((5, 6), ['backward', 'forward'])
+    >>> y, _ = layer.apply(params, state, jnp.ones((5, 2)), mask=jnp.arange(5) < 3)
     >>> y.shape, y[3:].tolist() == [[0.0] * 6] * 2
     ((5, 6), True)
     """
@@ -697,104 +850,80 @@ def Bidirectional(
     backward = forward if backward is None else _check_cell("Bidirectional", "backward", backward)
     check_choice("merge", merge, ("concat", "sum"))
     _check_bool("return_sequences", return_sequences)
-    where = f"Bidirectional layer {name!r}"
-    if merge == "sum" and forward.hidden_size != backward.hidden_size:
-        raise ValueError(
-            f"{where}: merge='sum' needs equal hidden sizes, got forward {forward.hidden_size} "
-            f"and backward {backward.hidden_size}"
-        )
-    hidden = (
-        forward.hidden_size + backward.hidden_size if merge == "concat" else forward.hidden_size
-    )
+    _check_bool("return_carry", return_carry)
+    flags = {"return_sequences": return_sequences, "return_carry": return_carry}
+    children = {
+        "forward": Recurrent(forward, **flags),
+        "backward": Recurrent(backward, reverse=True, **flags),
+    }
 
-    def init(key: jax.Array, input_shape: Any) -> tuple[Params, dict, Any]:
-        t, features, masked = _parse_input_shape(input_shape, where)
-        kf, kb = jax.random.split(key)
-        params = {"forward": forward.init(kf, features), "backward": backward.init(kb, features)}
-        out = (t, hidden) if return_sequences else (hidden,)
-        if masked and return_sequences:
-            return params, {}, (out, (t,))
-        return params, {}, out
-
-    def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False):
-        del key, train  # deterministic
-        x, mask, carries = _parse_input(x, where)
-        if carries is None:
-            carries = (None, None)
-        elif not isinstance(carries, (tuple, list)) or len(carries) != 2:
+    def run(call: Callable[..., Any], x: Any, *, train: bool, mask: Any) -> Any:
+        carries: Any = (None, None)
+        if isinstance(x, (tuple, list)):
+            x, carries = _split_input("Bidirectional", x)
+            if not isinstance(carries, (tuple, list)) or len(carries) != 2:
+                raise ValueError(
+                    "Bidirectional expects the initial carry as the pair (carry_forward, "
+                    f"carry_backward), got shapes {_shapes(carries)}"
+                )
+        outs = [
+            call(child, x if carry is None else (x, carry))
+            for child, carry in zip(("forward", "backward"), carries, strict=True)
+        ]
+        ys = [out[0] for out in outs] if return_carry else outs
+        if merge == "sum" and ys[0].shape != ys[1].shape:
             raise ValueError(
-                f"{where}: `initial_carry` must be a pair (carry_forward, carry_backward), "
-                f"got {jax.tree.map(jnp.shape, carries)}"
+                f"Bidirectional with merge='sum' needs equal output sizes, got forward "
+                f"{ys[0].shape[-1]} and backward {ys[1].shape[-1]}"
             )
-        if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
-            raise ValueError(
-                f"{where} expects params {{'forward': ..., 'backward': ...}} (as its init "
-                f"returned), got {type(params).__name__} with keys "
-                f"{sorted(params) if isinstance(params, dict) else None}"
-            )
-        x, mask, carry_f = _validate(
-            forward, params["forward"], x, mask, carries[0], f"{where} (forward)"
-        )
-        _, _, carry_b = _validate(
-            backward, params["backward"], x, mask, carries[1], f"{where} (backward)"
-        )
-        y = _run_bidirectional(
-            forward, backward, params, x, mask, (carry_f, carry_b),
-            merge=merge, return_sequences=return_sequences,
-        )
-        if mask is not None and return_sequences:
-            return (y, mask), state
-        return y, state
+        y = jnp.concatenate(ys, axis=-1) if merge == "concat" else ys[0] + ys[1]
+        return (y, (outs[0][1], outs[1][1])) if return_carry else y
 
-    return Layer(init, apply, name)
+    return composite(children, run, kind="Bidirectional", name=name)
 
 
 def stacked(
-    cells: Sequence[_Cell], *, return_sequences: bool = True, name: str = "stacked"
+    cells: Sequence[Cell], *, return_sequences: bool = True, name: str | None = None
 ) -> Layer:
-    r"""A stack of :func:`Recurrent` layers: layer :math:`\ell` reads the hidden states of
-    layer :math:`\ell - 1`.
+    r"""A stack of :func:`Recurrent` layers: layer :math:`\ell` reads the outputs of layer
+    :math:`\ell - 1`.
 
     .. math::
 
         h^{(0)}_t = x_t, \qquad
         (\text{carry}^{(\ell)}_t, h^{(\ell)}_t)
-        = \mathrm{cell}_\ell\big(\text{carry}^{(\ell)}_{t-1}, h^{(\ell-1)}_t\big),
+        = \mathrm{step}_\ell\big(\text{carry}^{(\ell)}_{t-1}, h^{(\ell-1)}_t\big),
         \qquad \ell = 1, \ldots, L
 
     It is ``Serial(Recurrent(cells[0]), ..., Recurrent(cells[-1],
-    return_sequences=return_sequences))``, so ``params`` is a tuple of the cells' parameters. A
-    mask given as ``(x, mask)`` flows from layer to layer (each returns ``(y, mask)``); an
-    ``initial_carry`` in ``(x, mask, carry)`` goes to the first layer only.
+    return_sequences=return_sequences))``, so ``params`` is ``{"recurrent_0": ...,
+    "recurrent_1": ...}``. The ``mask`` keyword reaches every layer (as with any
+    :func:`~fdl.nn.Serial`); an initial carry in ``(x, carry)`` goes to the first layer only.
 
     Args:
       cells: the cells, bottom to top (at least one).
       return_sequences: whether the *top* layer returns every step (the others always do).
-      name: the name shown in error messages; layer ``i`` is named ``f"{name}/{i}"``.
+      name: its name in a parent's paths.
 
     Raises:
-      TypeError: an entry of ``cells`` is not a cell.
+      TypeError: an entry of ``cells`` is not a :class:`Cell`.
       ValueError: ``cells`` is empty.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.recurrent import GRUCell, LSTMCell, stacked
-    >>> model = stacked([LSTMCell(8), GRUCell(4)], return_sequences=False)
-    >>> params, state, shape = model.init(jax.random.key(0), ((6, 3), (6,)))
-    >>> shape, len(params)
-    ((4,), 2)
+    >>> from fdl.nn.recurrent import stacked
+    >>> model = stacked([fdl.nn.LSTMCell(8), fdl.nn.GRUCell(4)], return_sequences=False)
+    >>> params, state, shape = model.init(jax.random.key(0), (6, 3))
+    >>> shape, sorted(params)
+    ((4,), ['recurrent_0', 'recurrent_1'])
     """
     cells = tuple(cells)
     if not cells:
-        raise ValueError(f"stacked {name!r} needs at least one cell, got none")
+        raise ValueError("stacked needs at least one cell, got none")
     for i, cell in enumerate(cells):
-        _check_cell(f"stacked {name!r}", f"cells[{i}]", cell)
+        _check_cell("stacked", f"cells[{i}]", cell)
     _check_bool("return_sequences", return_sequences)
     layers = [
-        Recurrent(
-            cell,
-            return_sequences=return_sequences if i == len(cells) - 1 else True,
-            name=f"{name}/{i}",
-        )
+        Recurrent(cell, return_sequences=return_sequences if i == len(cells) - 1 else True)
         for i, cell in enumerate(cells)
     ]
     return Serial(*layers, name=name)
