@@ -132,9 +132,9 @@ def test_round_trip_of_a_training_state_is_bit_exact(tmp_path, keys):
     assert isinstance(restored["opt_state"][1][0], ScaleByAdamState)
     assert restored["opt_state"][1][0].count.dtype == jnp.int32
     assert int(restored["opt_state"][1][0].count) == 2
-    assert restored["extras"]["ema"][0][0]["w"].dtype == jnp.bfloat16
+    assert restored["extras"]["ema"]["serial_0"]["dense_0"]["w"].dtype == jnp.bfloat16
     assert str(restored["key"].dtype) == "key<fry>"
-    assert restored["params"][0][0]["w"].sharding == template["params"][0][0]["w"].sharding
+    assert restored["params"]["serial_0"]["dense_0"]["w"].sharding == template["params"]["serial_0"]["dense_0"]["w"].sharding
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path, keys):
@@ -211,7 +211,8 @@ def test_the_file_is_a_plain_npz_that_needs_no_pickle(tmp_path, keys):
     assert manifest["metadata"] == {"run": "a"}
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["sha256"])
     paths = [entry["path"] for entry in manifest["leaves"]]
-    assert "params/0/0/w" in paths and "opt_state/1/0/mu/0/2/b" in paths and "data/epoch" in paths
+    assert "params/serial_0/dense_0/w" in paths and "opt_state/1/0/mu/serial_0/dense_1/b" in paths
+    assert "data/epoch" in paths
     assert {entry["entry"] for entry in manifest["leaves"]} == set(arrays)
 
 
@@ -581,10 +582,10 @@ def test_a_template_with_a_different_structure(tmp_path, keys):
     with pytest.raises(ValueError, match=r"4 mismatched path\(s\)") as info:
         checkpoint.restore(path, {"params": bigger})
     message = str(info.value)
-    assert "params/4/b: missing in the file (template: float32 (2,))" in message
-    assert "params/2/w: shape mismatch: file (4, 2), template (4, 4)" in message
-    assert "params/2/b: shape mismatch: file (2,), template (4,)" in message
-    assert "params/4/w: missing in the file (template: float32 (4, 2))" in message
+    assert "params/dense_2/b: missing in the file (template: float32 (2,))" in message
+    assert "params/dense_1/w: shape mismatch: file (4, 2), template (4, 4)" in message
+    assert "params/dense_1/b: shape mismatch: file (2,), template (4,)" in message
+    assert "params/dense_2/w: missing in the file (template: float32 (4, 2))" in message
 
 
 def test_unsupported_template_leaves_and_duplicate_paths(tmp_path):
