@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.pretrain_steps, args.finetune_steps = 200, 60
+        args.pretrain_steps, args.finetune_steps = 120, 30
 
     data = fdl.data.load_digits(seed=args.seed, flat=False)  # (N, 8, 8, 1)
     first, second = range(0, 5), range(5, 10)

@@ -317,13 +317,14 @@ def test_fit_works_without_layer_state(build, shape):
     model = build()
     params, state, _ = model.init(jax.random.key(0), shape)
     x, y = digits_subset()
-    common = dict(key=jax.random.key(1), batch_size=32, steps=16, progress=False)
+    common = dict(key=jax.random.key(1), batch_size=32, steps=8, progress=False)
     without = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y), **common)
     given = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y),
                 layer_state=state, **common)
     chex.assert_trees_all_equal(without.params, given.params)
     chex.assert_trees_all_equal(without.layer_state, given.layer_state)
-    assert without.history[-1]["loss"] < without.history[0]["loss"] * 1.5
+    moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), without.params, params)
+    assert all(jax.tree.leaves(moved))  # every parameter trained
 
 
 def test_fit_trains_only_the_trainable_part_and_keeps_the_frozen_bit_identical():
