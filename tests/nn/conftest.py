@@ -71,17 +71,18 @@ def check_layer_contract(
       rtol: tolerance of the vmap and jit comparisons (float32).
     """
     layer, params, state, out_shape = _build(factory, shape, next(keys))
+    compiled_apply = jax.jit(layer.apply)  # one compilation per shape instead of one per op
     for batch in ((), (7,), (2, 3)):
         x = make_input(next(keys), batch + tuple(shape), jnp.float32)
-        y, new_state = layer.apply(params, state, x)
+        y, new_state = compiled_apply(params, state, x)
         assert y.shape == batch + tuple(out_shape), f"batch {batch}: {y.shape} vs {out_shape}"
         chex.assert_trees_all_equal_structs(new_state, state)
 
     x = make_input(next(keys), (5, *shape), jnp.float32)
     batched, _ = layer.apply(params, state, x)
-    mapped = jax.vmap(lambda xi: layer.apply(params, state, xi)[0])(x)
+    mapped = jax.jit(jax.vmap(lambda xi: layer.apply(params, state, xi)[0]))(x)
     np.testing.assert_allclose(mapped, batched, rtol=rtol, atol=rtol, err_msg="vmap vs batched")
-    compiled, _ = jax.jit(layer.apply)(params, state, x)
+    compiled, _ = compiled_apply(params, state, x)
     np.testing.assert_allclose(compiled, batched, rtol=rtol, atol=rtol, err_msg="jit vs eager")
 
     with jax.enable_x64(True):
