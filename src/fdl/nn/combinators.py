@@ -8,7 +8,6 @@ two dropout layers never share a mask, and hands the ``mask`` keyword to every c
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from fdl.nn.layer import (
     layer_factory,
     named_children,
     split_key,
+    with_children,
 )
 
 __all__ = [
@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 MERGES = ("concat", "sum", "product")
-
-
-def _keep_meta(old: Layer, new: Layer) -> Layer:
-    return dataclasses.replace(new, name=old.name, kind=old.kind, config=old.config)
 
 
 def _apply_all(where, named, params, state, xs, key, train, mask):
@@ -364,7 +360,7 @@ def Residual(layer: Layer, *, name: str | None = None) -> Layer:
         return x + y, state
 
     def rebuild(children):
-        return Residual(_keep_meta(layer, layer.rebuild(children)), name=name)
+        return Residual(with_children(layer, children), name=name)
 
     return Layer(init, apply, name=name, kind="Residual", children=layer.children,
                  rebuild=rebuild if layer.rebuild is not None else None, wraps=layer)

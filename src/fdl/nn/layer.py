@@ -529,6 +529,14 @@ def _example_shape(x: Any) -> Any:
     return tuple(x.shape)
 
 
+def with_children(layer: Layer, children: tuple[tuple[str, Layer], ...]) -> Layer:
+    """``layer`` rebuilt over new ``((name, child), ...)``, keeping its name, kind and config."""
+    if layer.rebuild is None:
+        raise ValueError(f"{layer.kind} has no children to replace")
+    rebuilt = layer.rebuild(children)
+    return dataclasses.replace(rebuilt, name=layer.name, kind=layer.kind, config=layer.config)
+
+
 # ----------------------------------------------------------------------------- modes, functions
 
 
@@ -552,7 +560,7 @@ def Eval(layer: Layer) -> Layer:
         return layer.apply(params, state, x, key=key, train=False, mask=mask)
 
     def rebuild(children: tuple[tuple[str, Layer], ...]) -> Layer:
-        return Eval(layer.rebuild(children))  # type: ignore[misc]
+        return Eval(with_children(layer, children))
 
     return Layer(
         layer.init,

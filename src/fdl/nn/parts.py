@@ -18,7 +18,6 @@ another, ``None`` where a leaf went to the other tree (Equinox's convention), so
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import fnmatch
 import math
@@ -28,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdl.nn.layer import Eval, Layer, recording_init
+from fdl.nn.layer import Eval, Layer, recording_init, with_children
 
 __all__ = [
     "leaf_paths",
@@ -178,9 +177,7 @@ def replace_layer(model: Layer, path: str, new: Layer) -> Layer:
             (child_name, (rebuild(child, tail) if tail else new) if child_name == head else child)
             for child_name, child in layer.children
         )
-        assert layer.rebuild is not None  # it has children
-        rebuilt = layer.rebuild(children)
-        return dataclasses.replace(rebuilt, name=layer.name, kind=layer.kind, config=layer.config)
+        return with_children(layer, children)
 
     return rebuild(model, parts)
 
