@@ -80,12 +80,8 @@ def train_classifier(
 
 def save_plot(histories: dict[str, dict[str, list[float]]], path: Path, title: str) -> None:
     """Loss (log scale) and test accuracy per epoch, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = fdl.plot.figure((10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for label, history in histories.items():
         epochs = range(1, len(history["train_loss"]) + 1)
         (line,) = ax_loss.plot(epochs, history["train_loss"], label=f"{label} train")
@@ -97,10 +93,8 @@ def save_plot(histories: dict[str, dict[str, list[float]]], path: Path, title: s
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()
     fig.suptitle(title)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fdl.plot.save_png(fig, path)
 
 
 @jax.jit

@@ -90,13 +90,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 def save_plot(history: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = range(1, len(history["train_loss"]) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = fdl.plot.figure((10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, history["train_loss"], label="train (with L2, dropout)")
     ax_loss.plot(epochs, history["test_loss"], label="test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
@@ -104,10 +100,8 @@ def save_plot(history: dict[str, list[float]], path: Path) -> None:
     ax_acc.plot(epochs, history["test_accuracy"], color="tab:green")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="test accuracy")
     ax_acc.grid(alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fdl.plot.save_png(fig, path)
 
 
 if __name__ == "__main__":

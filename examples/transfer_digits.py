@@ -32,7 +32,6 @@ from pathlib import Path
 import jax
 import numpy as np
 from _common import random_shift
-from matplotlib.figure import Figure
 
 import fdl
 
@@ -117,8 +116,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         accuracy[label] = curves[label][-1][1]
         print(f"{label}: test accuracy on 5-9 from {args.shots} labels per class: {accuracy[label]:.4f}")
 
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+    fig = fdl.plot.figure((6, 4))
+    ax = fig.subplots()
     for label, points in curves.items():
         steps, acc = zip(*points, strict=True)
         ax.plot(steps, acc, "o-", markersize=3, label=f"{label} ({accuracy[label]:.1%})")
@@ -126,9 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
            title=f"CNN pretrained on 0-4, {args.shots} labels per class of 5-9")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
     args.plot.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=100)
+    fdl.plot.save_png(fig, args.plot)
     return accuracy
 
 

@@ -116,12 +116,8 @@ def train(model, args, label: str) -> dict:
 
 
 def save_plot(results: dict, path: Path, chance: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = fdl.plot.figure((6, 4))
+    ax = fig.subplots()
     for label, result in results.items():
         steps, acc = zip(*result["curve"], strict=True)
         ax.plot(steps, acc, marker="o", label=f"{label} ({result['step_ms']:.1f} ms/step)")
@@ -130,10 +126,8 @@ def save_plot(results: dict, path: Path, chance: float) -> None:
            title="associative recall")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fdl.plot.save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

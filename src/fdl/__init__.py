@@ -17,9 +17,11 @@ from fdl import (
     nn,
     optim,
     parallel,
+    plot,
     problems,
     regularizers,
     train,
+    tree,
 )
 
 __version__ = "0.1.0"
@@ -37,7 +39,9 @@ __all__ = [
     "nn",
     "optim",
     "parallel",
+    "plot",
     "problems",
     "regularizers",
     "train",
+    "tree",
 ]

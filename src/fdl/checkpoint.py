@@ -44,10 +44,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import operator
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +53,9 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from fdl._checks import check_json_dict, check_keep, check_step
+from fdl._io import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -154,10 +155,10 @@ def save(
     ...     print(path.name, checkpoint.all_steps(d))
     ckpt-00000100.npz [100]
     """
-    step = _check_step(step)
+    step = check_step("step", step)
     if keep is not None:
-        keep = _check_keep(keep)
-    metadata = _check_metadata(metadata)
+        keep = check_keep("keep", keep)
+    metadata = check_json_dict("metadata", metadata)
     entries, arrays = [], []
     for i, (name, leaf) in enumerate(_named_leaves(tree, "tree")[0]):
         entry, stored = _encode_leaf(name, leaf)
@@ -326,41 +327,6 @@ def latest_step(directory: PathLike) -> int | None:
 # ---------------------------------------------------------------------------------- validation
 
 
-def _check_step(step: Any, name: str = "step") -> int:
-    if isinstance(step, bool):
-        raise TypeError(f"`{name}` must be a non-negative integer, got {step!r}")
-    try:
-        value = operator.index(step)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a non-negative integer, got {step!r}") from None
-    if value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer, got {step!r}")
-    return value
-
-
-def _check_keep(keep: Any) -> int:
-    if isinstance(keep, bool) or not isinstance(keep, int):
-        raise TypeError(f"`keep` must be a positive integer or None (keep all), got {keep!r}")
-    if keep < 1:
-        raise ValueError(f"`keep` must be a positive integer or None (keep all), got {keep!r}")
-    return keep
-
-
-def _check_metadata(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"`metadata` must be a dict (or None), got {type(metadata).__name__}")
-    try:
-        text = json.dumps(dict(metadata), allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"`metadata` must be strict JSON (str keys; dict, list, str, int, float, bool, None; "
-            f"no NaN or infinity): {err}"
-        ) from None
-    return json.loads(text)
-
-
 def _named_leaves(tree: PyTree, argument: str) -> tuple[list[tuple[str, Any]], Any]:
     """The leaves of ``tree`` with their key paths as ``a/0/b`` (refusing duplicate paths), and
     the tree's structure."""
@@ -472,30 +438,9 @@ def _write_members(file: Any, members: dict[str, np.ndarray], compress: bool) ->
 
 
 def _write_atomic(final: Path, members: dict[str, np.ndarray], compress: bool) -> None:
-    """Write to a temporary file next to ``final``, fsync it, rename it over ``final``, fsync
-    the directory; remove the temporary file if any of it fails."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as file:
-            _write_members(file, members, compress)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(final.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable: fsync the directory entry (POSIX; a no-op where unsupported)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Stream the archive into ``final`` atomically (:func:`fdl._io.atomic_write`: temporary
+    file, fsync, rename, fsync of the directory; the temporary file removed on failure)."""
+    atomic_write(final, lambda file: _write_members(file, members, compress))
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -504,7 +449,7 @@ def _fsync_directory(directory: Path) -> None:
 def _resolve(path: Path, step: int | None) -> Path:
     """The checkpoint file that ``restore(path, step=step)`` reads."""
     if step is not None:
-        step = _check_step(step)
+        step = check_step("step", step)
     if path.is_dir():
         steps = all_steps(path)
         if not steps:

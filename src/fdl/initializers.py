@@ -75,14 +75,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from fdl._checks import check_choice, check_shape
+from fdl._checks import check_choice, check_finite, check_non_negative_finite, check_shape
 
 __all__ = [
     "Initializer",
@@ -121,29 +121,6 @@ class Initializer(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # Validation and dtype helpers (static Python values only).
-
-
-def _check_nonnegative(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a finite number >= 0, else raise naming ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"`{name}` must be a non-negative finite number, got {value!r}")
-    return float(value)
-
-
-def _check_finite(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a finite real number, else raise naming ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not math.isfinite(value)
-    ):
-        raise ValueError(f"`{name}` must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _float_dtypes(dtype: DTypeLike) -> tuple[np.dtype, np.dtype]:
@@ -326,7 +303,7 @@ def constant(value: float) -> Initializer:
     >>> fdl.initializers.constant(0.5)(jax.random.key(0), (2,)).tolist()
     [0.5, 0.5]
     """
-    value = _check_finite("value", value)
+    value = check_finite("value", value)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
         del key  # deterministic
@@ -392,8 +369,8 @@ def normal(stddev: float = 1e-2, mean: float = 0.0) -> Initializer:
 
     Differs from PyTorch: ``torch.nn.init.normal_`` defaults to ``std=1``; fdl (like JAX) to 0.01.
     """
-    stddev = _check_nonnegative("stddev", stddev)
-    mean = _check_finite("mean", mean)
+    stddev = check_non_negative_finite("stddev", stddev)
+    mean = check_finite("mean", mean)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
         shape = check_shape("shape", shape)
@@ -430,7 +407,7 @@ def uniform(scale: float = 1e-2) -> Initializer:
     Differs from PyTorch: ``torch.nn.init.uniform_(a=0, b=1)`` takes the two ends and defaults to
     ``[0, 1)``; fdl (like JAX) takes a symmetric half-width.
     """
-    scale = _check_nonnegative("scale", scale)
+    scale = check_non_negative_finite("scale", scale)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
         shape = check_shape("shape", shape)
@@ -478,9 +455,9 @@ def truncated_normal(stddev: float = 1e-2, lower: float = -2.0, upper: float = 2
     Differs from PyTorch: ``torch.nn.init.trunc_normal_(mean, std, a, b)`` takes absolute cut-offs
     ``a, b`` (default ``[-2, 2]`` whatever ``std`` is), not multiples of ``std``.
     """
-    stddev = _check_nonnegative("stddev", stddev)
-    lower = _check_finite("lower", lower)
-    upper = _check_finite("upper", upper)
+    stddev = check_non_negative_finite("stddev", stddev)
+    lower = check_finite("lower", lower)
+    upper = check_finite("upper", upper)
     if not lower < upper:
         raise ValueError(f"`lower` must be less than `upper`, got lower={lower}, upper={upper}")
 
@@ -543,7 +520,7 @@ def variance_scaling(
     Differs from PyTorch: ``torch.nn.init`` takes a ``gain`` multiplying the standard deviation;
     ``scale = gain**2``. Same as ``jax.nn.initializers.variance_scaling`` for its default axes.
     """
-    scale = _check_nonnegative("scale", scale)
+    scale = check_non_negative_finite("scale", scale)
     mode = check_choice("mode", mode, MODES)
     distribution = check_choice("distribution", distribution, DISTRIBUTIONS)
 
@@ -753,7 +730,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Initializer:
     first, treating axis 0 (its output axis) as rows; fdl flattens every axis except
     ``column_axis`` (the output axis), the same matrix in fdl's ``(in, out)`` layout.
     """
-    scale = _check_nonnegative("scale", scale)
+    scale = check_non_negative_finite("scale", scale)
     if isinstance(column_axis, bool) or not isinstance(column_axis, (int, np.integer)):
         raise ValueError(f"`column_axis` must be an int, got {column_axis!r}")
     column_axis = int(column_axis)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from fdl.nn import padding_mask
 from fdl.nn.attention import MultiHeadAttention, attention_weights, scaled_dot_product_attention
 from fdl.nn.combinators import Serial
 from fdl.nn.embedding import Embedding, SinusoidalPositionalEncoding
 from fdl.nn.layer import Layer
-from fdl.nn.masking import padding_mask
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 # float64 against float64 NumPy (or PyTorch): the same arithmetic up to summation order, so 1e-12

@@ -701,11 +701,11 @@ def test_invalid_cell_options(key):
 def test_invalid_layer_construction():
     with pytest.raises(TypeError, match=r"Recurrent: `cell` must be a fdl.nn.Cell \(RNNCell\(H\), LSTMCell\(H\), GRUCell\(H\) or Cell\(init, step, initial_carry\)\), got Dense\(features=3\)"):
         Recurrent(Dense(3))
-    with pytest.raises(ValueError, match=r"`return_sequences` must be True or False, got 'yes'"):
+    with pytest.raises(TypeError, match=r"`return_sequences` must be a bool, got 'yes'"):
         Recurrent(RNNCell(2), return_sequences="yes")
-    with pytest.raises(ValueError, match=r"`return_carry` must be True or False, got None"):
+    with pytest.raises(TypeError, match=r"`return_carry` must be a bool, got None"):
         Recurrent(RNNCell(2), return_carry=None)
-    with pytest.raises(ValueError, match=r"`reverse` must be True or False, got 1"):
+    with pytest.raises(TypeError, match=r"`reverse` must be a bool, got 1"):
         Recurrent(RNNCell(2), reverse=1)
     with pytest.raises(TypeError, match=r"Bidirectional: `forward` must be a fdl.nn.Cell"):
         Bidirectional(Recurrent(RNNCell(2)))

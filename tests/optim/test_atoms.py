@@ -42,7 +42,7 @@ from fdl.optim.adam import (
 from fdl.optim.base import EmptyState, ScaleByScheduleState, apply_updates, chain, scale
 from fdl.optim.clipping import clip, clip_by_global_norm, global_norm
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
-from fdl.optim.momentum import TraceState, bias_correction, sgd, trace, update_moment
+from fdl.optim.momentum import TraceState, sgd, trace
 from fdl.optim.rms import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
@@ -76,26 +76,6 @@ def run(opt, grads, params=None):
 
 def close(actual, expected, rtol=RTOL32):
     np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol, atol=0)
-
-
-# ------------------------------------------------------------------------------------- moments
-
-
-def test_update_moment_and_bias_correction_by_hand():
-    m = update_moment(f32(2.0, -1.0), f32(1.0, 1.0), 0.75, 2)
-    close(m, [0.25 * 4 + 0.75 * 1, 0.25 * 1 + 0.75 * 1])
-    m1 = update_moment(f32(2.0), f32(1.0), 0.75, 1)
-    close(m1, [0.25 * 2 + 0.75 * 1])
-    corrected = bias_correction(f32(0.5), 0.5, jnp.asarray(3, jnp.int32))
-    close(corrected, [0.5 / (1 - 0.5**3)])
-
-
-def test_bias_correction_stays_finite_in_bfloat16():
-    """1 - 0.999 rounds to 0 in bfloat16; the factor is computed in float32 and cast after."""
-    moment = jnp.asarray([1e-3], jnp.bfloat16)
-    corrected = bias_correction(moment, 0.999, jnp.asarray(1, jnp.int32))
-    assert corrected.dtype == jnp.bfloat16
-    close(corrected, [1e-3 / (1 - 0.999)], rtol=RTOL_BF16)
 
 
 # ------------------------------------------------------------------------------------ momentum

@@ -15,25 +15,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdl._checks import check_positive_int
+from fdl._checks import check_bool, check_non_negative_int, check_positive_int
 
 __all__ = ["batches", "num_batches"]
 
 HostOrDeviceArray = np.ndarray | jax.Array
-
-
-def _check_non_negative_int(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int >= 0, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool, else raise naming ``name``."""
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}")
-    return value
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = True) -> int:
@@ -63,9 +49,9 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool = True) -> int:
         >>> num_batches(10, 3), num_batches(10, 3, drop_remainder=False)
         (3, 4)
     """
-    n = _check_non_negative_int("n", n)
+    n = check_non_negative_int("n", n)
     batch_size = check_positive_int("batch_size", batch_size)
-    drop_remainder = _check_bool("drop_remainder", drop_remainder)
+    drop_remainder = check_bool("drop_remainder", drop_remainder)
     return n // batch_size if drop_remainder else math.ceil(n / batch_size)
 
 
@@ -151,7 +137,7 @@ def batches(
     """
     n = _leading_length(arrays)
     batch_size = check_positive_int("batch_size", batch_size)
-    drop_remainder = _check_bool("drop_remainder", drop_remainder)
+    drop_remainder = check_bool("drop_remainder", drop_remainder)
     if drop_remainder and batch_size > n:
         raise ValueError(
             f"`batch_size` must be at most the number of examples ({n}) when "

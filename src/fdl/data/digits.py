@@ -17,10 +17,11 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
+
+from fdl._checks import check_open_fraction, check_seed
 
 __all__ = ["Split", "load_digits"]
 
@@ -45,25 +46,6 @@ class Split(NamedTuple):
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-def _check_test_fraction(value: Any) -> float:
-    """Return ``value`` as a float if it is a real number strictly inside (0, 1)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-        or not 0.0 < float(value) < 1.0
-    ):
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {value!r}")
-    return float(value)
-
-
-def _check_seed(value: Any) -> int:
-    """Return ``value`` if it is a non-negative int (what ``numpy.random.default_rng`` accepts)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`seed` must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def _round_half_up(value: float) -> int:
@@ -141,8 +123,8 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, flat: bool = True)
         Learning Repository, 1998 (the ``optdigits.tes`` part).
         https://archive.ics.uci.edu/dataset/80
     """
-    fraction = _check_test_fraction(test_fraction)
-    seed = _check_seed(seed)
+    fraction = check_open_fraction("test_fraction", test_fraction)
+    seed = check_seed("seed", seed)
     if not isinstance(flat, bool):
         raise TypeError(f"`flat` must be a bool, got {flat!r}")
 

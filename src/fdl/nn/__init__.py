@@ -43,6 +43,7 @@ from fdl.nn.embedding import (
     SinusoidalPositionalEncoding,
 )
 from fdl.nn.layer import Eval, Layer, as_function, composite, layer_factory
+from fdl.nn.masking import padding_mask
 from fdl.nn.mlp import mlp
 from fdl.nn.parts import (
     combine,
@@ -143,6 +144,7 @@ __all__ = [
     "Embedding",
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding",
+    "padding_mask",
     "scaled_dot_product_attention",
     "attention_weights",
     "MultiHeadAttention",

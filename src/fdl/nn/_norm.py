@@ -1,5 +1,5 @@
-r"""Shared parts of the normalization layers (a kernel module): argument checks, the affine
-parameters, dtypes and the affine map :math:`\gamma \odot \hat x + \beta`.
+r"""Shared parts of the normalization layers (a kernel module): the affine
+parameters, the channel check and the affine map :math:`\gamma \odot \hat x + \beta`.
 
 Used by :mod:`fdl.nn.normalization` (LayerNorm, RMSNorm, GroupNorm) and
 :mod:`fdl.nn.batch_norm`. Every message starts with the layer's kind; a parent composite
@@ -8,33 +8,14 @@ prefixes the layer's path.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from fdl import initializers
-from fdl.nn.dense import _promote
 
 Shape = tuple[int, ...]
-
-
-def check_epsilon(value: Any, *, allow_none: bool = False) -> float | None:
-    """Return ``epsilon`` as a float if it is a finite number >= 0 (or ``None`` where allowed)."""
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        accepted = "a non-negative finite number"
-        if allow_none:
-            accepted += " or None (the machine epsilon of the compute dtype, PyTorch's default)"
-        raise ValueError(f"`epsilon` must be {accepted}, got {value!r}")
-    return float(value)
 
 
 def affine_init(
@@ -62,23 +43,6 @@ def param_shape(params: dict) -> Shape | None:
     for leaf in params.values():
         return tuple(leaf.shape)
     return None
-
-
-def dtypes(x: jax.Array, params: dict, dtype: Any) -> tuple[Any, Any]:
-    """``(compute, stats)``: the output dtype and the (at least float32) statistics dtype.
-
-    ``compute`` is ``dtype`` if given, else the input's and the parameters' dtypes promoted on
-    the standard lattice (a float type: an int input with no parameters computes in float32).
-    """
-    if dtype is not None:
-        compute = jnp.dtype(dtype)
-    else:
-        compute = x.dtype
-        for leaf in params.values():
-            compute = _promote(compute, leaf.dtype)
-        if not jnp.issubdtype(compute, jnp.inexact):
-            compute = _promote(compute, jnp.float32)
-    return compute, _promote(compute, jnp.float32)
 
 
 def affine(x_hat: jax.Array, params: dict, stats: Any) -> jax.Array:

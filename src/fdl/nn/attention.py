@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl import activations, initializers
+from fdl import _dtypes, activations, initializers
 from fdl._checks import check_positive_int, check_rate
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
@@ -51,13 +51,6 @@ __all__ = [
     "scaled_dot_product_attention",
     "MultiHeadAttention",
 ]
-
-
-def _promote(a: Any, b: Any) -> Any:
-    """The dtype of computing with ``a`` and ``b`` on JAX's standard lattice (the casts that
-    follow are explicit, so this holds under ``jax_numpy_dtype_promotion="strict"`` too)."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(a, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,8 +148,8 @@ def attention_weights(
 
 
 def _weights(q: jax.Array, k: jax.Array, mask: Any, causal: bool) -> jax.Array:
-    compute = _promote(q.dtype, k.dtype)
-    stats = _promote(compute, jnp.float32)
+    compute = _dtypes.promote_types(q.dtype, k.dtype)
+    stats = _dtypes.promote_types(compute, jnp.float32)
     scale = 1.0 / math.sqrt(q.shape[-1])
     q = q.astype(stats) * jnp.asarray(scale, stats)  # (*batch, T_q, H, d_k)
     logits = jnp.einsum("...qhd,...khd->...hqk", q, k.astype(stats))  # (*batch, H, T_q, T_k)
@@ -220,7 +213,7 @@ def scaled_dot_product_attention(
     """
     q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
     _check_qkv(q, k, v)
-    compute = _promote(_promote(q.dtype, k.dtype), v.dtype)
+    compute = _dtypes.promote_types(q.dtype, k.dtype, v.dtype)
     weights = _weights(q, k, mask, causal).astype(compute)  # (*batch, H, T_q, T_k)
     return jnp.einsum("...hqk,...khd->...qhd", weights, v.astype(compute))  # (*batch, T_q, H, d_v)
 

@@ -23,23 +23,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl import initializers
-from fdl._checks import check_shape
+from fdl import _dtypes, initializers
+from fdl._checks import check_fraction, check_non_negative_finite, check_shape
 from fdl.nn import _norm
-from fdl.nn.dense import _promote
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["BatchNorm"]
-
-
-def _check_momentum(value: Any) -> float:
-    """Return ``momentum`` as a float if it is a number in [0, 1], else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"`momentum` must be in [0, 1] (the weight of the new batch, PyTorch's convention), "
-            f"got {value!r}"
-        )
-    return float(value)
 
 
 @layer_factory
@@ -140,11 +129,13 @@ def BatchNorm(
     >>> state["mean"].tolist(), [round(v, 4) for v in state["var"].tolist()]
     ([1.25], [1.3333])
     """
-    momentum = _check_momentum(momentum)
-    epsilon = _norm.check_epsilon(epsilon)
+    momentum = check_fraction(
+        "momentum", momentum, "the weight of the new batch, PyTorch's convention"
+    )
+    epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
-    state_dtype = _promote(param_dtype, jnp.float32)
+    state_dtype = _dtypes.promote_types(param_dtype, jnp.float32)
 
     def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
         shape = check_shape("input_shape", input_shape)
@@ -176,8 +167,8 @@ def BatchNorm(
             )
         x = jnp.asarray(x)
         _norm.check_channels("BatchNorm", x, state["mean"].shape[0])
-        compute, stats = _norm.dtypes(x, params, dtype)
-        stats = _promote(stats, state["mean"].dtype)
+        compute, stats = _dtypes.compute_and_stats(x, params, dtype)
+        stats = _dtypes.promote_types(stats, state["mean"].dtype)
         xs = x.astype(stats)  # (*batch, *spatial, C)
         axes = tuple(range(x.ndim - 1))  # every axis but the channels
         if train:

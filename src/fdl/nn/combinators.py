@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_choice, check_positive_int, check_shape
+from fdl._checks import check_choice, check_negative_axis, check_positive_int, check_shape
 from fdl.nn.layer import (
     Layer,
     Shape,
@@ -220,15 +220,6 @@ def _merge(merge: str, xs: Sequence[Any], axis: int) -> Any:
     return total
 
 
-def _check_axis(axis: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int) or axis >= 0:
-        raise ValueError(
-            f"`axis` must be a negative int (counted from the end, so it means the same with "
-            f"any number of leading batch axes), got {axis!r}"
-        )
-    return axis
-
-
 def _merge_layer(merge: str, axis: int, kind: str) -> Layer:
     def init(key: jax.Array, input_shape: Sequence[Shape]):
         return {}, {}, _merge_shapes(merge, input_shape, axis, kind)
@@ -253,7 +244,7 @@ def Concat(axis: int = -1, *, name: str | None = None) -> Layer:
     >>> y.shape
     (5, 5)
     """
-    return _merge_layer("concat", _check_axis(axis), "Concat")
+    return _merge_layer("concat", check_negative_axis("axis", axis), "Concat")
 
 
 @layer_factory
@@ -306,7 +297,7 @@ def Branch(*layers: Layer, merge: str = "concat", axis: int = -1, name: str | No
     (5,)
     """
     check_choice("merge", merge, MERGES)
-    axis = _check_axis(axis)
+    axis = check_negative_axis("axis", axis)
     return _branch(named_children("Branch", layers), merge, axis, name)
 
 

@@ -21,10 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fdl import initializers
+from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int
 from fdl.nn import _window
-from fdl.nn.dense import _promote
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["Conv1D", "Conv2D"]
@@ -88,7 +87,7 @@ def _conv(
         batch, example = x.shape[: x.ndim - ndim - 1], x.shape[x.ndim - ndim - 1 :]
         pads = _window.explicit_pads(padding, example[:-1], spans, strides)
         _window.output_spatial(kind, example[:-1], pads, spans, strides, "dilated kernel")
-        compute = dtype if dtype is not None else _promote(x.dtype, w.dtype)
+        compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         flat = jnp.reshape(x, (math.prod(batch), *example)).astype(compute)  # (B, *spatial, C)
         y = lax.conv_general_dilated(
             flat,

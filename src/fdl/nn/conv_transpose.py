@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fdl import initializers
+from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int
 from fdl.nn import _window
-from fdl.nn.dense import _promote
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["ConvTranspose1D", "ConvTranspose2D"]
@@ -144,7 +143,7 @@ def _conv_transpose(
             (k - 1 - lo, n - 1 - s * (m - 1) + lo)
             for k, (lo, _), n, s, m in zip(spans, pads, out, strides, example[:-1], strict=True)
         )
-        compute = dtype if dtype is not None else _promote(x.dtype, w.dtype)
+        compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         flat = jnp.reshape(x, (math.prod(batch), *example)).astype(compute)  # (B, *in_spatial, C)
         y = lax.conv_general_dilated(
             flat,

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl import initializers
+from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int, check_shape
 from fdl.nn.layer import Layer, Shape, layer_factory
 
@@ -89,20 +89,10 @@ def Dense(
                 f"Dense expects inputs of shape (..., {w.shape[0]}), "
                 f"got shape {x.shape}"
             )
-        compute = dtype if dtype is not None else _promote(x.dtype, w.dtype)
+        compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         z = jnp.matmul(x.astype(compute), w.astype(compute))  # (*batch, features)
         if use_bias:
             z = z + jnp.broadcast_to(params["b"].astype(compute), z.shape)
         return z, state
 
     return Layer(init, apply)
-
-
-def _promote(a: Any, b: Any) -> Any:
-    """The dtype of computing with ``a`` and ``b``, on JAX's standard promotion lattice.
-
-    The casts that follow are explicit, so this holds under ``jax_numpy_dtype_promotion="strict"``
-    too (an int32 image times float32 weights computes in float32).
-    """
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(a, b)

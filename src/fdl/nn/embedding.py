@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdl import initializers
+from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int, check_shape
 from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import check_sequence_input, sequence_shape
@@ -296,16 +296,9 @@ def LearnedPositionalEncoding(
             )
         length = x.shape[-2]
         _check_length(kind, length, max_length)
-        compute = dtype if dtype is not None else _promote(x.dtype, table.dtype)
+        compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, table.dtype)
         rows = table[:length].astype(compute)  # (T, D)
         return x.astype(compute) + jnp.broadcast_to(rows, x.shape), state
 
     return Layer(init, apply)
-
-
-def _promote(a: Any, b: Any) -> Any:
-    """The dtype of computing with ``a`` and ``b`` on JAX's standard lattice (the casts are
-    explicit, so this holds under ``jax_numpy_dtype_promotion="strict"`` too)."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(a, b)
 

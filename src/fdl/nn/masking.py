@@ -15,7 +15,7 @@ Attention with two sequences (cross-attention) takes the tuple ``(x_q, x_kv)`` o
 mask of the keys travels with them (:func:`split_attention_input`).
 
 >>> import jax.numpy as jnp
->>> from fdl.nn.masking import padding_mask
+>>> from fdl.nn import padding_mask
 >>> padding_mask(jnp.array([3, 1]), 4).tolist()
 [[True, True, True, False], [True, False, False, False]]
 """
@@ -31,17 +31,9 @@ import jax.numpy as jnp
 from fdl._checks import check_positive_int, check_shape
 from fdl.nn.layer import Layer, Shape
 
-__all__ = [
-    "padding_mask",
-    "check_mask",
-    "check_kv_mask",
-    "sequence_shape",
-    "check_sequence_input",
-    "split_attention_shape",
-    "split_attention_input",
-    "with_bool_mask_shape",
-    "built_for_width",
-]
+# The public API is padding_mask (also fdl.nn.padding_mask); the other functions are the
+# shared checks of the sequence layers in fdl.nn, not part of the API.
+__all__ = ["padding_mask"]
 
 
 def padding_mask(lengths: jax.Array, length: int) -> jax.Array:

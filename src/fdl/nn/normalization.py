@@ -36,8 +36,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl import initializers
-from fdl._checks import check_positive_int, check_shape
+from fdl import _dtypes, initializers
+from fdl._checks import check_non_negative_finite, check_positive_int, check_shape
 from fdl.nn import _norm
 from fdl.nn.layer import Layer, Shape, layer_factory
 
@@ -96,7 +96,7 @@ def _trailing_norm(
                 f"{kind} with ndim={ndim} expects inputs of shape {_expected(ndim, normalized)}, "
                 f"got shape {x.shape}"
             )
-        compute, stats = _norm.dtypes(x, params, dtype)
+        compute, stats = _dtypes.compute_and_stats(x, params, dtype)
         eps = float(jnp.finfo(compute).eps) if epsilon is None else epsilon
         axes = tuple(range(x.ndim - ndim, x.ndim))  # the normalized axes
         xs = x.astype(stats)  # (*batch, *normalized)
@@ -188,7 +188,7 @@ def LayerNorm(
     (3, 4)
     """
     check_positive_int("ndim", ndim)
-    epsilon = _norm.check_epsilon(epsilon)
+    epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
     return _trailing_norm(
@@ -264,7 +264,9 @@ def RMSNorm(
     [0.8485, -1.1314]
     """
     check_positive_int("ndim", ndim)
-    epsilon = _norm.check_epsilon(epsilon, allow_none=True)
+    epsilon = check_non_negative_finite(
+        "epsilon", epsilon, none_means="the machine epsilon of the compute dtype, PyTorch's default"
+    )
     scale_init = initializers.ones() if scale_init is None else scale_init
     return _trailing_norm(
         "RMSNorm", ndim, epsilon, False, use_scale, False, scale_init, initializers.zeros(),
@@ -350,7 +352,7 @@ def GroupNorm(
     """
     check_positive_int("num_groups", num_groups)
     check_positive_int("ndim", ndim)
-    epsilon = _norm.check_epsilon(epsilon)
+    epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
 
@@ -391,7 +393,7 @@ def GroupNorm(
             )
         channels = x.shape[-1]
         check_groups(channels)
-        compute, stats = _norm.dtypes(x, params, dtype)
+        compute, stats = _dtypes.compute_and_stats(x, params, dtype)
         grouped = x.astype(stats).reshape(
             x.shape[:-1] + (num_groups, channels // num_groups)
         )  # (*batch, *spatial, G, C/G)

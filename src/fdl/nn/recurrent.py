@@ -56,10 +56,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl import initializers
-from fdl._checks import check_choice, check_positive_int, check_shape
+from fdl import _dtypes, initializers
+from fdl._checks import check_bool, check_choice, check_positive_int, check_shape
 from fdl.nn.combinators import Serial
-from fdl.nn.dense import _promote
 from fdl.nn.layer import Layer, composite, layer_factory
 
 __all__ = ["Cell", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Bidirectional", "stacked"]
@@ -215,7 +214,9 @@ def _prepare(
     features = params["w_x"].shape[0]
     if x_t.ndim < 1 or x_t.shape[-1] != features:
         raise ValueError(f"{s.kind} expects x_t of shape (..., {features}), got shape {x_t.shape}")
-    compute = s.dtype if s.dtype is not None else _promote(x_t.dtype, params["w_x"].dtype)
+    compute = s.dtype
+    if compute is None:
+        compute = _dtypes.promote_types(x_t.dtype, params["w_x"].dtype)
     params = jax.tree.map(lambda a: a.astype(compute), params)
     carry = jax.tree.map(lambda a: jnp.asarray(a).astype(compute), carry)
     return params, carry, x_t.astype(compute)
@@ -494,12 +495,6 @@ def _check_cell(where: str, arg: str, cell: Any) -> Cell:
     return cell
 
 
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False, got {value!r}")
-    return value
-
-
 def _is_shape(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(
         isinstance(d, int) and not isinstance(d, bool) for d in value
@@ -748,7 +743,7 @@ def Recurrent(
     _check_cell("Recurrent", "cell", cell)
     for flag, value in (("return_sequences", return_sequences), ("return_carry", return_carry),
                         ("reverse", reverse)):
-        _check_bool(flag, value)
+        check_bool(flag, value)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[Params, dict, Any]:
         (t, features), carry_shapes = _split_input_shape("Recurrent", input_shape)
@@ -849,8 +844,8 @@ def Bidirectional(
     _check_cell("Bidirectional", "forward", forward)
     backward = forward if backward is None else _check_cell("Bidirectional", "backward", backward)
     check_choice("merge", merge, ("concat", "sum"))
-    _check_bool("return_sequences", return_sequences)
-    _check_bool("return_carry", return_carry)
+    check_bool("return_sequences", return_sequences)
+    check_bool("return_carry", return_carry)
     flags = {"return_sequences": return_sequences, "return_carry": return_carry}
     children = {
         "forward": Recurrent(forward, **flags),
@@ -921,7 +916,7 @@ def stacked(
         raise ValueError("stacked needs at least one cell, got none")
     for i, cell in enumerate(cells):
         _check_cell("stacked", f"cells[{i}]", cell)
-    _check_bool("return_sequences", return_sequences)
+    check_bool("return_sequences", return_sequences)
     layers = [
         Recurrent(cell, return_sequences=return_sequences if i == len(cells) - 1 else True)
         for i, cell in enumerate(cells)

@@ -74,7 +74,7 @@ from fdl.optim.clipping import (
     global_norm,
 )
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
-from fdl.optim.momentum import TraceState, bias_correction, sgd, trace, update_moment
+from fdl.optim.momentum import TraceState, sgd, trace
 from fdl.optim.rms import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
@@ -113,8 +113,6 @@ __all__ = [
     "ScaleByScheduleState",
     "trace",
     "TraceState",
-    "update_moment",
-    "bias_correction",
     "scale_by_adam",
     "ScaleByAdamState",
     "scale_by_amsgrad",

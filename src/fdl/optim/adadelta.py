@@ -21,17 +21,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_decay, check_non_negative
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_decay,
-    check_non_negative,
     scale_by_learning_rate,
-    tree_zeros_like,
 )
-from fdl.optim.momentum import _cast_like, _promoted_dtype, update_moment
 from fdl.optim.weight_decay import Mask, add_decayed_weights
+from fdl.tree import cast_like, update_moment, zeros_like
 
 __all__ = ["ScaleByAdaDeltaState", "scale_by_adadelta", "adadelta"]
 
@@ -84,30 +83,30 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
       (default 1.0) afterwards and adds ``weight_decay`` as coupled L2 to the gradient
       first, as :func:`adadelta` does.
     """
-    check_decay(rho, "rho")
-    check_non_negative(eps, "eps")
+    check_decay("rho", rho)
+    check_non_negative("eps", eps)
 
     def init(params: PyTree) -> ScaleByAdaDeltaState:
-        return ScaleByAdaDeltaState(e_g=tree_zeros_like(params), e_x=tree_zeros_like(params))
+        return ScaleByAdaDeltaState(e_g=zeros_like(params), e_x=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         e_g = update_moment(updates, state.e_g, rho, 2)
 
         def rescale(g, e_g_now, e_x_before):
-            dtype = _promoted_dtype(e_g_now, e_x_before)
+            dtype = _dtypes.result_type(e_g_now, e_x_before)
             numerator = jnp.sqrt(e_x_before.astype(dtype) + jnp.asarray(eps, dtype))
             denominator = jnp.sqrt(e_g_now.astype(dtype) + jnp.asarray(eps, dtype))
             ratio = numerator / denominator
-            dtype = _promoted_dtype(ratio, g)
+            dtype = _dtypes.result_type(ratio, g)
             return ratio.astype(dtype) * g.astype(dtype)
 
         steps = jax.tree.map(rescale, updates, e_g, state.e_x)
         e_x = update_moment(steps, state.e_x, rho, 2)
         new_state = ScaleByAdaDeltaState(
-            e_g=_cast_like(e_g, state.e_g), e_x=_cast_like(e_x, state.e_x)
+            e_g=cast_like(e_g, state.e_g), e_x=cast_like(e_x, state.e_x)
         )
-        return _cast_like(steps, updates), new_state
+        return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)
 

@@ -19,15 +19,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_non_negative
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_non_negative,
     scale_by_learning_rate,
-    tree_full_like,
 )
-from fdl.optim.momentum import _promoted_dtype
+from fdl.tree import full_like
 
 __all__ = ["ScaleByRssState", "scale_by_rss", "adagrad"]
 
@@ -81,18 +81,18 @@ def scale_by_rss(
       :math:`g / (\sqrt{G_t} + \epsilon)`, starts from :math:`G_0 = 0` and can decay the
       learning rate (``lr_decay``).
     """
-    check_non_negative(initial_accumulator_value, "initial_accumulator_value")
-    check_non_negative(eps, "eps")
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_non_negative("eps", eps)
 
     def init(params: PyTree) -> ScaleByRssState:
-        return ScaleByRssState(sum_of_squares=tree_full_like(params, initial_accumulator_value))
+        return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
 
         def accumulate(g, total):
             square = g * g
-            dtype = _promoted_dtype(square, total)
+            dtype = _dtypes.result_type(square, total)
             return (square.astype(dtype) + total.astype(dtype)).astype(total.dtype)
 
         sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
@@ -101,7 +101,7 @@ def scale_by_rss(
             inverse_root = jnp.where(
                 total > 0, jax.lax.rsqrt(total + jnp.asarray(eps, total.dtype)), 0
             )
-            dtype = _promoted_dtype(inverse_root, g)
+            dtype = _dtypes.result_type(inverse_root, g)
             return (inverse_root.astype(dtype) * g.astype(dtype)).astype(g.dtype)
 
         updates = jax.tree.map(rescale, updates, sum_of_squares)

@@ -27,24 +27,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_decay, check_non_negative
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_decay,
-    check_non_negative,
     safe_increment,
     scale_by_learning_rate,
-    tree_zeros_like,
-)
-from fdl.optim.momentum import (
-    _canonical_dtype,
-    _cast_like,
-    _promoted_dtype,
-    bias_correction,
-    update_moment,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
+from fdl.tree import bias_correction, cast_like, update_moment, zeros_like
 
 __all__ = [
     "ScaleByAdamState",
@@ -82,10 +75,10 @@ class ScaleByAmsgradState(NamedTuple):
 
 
 def _check_adam_args(b1: Any, b2: Any, eps: Any, eps_root: Any) -> None:
-    check_decay(b1, "b1")
-    check_decay(b2, "b2")
-    check_non_negative(eps, "eps")
-    check_non_negative(eps_root, "eps_root")
+    check_decay("b1", b1)
+    check_decay("b2", b2)
+    check_non_negative("eps", eps)
+    check_non_negative("eps_root", eps_root)
 
 
 def _weighted_sum(b1: Any):
@@ -94,7 +87,7 @@ def _weighted_sum(b1: Any):
     def one(m, g):
         left = jnp.asarray(b1, m.dtype) * m
         right = jnp.asarray(1 - b1, g.dtype) * g
-        dtype = _promoted_dtype(left, right)
+        dtype = _dtypes.result_type(left, right)
         return left.astype(dtype) + right.astype(dtype)
 
     return one
@@ -106,7 +99,7 @@ def _adam_ratio(mu_hat: PyTree, nu_hat: PyTree, eps: Any, eps_root: Any) -> PyTr
     def one(m, v):
         dtype = jnp.result_type(v)
         denominator = jnp.sqrt(v + jnp.asarray(eps_root, dtype)) + jnp.asarray(eps, dtype)
-        common = _promoted_dtype(m, v)
+        common = _dtypes.result_type(m, v)
         return m.astype(common) / denominator.astype(common)
 
     return jax.tree.map(one, mu_hat, nu_hat)
@@ -178,13 +171,13 @@ def scale_by_adam(
       Dozat's Algorithm 2 without its extra factor ``b2`` on :math:`\hat v`.
     """
     _check_adam_args(b1, b2, eps, eps_root)
-    mu_dtype = _canonical_dtype(mu_dtype)
+    mu_dtype = _dtypes.canonical(mu_dtype)
 
     def init(params: PyTree) -> ScaleByAdamState:
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
-            mu=tree_zeros_like(params, mu_dtype),
-            nu=tree_zeros_like(params),
+            mu=zeros_like(params, mu_dtype),
+            nu=zeros_like(params),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -201,9 +194,9 @@ def scale_by_adam(
         else:
             mu_hat = bias_correction(mu, b1, count)
         nu_hat = bias_correction(nu, b2, count)
-        new_updates = _cast_like(_adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
+        new_updates = cast_like(_adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
         new_state = ScaleByAdamState(
-            count=count, mu=_cast_like(mu, state.mu), nu=_cast_like(nu, state.nu)
+            count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
         )
         return new_updates, new_state
 
@@ -262,14 +255,14 @@ def scale_by_amsgrad(
       uncorrected values but then never corrects.
     """
     _check_adam_args(b1, b2, eps, eps_root)
-    mu_dtype = _canonical_dtype(mu_dtype)
+    mu_dtype = _dtypes.canonical(mu_dtype)
 
     def init(params: PyTree) -> ScaleByAmsgradState:
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
-            mu=tree_zeros_like(params, mu_dtype),
-            nu=tree_zeros_like(params),
-            nu_max=tree_zeros_like(params),
+            mu=zeros_like(params, mu_dtype),
+            nu=zeros_like(params),
+            nu_max=zeros_like(params),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -282,12 +275,12 @@ def scale_by_amsgrad(
         nu_max = jax.tree.map(
             lambda old, new: jnp.maximum(old.astype(new.dtype), new), state.nu_max, nu_seen
         )
-        new_updates = _cast_like(_adam_ratio(mu_hat, nu_max, eps, eps_root), updates)
+        new_updates = cast_like(_adam_ratio(mu_hat, nu_max, eps, eps_root), updates)
         new_state = ScaleByAmsgradState(
             count=count,
-            mu=_cast_like(mu, state.mu),
-            nu=_cast_like(nu, state.nu),
-            nu_max=_cast_like(nu_max, state.nu_max),
+            mu=cast_like(mu, state.mu),
+            nu=cast_like(nu, state.nu),
+            nu_max=cast_like(nu_max, state.nu_max),
         )
         return new_updates, new_state
 
@@ -333,13 +326,13 @@ def scale_by_adamax(
       ``torch.optim.Adamax`` computes the same :math:`v_t`; it divides the step size by
       :math:`1 - \text{b1}^t` instead of :math:`m_t` (same value, different rounding).
     """
-    check_decay(b1, "b1")
-    check_decay(b2, "b2")
-    check_non_negative(eps, "eps")
+    check_decay("b1", b1)
+    check_decay("b2", b2)
+    check_non_negative("eps", eps)
 
     def init(params: PyTree) -> ScaleByAdamState:
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=tree_zeros_like(params)
+            count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params)
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -350,21 +343,21 @@ def scale_by_adamax(
         def infinity_norm(g, v):
             fresh = jnp.abs(g) + jnp.asarray(eps, g.dtype)
             old = jnp.asarray(b2, v.dtype) * v
-            dtype = _promoted_dtype(fresh, old)
+            dtype = _dtypes.result_type(fresh, old)
             return jnp.maximum(fresh.astype(dtype), old.astype(dtype))
 
         nu = jax.tree.map(infinity_norm, updates, state.nu)
         mu_hat = bias_correction(mu, b1, count)
 
         def ratio(m, v):
-            dtype = _promoted_dtype(m, v)
+            dtype = _dtypes.result_type(m, v)
             return m.astype(dtype) / v.astype(dtype)
 
         new_updates = jax.tree.map(ratio, mu_hat, nu)
         new_state = ScaleByAdamState(
-            count=count, mu=_cast_like(mu, state.mu), nu=_cast_like(nu, state.nu)
+            count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
         )
-        return _cast_like(new_updates, updates), new_state
+        return cast_like(new_updates, updates), new_state
 
     return GradientTransformation(init, update)
 

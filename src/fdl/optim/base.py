@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from fdl._checks import check_learning_rate
+
 __all__ = [
     "GradientTransformation",
     "EmptyState",
@@ -37,12 +39,6 @@ __all__ = [
     "scale",
     "scale_by_schedule",
     "scale_by_learning_rate",
-    "tree_full_like",
-    "tree_zeros_like",
-    "check_learning_rate",
-    "check_decay",
-    "check_non_negative",
-    "is_traced",
 ]
 
 PyTree = Any
@@ -81,77 +77,7 @@ class ScaleByScheduleState(NamedTuple):
     count: jax.Array
 
 
-# ------------------------------------------------------------------------------------ validation
-
-
-def check_learning_rate(learning_rate: Any, name: str = "learning_rate") -> Any:
-    """Accept a non-negative number or a schedule (callable); raise naming ``name`` otherwise."""
-    if callable(learning_rate):
-        return learning_rate
-    return check_non_negative(learning_rate, name, also="or a schedule (a function of the step)")
-
-
-def check_decay(value: Any, name: str) -> Any:
-    """Accept a decay rate in ``[0, 1)`` (b1, b2, momentum, rho); raise naming ``name`` otherwise.
-
-    A traced value (a hyperparameter swept under ``jit`` or ``vmap``) cannot be checked and is
-    accepted, as optax accepts it.
-    """
-    if is_traced(value):
-        return value
-    number = _as_number(value)
-    if number is None or not 0.0 <= number < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
-    return value
-
-
-def check_non_negative(value: Any, name: str, also: str = "") -> Any:
-    """Accept a number >= 0 (eps, weight decay, clipping bounds); raise naming ``name``.
-
-    A traced value is accepted unchecked, as in :func:`check_decay`.
-    """
-    if is_traced(value):
-        return value
-    number = _as_number(value)
-    if number is None or not number >= 0.0:
-        accepted = "a non-negative number" + (f" {also}" if also else "")
-        raise ValueError(f"`{name}` must be {accepted}, got {value!r}")
-    return value
-
-
-def is_traced(value: Any) -> bool:
-    """Whether ``value`` is an array whose value is unknown while tracing (an argument of a
-    ``jit``-compiled or ``vmap``-ped function), so that it cannot be checked in Python."""
-    try:
-        float(value)
-    except jax.errors.ConcretizationTypeError:
-        return True
-    except (TypeError, ValueError):
-        return False
-    return False
-
-
-def _as_number(value: Any) -> float | None:
-    """``value`` as a Python float if it is a concrete real scalar, else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-# ---------------------------------------------------------------------------------- tree helpers
-
-
-def tree_full_like(params: PyTree, value: Any, dtype: Any = None) -> PyTree:
-    """``value`` shaped like every leaf of ``params``, in ``dtype`` (default: the leaf's own)."""
-    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, dtype or jnp.result_type(p)), params)
-
-
-def tree_zeros_like(params: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like every leaf of ``params``, in ``dtype`` (default: the leaf's own)."""
-    return tree_full_like(params, 0, dtype)
+# ---------------------------------------------------------------------------------- step count
 
 
 def safe_increment(count: jax.Array) -> jax.Array:
@@ -325,7 +251,7 @@ def scale_by_learning_rate(
     >>> [round(x, 6) for x in opt.update(jnp.asarray([2.0]), opt.init(jnp.zeros(1)))[0].tolist()]
     [-0.2]
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("learning_rate", learning_rate)
     sign = -1.0 if flip_sign else 1.0
     if callable(learning_rate):
         return scale_by_schedule(lambda count: sign * learning_rate(count))

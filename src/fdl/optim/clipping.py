@@ -21,8 +21,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl.optim.base import EmptyState, GradientTransformation, check_non_negative
-from fdl.optim.momentum import _promoted_dtype
+from fdl._checks import check_non_negative
+from fdl.optim.base import EmptyState, GradientTransformation
+from fdl.tree import norm
 
 __all__ = ["ClipState", "ClipByGlobalNormState", "clip", "clip_by_global_norm", "global_norm"]
 
@@ -65,7 +66,7 @@ def clip(max_delta: Scalar) -> GradientTransformation:
       ``torch.nn.utils.clip_grad_value_(params, clip_value)`` is the same operation, applied
       in place to ``.grad``.
     """
-    check_non_negative(max_delta, "max_delta")
+    check_non_negative("max_delta", max_delta)
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -80,23 +81,14 @@ def clip(max_delta: Scalar) -> GradientTransformation:
 
 
 def global_norm(updates: PyTree) -> jax.Array:
-    r"""The Euclidean norm of all leaves together, :math:`\sqrt{\sum_\ell \sum_i g_{\ell i}^2}`.
-
-    Each leaf's sum of squares is taken in its own dtype; the sums are added in order, in their
-    promoted dtype (as optax's ``optax.tree.norm``).
+    r"""The Euclidean norm of all leaves together, :math:`\sqrt{\sum_\ell \sum_i g_{\ell i}^2}`
+    (optax's ``global_norm``; the math and its dtypes are :func:`fdl.tree.norm`'s).
 
     >>> import jax.numpy as jnp
     >>> float(global_norm({"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}))
     5.0
     """
-    sums = [jnp.sum(g * g) for g in jax.tree.leaves(updates)]
-    if not sums:
-        return jnp.zeros([], jnp.float32)
-    total = sums[0]
-    for s in sums[1:]:
-        dtype = _promoted_dtype(total, s)
-        total = total.astype(dtype) + s.astype(dtype)
-    return jnp.sqrt(total)
+    return norm(updates)
 
 
 def clip_by_global_norm(max_norm: Scalar) -> GradientTransformation:
@@ -135,7 +127,7 @@ def clip_by_global_norm(max_norm: Scalar) -> GradientTransformation:
       ``torch.nn.utils.clip_grad_norm_`` multiplies by ``max_norm / (norm + 1e-6)`` clamped to
       at most 1, so it also shrinks (very slightly) updates just below the bound.
     """
-    check_non_negative(max_norm, "max_norm")
+    check_non_negative("max_norm", max_norm)
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args

@@ -20,18 +20,17 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_decay, check_non_negative
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_decay,
-    check_non_negative,
     safe_increment,
     scale_by_learning_rate,
-    tree_zeros_like,
 )
-from fdl.optim.momentum import _canonical_dtype, _cast_like, _promoted_dtype, update_moment
 from fdl.optim.weight_decay import Mask, add_decayed_weights
+from fdl.tree import cast_like, update_moment, zeros_like
 
 __all__ = ["ScaleByLionState", "scale_by_lion", "lion"]
 
@@ -97,12 +96,12 @@ def scale_by_lion(
     Differs from optax:
       optax reports an unknown ``mode`` only when ``update`` first runs; fdl rejects it here.
     """
-    check_decay(b1, "b1")
-    check_decay(b2, "b2")
+    check_decay("b1", b1)
+    check_decay("b2", b2)
     if mode not in _MODES:
         raise ValueError(f"`mode` must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
-    check_non_negative(smooth_beta, "smooth_beta")
-    mu_dtype = _canonical_dtype(mu_dtype)
+    check_non_negative("smooth_beta", smooth_beta)
+    mu_dtype = _dtypes.canonical(mu_dtype)
 
     def direction(c: jax.Array) -> jax.Array:
         if mode == "hard":
@@ -112,7 +111,7 @@ def scale_by_lion(
         return jnp.where(jnp.abs(c) < 1, c, jnp.sign(c))
 
     def init(params: PyTree) -> ScaleByLionState:
-        mu = tree_zeros_like(params, mu_dtype)
+        mu = zeros_like(params, mu_dtype)
         return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 
     def update(updates, state, params=None, **extra_args):
@@ -121,12 +120,12 @@ def scale_by_lion(
         def step(g, m):
             fresh = jnp.asarray(1 - b1, g.dtype) * g
             old = jnp.asarray(b1, m.dtype) * m
-            dtype = _promoted_dtype(fresh, old)
+            dtype = _dtypes.result_type(fresh, old)
             return direction(fresh.astype(dtype) + old.astype(dtype)).astype(g.dtype)
 
         new_updates = jax.tree.map(step, updates, state.mu)
         mu = update_moment(updates, state.mu, b2, 1)
-        mu = _cast_like(mu, state.mu)
+        mu = cast_like(mu, state.mu)
         return new_updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)
 
     return GradientTransformation(init, update)

@@ -19,8 +19,8 @@ the gradient and of its square instead of a plain trace:
 
 started at :math:`m_0 = 0`, which biases early estimates toward zero by a factor
 :math:`1 - \beta^t`; dividing by that factor (*bias correction*) removes the bias. The two
-helpers :func:`update_moment` and :func:`bias_correction` compute these for every optimizer in
-:mod:`fdl.optim`.
+functions :func:`fdl.tree.update_moment` and :func:`fdl.tree.bias_correction` compute these for
+every optimizer in :mod:`fdl.optim`.
 
 Every function here works on whole pytrees, keeps the state's dtype from step to step and
 returns updates in the gradients' dtype.
@@ -33,17 +33,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_decay
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_decay,
     identity,
     scale_by_learning_rate,
-    tree_zeros_like,
 )
+from fdl.tree import cast_like, zeros_like
 
-__all__ = ["TraceState", "trace", "sgd", "update_moment", "bias_correction"]
+__all__ = ["TraceState", "trace", "sgd"]
 
 PyTree = Any
 
@@ -52,88 +53,6 @@ class TraceState(NamedTuple):
     """The trace :math:`m` of past updates (optax's ``TraceState``)."""
 
     trace: PyTree
-
-
-def _canonical_dtype(dtype: Any) -> Any:
-    """``dtype`` as JAX would store it (float64 becomes float32 unless x64 is on); None stays."""
-    return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
-
-
-def _cast_like(tree: PyTree, like: PyTree) -> PyTree:
-    """Each leaf of ``tree`` cast to the dtype of the matching leaf of ``like``."""
-    return jax.tree.map(lambda x, y: x.astype(jnp.result_type(y)), tree, like)
-
-
-def _promoted_dtype(*values: Any) -> Any:
-    """The dtype JAX's standard lattice gives ``values`` together (bfloat16 and float32 make
-    float32). fdl casts to it explicitly, so the code also runs under strict promotion."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(*values)
-
-
-def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> PyTree:
-    r"""One step of the exponential moving average of the ``order``-th power of the updates.
-
-    .. math:: m_t = (1 - \text{decay})\, g_t^{\text{order}} + \text{decay}\; m_{t-1}
-
-    Each term is computed in its own operand's dtype and the sum in the two promoted together
-    (JAX's standard rule, written out so it also runs under strict promotion): a bfloat16
-    moment fed float32 gradients decays in bfloat16 and accumulates in float32. ``decay`` is
-    cast to each operand's dtype. The caller casts the result back to the state's dtype.
-
-    Args:
-      updates: the gradients :math:`g_t` (a pytree).
-      moments: the previous average :math:`m_{t-1}`, same structure.
-      decay: :math:`\beta \in [0, 1)`, a number or a scalar array.
-      order: the power :math:`k` (1 for the mean, 2 for the uncentered variance).
-
-    Returns:
-      The new average :math:`m_t`, same structure.
-
-    >>> import jax.numpy as jnp
-    >>> update_moment(jnp.asarray([2.0]), jnp.asarray([1.0]), 0.5, 2).tolist()
-    [2.5]
-    """
-
-    def one(g, m):
-        power = g if order == 1 else g * g if order == 2 else g**order
-        fresh = jnp.asarray(1 - decay, power.dtype) * power
-        old = jnp.asarray(decay, m.dtype) * m
-        dtype = _promoted_dtype(fresh, old)
-        return fresh.astype(dtype) + old.astype(dtype)
-
-    return jax.tree.map(one, updates, moments)
-
-
-def bias_correction(moment: PyTree, decay: Any, count: jax.Array) -> PyTree:
-    r"""Remove the bias of a zero-initialised moving average after ``count`` steps.
-
-    .. math:: \hat m_t = \frac{m_t}{1 - \text{decay}^{\,t}}
-
-    The factor :math:`1 - \text{decay}^t` is computed in float32 (float64 under x64) and only
-    then cast to each moment's dtype: in bfloat16, :math:`0.999^t` rounds to 1 for small
-    :math:`t` and the factor would be zero.
-
-    Args:
-      moment: the average :math:`m_t` (a pytree).
-      decay: :math:`\beta`, a number or a scalar array.
-      count: the step number :math:`t \ge 1` (int32 scalar).
-
-    Returns:
-      :math:`\hat m_t`, same structure and dtypes as ``moment``.
-
-    >>> import jax.numpy as jnp
-    >>> m_hat = bias_correction(jnp.asarray([0.1]), 0.9, jnp.asarray(1, jnp.int32))
-    >>> [round(x, 6) for x in m_hat.tolist()]  # 0.1 / (1 - 0.9)
-    [1.0]
-    """
-    if isinstance(decay, int | float):  # a Python number: JAX's default float type, as optax
-        dtype = jnp.result_type(float)
-    else:
-        dtype = _promoted_dtype(jnp.float32, decay)
-    base = jnp.asarray(decay, dtype)
-    factor = 1 - jax.lax.pow(base, jnp.asarray(count).astype(dtype))
-    return jax.tree.map(lambda m: m / factor.astype(jnp.result_type(m)), moment)
 
 
 def trace(
@@ -184,23 +103,23 @@ def trace(
       (1 - dampening) * g``; with ``dampening=0`` (its default) the two agree. Its first step
       copies ``g`` into the buffer, which equals ``g + momentum * 0`` here.
     """
-    check_decay(decay, "decay")
-    accumulator_dtype = _canonical_dtype(accumulator_dtype)
+    check_decay("decay", decay)
+    accumulator_dtype = _dtypes.canonical(accumulator_dtype)
 
     def init(params: PyTree) -> TraceState:
-        return TraceState(trace=tree_zeros_like(params, accumulator_dtype))
+        return TraceState(trace=zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
 
         def accumulate(g, t):
             decayed = jnp.asarray(decay, t.dtype) * t
-            dtype = _promoted_dtype(g, decayed)
+            dtype = _dtypes.result_type(g, decayed)
             return g.astype(dtype) + decayed.astype(dtype)
 
         new_trace = jax.tree.map(accumulate, updates, state.trace)
         out = jax.tree.map(accumulate, updates, new_trace) if nesterov else new_trace
-        return _cast_like(out, updates), TraceState(trace=_cast_like(new_trace, state.trace))
+        return cast_like(out, updates), TraceState(trace=cast_like(new_trace, state.trace))
 
     return GradientTransformation(init, update)
 
@@ -259,6 +178,6 @@ def sgd(
     if momentum is None:
         accumulate = identity()
     else:
-        check_decay(momentum, "momentum")  # named as the caller spelled it, not trace's `decay`
+        check_decay("momentum", momentum)  # named as the caller spelled it, not trace's `decay`
         accumulate = trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
     return chain(accumulate, step)

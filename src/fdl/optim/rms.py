@@ -22,20 +22,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import check_decay, check_non_negative
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    check_decay,
-    check_non_negative,
     identity,
     safe_increment,
     scale_by_learning_rate,
-    tree_full_like,
-    tree_zeros_like,
 )
-from fdl.optim.momentum import _cast_like, _promoted_dtype, trace, update_moment
-from fdl.optim.momentum import bias_correction as _bias_correct  # the argument shadows the name
+from fdl.optim.momentum import trace
+from fdl.tree import bias_correction as _bias_correct  # the argument shadows the name
+from fdl.tree import cast_like, full_like, update_moment, zeros_like
 
 __all__ = [
     "ScaleByRmsState",
@@ -80,9 +79,9 @@ class ScaleByRStdDevWithCountState(NamedTuple):
 
 
 def _check_rms_args(decay: Any, eps: Any, initial_scale: Any) -> None:
-    check_decay(decay, "decay")
-    check_non_negative(eps, "eps")
-    check_non_negative(initial_scale, "initial_scale")
+    check_decay("decay", decay)
+    check_non_negative("eps", eps)
+    check_non_negative("initial_scale", initial_scale)
 
 
 def _inverse_root(variance: jax.Array, eps: Any, eps_in_sqrt: bool) -> jax.Array:
@@ -97,7 +96,7 @@ def _times(scaling: PyTree, updates: PyTree) -> PyTree:
     """``scaling * updates`` leaf by leaf, returned in the updates' dtype."""
 
     def one(s, g):
-        dtype = _promoted_dtype(s, g)
+        dtype = _dtypes.result_type(s, g)
         return (s.astype(dtype) * g.astype(dtype)).astype(g.dtype)
 
     return jax.tree.map(one, scaling, updates)
@@ -157,7 +156,7 @@ def scale_by_rms(
     _check_rms_args(decay, eps, initial_scale)
 
     def init(params: PyTree) -> ScaleByRmsState | ScaleByRmsWithCountState:
-        nu = tree_full_like(params, initial_scale)
+        nu = full_like(params, initial_scale)
         if bias_correction:
             return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
         return ScaleByRmsState(nu=nu)
@@ -171,7 +170,7 @@ def scale_by_rms(
         else:
             nu_hat = nu
         scaling = jax.tree.map(lambda v: _inverse_root(v, eps, eps_in_sqrt), nu_hat)
-        nu = _cast_like(nu, state.nu)
+        nu = cast_like(nu, state.nu)
         if bias_correction:
             return _times(scaling, updates), ScaleByRmsWithCountState(count=count, nu=nu)
         return _times(scaling, updates), ScaleByRmsState(nu=nu)
@@ -227,8 +226,8 @@ def scale_by_stddev(
     _check_rms_args(decay, eps, initial_scale)
 
     def init(params: PyTree) -> ScaleByRStdDevState | ScaleByRStdDevWithCountState:
-        mu = tree_zeros_like(params)
-        nu = tree_full_like(params, initial_scale)
+        mu = zeros_like(params)
+        nu = full_like(params, initial_scale)
         if bias_correction:
             return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
         return ScaleByRStdDevState(mu=mu, nu=nu)
@@ -245,12 +244,12 @@ def scale_by_stddev(
             mu_hat, nu_hat = mu, nu
 
         def one(m, v):
-            dtype = _promoted_dtype(m, v)
+            dtype = _dtypes.result_type(m, v)
             m, v = m.astype(dtype), v.astype(dtype)
             return _inverse_root(v - m * m, eps, eps_in_sqrt)
 
         scaling = jax.tree.map(one, mu_hat, nu_hat)
-        mu, nu = _cast_like(mu, state.mu), _cast_like(nu, state.nu)
+        mu, nu = cast_like(mu, state.mu), cast_like(nu, state.nu)
         if bias_correction:
             new_state = ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
         else:
@@ -333,6 +332,6 @@ def rmsprop(
     if momentum is None:
         accumulate = identity()
     else:
-        check_decay(momentum, "momentum")  # named as the caller spelled it, not trace's `decay`
+        check_decay("momentum", momentum)  # named as the caller spelled it, not trace's `decay`
         accumulate = trace(decay=momentum, nesterov=nesterov)
     return chain(scaling, scale_by_learning_rate(learning_rate), accumulate)

@@ -50,14 +50,21 @@ References
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from fdl.optim.base import Schedule, _as_number
+from fdl import _dtypes
+from fdl._checks import (
+    as_number,
+    check_concrete_non_negative,
+    check_concrete_number,
+    check_positive_exponent,
+    check_whole_steps,
+)
+from fdl.optim.base import Schedule
 
 __all__ = [
     "constant_schedule",
@@ -75,16 +82,6 @@ Value = Any  # a Python number, a NumPy scalar or a (possibly traced) JAX array
 # -------------------------------------------------------------------------------------- helpers
 
 
-def _schedule_dtype(*values: Value) -> jnp.dtype:
-    """The values' dtypes promoted with the default float type (float32, float64 under x64)."""
-    default_float = jnp.dtype(jnp.result_type(float))
-    present = [v for v in values if v is not None]
-    # Standard promotion in this one place: a bfloat16 `init_value` and the float32 default are
-    # meant to meet at float32, which strict promotion would refuse to decide.
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.dtype(jnp.result_type(default_float, *present))
-
-
 def _prepare(value: Value, dtype: jnp.dtype) -> Value:
     """Keep a Python number as is (a weak type, rounded once, as optax does); cast arrays."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -95,47 +92,6 @@ def _prepare(value: Value, dtype: jnp.dtype) -> Value:
 def _float_count(count: Any, dtype: jnp.dtype) -> jax.Array:
     """The step count as an array of the schedule dtype."""
     return jnp.asarray(count).astype(dtype)
-
-
-def _concrete(value: Any) -> float | None:
-    """``value`` as a Python float if it is a concrete real number (not a string, a bool or a
-    traced value), else ``None``."""
-    if isinstance(value, (str, bytes, bool)):
-        return None
-    return _as_number(value)
-
-
-def _number(value: Any, name: str) -> float:
-    """``value`` as a Python float; raise naming ``name`` if it is not a concrete real number."""
-    number = _concrete(value)
-    if number is None or not math.isfinite(number):
-        raise ValueError(
-            f"`{name}` must be a concrete, finite real number (a Python or NumPy number, not a "
-            f"traced value), got {value!r}"
-        )
-    return number
-
-
-def _non_negative_number(value: Any, name: str, why: str) -> float:
-    number = _number(value, name)
-    if number < 0:
-        raise ValueError(f"`{name}` must be >= 0 ({why}), got {value!r}")
-    return number
-
-
-def _step(value: Any, name: str, why: str) -> int:
-    """A whole, non-negative number of steps (``3`` or ``3.0``), as a Python int."""
-    number = _non_negative_number(value, name, why)
-    if number != int(number):
-        raise ValueError(f"`{name}` must be a whole number of steps ({why}), got {value!r}")
-    return int(number)
-
-
-def _check_positive_exponent(value: Value, name: str, why: str) -> None:
-    """Reject a concrete exponent <= 0; a traced one is accepted as is."""
-    number = _concrete(value)
-    if number is not None and not number > 0:
-        raise ValueError(f"`{name}` must be > 0 ({why}), got {value!r}")
 
 
 # ------------------------------------------------------------------------------------ schedules
@@ -159,7 +115,7 @@ def constant_schedule(value: Value) -> Schedule:
     >>> [round(float(sched(t)), 6) for t in (0, 1000)]
     [0.1, 0.1]
     """
-    dtype = _schedule_dtype(value)
+    dtype = _dtypes.with_default_float(value)
     value = _prepare(value, dtype)
 
     def schedule(count):
@@ -224,14 +180,14 @@ def polynomial_schedule(
     >>> [round(float(sched(t)), 4) for t in range(6)]
     [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
-    steps = _number(transition_steps, "transition_steps")
-    begin = _non_negative_number(
-        transition_begin, "transition_begin", "the number of steps spent at `init_value`"
+    steps = check_concrete_number("transition_steps", transition_steps)
+    begin = check_concrete_non_negative(
+        "transition_begin", transition_begin, "the number of steps spent at `init_value`"
     )
-    _check_positive_exponent(
-        power, "power", "a negative power is infinite at the end, and 0 ignores `end_value`"
+    check_positive_exponent(
+        "power", power, "a negative power is infinite at the end, and 0 ignores `end_value`"
     )
-    dtype = _schedule_dtype(init_value, end_value, power)
+    dtype = _dtypes.with_default_float(init_value, end_value, power)
     if steps <= 0:
         return constant_schedule(jnp.asarray(init_value, dtype))
     init_value, end_value, power = (_prepare(v, dtype) for v in (init_value, end_value, power))
@@ -319,17 +275,17 @@ def exponential_decay(
     >>> [float(sched(t)) for t in range(6)]
     [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
-    steps = _number(transition_steps, "transition_steps")
-    rate = _number(decay_rate, "decay_rate")
+    steps = check_concrete_number("transition_steps", transition_steps)
+    rate = check_concrete_number("decay_rate", decay_rate)
     if rate <= 0:
         raise ValueError(
             "`decay_rate` must be > 0 (for a constant schedule use constant_schedule; a negative "
             f"rate has no real fractional powers), got {decay_rate!r}"
         )
-    begin = _non_negative_number(
-        transition_begin, "transition_begin", "the number of steps spent at `init_value`"
+    begin = check_concrete_non_negative(
+        "transition_begin", transition_begin, "the number of steps spent at `init_value`"
     )
-    dtype = _schedule_dtype(init_value, end_value)
+    dtype = _dtypes.with_default_float(init_value, end_value)
     if steps <= 0:
         return constant_schedule(jnp.asarray(init_value, dtype))
     init_value, decay_rate = _prepare(init_value, dtype), _prepare(decay_rate, dtype)
@@ -399,16 +355,16 @@ def cosine_decay_schedule(
     >>> [round(float(sched(t)), 4) for t in range(6)]
     [1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1]
     """
-    steps = _number(decay_steps, "decay_steps")
+    steps = check_concrete_number("decay_steps", decay_steps)
     if steps <= 0:
         raise ValueError(
             f"`decay_steps` must be > 0 (the length of the cosine), got {decay_steps!r}"
         )
-    _check_positive_exponent(
-        exponent, "exponent", "a negative exponent is infinite from `decay_steps` on, and 0 "
+    check_positive_exponent(
+        "exponent", exponent, "a negative exponent is infinite from `decay_steps` on, and 0 "
         "ignores `alpha`"
     )
-    dtype = _schedule_dtype(init_value, alpha, exponent)
+    dtype = _dtypes.with_default_float(init_value, alpha, exponent)
     init_value, alpha, exponent = (_prepare(v, dtype) for v in (init_value, alpha, exponent))
     decay_steps = float(decay_steps)
 
@@ -466,19 +422,19 @@ def warmup_cosine_decay_schedule(
     >>> [round(float(sched(t)), 4) for t in range(8)]
     [0.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
     """
-    warmup = _step(warmup_steps, "warmup_steps", "the length of the warmup")
-    total = _number(decay_steps, "decay_steps")
+    warmup = check_whole_steps("warmup_steps", warmup_steps, "the length of the warmup")
+    total = check_concrete_number("decay_steps", decay_steps)
     if total <= warmup:
         raise ValueError(
             "`decay_steps` is the total length of the schedule, warmup included, so it must be "
             f"greater than `warmup_steps`; got decay_steps={decay_steps!r}, "
             f"warmup_steps={warmup_steps!r}"
         )
-    peak = _as_number(peak_value)
+    peak = as_number(peak_value)
     if peak is not None:
         alpha = 0.0 if peak == 0.0 else end_value / peak_value
     else:  # a traced peak: decide at run time
-        dtype = _schedule_dtype(peak_value, end_value)
+        dtype = _dtypes.with_default_float(peak_value, end_value)
         peak_array = jnp.asarray(peak_value, dtype)
         safe_peak = jnp.where(peak_array == 0, jnp.ones_like(peak_array), peak_array)
         alpha = jnp.where(peak_array == 0, jnp.zeros_like(peak_array), end_value / safe_peak)
@@ -529,15 +485,17 @@ def piecewise_constant_schedule(
         )
     steps = []
     for boundary, factor in boundaries_and_scales.items():
-        step = _step(boundary, "boundaries_and_scales", "its keys are the steps of the jumps")
-        if _number(factor, "boundaries_and_scales") < 0:
+        step = check_whole_steps(
+            "boundaries_and_scales", boundary, "its keys are the steps of the jumps"
+        )
+        if check_concrete_number("boundaries_and_scales", factor) < 0:
             raise ValueError(
                 "`boundaries_and_scales` scales must be >= 0, got scale "
                 f"{factor!r} at step {boundary!r}"
             )
         steps.append((step, factor))
     steps.sort(key=lambda item: item[0])
-    dtype = _schedule_dtype(init_value)
+    dtype = _dtypes.with_default_float(init_value)
     init_value = _prepare(init_value, dtype)
 
     def schedule(count):
@@ -591,7 +549,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         if not callable(sched):
             raise ValueError(f"`schedules[{i}]` must be a schedule (a callable), got {sched!r}")
     why = "the steps at which the next schedule starts"
-    steps = [_step(boundary, "boundaries", why) for boundary in boundaries]
+    steps = [check_whole_steps("boundaries", boundary, why) for boundary in boundaries]
     if any(later < earlier for earlier, later in zip(steps, steps[1:])):
         raise ValueError(f"`boundaries` must be non-decreasing, got {boundaries!r}")
 

@@ -48,26 +48,28 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl import _dtypes
+from fdl._checks import (
+    as_number,
+    check_decay,
+    check_learning_rate,
+    check_non_negative,
+    check_unit_interval,
+)
 from fdl.optim.adagrad import ScaleByRssState
 from fdl.optim.adam import scale_by_adam
 from fdl.optim.base import (
     GradientTransformation,
-    _as_number,
     ScalarOrSchedule,
     chain,
-    check_decay,
-    check_learning_rate,
-    check_non_negative,
     identity,
-    is_traced,
     safe_increment,
     scale_by_learning_rate,
-    tree_full_like,
-    tree_zeros_like,
 )
-from fdl.optim.momentum import _promoted_dtype, trace
+from fdl.optim.momentum import trace
 from fdl.optim.rms import scale_by_rms, scale_by_stddev
 from fdl.optim.weight_decay import add_decayed_weights
+from fdl.tree import full_like, zeros_like
 
 __all__ = [
     "DampenedTraceState",
@@ -86,7 +88,7 @@ Scalar = float | jax.Array
 
 def _is_zero(value: Any) -> bool:
     """True for a concrete zero (a traced value or a schedule is never taken for zero)."""
-    return not callable(value) and _as_number(value) == 0.0
+    return not callable(value) and as_number(value) == 0.0
 
 
 def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransformation:
@@ -96,7 +98,7 @@ def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransfor
     scaling AdamW's decoupled one. Its state is ``EmptyState`` either way (a scheduled decay
     adds a count), so an optimizer's state has the same structure for every ``weight_decay``.
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_learning_rate("weight_decay", weight_decay)
     if _is_zero(weight_decay):
         return identity()
     inner = add_decayed_weights(weight_decay)
@@ -111,15 +113,6 @@ def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransfor
         return inner.update(updates, state, params, **extra_args)
 
     return GradientTransformation(inner.init, update)
-
-
-def _check_unit_interval(value: Any, name: str) -> None:
-    """Accept a number in [0, 1] (a traced value is accepted as is); raise naming ``name``."""
-    if is_traced(value):
-        return
-    number = _as_number(value)
-    if number is None or not 0.0 <= number <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
 
 
 # ------------------------------------------------------------------------------------------ atoms
@@ -174,18 +167,18 @@ def dampened_trace(
     >>> u.tolist()
     [1.0]
     """
-    check_decay(momentum, "momentum")
-    _check_unit_interval(dampening, "dampening")
+    check_decay("momentum", momentum)
+    check_unit_interval("dampening", dampening)
 
     def init(params: PyTree) -> DampenedTraceState:
-        return DampenedTraceState(count=jnp.zeros([], jnp.int32), trace=tree_zeros_like(params))
+        return DampenedTraceState(count=jnp.zeros([], jnp.int32), trace=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         first = state.count == 0
 
         def accumulate(g, b):
-            dtype = _promoted_dtype(g, b)
+            dtype = _dtypes.result_type(g, b)
             g, b = g.astype(dtype), b.astype(dtype)
             later = jnp.asarray(momentum, dtype) * b + jnp.asarray(1 - dampening, dtype) * g
             return jnp.where(first, g, later)
@@ -244,24 +237,24 @@ def scale_by_rss(
     >>> u.tolist()  # 4 / sqrt(9 + 16)
     [0.800000011920929]
     """
-    check_non_negative(initial_accumulator_value, "initial_accumulator_value")
-    check_non_negative(eps, "eps")
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_non_negative("eps", eps)
 
     def init(params: PyTree) -> ScaleByRssState:
-        return ScaleByRssState(sum_of_squares=tree_full_like(params, initial_accumulator_value))
+        return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
 
         def accumulate(g, total):
-            dtype = _promoted_dtype(g, total)
+            dtype = _dtypes.result_type(g, total)
             g = g.astype(dtype)
             return (total.astype(dtype) + g * g).astype(total.dtype)
 
         sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
 
         def rescale(g, total):
-            dtype = _promoted_dtype(g, total)
+            dtype = _dtypes.result_type(g, total)
             root = jnp.sqrt(total.astype(dtype)) + jnp.asarray(eps, dtype)
             return (g.astype(dtype) / root).astype(jnp.result_type(g))
 
@@ -325,9 +318,9 @@ def sgd(
     >>> [round(x, 6) for x in updates.tolist()]  # -0.1 * (1 + 0.5 * 2)
     [-0.2]
     """
-    check_learning_rate(learning_rate)
-    check_decay(momentum, "momentum")
-    _check_unit_interval(dampening, "dampening")
+    check_learning_rate("learning_rate", learning_rate)
+    check_decay("momentum", momentum)
+    check_unit_interval("dampening", dampening)
     if nesterov and (_is_zero(momentum) or not _is_zero(dampening)):
         raise ValueError(
             "Nesterov momentum requires a momentum > 0 and zero dampening (as in torch), got "
@@ -404,10 +397,10 @@ def rmsprop(
     >>> [round(x, 6) for x in updates.tolist()]  # -0.1 * 2 / sqrt(0.25 * 4)
     [-0.2]
     """
-    check_learning_rate(learning_rate)
-    check_decay(alpha, "alpha")
-    check_non_negative(eps, "eps")
-    check_decay(momentum, "momentum")
+    check_learning_rate("learning_rate", learning_rate)
+    check_decay("alpha", alpha)
+    check_non_negative("eps", eps)
+    check_decay("momentum", momentum)
     scaling = scale_by_stddev if centered else scale_by_rms
     return chain(
         _weight_decay(weight_decay, "rmsprop"),
@@ -469,15 +462,15 @@ def adagrad(
     >>> [round(x, 6) for x in u.tolist()]
     [-0.4]
     """
-    check_learning_rate(learning_rate)
-    check_non_negative(lr_decay, "lr_decay")
+    check_learning_rate("learning_rate", learning_rate)
+    check_non_negative("lr_decay", lr_decay)
     if _is_zero(lr_decay):
         rate = learning_rate
     else:
 
         def rate(count: jax.Array) -> jax.Array:
             value = learning_rate(count) if callable(learning_rate) else learning_rate
-            dtype = _promoted_dtype(value, jnp.result_type(float))  # float32, or float64 (x64)
+            dtype = _dtypes.result_type(value, jnp.result_type(float))  # float32, or float64 (x64)
             steps = jnp.asarray(count).astype(dtype)  # t - 1
             return jnp.asarray(value, dtype) / (1 + steps * lr_decay)
 
@@ -536,7 +529,7 @@ def adam(
     >>> [round(x, 4) for x in updates.tolist()]  # the first step has size lr
     [-0.1]
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("learning_rate", learning_rate)
     return chain(
         _weight_decay(weight_decay, "adam"),
         scale_by_adam(b1=b1, b2=b2, eps=eps),
@@ -593,7 +586,7 @@ def adamw(
     >>> [round(x, 4) for x in updates.tolist()]  # -0.1 * (1 + 0.5 * 2)
     [-0.2]
     """
-    check_learning_rate(learning_rate)
+    check_learning_rate("learning_rate", learning_rate)
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps),
         _weight_decay(weight_decay, "adamw"),

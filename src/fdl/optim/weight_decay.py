@@ -26,15 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdl import _dtypes
+from fdl._checks import check_learning_rate
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
     ScaleByScheduleState,
-    check_learning_rate,
     safe_increment,
 )
-from fdl.optim.momentum import _promoted_dtype
 
 __all__ = ["MaskedState", "MaskedNode", "masked", "add_decayed_weights"]
 
@@ -198,7 +198,7 @@ def add_decayed_weights(
       is coupled L2 (added to the gradient before the rescaling): put this transformation
       *first* in the chain to get that.
     """
-    check_learning_rate(weight_decay, "weight_decay")
+    check_learning_rate("weight_decay", weight_decay)
     scheduled = callable(weight_decay)
 
     def init(params: PyTree) -> EmptyState | ScaleByScheduleState:
@@ -225,9 +225,9 @@ def add_decayed_weights(
         def decay(g, p):
             # JAX's standard promotion, written out (a Python number takes the parameter's
             # dtype, a float32 schedule value promotes it), then back to the gradient's dtype.
-            rate_dtype = _promoted_dtype(rate, p)
+            rate_dtype = _dtypes.result_type(rate, p)
             shrink = jnp.asarray(rate, rate_dtype) * p.astype(rate_dtype)
-            dtype = _promoted_dtype(g, shrink)
+            dtype = _dtypes.result_type(g, shrink)
             return (g.astype(dtype) + shrink.astype(dtype)).astype(g.dtype)
 
         return jax.tree.map(decay, updates, params), state
