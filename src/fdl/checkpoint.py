@@ -36,7 +36,13 @@ the directory), so a crash leaves either the old set of checkpoints or the new o
 half-written file under a checkpoint's name; older checkpoints are kept (``keep``), and
 :func:`restore_latest_valid` resumes from the newest one that reads back intact.
 
-One process writes a directory at a time; arrays must be fully addressable from this process.
+**Several processes** (``jax.distributed``): every process calls :func:`save` with the same
+tree; arrays split over several processes are gathered (a collective), process 0 alone writes
+the file and prunes old ones, and every process returns only once the file is in place, or
+raises if process 0 failed. :func:`restore` reads the file on every process (a shared file system,
+or a copy on each host) and places each leaf with the template leaf's sharding, which may span
+all processes. A checkpoint does not record how many processes wrote it: it restores in any
+number of them.
 """
 
 from __future__ import annotations
@@ -126,6 +132,11 @@ def save(
     ``keep`` highest-step checkpoints are deleted; only files named exactly like this function
     names them are ever deleted, and never the one just written.
 
+    Under ``jax.distributed`` (several processes) every process calls ``save`` with the same
+    arguments. Leaves split over several processes are gathered from all of them; process 0
+    alone writes and prunes, the others write nothing; every process returns once the file is
+    in place (process 0 broadcasts its outcome, which is also the barrier).
+
     Args:
       directory: the checkpoint directory, created (with parents) if missing.
       step: the training step, an integer >= 0; it names the file.
@@ -147,6 +158,8 @@ def save(
         leaves with the same key path.
       TypeError: a non-integer ``step`` or ``keep``, a non-dict ``metadata``, an unsupported leaf.
       FileExistsError: the step's checkpoint exists and ``overwrite`` is False.
+      CheckpointError: on a process other than 0, when process 0 failed to write (the message
+        names the file and process 0's error, which process 0 raises itself).
 
     >>> import tempfile, jax.numpy as jnp
     >>> from fdl import checkpoint
@@ -176,18 +189,29 @@ def save(
     members.update((entry["entry"], stored) for entry, stored in zip(entries, arrays, strict=True))
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / _file_name(step)
-    if final.exists() and not overwrite:
-        raise FileExistsError(
-            f"a checkpoint of step {step} already exists at {final}; "
-            f"pass overwrite=True to replace it"
+    if jax.process_count() == 1:
+        _write_and_prune(final, step, members, keep=keep, overwrite=overwrite, compress=compress)
+        return final
+    # Several processes: process 0 writes; the broadcast of its outcome is also the barrier that
+    # holds the others until the file is in place.
+    error: BaseException | None = None
+    if jax.process_index() == 0:
+        try:
+            _write_and_prune(
+                final, step, members, keep=keep, overwrite=overwrite, compress=compress
+            )
+        except BaseException as err:  # re-raised below, after telling the other processes
+            error = err
+    failure = _broadcast_from_process_0(
+        "" if error is None else f"{type(error).__name__}: {error}"
+    )
+    if error is not None:
+        raise error
+    if failure:
+        raise CheckpointError(
+            f"process 0 failed to write the checkpoint of step {step} to {final}: {failure}"
         )
-    _write_atomic(final, members, compress)
-    if keep is not None:
-        for old in all_steps(directory)[:-keep]:
-            if old != step:
-                (directory / _file_name(old)).unlink(missing_ok=True)
     return final
 
 
@@ -369,11 +393,11 @@ def _encode_leaf(name: str, leaf: Any) -> tuple[dict[str, Any], np.ndarray]:
             f"save the arrays the step returned"
         )
     if isinstance(leaf, jax.Array) and _is_key(leaf.dtype):
-        data = _little_endian(np.asarray(jax.random.key_data(leaf)))
+        data = _little_endian(_fetch(jax.random.key_data(leaf)))
         entry = {"kind": "key", "dtype": str(leaf.dtype), "impl": str(jax.random.key_impl(leaf))}
         return _entry(name, entry, leaf.shape, data), data
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-        array = np.asarray(leaf)
+        array = _fetch(leaf) if isinstance(leaf, jax.Array) else np.asarray(leaf)
         if array.dtype.name in _NATIVE:
             stored = _little_endian(array)
         elif (view := _bit_view_dtype(array.dtype)) is not None:
@@ -435,6 +459,53 @@ def _file_name(step: int) -> str:
 def _write_members(file: Any, members: dict[str, np.ndarray], compress: bool) -> None:
     """Serialize the entries into the open binary ``file`` as an .npz archive."""
     (np.savez_compressed if compress else np.savez)(file, **members)
+
+
+def _write_and_prune(
+    final: Path,
+    step: int,
+    members: dict[str, np.ndarray],
+    *,
+    keep: int | None,
+    overwrite: bool,
+    compress: bool,
+) -> None:
+    """Write the checkpoint file ``final`` atomically, then delete all but the ``keep`` newest."""
+    directory = final.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not overwrite:
+        raise FileExistsError(
+            f"a checkpoint of step {step} already exists at {final}; "
+            f"pass overwrite=True to replace it"
+        )
+    _write_atomic(final, members, compress)
+    if keep is not None:
+        for old in all_steps(directory)[:-keep]:
+            if old != step:
+                (directory / _file_name(old)).unlink(missing_ok=True)
+
+
+_MESSAGE_BYTES = 1024
+
+
+def _broadcast_from_process_0(message: str) -> str:
+    """Process 0's ``message`` on every process (at most 1 KiB of it), through a collective:
+    no process returns before process 0 has called this too."""
+    from jax.experimental import multihost_utils
+
+    raw = message.encode("utf-8", "replace")[:_MESSAGE_BYTES].ljust(_MESSAGE_BYTES, b"\0")
+    received = multihost_utils.broadcast_one_to_all(np.frombuffer(raw, np.uint8))
+    return np.asarray(received, np.uint8).tobytes().rstrip(b"\0").decode("utf-8", "replace")
+
+
+def _fetch(array: jax.Array) -> np.ndarray:
+    """The host value of ``array``. One split over several processes is gathered from all of
+    them: a collective, so every process must save the same tree."""
+    if array.is_fully_addressable or array.is_fully_replicated:
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def _write_atomic(final: Path, members: dict[str, np.ndarray], compress: bool) -> None:

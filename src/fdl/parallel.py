@@ -59,6 +59,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import hashlib
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -195,18 +197,28 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Put a full copy of every leaf of ``tree`` on every device of ``mesh``.
 
     For parameters, layer state and optimizer state. Each leaf becomes a ``jax.Array`` with
-    ``NamedSharding(mesh, PartitionSpec())``; the tree structure is unchanged. In a
-    multi-process run every process passes the same values (``jax.device_put`` checks that).
+    ``NamedSharding(mesh, PartitionSpec())``; the tree structure is unchanged.
+
+    When ``mesh`` spans several processes (``jax.distributed``), every process calls this with
+    the same tree; each builds its devices' copies from its own values (NumPy, or jax arrays on
+    its own devices, e.g. restored from a checkpoint), so nothing is sent between processes but
+    one SHA-256 digest per leaf, gathered once to check that every process holds the same
+    values. Leaves that already span the mesh's processes are resharded by ``jax.device_put``.
 
     Raises:
       TypeError: ``mesh`` is not a ``jax.sharding.Mesh``.
+      ValueError: across processes, a leaf's values differ between processes (the message names
+        its path and the processes).
 
     >>> import jax.numpy as jnp, fdl.parallel
     >>> params = fdl.parallel.replicate({"w": jnp.ones((2, 3))}, fdl.parallel.make_mesh(1))
     >>> params["w"].sharding.is_fully_replicated
     True
     """
-    return jax.device_put(tree, replicated_sharding(mesh))
+    sharding = replicated_sharding(mesh)
+    if sharding.is_fully_addressable:  # every device of the mesh belongs to this process
+        return jax.device_put(tree, sharding)
+    return _replicate_across_processes(tree, sharding)
 
 
 def shard_batch(batch: PyTree, mesh: Mesh, *, axis_name: str = "data") -> PyTree:
@@ -359,3 +371,49 @@ def _local_shard_count(mesh: Mesh, axis_name: str) -> int:
         if device.process_index == process
     }
     return len(positions)
+
+
+def _replicate_across_processes(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    """:func:`replicate` onto a mesh that spans several processes (see its docstring)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    out: list[Any] = [None] * len(leaves)
+    local: list[tuple[int, np.ndarray, Any]] = []  # (position, host value, PRNG impl or None)
+    for i, (_, leaf) in enumerate(leaves):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            out[i] = jax.device_put(leaf, sharding)  # already global: reshard
+        elif isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            local.append((i, np.asarray(jax.random.key_data(leaf)), jax.random.key_impl(leaf)))
+        else:
+            value = np.asarray(leaf)  # Python scalars in JAX's default dtypes, as device_put
+            value = value.astype(jax.dtypes.canonicalize_dtype(value.dtype), copy=False)
+            local.append((i, value, None))
+    _check_same_on_every_process([(leaves[i][0], value) for i, value, _ in local])
+    for i, value, impl in local:
+        array = jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+        out[i] = array if impl is None else jax.random.wrap_key_data(array, impl=impl)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _check_same_on_every_process(named: list[tuple[Any, np.ndarray]]) -> None:
+    """Raise unless every process holds the same leaves: one gather of per-leaf digests."""
+    if not named:
+        return
+    from jax.experimental import multihost_utils
+
+    digests = np.stack([_digest(value) for _, value in named])  # (L, 32)
+    gathered = np.asarray(multihost_utils.process_allgather(digests))  # (P, L, 32)
+    for (path, _), column in zip(named, np.moveaxis(gathered, 1, 0), strict=True):  # (P, 32)
+        differ = [p for p in range(len(column)) if not np.array_equal(column[p], column[0])]
+        if differ:
+            raise ValueError(
+                f"replicate: {_leaf_name('tree', path)} differs between processes (process 0 "
+                f"and process(es) {differ} hold different values); every process must pass the "
+                "same values, e.g. parameters initialized from the same key"
+            )
+
+
+def _digest(value: np.ndarray) -> np.ndarray:
+    """SHA-256 of an array's dtype, shape and bytes, as 32 uint8."""
+    hasher = hashlib.sha256(f"{value.dtype.str}{value.shape}".encode())
+    hasher.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+    return np.frombuffer(hasher.digest(), np.uint8)
