@@ -50,8 +50,8 @@ def run_fit(hidden, steps: int, steps_per_call: int) -> float:
     result = fdl.fit.fit(
         fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,
         (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
-        batch_size=BATCH, steps=steps, steps_per_call=steps_per_call,
-        eval_every=10**9, progress=False,
+        batch_size=BATCH, steps=steps, execution=fdl.fit.Execution(steps_per_call=steps_per_call),
+        logging=fdl.fit.Logging(progress=False),
     )
     jax.block_until_ready(result.params)
     return time.perf_counter() - start
@@ -67,13 +67,11 @@ def run_loop(hidden, steps: int) -> float:
     data, model, params, state = build(hidden)
     start = time.perf_counter()
     optimizer = fdl.optim.adam(1e-3)
-    step = fdl.train.make_stateful_train_step(fdl.fit.classification_loss(model), optimizer)
-    opt_state, key = optimizer.init(params), jax.random.key(1)
+    step = fdl.train.make_train_step(fdl.fit.classification_loss(model), optimizer)
+    train_state, key = fdl.train.init_state(params, optimizer, layer_state=state), jax.random.key(1)
     for i, batch in zip(range(steps), host_batches(data, key), strict=False):
-        params, state, opt_state, metrics = step(
-            params, state, opt_state, batch, jax.random.fold_in(key, i)
-        )
-    jax.block_until_ready(params)
+        train_state, metrics = step(train_state, batch, jax.random.fold_in(key, i))
+    jax.block_until_ready(train_state)
     return time.perf_counter() - start
 
 

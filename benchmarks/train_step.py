@@ -1,10 +1,23 @@
 """Jitted train step: fdl models against the same models in raw jax.numpy + optax.
 
-Both steps run the same math from the same initial values with the same optimizer (optax.adam),
-both jit-compiled with the params and optimizer state donated. Rounds interleave the two (the
-order alternates each round, see ``_common.py``); each round times ``--steps`` calls and
-blocks once at its end.
-We report the median seconds per step and the ratio fdl / raw.
+All steps run the same math from the same initial values with the same optimizer (optax.adam),
+jit-compiled with the params and optimizer state donated. Three candidates:
+
+* ``fdl``: ``fdl.train.make_train_step`` on ``fdl.nn.mlp``, as users call it (a
+  ``fdl.train.TrainState`` in and out; parameters in a dict of dicts, named by path:
+  ``dense_0/w``);
+* ``raw``: the MLP written by hand with its parameters in a list of ``(w, b)`` tuples;
+* ``raw_dict``: the same hand-written step with its parameters in the same dict of dicts as fdl's.
+
+Two measurements per case:
+
+* **per call**: each round times ``--steps`` calls of the jitted step from Python and blocks once
+  at its end, so it includes JAX's dispatch (flattening the argument trees on every call);
+* **compiled**: the step runs ``--steps`` times inside one jitted ``lax.fori_loop``, so only the
+  compiled step is timed (what named paths could cost inside XLA).
+
+Rounds interleave the candidates (the order alternates each round, see ``_common.py``). We
+report medians per step and the ratios fdl / raw and fdl / raw_dict.
 
     python benchmarks/train_step.py                  # writes benchmarks/results/train_step-<platform>.{json,md}
     python benchmarks/train_step.py --rounds 5       # quicker
@@ -32,20 +45,24 @@ CASES = {
 def fdl_step(widths, loss_kind, optimizer):
     model = fdl.nn.mlp(widths[1:])
 
-    def loss_fn(params, batch, key):
+    def loss(params, batch, key):
         x, y = batch
-        out, _ = model.apply(params, None, x)
+        out, _ = model.apply(params, {}, x)
         if loss_kind == "xent":
             return fdl.losses.softmax_cross_entropy_with_integer_labels(out, y, reduction="mean")
         return fdl.losses.mse(out, y, reduction="mean")
 
-    return model, fdl.train.make_train_step(loss_fn, optimizer)
+    loss_fn = fdl.train.simple_loss(loss)
+    return model, fdl.train.make_train_step(loss_fn, optimizer), fdl.train.make_train_step(loss_fn, optimizer, donate=False)
 
 
-def raw_step(loss_kind, optimizer):
-    """The floor: the same MLP written by hand, jitted with donation."""
+def raw_step(loss_kind, optimizer, as_dict=False):
+    """The floor: the same MLP written by hand, jitted with donation. Its parameters are a list
+    of ``(w, b)`` pairs, or with ``as_dict`` the dict ``{"dense_i": {"w", "b"}}`` fdl uses."""
 
     def forward(params, x):
+        if as_dict:
+            params = [(params[f"dense_{i}"]["w"], params[f"dense_{i}"]["b"]) for i in range(len(params))]
         *hidden, (w_out, b_out) = params
         for w, b in hidden:
             x = jax.nn.relu(x @ w + b)
@@ -67,62 +84,96 @@ def raw_step(loss_kind, optimizer):
     return jax.jit(step, donate_argnums=(0, 1))
 
 
+def fused(step, steps, batch, key):
+    """``steps`` calls of ``step`` inside one jitted loop: no dispatch between them. The carry
+    is the step's own: ``(train_state,)`` for fdl, ``(params, opt_state)`` for raw."""
+
+    def run(carry):
+        def body(_, loop_carry):
+            carry, _ = loop_carry
+            *carry, metrics = step(*carry, batch, key)
+            return tuple(carry), metrics["loss"]
+
+        return jax.lax.fori_loop(0, steps, body, (tuple(carry), jnp.zeros(())))
+
+    return jax.jit(run, donate_argnums=0)
+
+
 def run_case(name, widths, batch_size, loss_kind, rounds, steps):
     key = jax.random.key(0)
     k_init, k_x, k_y, k_step = jax.random.split(key, 4)
     optimizer = optax.adam(1e-3)
-    model, step_fdl = fdl_step(widths, loss_kind, optimizer)
+    model, step_fdl, step_keep = fdl_step(widths, loss_kind, optimizer)
     step_raw = raw_step(loss_kind, optimizer)
+    step_raw_dict = raw_step(loss_kind, optimizer, as_dict=True)
     params_fdl, _, _ = model.init(k_init, (widths[0],))
-    # The raw model starts from the very same values, as a list of (w, b) pairs.
+    # The raw models start from the very same values, as a list of (w, b) pairs or fdl's dict.
     dense = [params_fdl[f"dense_{i}"] for i in range(len(params_fdl))]  # mlp's layers, in order
     params_raw = [(jnp.array(p["w"]), jnp.array(p["b"])) for p in dense]
+    params_raw_dict = jax.tree.map(jnp.array, params_fdl)
     x = jax.random.normal(k_x, (batch_size, widths[0]))
     if loss_kind == "xent":
         y = jax.random.randint(k_y, (batch_size,), 0, widths[-1])
     else:
         y = jax.random.normal(k_y, (batch_size, widths[-1]))
     batch = (x, y)
-    state = {
-        "fdl": [step_fdl, params_fdl, optimizer.init(params_fdl)],
-        "raw": [step_raw, params_raw, optimizer.init(params_raw)],
-    }
+    steps_of = {"fdl": step_fdl, "raw": step_raw, "raw_dict": step_raw_dict, "fdl_keep": step_keep}
+    starts = {"fdl": params_fdl, "raw": params_raw, "raw_dict": params_raw_dict}
+    state = {which: [jax.tree.map(jnp.array, p), optimizer.init(p)] for which, p in starts.items()}
+    state["fdl"] = [fdl.train.init_state(params_fdl, optimizer)]
+    state["fdl_keep"] = [fdl.train.init_state(params_fdl, optimizer)]
+    loops = {which: fused(getattr(step, "jitted", step), steps, batch, k_step)
+             for which, step in steps_of.items() if which != "fdl_keep"}
+    losses = {}
 
-    def runner(which):
+    def per_call(which):
         def run(n):
-            step, params, opt_state = state[which]
+            step, carry = steps_of[which], state[which]
             for _ in range(n):
-                params, opt_state, metrics = step(params, opt_state, batch, k_step)
-            jax.block_until_ready((params, opt_state, metrics))
-            state[which][1:] = [params, opt_state]
+                *carry, metrics = step(*carry, batch, k_step)
+            jax.block_until_ready((carry, metrics))
+            state[which][:] = carry
             losses[which] = metrics["loss"]
 
         return run
 
+    def compiled(which):
+        def run(n):
+            assert n == steps, "the fused loop is compiled for `steps` steps"
+            carry, loss = loops[which](tuple(state[which]))
+            jax.block_until_ready((carry, loss))
+            state[which][:] = carry
+            losses[which] = loss
+
+        return run
+
     costs = {
-        which: compiled_cost(step.lower(params, opt_state, batch, k_step).compile())
-        for which, (step, params, opt_state) in state.items()
+        which: compiled_cost(step.lower(*state[which], batch, k_step).compile())
+        for which, step in steps_of.items()
     }
-    losses = {}
-    runners = {which: runner(which) for which in state}
-    for run in runners.values():  # compile and warm up
-        run(5)
-    times = interleaved(runners, rounds, steps)
-    result = ratios(times, "fdl", "raw")
-    # Same start, same math: after the same number of steps the losses agree.
-    for run in runners.values():
-        run(1)
-    return {
-        "case": name,
-        "batch": batch_size,
-        "steps_per_round": steps,
-        "rounds": rounds,
-        "median_s_per_step": result["median_s_per_call"],
-        "ratio_fdl_over_raw": result["ratio"],
-        "median_of_round_ratios": result["median_of_round_ratios"],
-        "final_loss": {which: float(loss) for which, loss in losses.items()},
-        "xla_cost": costs,
-    }
+    out = {"case": name, "batch": batch_size, "steps_per_round": steps, "rounds": rounds, "xla_cost": costs}
+    for mode, make in (("per_call", per_call), ("compiled", compiled)):
+        # fdl_keep (donate=False) only matters per call: inside one loop nothing is donated
+        runners = {which: make(which) for which in steps_of if mode == "per_call" or which in loops}
+        for run in runners.values():  # compile and warm up
+            run(steps)
+        times = interleaved(runners, rounds, steps)
+        vs_raw, vs_dict = ratios(times, "fdl", "raw"), ratios(times, "fdl", "raw_dict")
+        out[mode] = {
+            "median_s_per_step": {**vs_raw["median_s_per_call"], **vs_dict["median_s_per_call"]},
+            "ratio_fdl_over_raw": vs_raw["ratio"],
+            "median_of_round_ratios": vs_raw["median_of_round_ratios"],
+            "ratio_fdl_over_raw_dict": vs_dict["ratio"],
+            "median_of_round_ratios_dict": vs_dict["median_of_round_ratios"],
+        }
+        if mode == "per_call":
+            donated = ratios(times, "fdl", "fdl_keep")
+            out[mode]["median_s_per_step"]["fdl_keep"] = donated["median_s_per_call"]["fdl_keep"]
+            out[mode]["ratio_donated_over_kept"] = donated["ratio"]
+            out[mode]["median_of_round_ratios_donated"] = donated["median_of_round_ratios"]
+    # Same start, same math, same number of steps: the losses agree.
+    out["final_loss"] = {which: float(loss) for which, loss in losses.items()}
+    return out
 
 
 def to_markdown(results: list[dict], info: dict) -> str:
@@ -130,18 +181,31 @@ def to_markdown(results: list[dict], info: dict) -> str:
         f"Jitted train step, fdl vs raw JAX + optax (Adam, donated buffers). Device: "
         f"{info['device']} ({info['platform']}), {info['cpu_count']} CPUs, jax {info['jax']}.",
         "",
-        "| case | fdl µs/step | raw µs/step | fdl / raw | median of round ratios "
-        "| XLA flops fdl / raw | XLA bytes fdl / raw |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "`compiled`: the steps run inside one jitted loop (the compiled step alone); `per call`: "
+        "each step is called from Python (adds JAX's dispatch). `raw` keeps its parameters in a "
+        "list of tuples, `raw_dict` in fdl's dict of dicts. In brackets: the median of the "
+        "per-round ratios. Donation: fdl's step with `donate=True` (the default) over "
+        "`donate=False`, per call.",
+        "",
+        "| case | timing | fdl µs/step | raw µs/step | raw_dict µs/step | fdl / raw | fdl / raw_dict "
+        "| XLA flops fdl / raw | XLA bytes fdl / raw | donated / kept |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        m, cost = r["median_s_per_step"], r["xla_cost"]
-        lines.append(
-            f"| {r['case']} | {m['fdl'] * 1e6:.1f} | {m['raw'] * 1e6:.1f} | "
-            f"{r['ratio_fdl_over_raw']:.3f} | {r['median_of_round_ratios']:.3f} | "
-            f"{cost['fdl']['flops'] / cost['raw']['flops']:.3f} | "
-            f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} |"
-        )
+        cost = r["xla_cost"]
+        for mode in ("compiled", "per_call"):
+            t = r[mode]
+            m = t["median_s_per_step"]
+            donation = ""
+            if "ratio_donated_over_kept" in t:
+                donation = f"{t['ratio_donated_over_kept']:.3f} ({t['median_of_round_ratios_donated']:.3f})"
+            lines.append(
+                f"| {r['case']} | {mode.replace('_', ' ')} | {m['fdl'] * 1e6:.1f} | {m['raw'] * 1e6:.1f} | "
+                f"{m['raw_dict'] * 1e6:.1f} | {t['ratio_fdl_over_raw']:.3f} ({t['median_of_round_ratios']:.3f}) | "
+                f"{t['ratio_fdl_over_raw_dict']:.3f} ({t['median_of_round_ratios_dict']:.3f}) | "
+                f"{cost['fdl']['flops'] / cost['raw']['flops']:.3f} | "
+                f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} | {donation} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -40,9 +40,8 @@ def train_classifier(
     init_key, key = jax.random.split(key)
     x_test, y_test = jnp.asarray(prepare(data.x_test)), jnp.asarray(data.y_test)
     params, state, _ = model.init(init_key, x_test.shape[1:])
-    opt_state = optimizer.init(params)
-
-    step = fdl.train.make_stateful_train_step(fdl.fit.classification_loss(model), optimizer)
+    train_state = fdl.train.init_state(params, optimizer, layer_state=state)
+    step = fdl.train.make_train_step(fdl.fit.classification_loss(model), optimizer)
     evaluate = jax.jit(fdl.fit.classification_eval(model, x_test, y_test))
 
     history: dict[str, list[float]] = {"train_loss": [], "test_loss": [], "test_accuracy": []}
@@ -56,10 +55,10 @@ def train_classifier(
         for x, y in fdl.data.batches(shuffle_key, (data.x_train, data.y_train), batch_size):
             key, step_key, augment_key = jax.random.split(key, 3)
             x = prepare(x) if augment is None else augment(augment_key, prepare(x))
-            params, state, opt_state, metrics = step(params, state, opt_state, (x, y), step_key)
+            train_state, metrics = step(train_state, (x, y), step_key)
             losses.append(metrics["loss"])
             steps += 1
-        test = evaluate(params, state)
+        test = evaluate(train_state.params, train_state.layer_state)
         test_loss, test_acc = test["loss"], test["accuracy"]
         history["train_loss"].append(float(jnp.mean(jnp.stack(losses))))  # blocks: epoch done
         step_seconds.append((time.perf_counter() - epoch_start) / steps)
@@ -71,8 +70,8 @@ def train_classifier(
     warm = sorted(step_seconds[1:]) or step_seconds
     return {
         "history": history,
-        "params": params,
-        "state": state,
+        "params": train_state.params,
+        "state": train_state.layer_state,
         "seconds": seconds,
         "step_seconds": warm[len(warm) // 2],
     }

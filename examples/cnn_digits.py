@@ -5,8 +5,8 @@
 
 The model is ``fdl.models.build_model("cnn", 10)``: two 3x3 convolution blocks (conv, batch norm,
 ReLU, max pool 2: (8, 8, 1) -> (4, 4, 32) -> (2, 2, 64)) and a dense head. Batch norm keeps
-its running mean and variance in the layer state: each jitted train step takes the state and
-returns the updated one (``fdl.train.make_stateful_train_step``); evaluation uses the running
+its running mean and variance in the layer state, part of the training state
+(``fdl.train.init_state``) that each jitted step takes and returns; evaluation uses the running
 statistics. Training batches are shifted at random by up to one pixel (``--no-augment`` turns
 it off). Prints the final test accuracy and saves a loss/accuracy plot.
 """

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     init_key, key = jax.random.split(key)
     params, state, _ = model.init(init_key, data.x_train.shape[1:])
 
-    def loss_fn(params, batch, key):
+    def loss(params, batch, key):
         x, y = batch
         logits, _ = model.apply(params, state, x, key=key, train=True)
         ce = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return loss, {"accuracy": fdl.metrics.accuracy(logits, y)}
 
     optimizer = fdl.optim.adam(args.learning_rate)  # fdl's own Adam (equal to optax's, tested)
-    opt_state = optimizer.init(params)
-    step = fdl.train.make_train_step(loss_fn, optimizer, has_aux=True)
+    train_state = fdl.train.init_state(params, optimizer)
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
 
     @jax.jit
     def evaluate(params, x, y):
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         losses = []
         for batch in fdl.data.batches(shuffle_key, (data.x_train, data.y_train), args.batch_size):
             key, step_key = jax.random.split(key)
-            params, opt_state, metrics = step(params, opt_state, batch, step_key)
+            train_state, metrics = step(train_state, batch, step_key)
             losses.append(metrics["loss"])
-        test_loss, test_acc = evaluate(params, x_test, y_test)
+        test_loss, test_acc = evaluate(train_state.params, x_test, y_test)
         history["train_loss"].append(float(jnp.mean(jnp.stack(losses))))
         history["test_loss"].append(float(test_loss))
         history["test_accuracy"].append(float(test_acc))

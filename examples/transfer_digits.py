@@ -66,8 +66,8 @@ def train(model, params, state, train_data, test_data, *, steps, learning_rate, 
     result = fdl.fit.fit(
         shifted_loss(model), fdl.optim.adamw(learning_rate, weight_decay=1e-2),
         params, train_data, layer_state=state, key=jax.random.key(seed), batch_size=batch_size,
-        steps=steps, eval_every=max(1, steps // 20), trainable=trainable, progress=False,
-        eval_fn=fdl.fit.classification_eval(model, *test_data),
+        steps=steps, trainable=trainable, logging=fdl.fit.Logging(progress=False),
+        evaluate=fdl.fit.Eval(fdl.fit.classification_eval(model, *test_data), every=max(1, steps // 20)),
     )
     curve = [(row["step"], row["eval_accuracy"]) for row in result.history if "eval_accuracy" in row]
     return result.params, result.layer_state, curve

@@ -83,16 +83,16 @@ def train(model, args, label: str) -> dict:
         0.0, args.learning_rate, warmup_steps=args.steps // 10, decay_steps=args.steps
     )
     optimizer = fdl.optim.chain(fdl.optim.clip_by_global_norm(1.0), fdl.optim.adam(schedule))
-    opt_state = optimizer.init(params)
+    train_state = fdl.train.init_state(params, optimizer)
 
-    def loss_fn(params, batch, key):
+    def loss(params, batch, key):
         tokens, answer = batch
         logits, _ = model.apply(params, state, tokens)
         per_example = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, answer)
         loss = jnp.mean(per_example)
         return loss, {"accuracy": fdl.metrics.accuracy(logits, answer)}
 
-    step = fdl.train.make_train_step(loss_fn, optimizer, has_aux=True)
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
     test_tokens, test_answer = make_batch(test_key, 2048, pairs, keys, values)
 
     @jax.jit
@@ -104,11 +104,11 @@ def train(model, args, label: str) -> dict:
     for i in range(args.steps):
         batch = make_batch(jax.random.fold_in(data_key, i), args.batch_size, pairs, keys, values)
         start = time.perf_counter()
-        params, opt_state, metrics = step(params, opt_state, batch, None)
+        train_state, metrics = step(train_state, batch, None)
         jax.block_until_ready(metrics["loss"])
         times.append(time.perf_counter() - start)
         if (i + 1) % args.eval_every == 0 or i + 1 == args.steps:
-            curve.append((i + 1, float(test_accuracy(params))))
+            curve.append((i + 1, float(test_accuracy(train_state.params))))
             if not args.quiet:
                 print(f"{label:>11} step {i + 1:5d}: test accuracy {curve[-1][1]:.3f}")
     warm = sorted(times[1:])

@@ -27,8 +27,9 @@ def main(argv: list[str]) -> None:
     result = fdl.fit.fit(
         fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,
         (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1), batch_size=32,
-        steps=STEPS, steps_per_call=5, checkpoint_dir=checkpoint_dir, checkpoint_every=10,
-        resume="--resume" in argv, eval_every=10**9, progress=False,
+        steps=STEPS, execution=fdl.fit.Execution(steps_per_call=5),
+        checkpoint=fdl.fit.Checkpoint(checkpoint_dir, every=10, resume="--resume" in argv),
+        logging=fdl.fit.Logging(progress=False),
     )
     leaves = jax.tree.leaves(result.params)
     np.savez(out, *[np.asarray(leaf) for leaf in leaves], step=result.step)

@@ -57,31 +57,28 @@ def main(seed: int) -> dict:
 
     def train_both(optimizer):
         """STEPS steps on one device and on the mesh from params0; both steps' final trees."""
-        step = fdl.train.make_train_step(loss_fn, optimizer)
-        params1 = jax.tree.map(jnp.asarray, params0)
-        state1 = optimizer.init(params1)
-        params4 = parallel.replicate(params0, mesh)
-        state4 = parallel.replicate(optimizer.init(params0), mesh)
+        step = fdl.train.make_train_step(fdl.train.simple_loss(loss_fn), optimizer)
+        state1 = fdl.train.init_state(params0, optimizer)
+        state4 = parallel.replicate(fdl.train.init_state(params0, optimizer), mesh)
         losses1, losses4 = [], []
         for batch in batches:
-            params1, state1, metrics = step(params1, state1, batch, None)
+            state1, metrics = step(state1, batch, None)
             losses1.append(float(metrics["loss"]))
             sharded = parallel.shard_batch(batch, mesh)
-            params4, state4, metrics = step(params4, state4, sharded, None)
+            state4, metrics = step(state4, sharded, None)
             losses4.append(float(metrics["loss"]))
         loss_diff = float(np.max(np.abs(np.asarray(losses4) - np.asarray(losses1))))
-        return step, (params1, state1), (params4, state4), losses1, loss_diff
+        return step, state1, state4, losses1, loss_diff
 
     # SGD with momentum: unlike Adam, its update scales with the gradient, so a wrongly scaled
     # all-reduce (a sum where the mean belongs) would show here.
-    _, (sgd1, _), (sgd4, _), _, _ = train_both(fdl.optim.sgd(0.1, momentum=0.9))
-    out["max_abs_diff_sgd"] = _max_abs_diff(jax, sgd1, sgd4)
-    out["max_abs_param_sgd"] = _max_abs(jax, sgd1)
+    _, sgd1, sgd4, _, _ = train_both(fdl.optim.sgd(0.1, momentum=0.9))
+    out["max_abs_diff_sgd"] = _max_abs_diff(jax, sgd1.params, sgd4.params)
+    out["max_abs_param_sgd"] = _max_abs(jax, sgd1.params)
 
     optimizer = fdl.optim.adam(1e-2)
-    step, (params1, state1), (params4, state4), losses1, out["max_abs_diff_loss"] = train_both(
-        optimizer
-    )
+    step, state1, state4, losses1, out["max_abs_diff_loss"] = train_both(optimizer)
+    params1, params4 = state1.params, state4.params
     first = parallel.shard_batch(batches[0], mesh)
     out["batch_shards"] = [
         {
@@ -101,32 +98,33 @@ def main(seed: int) -> dict:
         local[0].sharding == first[0].sharding
         and np.array_equal(np.asarray(local[0]), batches[0][0])
     )
-    out["single_all_reduces"] = _count_all_reduces(step, params1, state1, batches[0])
-    out["sharded_all_reduces"] = _count_all_reduces(step, params4, state4, first)
-    out["outputs_replicated"] = _replication_report(jax, (params4, state4), NUM_DEVICES)
+    out["single_all_reduces"] = _count_all_reduces(step, state1, batches[0])
+    out["sharded_all_reduces"] = _count_all_reduces(step, state4, first)
+    out["outputs_replicated"] = _replication_report(jax, state4[:3], NUM_DEVICES)
 
     # 3. four devices, all steps in one jitted scan; batches gathered on device and constrained
     seen = []
 
-    def epoch(params, opt_state, data, perm):
-        def body(carry, rows):
+    pure_step = fdl.train.make_step(fdl.train.simple_loss(loss_fn), optimizer)
+
+    def epoch(state, data, perm):
+        def body(state, rows):
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
             batch = parallel.constrain_batch(batch, mesh)
             jax.debug.inspect_array_sharding(batch[0], callback=seen.append)
-            params, opt_state, metrics = step(*carry, batch, None)
-            return (params, opt_state), metrics["loss"]
+            state, metrics, _ = pure_step(state, batch, None)
+            return state, metrics["loss"]
 
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), perm)
-        return params, opt_state, losses
+        return jax.lax.scan(body, state, perm)
 
     data = parallel.replicate((data_x, data_y), mesh)
-    params_s, state_s, losses_s = jax.jit(epoch)(
-        parallel.replicate(params0, mesh),
-        parallel.replicate(optimizer.init(params0), mesh),
+    scanned, losses_s = jax.jit(epoch)(
+        parallel.replicate(fdl.train.init_state(params0, optimizer), mesh),
         data,
         parallel.replicate(perm, mesh),
     )
-    out["scan_outputs_replicated"] = _replication_report(jax, (params_s, state_s), NUM_DEVICES)
+    params_s = scanned.params
+    out["scan_outputs_replicated"] = _replication_report(jax, scanned[:3], NUM_DEVICES)
     out["scan_batch_sharding"] = [list(s.spec) for s in seen]
     out["scan_batch_devices"] = [len(s.device_set) for s in seen]
     # Control: the same gather without the constraint stays replicated on every device.
@@ -155,10 +153,11 @@ def main(seed: int) -> dict:
     # is linear in the gradient and keeps the comparison at rounding level.
     def fit_run(with_mesh):
         result = fdl.fit.fit(
-            lambda p, s, b, k: (loss_fn(p, b, k), (s, {})), fdl.optim.sgd(0.1, momentum=0.9),
+            fdl.train.simple_loss(loss_fn), fdl.optim.sgd(0.1, momentum=0.9),
             params0,
             (data_x, data_y), key=jax.random.key(seed), batch_size=BATCH, steps=STEPS,
-            steps_per_call=5, progress=False, mesh=mesh if with_mesh else None,
+            execution=fdl.fit.Execution(steps_per_call=5), logging=fdl.fit.Logging(progress=False),
+            mesh=mesh if with_mesh else None,
         )
         return result
 
@@ -204,9 +203,9 @@ def main(seed: int) -> dict:
     return out
 
 
-def _count_all_reduces(step, params, opt_state, batch) -> int:
+def _count_all_reduces(step, state, batch) -> int:
     """All-reduce instructions in the compiled step (lowering donates nothing)."""
-    hlo = step.lower(params, opt_state, batch, None).compile().as_text()
+    hlo = step.lower(state, batch, None).compile().as_text()
     return sum(" all-reduce(" in line or " all-reduce-start(" in line for line in hlo.splitlines())
 
 

@@ -28,7 +28,7 @@ def loss_fn(params, layer_state, batch, key):
     return jnp.mean((out - y) ** 2), (layer_state, {})
 
 
-TRAIN_STEP = fdl.train.make_stateful_train_step(loss_fn, OPTIMIZER, donate=False)
+TRAIN_STEP = fdl.train.make_train_step(loss_fn, OPTIMIZER, donate=False)
 
 
 def fresh_state(key):
@@ -62,10 +62,9 @@ def train(state, batch, steps):
     state = dict(state)
     for _ in range(steps):
         key, sub = jax.random.split(state["key"])
-        params, layer_state, opt_state, _ = TRAIN_STEP(
-            state["params"], state["layer_state"], state["opt_state"], batch, sub
-        )
-        state.update(params=params, layer_state=layer_state, opt_state=opt_state, key=key)
+        current = fdl.train.TrainState(state["params"], state["layer_state"], state["opt_state"], 0)
+        new, _ = TRAIN_STEP(current, batch, sub)
+        state.update(params=new.params, layer_state=new.layer_state, opt_state=new.opt_state, key=key)
         state["step"] += 1
         state["data"] = {"epoch": state["data"]["epoch"] + 1, "position": BATCH * state["step"]}
     return state

@@ -19,7 +19,16 @@ import pytest
 
 import fdl
 from fdl import checkpoint
-from fdl.fit import NonFiniteError, classification_eval, classification_loss, fit
+from fdl.fit import (
+    Checkpoint,
+    Eval,
+    Execution,
+    Logging,
+    NonFiniteError,
+    classification_eval,
+    classification_loss,
+    fit,
+)
 
 WORKER = Path(__file__).parent / "fit_worker.py"
 
@@ -41,10 +50,12 @@ def linear_params():
     return {"w": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
 
 
-def run(**overrides):
-    kwargs = dict(
-        key=jax.random.key(7), batch_size=8, steps=30, progress=False, eval_every=10**6,
-    )
+QUIET = Logging(progress=False)
+
+
+def run(steps_per_call=16, **overrides):
+    kwargs = dict(key=jax.random.key(7), batch_size=8, steps=30, logging=QUIET,
+                  execution=Execution(steps_per_call=steps_per_call))
     kwargs.update(overrides)
     return fit(linear_loss, fdl.optim.adam(0.05), linear_params(), regression_data(), **kwargs)
 
@@ -55,17 +66,15 @@ def test_fit_equals_a_hand_written_loop_over_the_stated_batches():
     result = run(steps=20, steps_per_call=4)
     data_key, step_key = jax.random.split(jax.random.key(7))
     optimizer = fdl.optim.adam(0.05)
-    step_fn = fdl.train.make_stateful_train_step(linear_loss, optimizer, donate=False)
-    params, state, opt_state = linear_params(), {}, optimizer.init(linear_params())
+    step_fn = fdl.train.make_train_step(linear_loss, optimizer)
+    state = fdl.train.init_state(linear_params(), optimizer)
     per_epoch = 48 // 8
     for s in range(20):
         order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, s // per_epoch), 48))
         idx = order[(s % per_epoch) * 8 : (s % per_epoch + 1) * 8]
-        params, state, opt_state, _ = step_fn(
-            params, state, opt_state, (x[idx], y[idx]), jax.random.fold_in(step_key, s)
-        )
-    chex.assert_trees_all_close(result.params, params, rtol=1e-6, atol=1e-7)
-    chex.assert_trees_all_close(result.opt_state, opt_state, rtol=1e-6, atol=1e-7)
+        state, _ = step_fn(state, (x[idx], y[idx]), jax.random.fold_in(step_key, s))
+    chex.assert_trees_all_close(result.params, state.params, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(result.opt_state, state.opt_state, rtol=1e-6, atol=1e-7)
     assert result.step == 20 and result.skipped == 0
 
 
@@ -86,7 +95,7 @@ def test_each_epoch_visits_every_example_once():
 
     result = fit(
         loss_fn, fdl.optim.sgd(0.1), {"w": jnp.zeros((3, 1))}, (x, ids),
-        key=jax.random.key(3), batch_size=8, epochs=3, steps_per_call=6, progress=False,
+        key=jax.random.key(3), batch_size=8, epochs=3, execution=Execution(steps_per_call=6), logging=QUIET,
     )
     # One call per epoch (6 steps): mean of per-step id sums x 6 = sum of all ids.
     for row in result.history:
@@ -102,8 +111,8 @@ def test_evaluation_history_files_and_plot(tmp_path):
 
     for suffix in (".jsonl", ".csv"):
         history = tmp_path / f"history{suffix}"
-        result = run(steps=24, steps_per_call=4, eval_fn=eval_fn, eval_every=12,
-                     history_path=history, plot_path=tmp_path / "curves.png")
+        result = run(steps=24, steps_per_call=4, evaluate=Eval(eval_fn, every=12),
+                     logging=Logging(history=history, plot=tmp_path / "curves.png", progress=False))
         assert [r["step"] for r in result.history] == [4, 8, 12, 16, 20, 24]
         evaluated = [r["step"] for r in result.history if "eval_loss" in r]
         assert evaluated == [12, 24]
@@ -151,13 +160,13 @@ def test_nan_guard_raises_naming_the_step_and_the_parameter_and_keeps_the_state_
     with pytest.raises(NonFiniteError, match=rf"non-finite gradient of parameter 'b' at step {bad} "
                        r"\(loss nan\); the update was not applied") as caught:
         fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
-            steps_per_call=4, progress=False)
+            execution=Execution(steps_per_call=4), logging=QUIET)
     error = caught.value
     assert error.step == bad and error.path == "b"
     # The state handed back is the state before the bad step: a run of exactly `bad` steps.
     if bad:
         before = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8,
-                     steps=bad, steps_per_call=4, progress=False)
+                     steps=bad, execution=Execution(steps_per_call=4), logging=QUIET)
         chex.assert_trees_all_equal(error.result.params, before.params)
     assert error.result.step == bad
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(error.result.params))
@@ -167,7 +176,7 @@ def test_nan_guard_skip_drops_exactly_the_poisoned_steps():
     loss_fn, params, data = poisoned_problem()
     key = jax.random.key(11)
     result = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
-                 steps_per_call=4, nan_policy="skip", progress=False)
+                 execution=Execution(steps_per_call=4, nan_policy="skip"), logging=QUIET)
     assert result.skipped == len(first_poisoned_step(key)) == 4
     assert result.step == 24 and result.history[-1]["skipped"] == 4
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(result.params))
@@ -182,8 +191,8 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
         return linear_loss(params, state, batch, key)
 
     result = fit(loss_fn, fdl.optim.adam(0.05), linear_params(), regression_data(),
-                 key=jax.random.key(7), batch_size=8, steps=60, progress=False,
-                 compute_dtype=jnp.bfloat16)
+                 key=jax.random.key(7), batch_size=8, steps=60, logging=QUIET,
+                 execution=Execution(compute_dtype=jnp.bfloat16))
     assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16}
     leaves = jax.tree.leaves((result.params, result.opt_state))
     assert {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == {
@@ -193,10 +202,10 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
 
 
 def test_resume_from_a_checkpoint_is_bit_identical(tmp_path):
-    whole = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path / "a", checkpoint_every=10)
-    run(steps=20, steps_per_call=5, checkpoint_dir=tmp_path / "b", checkpoint_every=10)
-    resumed = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path / "b",
-                  checkpoint_every=10, resume=True)
+    whole = run(steps=30, steps_per_call=5, checkpoint=Checkpoint(tmp_path / "a", every=10))
+    run(steps=20, steps_per_call=5, checkpoint=Checkpoint(tmp_path / "b", every=10))
+    resumed = run(steps=30, steps_per_call=5,
+                  checkpoint=Checkpoint(tmp_path / "b", every=10, resume=True))
     chex.assert_trees_all_equal(resumed.params, whole.params)
     chex.assert_trees_all_equal(resumed.opt_state, whole.opt_state)
     assert resumed.history == whole.history
@@ -204,23 +213,23 @@ def test_resume_from_a_checkpoint_is_bit_identical(tmp_path):
 
 
 def test_resume_with_another_key_or_model_is_refused(tmp_path):
-    run(steps=10, checkpoint_dir=tmp_path, checkpoint_every=10)
+    run(steps=10, checkpoint=Checkpoint(tmp_path, every=10))
     with pytest.raises(ValueError, match=r"was made with another `key` \(seed\)"):
-        run(steps=20, checkpoint_dir=tmp_path, resume=True, key=jax.random.key(8))
+        run(steps=20, checkpoint=Checkpoint(tmp_path, resume=True), key=jax.random.key(8))
     with pytest.raises(ValueError, match=r"params/w"):
         fit(linear_loss, fdl.optim.adam(0.05), {"w": jnp.zeros((3, 2)), "b": jnp.zeros((1,))},
             regression_data(), key=jax.random.key(7), batch_size=8, steps=20,
-            checkpoint_dir=tmp_path, resume=True, progress=False)
+            checkpoint=Checkpoint(tmp_path, resume=True), logging=QUIET)
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     whole = run(steps=30, steps_per_call=5)
-    run(steps=20, steps_per_call=5, checkpoint_dir=tmp_path, checkpoint_every=10)
+    run(steps=20, steps_per_call=5, checkpoint=Checkpoint(tmp_path, every=10))
     newest = tmp_path / "ckpt-00000020.npz"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
     with pytest.warns(checkpoint.CheckpointWarning):
-        resumed = run(steps=30, steps_per_call=5, checkpoint_dir=tmp_path, checkpoint_every=10,
-                      resume=True)
+        resumed = run(steps=30, steps_per_call=5,
+                      checkpoint=Checkpoint(tmp_path, every=10, resume=True))
     chex.assert_trees_all_equal(resumed.params, whole.params)
 
 
@@ -260,8 +269,8 @@ def test_classification_helpers_train_a_model():
     params, state, _ = model.init(jax.random.key(0), (64,))
     result = fit(classification_loss(model), fdl.optim.adam(1e-2), params,
                  (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
-                 batch_size=32, epochs=3, eval_fn=classification_eval(model, data.x_test,
-                 data.y_test), progress=False)
+                 batch_size=32, epochs=3, logging=QUIET,
+                 evaluate=Eval(classification_eval(model, data.x_test, data.y_test)))
     assert result.history[-1]["eval_accuracy"] > 0.85
     assert {"loss", "accuracy", "eval_loss", "eval_accuracy"} <= set(result.history[-1])
 
@@ -273,13 +282,8 @@ def test_classification_helpers_train_a_model():
         (dict(batch_size=100), r"`batch_size` \(100\) must not exceed the number of examples \(48\)"),
         (dict(steps=None), r"give exactly one of `steps` and `epochs`, got steps=None, epochs=None"),
         (dict(epochs=2), r"give exactly one of `steps` and `epochs`, got steps=30, epochs=2"),
-        (dict(steps_per_call=0), r"`steps_per_call` must be a positive integer, got 0"),
-        (dict(nan_policy="ignore"), r"`nan_policy` must be one of 'raise', 'skip', got 'ignore'"),
-        (dict(checkpoint_every=5), r"`checkpoint_every` needs a `checkpoint_dir` to save to"),
-        (dict(resume=True), r"`resume=True` needs the `checkpoint_dir` to resume from"),
-        (dict(history_path="h.txt"), r"`history_path` must end in .jsonl or .csv, got 'h.txt'"),
+        (dict(steps=0), r"`steps` must be a positive integer, got 0"),
         (dict(key=0), r"`key` must be a JAX PRNG key \(jax.random.key\(seed\)\), got 0"),
-        (dict(eval_every=0), r"`eval_every` must be a positive integer, got 0"),
     ],
 )
 def test_invalid_arguments(overrides, match):
@@ -287,13 +291,57 @@ def test_invalid_arguments(overrides, match):
         run(**overrides)
 
 
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: Execution(steps_per_call=0), ValueError, r"`steps_per_call` must be a positive integer, got 0"),
+        (lambda: Execution(nan_policy="ignore"), ValueError, r"`nan_policy` must be one of 'raise', 'skip', got 'ignore'"),
+        (lambda: Eval(lambda p, s: {}, every=0), ValueError, r"`every` must be a positive integer, got 0"),
+        (lambda: Eval("loss"), TypeError, r"Eval: `fn` must be callable \(params, layer_state\) -> dict, got 'loss'"),
+        (lambda: Checkpoint("ck", keep=0), ValueError, r"`keep` must be a positive integer, got 0"),
+        (lambda: Checkpoint("ck", every=-1), ValueError, r"`every` must be a positive integer, got -1"),
+        (lambda: Checkpoint(3), TypeError, r"Checkpoint: `dir` must be a path, got 3"),
+        (lambda: Checkpoint("ck", resume="yes"), TypeError, r"Checkpoint: `resume` must be True or False, got 'yes'"),
+        (lambda: Logging(history="h.txt"), ValueError, r"`history` 'h.txt' must end in .jsonl or .csv"),
+        (lambda: Logging(history="h.json"), ValueError, r"`history` 'h.json' must end in .jsonl or .csv"),
+        (lambda: Logging(plot="curves.pdf"), ValueError, r"`plot` 'curves.pdf' must end in .png"),
+        (lambda: Logging(loggers=[print]), TypeError, r"each of `loggers` must have write\(rows\)"),
+    ],
+)
+def test_invalid_records(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused(tmp_path):
+    file = tmp_path / "ckpt"
+    file.write_text("")
+    with pytest.raises(ValueError, match=r"Checkpoint: `dir` '.*ckpt' exists and is not a directory"):
+        Checkpoint(file)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(evaluate=lambda p, s: {}), r"`evaluate` must be a fdl.fit.Eval\(...\), got <function"),
+        (dict(checkpoint="ckpt/"), r"`checkpoint` must be a fdl.fit.Checkpoint\(...\), got 'ckpt/'"),
+        (dict(logging=False), r"`logging` must be a fdl.fit.Logging\(...\), got False"),
+        (dict(execution=dict(steps_per_call=4)), r"`execution` must be a fdl.fit.Execution\(...\), got \{"),
+        (dict(callbacks=[print]), r"each of `callbacks` must have on_row\(row, control\)"),
+    ],
+)
+def test_records_of_the_wrong_kind_are_refused(overrides, match):
+    with pytest.raises(TypeError, match=match):
+        run(**overrides)
+
+
 def test_data_must_be_a_tuple_with_one_leading_axis():
     with pytest.raises(ValueError, match=r"`data` must be a tuple of arrays"):
         fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), np.zeros((4, 3)),
-            key=jax.random.key(0), batch_size=2, steps=1, progress=False)
+            key=jax.random.key(0), batch_size=2, steps=1, logging=QUIET)
     with pytest.raises(ValueError, match=r"same leading axis, got shapes \(4, 3\), \(5, 1\)"):
         fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), (np.zeros((4, 3)), np.zeros((5, 1))),
-            key=jax.random.key(0), batch_size=2, steps=1, progress=False)
+            key=jax.random.key(0), batch_size=2, steps=1, logging=QUIET)
 
 
 # ------------------------------------------------------------------- models without layer_state
@@ -317,7 +365,7 @@ def test_fit_works_without_layer_state(build, shape):
     model = build()
     params, state, _ = model.init(jax.random.key(0), shape)
     x, y = digits_subset()
-    common = dict(key=jax.random.key(1), batch_size=32, steps=8, progress=False)
+    common = dict(key=jax.random.key(1), batch_size=32, steps=8, logging=QUIET)
     without = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y), **common)
     given = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y),
                 layer_state=state, **common)
@@ -331,7 +379,7 @@ def test_fit_trains_only_the_trainable_part_and_keeps_the_frozen_bit_identical()
     model = fdl.nn.Serial(fdl.nn.Dense(16, name="body"), fdl.nn.Relu(), fdl.nn.Dense(10, name="head"))
     params, _, _ = model.init(jax.random.key(0), (64,))
     result = fit(classification_loss(model), fdl.optim.adam(1e-2), params, digits_subset(),
-                 key=jax.random.key(1), batch_size=32, steps=16, progress=False, trainable="head")
+                 key=jax.random.key(1), batch_size=32, steps=16, logging=QUIET, trainable="head")
     chex.assert_trees_all_equal(result.params["body"], params["body"])
     assert not np.array_equal(result.params["head"]["w"], params["head"]["w"])
     assert all("body" not in p for p in fdl.nn.leaf_paths(result.opt_state))
@@ -350,4 +398,4 @@ def test_nan_guard_names_the_named_path():
 
     with pytest.raises(NonFiniteError, match=r"non-finite gradient of parameter 'hidden/b' at step 0"):
         fit(loss_fn, fdl.optim.sgd(0.1), params, (x, y), key=jax.random.key(0), batch_size=8,
-            steps=2, progress=False)
+            steps=2, logging=QUIET)

@@ -64,3 +64,14 @@ def test_reach_into_a_model_section_runs_as_written(capsys):
     chex.assert_trees_all_equal(result.params["body"], params["body"])  # frozen: bit for bit
     assert not bool((result.params["head"]["w"] == params["head"]["w"]).all())
     chex.assert_trees_all_equal(result.layer_state, namespace["state"])  # eval mode: stats kept
+
+
+def test_the_train_step_snippet_runs_after_the_quick_start():
+    section = README.read_text().split("## Quick start", 1)[1]
+    first, second = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    namespace: dict = {}
+    exec(compile(first + second, str(README), "exec"), namespace)
+    state, params = namespace["state"], namespace["params"]
+    assert int(state.step) == 10
+    assert float(namespace["metrics"]["loss"]) < float(namespace["loss"](params))
+    assert not any(a.is_deleted() for a in jax.tree.leaves(params))  # init_state copied them

@@ -1,4 +1,5 @@
-"""The train-step factory: exact agreement with a hand-written optax step, donation, tracing."""
+"""The one train step: exact agreement with a hand-written optax step, the state, donation, tracing,
+the loss signature and its errors, freezing."""
 
 import chex
 import jax
@@ -25,95 +26,154 @@ def regression_problem(keys):
     x = jax.random.normal(next(keys), (32, 3))
     y = jnp.sin(x.sum(axis=1, keepdims=True))
 
-    def loss_fn(params, batch, key):
+    def loss(params, batch, key):
         xb, yb = batch
         return fdl.losses.mse(model.apply(params, state, xb)[0], yb, reduction="mean")
 
-    return params, (x, y), loss_fn
+    return params, (x, y), loss
 
 
 def test_step_equals_hand_written_optax_step(keys):
-    params, batch, loss_fn = regression_problem(keys)
+    params, batch, loss = regression_problem(keys)
     optimizer = optax.adam(1e-2)
-    step = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
-    opt_state = optimizer.init(params)
-    ref_params, ref_state = params, opt_state
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
+    state = fdl.train.init_state(params, optimizer)
+    ref_params, ref_state = params, optimizer.init(params)
     key = next(keys)
-    for _ in range(5):
-        params, opt_state, metrics = step(params, opt_state, batch, key)
-        ref_loss, grads = jax.value_and_grad(loss_fn)(ref_params, batch, key)
+    for t in range(1, 6):
+        state, metrics = step(state, batch, key)
+        ref_loss, grads = jax.value_and_grad(loss)(ref_params, batch, key)
         updates, ref_state = optimizer.update(grads, ref_state, ref_params)
         ref_params = optax.apply_updates(ref_params, updates)
         np.testing.assert_allclose(metrics["loss"], ref_loss, rtol=1e-6)
-        chex.assert_trees_all_close(params, ref_params, rtol=1e-6, atol=1e-7)
-        chex.assert_trees_all_close(opt_state, ref_state, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(state.params, ref_params, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(state.opt_state, ref_state, rtol=1e-6, atol=1e-7)
+        assert int(state.step) == t
 
 
 def test_training_reduces_the_loss(keys):
-    params, batch, loss_fn = regression_problem(keys)
+    params, batch, loss = regression_problem(keys)
     optimizer = optax.adam(1e-2)
-    step = fdl.train.make_train_step(loss_fn, optimizer)
-    opt_state = optimizer.init(params)
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
+    state = fdl.train.init_state(params, optimizer)
     first = None
     for _ in range(200):
-        params, opt_state, metrics = step(params, opt_state, batch, None)
+        state, metrics = step(state, batch, None)
         first = float(metrics["loss"]) if first is None else first
     assert float(metrics["loss"]) < first / 10
 
 
-def test_params_and_state_are_donated(keys):
-    params, batch, loss_fn = regression_problem(keys)
+def test_the_state_is_donated_but_the_callers_arrays_are_not(keys):
+    params, batch, loss = regression_problem(keys)
     optimizer = optax.adam(1e-2)
-    opt_state = optimizer.init(params)
-    donating = fdl.train.make_train_step(loss_fn, optimizer)
-    keeping = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
-    kept_params = jax.tree.map(jnp.copy, params)
-    kept_state = jax.tree.map(jnp.copy, opt_state)
-    keeping(kept_params, kept_state, batch, None)
-    assert not any(x.is_deleted() for x in jax.tree.leaves((kept_params, kept_state)))
-    donating(params, opt_state, batch, None)
-    assert all(x.is_deleted() for x in jax.tree.leaves(params))
-    assert all(x.is_deleted() for x in jax.tree.leaves(opt_state) if x.size > 0)
+    init_params = params  # a user keeps these to restart from
+    state = fdl.train.init_state(params, optimizer)
+    first = state
+    donating = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
+    state, _ = donating(state, batch, None)
+    assert all(x.is_deleted() for x in jax.tree.leaves(first.params))
+    assert not any(x.is_deleted() for x in jax.tree.leaves(init_params))
+    restart = fdl.train.init_state(init_params, optimizer)  # works: init_state copied them
+    keeping = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer, donate=False)
+    keeping(restart, batch, None)
+    assert not any(x.is_deleted() for x in jax.tree.leaves(restart))
+
+
+def test_reusing_a_donated_state_says_why(keys):
+    params, batch, loss = regression_problem(keys)
+    optimizer = optax.sgd(0.1)
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
+    old = fdl.train.init_state(params, optimizer)
+    step(old, batch, None)
+    with pytest.raises(RuntimeError, match=r"the train step was given a state whose arrays were donated "
+                       r"to an earlier call .* pass the state that the last call returned, or build "
+                       r"the step with donate=False"):
+        step(old, batch, None)
 
 
 def test_no_retrace_on_later_calls(keys):
-    params, batch, loss_fn = regression_problem(keys)
-    counted = chex.assert_max_traces(loss_fn, n=1)
+    params, batch, loss = regression_problem(keys)
+    counted = chex.assert_max_traces(fdl.train.simple_loss(loss), n=1)
     optimizer = optax.sgd(0.1)
     step = fdl.train.make_train_step(counted, optimizer)
-    opt_state = optimizer.init(params)
+    state = fdl.train.init_state(params, optimizer)
     for _ in range(4):
-        params, opt_state, _ = step(params, opt_state, batch, next(keys))
+        state, _ = step(state, batch, next(keys))
 
 
 def test_aux_metrics_and_dropout_key(keys):
     model = nn.mlp((32, 2), dropout_rate=0.5)
-    params, state, _ = model.init(next(keys), (4,))
+    params, _, _ = model.init(next(keys), (4,))
     x = jax.random.normal(next(keys), (16, 4))
     y = jnp.arange(16) % 2
 
-    def loss_fn(params, batch, key):
-        logits, _ = model.apply(params, state, batch[0], key=key, train=True)
+    def loss(params, batch, key):
+        logits, _ = model.apply(params, {}, batch[0], key=key, train=True)
         per_example = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, batch[1])
-        loss = jnp.mean(per_example)
-        return loss, {"accuracy": fdl.metrics.accuracy(logits, batch[1])}
+        return jnp.mean(per_example), {"accuracy": fdl.metrics.accuracy(logits, batch[1])}
 
-    step = fdl.train.make_train_step(loss_fn, optax.sgd(0.0), has_aux=True, donate=False)
-    opt_state = optax.sgd(0.0).init(params)
+    optimizer = optax.sgd(0.0)
+    step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer, donate=False)
+    state = fdl.train.init_state(params, optimizer)
     k1, k2 = next(keys), next(keys)
-    _, _, m1 = step(params, opt_state, (x, y), k1)
-    _, _, m1_again = step(params, opt_state, (x, y), k1)
-    _, _, m2 = step(params, opt_state, (x, y), k2)
+    _, m1 = step(state, (x, y), k1)
+    _, m1_again = step(state, (x, y), k1)
+    _, m2 = step(state, (x, y), k2)
     assert set(m1) == {"loss", "accuracy"}
     assert float(m1["loss"]) == float(m1_again["loss"])  # same key: same dropout mask
     assert float(m1["loss"]) != float(m2["loss"])  # another key: another mask
 
 
+SIGNATURE = r"loss_fn\(params, layer_state, batch, key\) -> \(loss, \(layer_state, metrics\)\)"
+
+
 def test_bad_arguments():
-    with pytest.raises(TypeError, match=r"make_train_step: `loss_fn` must be callable, got 3"):
+    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must be callable \(" + SIGNATURE + r"\), got 3"):
         fdl.train.make_train_step(3, optax.sgd(0.1))
     with pytest.raises(TypeError, match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. fdl.optim.adam\(1e-3\) or optax.adam\(1e-3\)\), got 'adam'"):
-        fdl.train.make_train_step(lambda p, b, k: 0.0, "adam")
+        fdl.train.make_train_step(lambda p, s, b, k: 0.0, "adam")
+    with pytest.raises(TypeError, match=r"init_state: `optimizer` must have optax's"):
+        fdl.train.init_state({}, object())
+    with pytest.raises(TypeError, match=r"simple_loss: `fn` must be callable, got None"):
+        fdl.train.simple_loss(None)
+
+
+def test_a_three_argument_loss_names_the_signature_and_the_adapter():
+    def loss3(params, batch, key):
+        return jnp.sum(params)
+
+    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must take four arguments, " + SIGNATURE +
+                       r"; got 'loss3' with signature \(params, batch, key\)\. .*fdl.train.simple_loss\(loss_fn\)"):
+        fdl.train.make_train_step(loss3, optax.sgd(0.1))
+
+
+@pytest.mark.parametrize(
+    "loss_fn, match",
+    [
+        (lambda p, s, b, k: jnp.sum(p), r"got an array of shape \(\).*fdl.train.simple_loss"),
+        (lambda p, s, b, k: (jnp.sum(p), {}), r"got a tuple of 2.*fdl.train.simple_loss"),
+        (lambda p, s, b, k: (p * 2.0, (s, {})), r"with a scalar loss; got a loss of shape \(3,\)"),
+        (lambda p, s, b, k: (jnp.sum(p), (s, 1.0)), r"with metrics a dict of scalars; got metrics float"),
+        (lambda p, s, b, k: (jnp.sum(p), ({"n": 1.0}, {})), r"the returned layer state must have the structure"),
+    ],
+    ids=["scalar", "loss_and_metrics", "per_example", "metrics_not_dict", "state_changed"],
+)
+def test_a_loss_that_returns_the_wrong_shape_is_a_clear_error(loss_fn, match):
+    optimizer = optax.sgd(0.1)
+    step = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
+    state = fdl.train.init_state(jnp.ones(3), optimizer)
+    with pytest.raises(TypeError, match=r"`loss_fn` must return \(loss, \(layer_state, metrics\)\) .*" + match):
+        step(state, None, None)
+
+
+def test_simple_loss_keeps_the_model_for_fit():
+    model = nn.Dense(2)
+
+    def loss(params, batch, key):
+        return 0.0
+
+    loss.model = model
+    assert fdl.train.simple_loss(loss).model is model
 
 
 def counting_scale_layer():
@@ -141,11 +201,12 @@ def test_stateful_step_threads_the_layer_state_and_equals_a_hand_written_step(ke
         return fdl.losses.mse(out, batch[1], reduction="mean"), (state, {"mean_out": jnp.mean(out)})
 
     optimizer = fdl.optim.adam(1e-2)
-    step = fdl.train.make_stateful_train_step(loss_fn, optimizer, donate=False)
-    opt_state = optimizer.init(params)
-    ref = (params, state, opt_state)
+    step = fdl.train.make_train_step(loss_fn, optimizer)
+    train_state = fdl.train.init_state(params, optimizer, layer_state=state)
+    ref = (params, state, optimizer.init(params))
     for t in range(1, 4):
-        params, state, opt_state, metrics = step(params, state, opt_state, (x, y), None)
+        train_state, metrics = step(train_state, (x, y), None)
+        params, state, opt_state = train_state.params, train_state.layer_state, train_state.opt_state
         (loss, (ref_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             ref[0], ref[1], (x, y), None
         )
@@ -168,22 +229,13 @@ def test_stateful_step_donates_and_compiles_once(keys):
 
     counted = chex.assert_max_traces(loss_fn, n=1)
     optimizer = fdl.optim.sgd(0.1)
-    step = fdl.train.make_stateful_train_step(counted, optimizer)
-    opt_state = optimizer.init(params)
-    first = (params, state)
+    step = fdl.train.make_train_step(counted, optimizer)
+    train_state = fdl.train.init_state(params, optimizer, layer_state=state)
+    first = train_state
     for _ in range(3):
-        params, state, opt_state, metrics = step(params, state, opt_state, batch, None)
-    assert all(x.is_deleted() for x in jax.tree.leaves(first))
-    assert int(state["counting_scale"]["calls"]) == 3 and set(metrics) == {"loss"}
-
-
-def test_stateful_step_bad_arguments():
-    with pytest.raises(
-        TypeError, match=r"make_stateful_train_step: `loss_fn` must be callable, got None"
-    ):
-        fdl.train.make_stateful_train_step(None, fdl.optim.sgd(0.1))
-    with pytest.raises(TypeError, match=r"make_stateful_train_step: `optimizer` must have optax's"):
-        fdl.train.make_stateful_train_step(lambda *a: 0.0, object())
+        train_state, metrics = step(train_state, batch, None)
+    assert all(x.is_deleted() for x in jax.tree.leaves((first.params, first.layer_state)))
+    assert int(train_state.layer_state["counting_scale"]["calls"]) == 3 and set(metrics) == {"loss"}
 
 
 # ------------------------------------------------------------------------------- freezing
@@ -196,26 +248,25 @@ def frozen_body_problem(keys):
     f = nn.as_function(model)
     x, y = jax.random.normal(next(keys), (32, 64)), jax.random.normal(next(keys), (32, 10))
 
-    def loss_fn(params, batch, key):
+    def loss(params, batch, key):
         return fdl.losses.mse(f(params, batch[0]), batch[1], reduction="mean")
 
-    return params, loss_fn, (x, y)
+    return params, fdl.train.simple_loss(loss), (x, y)
 
 
 def compiled_flops(step, *args):
-    cost = step.lower(*args).compile().cost_analysis()
+    cost = jax.jit(step).lower(*args).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
 
 def test_a_frozen_part_is_never_differentiated_flops_drop_by_its_backward_cost(keys):
     params, loss_fn, batch = frozen_body_problem(keys)
     optimizer = fdl.optim.adam(1e-3)
-    full = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
-    frozen = fdl.train.make_train_step(loss_fn, optimizer, donate=False, trainable="head")
-    full_flops = compiled_flops(full, params, optimizer.init(params), batch, None)
-    frozen_flops = compiled_flops(
-        frozen, params, optimizer.init(fdl.train.trainable_part(params, "head")), batch, None
-    )
+    full = fdl.train.make_step(loss_fn, optimizer)
+    frozen = fdl.train.make_step(loss_fn, optimizer, trainable="head")
+    full_flops = compiled_flops(lambda *a: full(*a)[:2], fdl.train.init_state(params, optimizer), batch, None)
+    frozen_state = fdl.train.init_state(params, optimizer, trainable="head")
+    frozen_flops = compiled_flops(lambda *a: frozen(*a)[:2], frozen_state, batch, None)
     b = 32
     # The body's backward pass: dL/dW of both dense layers (2 b in out each) and dL/dh into the
     # second (2 b 256 256); nothing flows into the input. Its Adam updates add ~10 FLOPs/param.
@@ -231,17 +282,17 @@ def test_frozen_params_come_back_bit_identical_and_the_rest_trains(keys):
     params, loss_fn, batch = frozen_body_problem(keys)
     optimizer = fdl.optim.adam(1e-2)
     step = fdl.train.make_train_step(loss_fn, optimizer, trainable=["head/**"])
-    opt_state = optimizer.init(fdl.train.trainable_part(params, "head/**"))
-    moments = [p for p in nn.leaf_paths(opt_state) if "/mu/" in p or "/nu/" in p]
+    state = fdl.train.init_state(params, optimizer, trainable="head/**")
+    moments = [p for p in nn.leaf_paths(state.opt_state) if "/mu/" in p or "/nu/" in p]
     assert moments and all("/head/" in p for p in moments)  # no optimizer state for the body
     body_before = jax.tree.map(np.array, params["body"])
     head_before = np.array(params["head"]["w"])
     losses = []
     for _ in range(20):
-        params, opt_state, metrics = step(params, opt_state, batch, None)
+        state, metrics = step(state, batch, None)
         losses.append(float(metrics["loss"]))
-    jax.tree.map(np.testing.assert_array_equal, params["body"], body_before)
-    assert not np.array_equal(params["head"]["w"], head_before)
+    jax.tree.map(np.testing.assert_array_equal, state.params["body"], body_before)
+    assert not np.array_equal(state.params["head"]["w"], head_before)
     assert losses[-1] < losses[0]
 
 
@@ -255,12 +306,11 @@ def test_stateful_step_with_a_frozen_part(keys):
         return jnp.mean(out**2), (state, {})
 
     optimizer = fdl.optim.sgd(0.1)
-    step = fdl.train.make_stateful_train_step(loss_fn, optimizer, donate=False, trainable="head")
-    opt_state = optimizer.init(fdl.train.trainable_part(params, "head"))
-    new_params, new_state, _, _ = step(params, state, opt_state, batch, None)
-    np.testing.assert_array_equal(new_params["counting_scale"]["w"], params["counting_scale"]["w"])
-    assert not np.array_equal(new_params["head"]["w"], params["head"]["w"])
-    assert int(new_state["counting_scale"]["calls"]) == 1
+    step = fdl.train.make_train_step(loss_fn, optimizer, trainable="head")
+    new, _ = step(fdl.train.init_state(params, optimizer, layer_state=state, trainable="head"), batch, None)
+    np.testing.assert_array_equal(new.params["counting_scale"]["w"], params["counting_scale"]["w"])
+    assert not np.array_equal(new.params["head"]["w"], params["head"]["w"])
+    assert int(new.layer_state["counting_scale"]["calls"]) == 1
 
 
 def test_a_trainable_pattern_that_matches_nothing_is_a_clear_error(keys):

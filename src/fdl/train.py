@@ -1,197 +1,320 @@
-r"""One step of gradient-based training, compiled once.
+r"""One training state and one train step, shared by ``fit``, ``compare`` and hand-written loops.
 
 A training step is the composition of three pure functions:
 
 .. math::
 
-    (\ell, g) = \big(L(\theta_t; B, k),\; \nabla_\theta L(\theta_t; B, k)\big), \qquad
+    \big(\ell, (\sigma_{t+1}, m)\big), g
+        = \big(L, \nabla_\theta L\big)(\theta_t, \sigma_t; B, k), \qquad
     (u_t, s_{t+1}) = \mathrm{update}(g, s_t, \theta_t), \qquad
     \theta_{t+1} = \theta_t + u_t
 
 where :math:`L` is the loss on batch :math:`B` with PRNG key :math:`k` (for dropout),
-:math:`s` the optimizer state and ``update`` any optimizer with optax's
-``GradientTransformation`` interface (optax's own, or fdl's).
+:math:`\sigma` the layer state (batch norm's running statistics; ``{}`` for most models),
+:math:`m` a dict of scalar metrics, :math:`s` the optimizer state and ``update`` any optimizer
+with optax's ``GradientTransformation`` interface (optax's own, or fdl's).
+
+**The one loss signature.** Every entry point (:func:`make_step`, :func:`make_train_step`,
+:func:`fdl.fit.fit`, :func:`fdl.compare.compare`) takes
+
+    ``loss_fn(params, layer_state, batch, key) -> (loss, (layer_state, metrics))``
+
+A loss of the simple form ``loss_fn(params, batch, key) -> loss`` (or ``-> (loss, metrics)``)
+is adapted in one place: :func:`simple_loss`.
+
+**The one state.** :class:`TrainState` holds the parameters, the layer state, the optimizer
+state and the step count; :func:`init_state` builds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from fdl.nn.parts import combine, partition
 from fdl.optim.base import GradientTransformation, apply_updates
 
-__all__ = ["make_train_step", "make_stateful_train_step", "trainable_part"]
+__all__ = [
+    "TrainState",
+    "init_state",
+    "simple_loss",
+    "make_step",
+    "make_train_step",
+    "trainable_part",
+    "LOSS_SIGNATURE",
+]
 
 PyTree = Any
+LOSS_SIGNATURE = "loss_fn(params, layer_state, batch, key) -> (loss, (layer_state, metrics))"
+
+
+class TrainState(NamedTuple):
+    """Everything a step changes: ``(params, layer_state, opt_state, step)``, a pytree.
+
+    ``opt_state`` belongs to the trainable part of ``params`` (all of it unless the step was
+    built with ``trainable=``); ``step`` is an int32 scalar, the number of steps taken.
+    """
+
+    params: PyTree
+    layer_state: PyTree
+    opt_state: PyTree
+    step: jax.Array
 
 
 def trainable_part(params: PyTree, trainable: Any = None) -> PyTree:
-    """The part of ``params`` that a step built with ``trainable`` trains: initialize the
-    optimizer on it, ``opt_state = optimizer.init(trainable_part(params, trainable))``.
+    """The part of ``params`` that a step built with ``trainable`` trains (the other leaves
+    ``None``); the optimizer state is initialized on it.
 
     ``trainable=None`` means all of ``params``. Otherwise it is anything
     :func:`fdl.nn.select` takes (a path pattern such as ``"head/**"``, a list of them, a
-    predicate, or a tree of bools), and the other leaves are ``None``.
+    predicate, or a tree of bools).
     """
     return params if trainable is None else partition(params, trainable)[0]
 
 
-def _with_frozen(fn: Callable[..., Any], params: PyTree, trainable: Any) -> tuple[Callable[..., Any], PyTree, PyTree]:
-    """``(fn of the trainable part, trainable part, frozen part)``: the frozen part enters ``fn``
-    as a constant, so ``jax.grad`` never computes its gradient (nor the backward pass below the
-    lowest trainable layer)."""
-    if trainable is None:
-        return fn, params, None
-    train, frozen = partition(params, trainable)
+def init_state(
+    params: PyTree,
+    optimizer: GradientTransformation,
+    *,
+    layer_state: PyTree = None,
+    trainable: Any = None,
+) -> TrainState:
+    """The training state at step 0: a *copy* of ``params`` (and of ``layer_state``), the
+    optimizer's initial state for the trainable part, and ``step = 0``.
 
-    def of_trainable(train_params, *args):
-        return fn(combine(train_params, frozen), *args)
+    The copies are what the step may donate: arrays the caller keeps (``init_params =
+    params`` to restart from) stay valid after any number of steps.
 
-    return of_trainable, train, frozen
+    Args:
+      params: the initial parameters.
+      optimizer: an ``(init, update)`` pair with optax's interface.
+      layer_state: the model's layer state from ``init``; ``None`` means ``{}`` (stateless).
+      trainable: the leaves the step will train (see :func:`trainable_part`); must be the same
+        as the step's ``trainable``.
+
+    >>> import jax.numpy as jnp, fdl
+    >>> state = fdl.train.init_state({"w": jnp.zeros(2)}, fdl.optim.sgd(0.1))
+    >>> int(state.step), state.layer_state
+    (0, {})
+    """
+    _check_optimizer(optimizer, "init_state")
+    params, layer_state = jax.tree.map(jnp.copy, (params, {} if layer_state is None else layer_state))
+    opt_state = optimizer.init(trainable_part(params, trainable))
+    return TrainState(params, layer_state, opt_state, jnp.zeros((), jnp.int32))
 
 
-def _put_back(train: PyTree, frozen: PyTree) -> PyTree:
-    return train if frozen is None else combine(train, frozen)
+def simple_loss(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Adapt ``fn(params, batch, key) -> loss`` (or ``-> (loss, metrics)``) to the one loss
+    signature, :data:`LOSS_SIGNATURE`, for a model without layer state.
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> loss_fn = fdl.train.simple_loss(lambda p, batch, key: jnp.sum((p - batch) ** 2))
+    >>> loss_fn(jnp.ones(2), {}, jnp.zeros(2), None)
+    (Array(2., dtype=float32), ({}, {}))
+    """
+    if not callable(fn):
+        raise TypeError(f"simple_loss: `fn` must be callable, got {fn!r}")
+
+    def loss_fn(params, layer_state, batch, key):
+        out = fn(params, batch, key)
+        loss, metrics = out if isinstance(out, tuple) else (out, {})
+        return loss, (layer_state, metrics)
+
+    model = getattr(fn, "model", None)
+    if model is not None:
+        loss_fn.model = model  # type: ignore[attr-defined]
+    return loss_fn
+
+
+def make_step(
+    loss_fn: Callable[..., Any],
+    optimizer: GradientTransformation,
+    *,
+    trainable: Any = None,
+) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict[str, jax.Array], PyTree]]:
+    r"""The pure train step, ``step(state, batch, key) -> (state, metrics, grads)``, not jitted.
+
+    The building block of :func:`make_train_step`, :func:`fdl.fit.fit` (which scans it and
+    guards it against non-finite values) and :func:`fdl.compare.compare`. ``metrics`` holds
+    ``"loss"`` (before the update) and the loss's own metrics; ``grads`` is the gradient with
+    respect to the trainable part (for guards and diagnostics; XLA drops it when unused).
+
+    Args:
+      loss_fn: :data:`LOSS_SIGNATURE`; adapt a simple loss with :func:`simple_loss`.
+      optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's); the
+        updates are added with :func:`fdl.optim.apply_updates` (each parameter keeps its dtype).
+      trainable: train only these leaves (a path pattern like ``"head/**"``, a list of them, a
+        predicate ``(path, leaf) -> bool`` or a tree of bools; see :func:`fdl.nn.select`).
+        The gradient is taken with respect to them alone, so the frozen part's gradient is never
+        computed, and the frozen leaves come back bit for bit. ``None`` trains every leaf. To
+        also run a frozen part in evaluation mode (batch norm keeping its statistics), wrap it
+        with :func:`fdl.nn.eval_mode`.
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable or does not take four arguments, ``optimizer``
+        lacks ``init``/``update``; when traced, ``loss_fn`` returns something other than
+        ``(loss, (layer_state, metrics))`` with a scalar loss.
+    """
+    _check_loss_fn(loss_fn, "make_step")
+    _check_optimizer(optimizer, "make_step")
+    checked = _checked_loss(loss_fn)
+
+    def step(state: TrainState, batch: Any, key: Any):
+        params = state.params
+        if trainable is None:
+            train, frozen = params, None
+
+            def of_trainable(train_params, *args):
+                return checked(train_params, *args)
+        else:
+            # The frozen part enters the loss as a constant: jax.grad never computes its gradient
+            # (nor the backward pass below the lowest trainable layer).
+            train, frozen = partition(params, trainable)
+
+            def of_trainable(train_params, *args):
+                return checked(combine(train_params, frozen), *args)
+
+        (loss, (layer_state, aux)), grads = jax.value_and_grad(of_trainable, has_aux=True)(
+            train, state.layer_state, batch, key
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, train)
+        new = apply_updates(train, updates)
+        params = new if frozen is None else combine(new, frozen)
+        metrics = {"loss": loss, **aux}
+        return TrainState(params, layer_state, opt_state, state.step + 1), metrics, grads
+
+    return step
 
 
 def make_train_step(
     loss_fn: Callable[..., Any],
     optimizer: GradientTransformation,
     *,
-    has_aux: bool = False,
-    donate: bool = True,
     trainable: Any = None,
-) -> Callable[[PyTree, PyTree, Any, jax.Array], tuple[PyTree, PyTree, dict[str, jax.Array]]]:
-    r"""Build ``step(params, opt_state, batch, key) -> (params, opt_state, metrics)``, jit-compiled.
+    donate: bool = True,
+) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict[str, jax.Array]]]:
+    r"""The jit-compiled train step, ``step(state, batch, key) -> (state, metrics)``.
 
-    The returned function *is* the ``jax.jit``-compiled step: calling it does no Python work
-    beyond JAX's own dispatch (no blocking, no pytree rebuilding), so its per-call cost equals a
-    hand-written jitted step's. With ``donate=True`` the ``params`` and ``opt_state`` buffers are
-    donated to XLA, which updates them in place: do not use the arrays you passed in after the
-    call, use the ones it returns.
+    :func:`make_step` compiled with ``jax.jit``. With ``donate=True`` (the default, the fast
+    path: XLA updates the buffers in place) the ``state`` passed in is donated: use the state
+    the call returns. The arrays given to :func:`init_state` are copied there, so they stay
+    usable; calling the step again with a state it already consumed is an error that says so.
 
     Args:
-      loss_fn: ``loss_fn(params, batch, key)`` returning the scalar loss, or ``(loss, aux)``
-        with ``aux`` a dict of scalar metrics when ``has_aux=True``.
-      optimizer: an ``(init, update)`` pair with optax's interface:
-        ``update(grads, state, params) -> (updates, state)``, fdl's (:mod:`fdl.optim`) or
-        optax's. The updates are added with :func:`fdl.optim.apply_updates` (each parameter
-        keeps its dtype).
-      has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
-      donate: donate the ``params`` and ``opt_state`` buffers.
-      trainable: train only these leaves (a path pattern like ``"head/**"``, a list of them, a
-        predicate ``(path, leaf) -> bool`` or a tree of bools; see :func:`fdl.nn.select`).
-        The gradient is taken with respect to them alone, so the frozen part's gradient is never
-        computed, and the frozen leaves come back bit for bit. ``opt_state`` then belongs to the
-        trainable part: ``optimizer.init(fdl.train.trainable_part(params, trainable))``.
-        ``None`` trains every leaf. To also run a frozen part in evaluation mode (batch norm
-        keeping its statistics), wrap it with :func:`fdl.nn.eval_mode`.
-
-    Returns:
-      The compiled step. ``metrics`` holds ``"loss"`` (the loss *before* the update) and the
-      entries of ``aux``.
-
-    Raises:
-      TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
+      loss_fn, optimizer, trainable: as in :func:`make_step`.
+      donate: donate the state's buffers to the step.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> def loss_fn(params, batch, key):
+    >>> def loss(params, batch, key):
     ...     x, y = batch
     ...     return jnp.mean((x * params["w"] - y) ** 2)
-    >>> step = fdl.train.make_train_step(loss_fn, fdl.optim.sgd(0.1))
-    >>> params = {"w": jnp.array(0.0)}
-    >>> opt_state = fdl.optim.sgd(0.1).init(params)
+    >>> opt = fdl.optim.sgd(0.1)
+    >>> step = fdl.train.make_train_step(fdl.train.simple_loss(loss), opt)
+    >>> state = fdl.train.init_state({"w": jnp.array(0.0)}, opt)
     >>> batch = (jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))
     >>> for _ in range(50):
-    ...     params, opt_state, metrics = step(params, opt_state, batch, jax.random.key(0))
-    >>> round(float(params["w"]), 4)
-    2.0
+    ...     state, metrics = step(state, batch, jax.random.key(0))
+    >>> round(float(state.params["w"]), 4), int(state.step)
+    (2.0, 50)
     """
-    _check_step_arguments(loss_fn, optimizer, "make_train_step")
+    pure = make_step(loss_fn, optimizer, trainable=trainable)
 
-    def step(params: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
-        fn, train, frozen = _with_frozen(loss_fn, params, trainable)
-        grad_fn = jax.value_and_grad(fn, has_aux=has_aux)
-        if has_aux:
-            (loss, aux), grads = grad_fn(train, batch, key)
-            metrics = {"loss": loss, **aux}
-        else:
-            loss, grads = grad_fn(train, batch, key)
-            metrics = {"loss": loss}
-        updates, opt_state = optimizer.update(grads, opt_state, train)
-        return _put_back(apply_updates(train, updates), frozen), opt_state, metrics
+    def step(state: TrainState, batch: Any, key: Any):
+        state, metrics, _ = pure(state, batch, key)
+        return state, metrics
 
-    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+    compiled = jax.jit(step, donate_argnums=(0,) if donate else ())
+    if not donate:
+        return compiled
 
+    def donating_step(state: TrainState, batch: Any, key: Any):
+        try:
+            return compiled(state, batch, key)
+        except (ValueError, RuntimeError) as error:
+            if "deleted or donated" not in str(error) and "has been deleted" not in str(error):
+                raise
+            raise RuntimeError(
+                "the train step was given a state whose arrays were donated to an earlier call "
+                "(donate=True updates them in place): pass the state that the last call "
+                "returned, or build the step with donate=False to keep old states usable"
+            ) from error
 
-def make_stateful_train_step(
-    loss_fn: Callable[..., Any],
-    optimizer: GradientTransformation,
-    *,
-    donate: bool = True,
-    trainable: Any = None,
-) -> Callable[..., tuple[PyTree, PyTree, PyTree, dict[str, jax.Array]]]:
-    r"""The train step for models with layer state (batch norm): the state goes in and comes out.
-
-    .. math::
-
-        \big(\ell, (\sigma_{t+1}, \text{aux})\big), g
-            = \big(L(\theta_t, \sigma_t; B, k), \nabla_\theta L(\theta_t, \sigma_t; B, k)\big),
-        \qquad \theta_{t+1} = \theta_t + \mathrm{update}(g, s_t, \theta_t)
-
-    where :math:`\sigma` is the layer state: the loss runs the model in training mode, which
-    returns the new state (batch norm's running statistics) next to its output, and the step
-    hands it back. The gradient is taken with respect to :math:`\theta` only; the state is data.
-
-    Returns ``step(params, layer_state, opt_state, batch, key) -> (params, layer_state,
-    opt_state, metrics)``, the ``jax.jit``-compiled step itself (no Python wrapper), with the
-    params, layer state and optimizer state donated when ``donate=True``.
-
-    Args:
-      loss_fn: ``loss_fn(params, layer_state, batch, key) -> (loss, (new_layer_state, aux))``,
-        ``aux`` a dict of scalar metrics (may be empty).
-      optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
-      donate: donate the params, layer-state and optimizer-state buffers.
-      trainable: train only these leaves, as in :func:`make_train_step`.
-
-    Raises:
-      TypeError: ``loss_fn`` is not callable, or ``optimizer`` lacks ``init``/``update``.
-
-    >>> import jax, jax.numpy as jnp, fdl
-    >>> model = fdl.nn.Serial(fdl.nn.Dense(1), fdl.nn.BatchNorm())
-    >>> params, state, _ = model.init(jax.random.key(0), (2,))
-    >>> def loss_fn(params, state, batch, key):
-    ...     y, state = model.apply(params, state, batch, train=True)
-    ...     return jnp.mean(y ** 2), (state, {})
-    >>> opt = fdl.optim.sgd(0.1)
-    >>> step = fdl.train.make_stateful_train_step(loss_fn, opt)
-    >>> batch = jnp.arange(8.0).reshape(4, 2)
-    >>> params, state, opt_state, metrics = step(params, state, opt.init(params), batch, None)
-    >>> [round(float(v), 4) for v in state["batch_norm_0"]["mean"]] != [0.0]  # running mean moved
-    True
-    """
-    _check_step_arguments(loss_fn, optimizer, "make_stateful_train_step")
-
-    def step(params: PyTree, layer_state: PyTree, opt_state: PyTree, batch: Any, key: jax.Array):
-        fn, train, frozen = _with_frozen(loss_fn, params, trainable)
-        (loss, (layer_state, aux)), grads = jax.value_and_grad(fn, has_aux=True)(
-            train, layer_state, batch, key
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, train)
-        params = _put_back(apply_updates(train, updates), frozen)
-        return params, layer_state, opt_state, {"loss": loss, **aux}
-
-    return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+    donating_step.lower = compiled.lower  # type: ignore[attr-defined]  # for cost analysis
+    donating_step.jitted = compiled  # type: ignore[attr-defined]
+    return donating_step
 
 
-def _check_step_arguments(loss_fn: Any, optimizer: Any, factory: str) -> None:
-    if not callable(loss_fn):
-        raise TypeError(f"{factory}: `loss_fn` must be callable, got {loss_fn!r}")
+# ---------------------------------------------------------------------------------------- checks
+
+
+def _check_optimizer(optimizer: Any, caller: str) -> None:
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(
-            f"{factory}: `optimizer` must have optax's (init, update) interface "
+            f"{caller}: `optimizer` must have optax's (init, update) interface "
             f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
+        )
+
+
+def _check_loss_fn(loss_fn: Any, caller: str) -> None:
+    """``loss_fn`` must be callable with four positional arguments."""
+    if not callable(loss_fn):
+        raise TypeError(f"{caller}: `loss_fn` must be callable ({LOSS_SIGNATURE}), got {loss_fn!r}")
+    try:
+        inspect.signature(loss_fn).bind(None, None, None, None)
+    except TypeError:
+        pass
+    except ValueError:  # a builtin without a signature: trust it
+        return
+    else:
+        return
+    raise TypeError(
+        f"{caller}: `loss_fn` must take four arguments, {LOSS_SIGNATURE}; "
+        f"got {getattr(loss_fn, '__name__', loss_fn)!r} with signature {inspect.signature(loss_fn)}. "
+        "For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
+        "fdl.train.simple_loss(loss_fn)"
+    )
+
+
+def _checked_loss(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``loss_fn`` with its return value checked at trace time (no run-time cost)."""
+
+    def checked(params, layer_state, batch, key):
+        out = loss_fn(params, layer_state, batch, key)
+        _check_loss_output(out, layer_state)
+        return out
+
+    return checked
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    shape = getattr(value, "shape", None)
+    return f"an array of shape {shape}" if shape is not None else type(value).__name__
+
+
+def _check_loss_output(out: Any, layer_state: PyTree) -> None:
+    expected = f"`loss_fn` must return (loss, (layer_state, metrics)) ({LOSS_SIGNATURE})"
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2):
+        hint = (
+            "; for a loss that returns the loss alone (or (loss, metrics)) and takes "
+            "(params, batch, key), pass fdl.train.simple_loss(loss_fn)"
+        )
+        raise TypeError(f"{expected}, got {_describe(out)}{hint}")
+    loss, (new_state, metrics) = out
+    if jnp.ndim(loss) != 0:
+        raise TypeError(
+            f"{expected}, with a scalar loss; got a loss of shape {jnp.shape(loss)} "
+            "(reduce per-example losses with a mean, e.g. reduction='mean')"
+        )
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"{expected}, with metrics a dict of scalars; got metrics {_describe(metrics)}")
+    if jax.tree.structure(new_state) != jax.tree.structure(layer_state):
+        raise TypeError(
+            f"{expected}: the returned layer state must have the structure of the one passed in, "
+            f"{jax.tree.structure(layer_state)}; got {jax.tree.structure(new_state)}"
         )

@@ -1,0 +1,296 @@
+"""``fit``'s host loop: compiled calls of fused steps, and small actions between them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fdl import checkpoint as ckpt
+from fdl.fit import pieces
+from fdl.fit.callbacks import Control, scale_by_control
+from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_data, check_run, total_steps
+from fdl.fit.loggers import HistoryFile, close_all, save_history_plot
+from fdl.fit.tasks import initial_layer_state
+from fdl.nn.parts import leaf_paths
+from fdl.train import TrainState, init_state, make_step, trainable_part
+
+__all__ = ["fit", "FitResult", "NonFiniteError"]
+
+PyTree = Any
+ROOT = "(root)"  # the path of a tree that is a single leaf
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns: the final parameters, layer state and optimizer state, the step
+    reached, the history rows, the number of skipped (non-finite) steps, and why the run
+    stopped early (``None`` when it ran to the end)."""
+
+    params: PyTree
+    layer_state: PyTree
+    opt_state: PyTree
+    step: int
+    history: list[dict[str, float]]
+    skipped: int
+    stopped: str | None = None
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss or gradient stopped ``fit`` (``nan_policy="raise"``).
+
+    Attributes: ``step`` (the bad step, not applied), ``path`` (the first parameter path with a
+    non-finite gradient, or ``None`` when only the loss was), ``result`` (a :class:`FitResult`
+    holding the state before the bad step and the history so far).
+    """
+
+    def __init__(self, message: str, step: int, path: str | None, result: FitResult):
+        super().__init__(message)
+        self.step, self.path, self.result = step, path, result
+
+
+def fit(
+    loss_fn: Callable[..., Any],
+    optimizer: Any,
+    params: PyTree,
+    data: Sequence[Any],
+    *,
+    key: jax.Array,
+    batch_size: int,
+    steps: int | None = None,
+    epochs: int | None = None,
+    layer_state: PyTree = None,
+    trainable: Any = None,
+    evaluate: Eval | None = None,
+    checkpoint: Checkpoint | None = None,
+    logging: Logging | None = None,
+    callbacks: Sequence[Any] = (),
+    execution: Execution | None = None,
+    mesh: Any = None,
+) -> FitResult:
+    r"""Train ``params`` by ``optimizer`` on ``loss_fn`` over ``data`` (see :mod:`fdl.fit`).
+
+    Args:
+      loss_fn: the one loss signature, :data:`fdl.train.LOSS_SIGNATURE`; ``batch`` is a tuple
+        like ``data`` with ``batch_size`` examples (:func:`classification_loss` builds one for a
+        classifier; :func:`fdl.train.simple_loss` adapts ``(params, batch, key) -> loss``).
+      optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
+      params: the initial parameters (copied: the caller's arrays stay usable).
+      data: a tuple of arrays sharing their leading (example) axis, e.g. ``(x, y)``; placed on
+        the device once.
+      key: the PRNG key of the run; it seeds the shuffling and the per-step keys.
+      batch_size: examples per step; the last partial batch of each epoch is dropped.
+      steps, epochs: how long to train (exactly one of them).
+      layer_state: the model's layer state from ``init``. ``None``: the state of
+        ``loss_fn.model.init`` when the loss carries its model, else ``{}``.
+      trainable: train only these leaves (see :func:`fdl.train.make_step`).
+      evaluate: an :class:`Eval` (function and period).
+      checkpoint: a :class:`Checkpoint` (directory, period, how many to keep, resume).
+      logging: a :class:`Logging` (history file, plot, progress bar, loggers); default: a
+        progress bar only.
+      callbacks: objects with ``on_row(row, control)`` (:class:`EarlyStopping`,
+        :class:`Every`, :class:`ReduceLROnPlateau` or your own).
+      execution: an :class:`Execution` (steps per call, non-finite policy, mixed precision).
+      mesh: a :class:`jax.sharding.Mesh` for data parallelism (:func:`fdl.parallel.make_mesh`).
+
+    Returns:
+      A :class:`FitResult`. Each history row holds the step reached, the mean training loss and
+      metrics over the call, ``skipped`` (steps skipped so far), and ``eval_*`` entries where an
+      evaluation ran.
+
+    Raises:
+      ValueError, TypeError: invalid arguments (each names the argument and the value).
+      NonFiniteError: a non-finite loss or gradient with ``nan_policy="raise"``.
+      fdl.checkpoint.CheckpointError: ``resume`` found checkpoints but none valid for this
+        state's structure.
+
+    >>> import jax, jax.numpy as jnp, numpy as np, fdl
+    >>> x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
+    >>> y = 3.0 * x
+    >>> def loss(params, batch, key):
+    ...     xb, yb = batch
+    ...     return jnp.mean((xb * params["w"] - yb) ** 2)
+    >>> result = fdl.fit.fit(fdl.train.simple_loss(loss), fdl.optim.sgd(0.5), {"w": jnp.zeros(())},
+    ...                      (x, y), key=jax.random.key(0), batch_size=16, epochs=20,
+    ...                      logging=fdl.fit.Logging(progress=False))
+    >>> round(float(result.params["w"]), 3), result.step
+    (3.0, 80)
+    """
+    check_run(batch_size=batch_size, steps=steps, epochs=epochs, key=key)
+    data = check_data(data, batch_size)
+    execution = Execution() if execution is None else _check_record("execution", execution, Execution)
+    logging = Logging() if logging is None else _check_record("logging", logging, Logging)
+    evaluate = None if evaluate is None else _check_record("evaluate", evaluate, Eval)
+    checkpoint = None if checkpoint is None else _check_record("checkpoint", checkpoint, Checkpoint)
+    callbacks = tuple(callbacks)
+    for callback in callbacks:
+        if not callable(getattr(callback, "on_row", None)):
+            raise TypeError(f"each of `callbacks` must have on_row(row, control), got {callback!r}")
+    steps_per_epoch = data[0].shape[0] // batch_size
+    total = total_steps(steps, epochs, steps_per_epoch)
+    eval_every = (evaluate.every or steps_per_epoch) if evaluate else None
+    checkpoint_every = (checkpoint.every or steps_per_epoch) if checkpoint else None
+
+    if any(getattr(c, "needs_lr_scale", False) for c in callbacks):
+        optimizer = scale_by_control(optimizer)
+    if layer_state is None:
+        layer_state = initial_layer_state(loss_fn, data)
+    state = init_state(params, optimizer, layer_state=layer_state, trainable=trainable)
+    history: list[dict[str, float]] = []
+    if checkpoint is not None and checkpoint.resume:
+        restored = _resume(checkpoint.dir, state, key, steps_per_epoch)
+        if restored is not None:
+            state, history = restored
+
+    device_data = tuple(jnp.asarray(a) for a in data)
+    constrain = None
+    if mesh is not None:
+        from fdl.parallel import constrain_batch, replicate
+
+        device_data = replicate(device_data, mesh)
+        state = replicate(state, mesh)
+
+        def constrain(batch):
+            return constrain_batch(batch, mesh)
+
+    loss = pieces.in_compute_dtype(loss_fn, execution.compute_dtype)
+    guarded = pieces.guard(make_step(loss, optimizer, trainable=trainable), execution.nan_policy)
+    run = pieces.make_run(guarded, device_data, tuple(jax.random.split(key)), batch_size, steps_per_epoch, constrain)
+    eval_jit = jax.jit(evaluate.fn) if evaluate else None
+    paths = [p or ROOT for p in leaf_paths(trainable_part(params, trainable))]
+    # Under jax.distributed every process runs this loop on identical rows; one writes the files.
+    main = jax.process_index() == 0
+    loggers = (([HistoryFile(logging.history)] if logging.history else []) + list(logging.loggers)) if main else []
+    periods = [execution.steps_per_call, eval_every, checkpoint_every,
+               *(getattr(c, "every", None) for c in callbacks)]
+    periods = [p for p in periods if p]
+    skipped = int(history[-1].get("skipped", 0)) if history else 0
+    step = int(state.step)
+    carry = pieces.Carry(state, jnp.asarray(False))
+    control = Control(state=state)
+    stopped = None
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=step, desc="fit", disable=not (logging.progress and main), unit="step")
+    try:
+        while step < total and not control.stop:
+            length = min([p - step % p for p in periods] + [total - step])
+            carry, record = run(carry, length)
+            record = jax.device_get(record)
+            row, bad = _row(record, skipped)
+            skipped = int(row["skipped"])
+            if execution.nan_policy == "raise" and len(bad):
+                raise _non_finite(record, int(bad[0]), paths, carry.state, history, skipped)
+            step = int(carry.state.step)
+            if eval_jit is not None and (step % eval_every == 0 or step == total):
+                for name, value in eval_jit(carry.state.params, carry.state.layer_state).items():
+                    row[f"eval_{name}"] = float(value)
+            history.append(row)
+            bar.update(length)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "accuracy", "eval_accuracy")})
+            for logger in loggers:
+                logger.write(history)
+            control.state = carry.state
+            for callback in callbacks:
+                callback.on_row(row, control)
+            if control.stop:
+                stopped = control.reason or "stopped by a callback"
+            if checkpoint is not None and (step % checkpoint_every == 0 or step == total or control.stop):
+                _save(checkpoint, carry.state, key, steps_per_epoch, history)
+            carry = _apply_lr_scale(carry, control)
+    finally:
+        bar.close()
+        close_all(loggers)
+    if logging.plot is not None and main:
+        save_history_plot(history, logging.plot)
+    s = carry.state
+    return FitResult(s.params, s.layer_state, s.opt_state, step, history, skipped, stopped)
+
+
+def _check_record(name: str, value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"`{name}` must be a fdl.fit.{kind.__name__}(...), got {value!r}")
+    return value
+
+
+def _row(record: dict[str, Any], skipped: int) -> tuple[dict[str, float], np.ndarray]:
+    """The history row of one call (means over its applied steps) and its bad steps."""
+    applied = record["active"] & record["finite"]
+    bad = np.flatnonzero(~record["finite"] & record["active"])
+    row: dict[str, float] = {"step": int(record["step"][0]) + int(np.sum(record["active"]))}
+    if applied.any():
+        row["loss"] = float(np.mean(record["loss"][applied]))
+        for name, values in record["metrics"].items():
+            row[name] = float(np.mean(np.asarray(values)[applied]))
+    row["skipped"] = skipped + len(bad)
+    return row, bad
+
+
+def _non_finite(record, first, paths, state, history, skipped) -> NonFiniteError:
+    leaf_ok = record["leaf_finite"][first]
+    path = paths[int(np.argmin(leaf_ok))] if not leaf_ok.all() else None
+    bad_step = int(record["step"][first])
+    what = f"gradient of parameter {path!r}" if path else "loss"
+    result = FitResult(state.params, state.layer_state, state.opt_state, bad_step, history, skipped)
+    return NonFiniteError(
+        f"non-finite {what} at step {bad_step} (loss {float(record['loss'][first])}); "
+        f"the update was not applied and training stopped. Lower the learning rate, "
+        f"check the data, or pass execution=fdl.fit.Execution(nan_policy='skip') to skip such steps",
+        bad_step, path, result,
+    )
+
+
+def _apply_lr_scale(carry: pieces.Carry, control: Control) -> pieces.Carry:
+    opt_state = carry.state.opt_state
+    scale = getattr(opt_state, "scale", None)
+    if scale is None or float(scale) == control.lr_scale:
+        return carry
+    new_scale = jnp.full_like(scale, control.lr_scale)
+    return carry._replace(state=carry.state._replace(opt_state=opt_state._replace(scale=new_scale)))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def _save(config: Checkpoint, state: TrainState, key: jax.Array, steps_per_epoch: int, history) -> None:
+    step = int(state.step)
+    tree = {"params": state.params, "layer_state": state.layer_state, "opt_state": state.opt_state, "key": key}
+    metadata = {
+        "step": step,
+        "data": {"epoch": step // steps_per_epoch, "position": step % steps_per_epoch},
+        "history": history,
+    }
+    # overwrite: after falling back past a corrupt newest checkpoint, its step is written anew.
+    ckpt.save(config.dir, step, tree, metadata=metadata, keep=config.keep, overwrite=True)
+
+
+def _key_bits(key: jax.Array) -> np.ndarray:
+    """The raw bits of a typed or legacy (uint32) PRNG key."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key)
+
+
+def _resume(directory: Path, state: TrainState, key: jax.Array, steps_per_epoch: int):
+    """The newest valid checkpoint's state and history, or ``None`` when there is none."""
+    if not Path(directory).exists() or ckpt.latest_step(directory) is None:
+        return None
+    template = {"params": state.params, "layer_state": state.layer_state, "opt_state": state.opt_state, "key": key}
+    tree, metadata, step = ckpt.restore_latest_valid(directory, template)
+    if not np.array_equal(_key_bits(tree["key"]), _key_bits(key)):
+        raise ValueError(
+            f"the checkpoint in {str(directory)!r} was made with another `key` (seed): resuming "
+            "with a different key would change the data order; pass the run's original key"
+        )
+    data = metadata.get("data", {})
+    if data and data.get("epoch") != step // steps_per_epoch:
+        raise ValueError(
+            f"the checkpoint in {str(directory)!r} was made with another batch size or data set "
+            f"(epoch {data.get('epoch')} at step {step}, here {step // steps_per_epoch})"
+        )
+    restored = TrainState(tree["params"], tree["layer_state"], tree["opt_state"], jnp.asarray(step, jnp.int32))
+    return restored, list(metadata["history"])

@@ -1,0 +1,133 @@
+r"""The pure pieces of :func:`fdl.fit.fit`: batching, mixed precision, the non-finite guard and
+the scan of fused steps. Each is a plain function of arrays, usable on its own.
+
+Batches are *functions of the step*: with :math:`S = \lfloor N / b \rfloor` steps per epoch,
+step :math:`s` reads examples :math:`\pi_e[p b : (p + 1) b]` of the permutation
+:math:`\pi_e = \text{permutation}(\text{fold\_in}(k_{\text{data}}, e), N)` of epoch
+:math:`e = \lfloor s / S \rfloor`, at position :math:`p = s \bmod S`; its key is
+:math:`\text{fold\_in}(k_{\text{step}}, s)`. A run therefore resumes exactly from
+:math:`(\theta, \sigma, o, s)` and the two base keys, with no iterator state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fdl.train import TrainState
+
+__all__ = ["epoch_orders", "batch_at", "in_compute_dtype", "guard", "Carry", "make_run"]
+
+PyTree = Any
+
+
+def epoch_orders(data_key: jax.Array, num_examples: int, first_epoch: jax.Array, count: int) -> jax.Array:
+    """The example orders of epochs ``first_epoch .. first_epoch + count - 1``: ``(count, N)``."""
+    epochs = first_epoch + jnp.arange(count, dtype=jnp.int32)
+    return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), num_examples))(epochs)
+
+
+def batch_at(
+    data: tuple[jax.Array, ...],
+    step: jax.Array,
+    orders: jax.Array,
+    first_epoch: jax.Array,
+    batch_size: int,
+    steps_per_epoch: int,
+) -> tuple[jax.Array, ...]:
+    """The batch of ``step``: ``batch_size`` examples of each array of ``data``, gathered on the
+    device through the order of the step's epoch (``orders[epoch - first_epoch]``)."""
+    epoch, position = step // steps_per_epoch, step % steps_per_epoch
+    idx = jax.lax.dynamic_slice_in_dim(orders[epoch - first_epoch], position * batch_size, batch_size)
+    return tuple(jnp.take(a, idx, axis=0) for a in data)
+
+
+def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+
+
+def in_compute_dtype(loss_fn: Callable[..., Any], compute_dtype: Any) -> Callable[..., Any]:
+    """Mixed precision: ``loss_fn`` with its floating params and batch cast to
+    ``compute_dtype`` *inside* (so gradients, parameters and optimizer state keep their own
+    dtypes) and its loss returned in float32. ``None`` returns ``loss_fn`` itself."""
+    if compute_dtype is None:
+        return loss_fn
+
+    def cast_loss(params, layer_state, batch, key):
+        loss, aux = loss_fn(_cast_floats(params, compute_dtype), layer_state, _cast_floats(batch, compute_dtype), key)
+        return loss.astype(jnp.float32), aux
+
+    return cast_loss
+
+
+class Carry(NamedTuple):
+    """What the scan carries: the training state and whether a non-finite step halted it."""
+
+    state: TrainState
+    halted: jax.Array  # bool scalar
+
+
+def guard(step: Callable[..., Any], nan_policy: str) -> Callable[..., Any]:
+    """The non-finite guard around a pure step ``step(state, batch, key) -> (state, metrics,
+    grads)`` (:func:`fdl.train.make_step`).
+
+    Returns ``guarded(carry, batch, key) -> (carry, record)``. A step whose loss or any
+    gradient leaf is not finite is never applied. With ``"raise"`` the carry halts there (later
+    steps of the call change nothing); with ``"skip"`` the step counter moves on past it. The
+    record holds the loss, metrics, ``finite``, ``leaf_finite`` (per gradient leaf, to name
+    the offending parameter) and ``active`` (the step ran before any halt).
+    """
+
+    def guarded(carry: Carry, batch: Any, key: jax.Array):
+        old = carry.state
+        new, metrics, grads = step(old, batch, key)
+        leaf_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)] or [jnp.asarray(True)])
+        finite = jnp.isfinite(metrics["loss"]) & jnp.all(leaf_finite)
+        apply = finite & ~carry.halted
+        kept = jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+        counter = jnp.where(carry.halted, old.step, old.step + 1)
+        halted = carry.halted | (~finite if nan_policy == "raise" else jnp.asarray(False))
+        record = {
+            "step": old.step,
+            "loss": metrics["loss"],
+            "metrics": {k: v for k, v in metrics.items() if k != "loss"},
+            "finite": finite,
+            "leaf_finite": leaf_finite,
+            "active": ~carry.halted,
+        }
+        return Carry(kept._replace(step=counter), halted), record
+
+    return guarded
+
+
+def make_run(
+    guarded: Callable[..., Any],
+    data: tuple[jax.Array, ...],
+    keys: tuple[jax.Array, jax.Array],
+    batch_size: int,
+    steps_per_epoch: int,
+    constrain: Callable[[Any], Any] | None = None,
+) -> Callable[[Carry, int], tuple[Carry, dict[str, Any]]]:
+    """``run(carry, length) -> (carry, records)``: ``length`` guarded steps in one
+    ``jax.lax.scan``, jitted (``length`` static) with the carry donated. ``constrain`` places
+    each batch (``fdl.parallel.constrain_batch`` for data parallelism)."""
+    data_key, step_key = keys
+    num_examples = data[0].shape[0]
+
+    def run(carry: Carry, length: int):
+        first_epoch = carry.state.step // steps_per_epoch
+        # every epoch a call of `length` steps can touch, permuted once per call
+        orders = epoch_orders(data_key, num_examples, first_epoch, length // steps_per_epoch + 2)
+
+        def one(c: Carry, _):
+            batch = batch_at(data, c.state.step, orders, first_epoch, batch_size, steps_per_epoch)
+            if constrain is not None:
+                batch = constrain(batch)
+            return guarded(c, batch, jax.random.fold_in(step_key, c.state.step))
+
+        return jax.lax.scan(one, carry, None, length=length)
+
+    return jax.jit(run, static_argnums=1, donate_argnums=0)
