@@ -70,6 +70,14 @@ def test_without_out_nothing_is_written(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_compare_on_minibatches(capsys):
+    code, out, err = run(["compare", "--problem", "logistic_digits", "--opt",
+                          "sgd:learning_rate=0.5", "--steps", "4", "--batch-size", "64"], capsys)
+    assert code == 0, err
+    assert "| sgd:learning_rate=0.5 | fdl:sgd(learning_rate=0.5) |" in out
+    assert "4 steps, seed 0, minibatches of 64." in out
+
+
 BAD_INPUT = [
     (["compare", "--problem", "rosen", "--opt", OK_OPT],
      r"unknown problem 'rosen'; valid problems: rosenbrock, beale"),
@@ -101,6 +109,13 @@ BAD_INPUT = [
      r"argument --steps: must be a positive integer, got 'ten'"),
     (["compare", "--problem", "beale", "--opt", OK_OPT, "--threshold", "nan"],
      r"argument --threshold: must be a finite number, got 'nan'"),
+    (["compare", "--problem", "beale", "--opt", OK_OPT, "--batch-size", "8"],
+     r"--batch-size needs a problem with data \(logistic_digits, mlp_digits\); beale is a fixed "
+     r"function"),
+    (["compare", "--problem", "logistic_digits", "--opt", OK_OPT, "--batch-size", "5000"],
+     r"--batch-size 5000 exceeds the 1438 examples of logistic_digits"),
+    (["compare", "--problem", "logistic_digits", "--opt", OK_OPT, "--batch-size", "0"],
+     r"argument --batch-size: must be a positive integer, got '0'"),
     (["compare", "--problem", "beale", "--opt", OK_OPT, "--bogus"],
      r"unrecognized arguments: --bogus; see `fdl --help`"),
     (["fit"], r"argument COMMAND: invalid choice: 'fit'"),

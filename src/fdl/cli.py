@@ -24,13 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fdl.compare import (
-    FDL_OPTIMIZERS,
-    LIBRARIES,
-    OPTAX_OPTIMIZERS,
-    compare,
-    make_optimizer,
-)
+from fdl.compare import compare
+from fdl.optim.registry import LIBRARIES, make_optimizer, optimizer_names
 from fdl.problems import get_problem, problem_names
 
 __all__ = ["build_parser", "main", "parse_opt", "parse_value"]
@@ -149,6 +144,10 @@ def _add_compare(commands: Any) -> None:
     parser.add_argument("--steps", type=_positive_int, default=500, help="steps per run (500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial parameters (0)")
     parser.add_argument(
+        "--batch-size", type=_positive_int, default=None,
+        help="gradients on minibatches of this size (problems with data; default: full batch)",
+    )
+    parser.add_argument(
         "--threshold", type=_finite_float, default=None,
         help="report the first step with loss <= this",
     )
@@ -161,10 +160,11 @@ def _add_compare(commands: Any) -> None:
 
 
 def _list_names() -> str:
+    fdl_names, optax_names = (optimizer_names(lib, qualified=False) for lib in LIBRARIES)
     return "\n".join([
         f"problems: {', '.join(problem_names())}",
-        f"fdl optimizers (NAME or fdl:NAME): {', '.join(FDL_OPTIMIZERS)}",
-        f"optax optimizers (optax:NAME): {', '.join(OPTAX_OPTIMIZERS)}",
+        f"fdl optimizers (NAME or fdl:NAME): {', '.join(fdl_names)}",
+        f"optax optimizers (optax:NAME): {', '.join(optax_names)}",
     ])
 
 
@@ -175,9 +175,21 @@ def _run_compare(args: argparse.Namespace) -> int:
     if args.problem is None:
         raise UsageError(f"--problem is required; choose one of: {', '.join(problem_names())}")
     try:
-        get_problem(args.problem)
+        problem = get_problem(args.problem)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.batch_size is not None:
+        if problem.data is None:
+            with_data = [name for name in problem_names() if get_problem(name).data is not None]
+            raise UsageError(
+                f"--batch-size needs a problem with data ({', '.join(with_data)}); "
+                f"{args.problem} is a fixed function"
+            )
+        examples = len(problem.data[0])
+        if args.batch_size > examples:
+            raise UsageError(
+                f"--batch-size {args.batch_size} exceeds the {examples} examples of {args.problem}"
+            )
     if not args.opt:
         raise UsageError(
             f"give at least one --opt {OPT_SYNTAX}, e.g. --opt adam:learning_rate=0.01"
@@ -198,8 +210,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
     result = compare(
-        optimizers, args.problem, args.steps, seed=args.seed, threshold=args.threshold,
-        twins=not args.no_twins,
+        optimizers, problem, args.steps, seed=args.seed, threshold=args.threshold,
+        twins=not args.no_twins, batch_size=args.batch_size,
     )
     print(result.table())
     if args.out is not None:

@@ -18,8 +18,9 @@ zoo of optimization benchmarks, each built to expose one difficulty:
 
 Two problems on the embedded digits data set (:func:`fdl.data.load_digits`) check that what is
 seen in 2-D carries over to real parameter trees: multinomial logistic regression (convex) and a
-one-hidden-layer MLP (non-convex). Both use the whole training split as one batch, so every
-run is deterministic.
+one-hidden-layer MLP (non-convex). Their ``loss`` uses the whole training split as one batch, so
+every run is deterministic; they also carry their ``data`` and a ``batch_loss`` for minibatch
+gradients.
 
 A :class:`Problem` bundles a loss over a parameter pytree with how to initialise it. The 2-D
 problems keep their point as one named leaf, ``{"xy": (2,)}``, and also carry the plain
@@ -209,6 +210,10 @@ class Problem:
         that is not known in closed form).
       bounded_below: ``False`` when the loss decreases without bound (the saddle); then a lower
         loss means "further away", not "closer to a solution".
+      data: problems on data only: a tuple of arrays with a leading axis of examples, for
+        minibatches (``fdl.compare.compare(..., batch_size=)``). ``None`` for the others.
+      batch_loss: with ``data``: ``batch_loss(params, batch) -> scalar`` on a tuple of arrays
+        shaped like ``data``; ``loss(params)`` is ``batch_loss(params, data)``.
     """
 
     name: str
@@ -221,6 +226,16 @@ class Problem:
     minima: tuple[tuple[float, float], ...] = ()
     min_value: float | None = None
     bounded_below: bool = True
+    data: tuple[jax.Array, ...] | None = None
+    batch_loss: Callable[[PyTree, tuple[jax.Array, ...]], jax.Array] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) != (self.batch_loss is None):
+            raise ValueError(
+                f"Problem {self.name!r}: `data` and `batch_loss` go together (minibatches need "
+                f"both), got data={'None' if self.data is None else 'arrays'} and "
+                f"batch_loss={self.batch_loss!r}"
+            )
 
     @property
     def is_2d(self) -> bool:
@@ -303,9 +318,14 @@ def logistic_digits(l2: float = 1e-3) -> Problem:
     model = nn.Dense(10, w_init=zeros(), name="logistic")
     apply = nn.as_function(model)
 
-    def loss(params: PyTree) -> jax.Array:
-        per_example = losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
+    def batch_loss(params: PyTree, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        inputs, targets = batch  # (B, 64), (B,)
+        logits = apply(params, inputs)  # (B, 10)
+        per_example = losses.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.mean(per_example) + l2 * regularizers.l2_penalty(params)
+
+    def loss(params: PyTree) -> jax.Array:
+        return batch_loss(params, (x, labels))
 
     def init_params(key: jax.Array) -> PyTree:
         params, _, _ = model.init(key, x.shape[1:])  # zeros: the key draws nothing
@@ -319,6 +339,8 @@ def logistic_digits(l2: float = 1e-3) -> Problem:
         ),
         loss=loss,
         init_params=init_params,
+        data=(x, labels),
+        batch_loss=batch_loss,
     )
 
 
@@ -346,9 +368,14 @@ def mlp_digits(hidden: int = 32) -> Problem:
     model = nn.mlp((hidden, 10), w_init=he_normal())
     apply = nn.as_function(model)
 
-    def loss(params: PyTree) -> jax.Array:
-        per_example = losses.softmax_cross_entropy_with_integer_labels(apply(params, x), labels)
+    def batch_loss(params: PyTree, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+        inputs, targets = batch  # (B, 64), (B,)
+        logits = apply(params, inputs)  # (B, 10)
+        per_example = losses.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.mean(per_example)
+
+    def loss(params: PyTree) -> jax.Array:
+        return batch_loss(params, (x, labels))
 
     def init_params(key: jax.Array) -> PyTree:
         params, _, _ = model.init(key, x.shape[1:])
@@ -362,6 +389,8 @@ def mlp_digits(hidden: int = 32) -> Problem:
         ),
         loss=loss,
         init_params=init_params,
+        data=(x, labels),
+        batch_loss=batch_loss,
     )
 
 

@@ -19,6 +19,8 @@ One module per idea, each readable on its own:
 ``fdl.optim.weight_decay``    decoupled weight decay and masks
 ``fdl.optim.clipping``        clipping by value and by global norm
 ``fdl.optim.schedules``       learning-rate schedules
+``fdl.optim.registry``        optimizers by name (``"adam"``, ``"optax:adam"``), derived from
+                              this module's ``__all__`` and optax's
 ``fdl.optim.torch``           PyTorch's conventions (``fdl.optim.torch.sgd``, ...): not exported
                               here, since their names repeat optax's
 ============================  ==============================================================
@@ -95,6 +97,7 @@ from fdl.optim.schedules import (
     warmup_cosine_decay_schedule,
 )
 from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
+from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 
 __all__ = [
     # the contract and combinators
@@ -162,4 +165,8 @@ __all__ = [
     "join_schedules",
     # PyTorch's conventions
     "torch",
+    # optimizers by name (fdl.optim.registry)
+    "get_optimizer",
+    "make_optimizer",
+    "optimizer_names",
 ]

@@ -1,0 +1,131 @@
+"""fdl.optim's registry: names derived from what fdl.optim and optax export, and its errors."""
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import fdl
+from fdl.optim import get_optimizer, make_optimizer, optimizer_names
+from fdl.optim.registry import OPTAX_EXCLUDED, resolve_name, twin_name
+
+FDL_NAMES = optimizer_names("fdl", qualified=False)
+OPTAX_NAMES = optimizer_names("optax", qualified=False)
+
+
+def test_fdl_names_are_the_aliases_fdl_optim_exports():
+    assert FDL_NAMES == ["sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax",
+                         "rmsprop", "adagrad", "adadelta", "lion"]
+    for name in FDL_NAMES:
+        assert name in fdl.optim.__all__ and get_optimizer(name) is getattr(fdl.optim, name)
+    # atoms, combinators and schedules are not optimizers, though some take a learning rate
+    for name in ("scale_by_learning_rate", "chain", "scale", "constant_schedule", "torch"):
+        assert name in fdl.optim.__all__ and name not in FDL_NAMES
+
+
+def test_a_new_alias_exported_from_fdl_optim_is_a_name_at_once(monkeypatch):
+    def signsgd(learning_rate):
+        return fdl.optim.sgd(learning_rate)
+
+    monkeypatch.setattr(fdl.optim, "signsgd", signsgd, raising=False)
+    monkeypatch.setattr(fdl.optim, "__all__", [*fdl.optim.__all__, "signsgd"])
+    assert "fdl:signsgd" in optimizer_names("fdl")
+    assert get_optimizer("signsgd") is signsgd
+
+
+def test_optax_names_start_with_fdls_and_leave_out_what_compare_cannot_run():
+    assert OPTAX_NAMES[: len(FDL_NAMES)] == FDL_NAMES  # every fdl alias has its optax twin
+    rest = OPTAX_NAMES[len(FDL_NAMES):]
+    assert rest == sorted(rest) and {"yogi", "lamb", "adabelief"} <= set(rest)
+    assert not set(OPTAX_EXCLUDED) & set(OPTAX_NAMES)
+    assert "dpsgd" not in OPTAX_NAMES  # deprecated in optax: skipped without a warning
+
+
+def test_reading_optax_names_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimizer_names()
+
+
+@pytest.mark.parametrize("name", OPTAX_NAMES)
+def test_every_optax_name_builds_and_takes_a_step(name):
+    opt = make_optimizer(f"optax:{name}", {"learning_rate": 1e-2})
+    params = {"w": jnp.ones((3, 2))}
+    with jax.numpy_dtype_promotion("standard"):  # optax needs it (design.md §11)
+        updates, _ = opt.update({"w": jnp.ones((3, 2))}, opt.init(params), params)
+    assert updates["w"].shape == (3, 2) and bool(jnp.all(jnp.isfinite(updates["w"])))
+
+
+def test_resolve_and_twin_names():
+    assert get_optimizer("adam") is fdl.optim.adam
+    assert get_optimizer("fdl:adam") is fdl.optim.adam
+    assert get_optimizer("optax:adam") is optax.adam
+    assert resolve_name("optax:yogi") == ("optax", "yogi")
+    assert (twin_name("adam"), twin_name("optax:adam"), twin_name("optax:yogi")) == (
+        "optax:adam", "fdl:adam", None
+    )
+    assert set(optimizer_names()) == set(optimizer_names("fdl")) | set(optimizer_names("optax"))
+
+
+@pytest.mark.parametrize("name", FDL_NAMES)
+def test_every_fdl_alias_has_optax_arguments(name):
+    fdl_factory, optax_factory = get_optimizer(f"fdl:{name}"), get_optimizer(f"optax:{name}")
+    assert list(inspect.signature(fdl_factory).parameters) == list(
+        inspect.signature(optax_factory).parameters
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [
+        ("adamm", r"unknown optimizer 'adamm' \(did you mean 'adam'\?\); valid names: NAME or "
+         r"fdl:NAME for NAME in \{sgd, adam, .*\}, optax:NAME for NAME in \{sgd, .*yogi\}"),
+        ("torch:adam", r"unknown optimizer 'torch:adam'.*valid names"),
+        ("optax:", r"unknown optimizer 'optax:'.*valid names"),
+        ("fdl:yogi", r"unknown optimizer 'fdl:yogi' \(fdl.optim has no yogi: use optax:yogi\); "
+         r"valid names"),
+        ("lamb", r"unknown optimizer 'lamb' \(fdl.optim has no lamb: use optax:lamb\)"),
+        (7, r"unknown optimizer 7.*valid names"),
+    ],
+)
+def test_unknown_optimizer_names_list_the_valid_ones(name, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        get_optimizer(name)
+
+
+def test_optimizer_names_rejects_an_unknown_library():
+    with pytest.raises(ValueError, match=r"`library` must be one of \('fdl', 'optax'\) or None, "
+                       r"got 'torch'"):
+        optimizer_names("torch")
+
+
+def test_make_optimizer_rejects_unknown_and_missing_arguments_listing_valid_ones():
+    valid = r"valid arguments: learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov"
+    with pytest.raises(TypeError, match=r"fdl:adam has no argument 'lr'; " + valid):
+        make_optimizer("adam", {"lr": 0.1})
+    with pytest.raises(TypeError, match=r"optax:adam has no argument 'lr', 'beta1'; " + valid):
+        make_optimizer("optax:adam", {"lr": 0.1, "beta1": 0.9})
+    with pytest.raises(TypeError, match=r"fdl:adam: missing a required argument: "
+                       r"'learning_rate'; " + valid):
+        make_optimizer("adam")
+    with pytest.raises(TypeError, match=r"fdl:adam: hyperparameter names must be strings, got 1"):
+        make_optimizer("adam", {1: 0.1})
+
+
+def test_make_optimizer_passes_on_the_factorys_validation():
+    with pytest.raises(ValueError, match=r"fdl:adam: `learning_rate` must be a non-negative "
+                       r"number.*got -1"):
+        make_optimizer("adam", {"learning_rate": -1})
+
+
+def test_make_optimizer_wraps_type_errors_raised_inside_the_factory(monkeypatch):
+    def picky(learning_rate):
+        raise TypeError("learning_rate must not be a string")
+
+    monkeypatch.setattr(optax, "sgd", picky)
+    with pytest.raises(TypeError, match=r"optax:sgd: learning_rate must not be a string "
+                       r"\(valid arguments: learning_rate\)"):
+        make_optimizer("optax:sgd", {"learning_rate": "fast"})
