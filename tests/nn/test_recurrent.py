@@ -24,7 +24,9 @@ import fdl
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
 from fdl.nn.layer import Layer
-from fdl.nn.recurrent import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, stacked
+from fdl.nn import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, stacked
+
+from tests.nn.helpers import check_layer_contract
 
 TOL = 1e-12  # float64; see the module docstring
 
@@ -611,15 +613,15 @@ MASKED_CONTRACT = [
 
 
 @pytest.mark.parametrize("_, factory, shape", CONTRACT, ids=[r[0] for r in CONTRACT])
-def test_layer_contract(_, factory, shape, keys, layer_contract):
-    layer_contract(factory, shape, keys)
+def test_layer_contract(_, factory, shape, keys):
+    check_layer_contract(factory, shape, keys)
 
 
 @pytest.mark.parametrize("_, factory, shape", MASKED_CONTRACT, ids=[r[0] for r in MASKED_CONTRACT])
-def test_layer_contract_with_mask(_, factory, shape, keys, layer_contract):
-    # the fixture differentiates x + 0.1 sign(x), which a pair does not support: the gradient
+def test_layer_contract_with_mask(_, factory, shape, keys):
+    # the contract differentiates x + 0.1 sign(x), which a pair does not support: the gradient
     # with respect to a masked input is checked below instead
-    layer_contract(factory, shape, keys, make_input=masked_input, differentiable_input=False)
+    check_layer_contract(factory, shape, keys, make_input=masked_input, differentiable_input=False)
 
 
 def test_masked_gradients_by_finite_differences(keys):

@@ -69,15 +69,9 @@ from fdl.nn.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-from fdl.nn.recurrent import (
-    Bidirectional,
-    Cell,
-    GRUCell,
-    LSTMCell,
-    Recurrent,
-    RNNCell,
-    stacked,
-)
+from fdl.nn.bidirectional import Bidirectional
+from fdl.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
+from fdl.nn.recurrent import Recurrent, stacked
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
