@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import fdl
 from fdl.cli import main, parse_opt, parse_value
 from fdl.compare import Comparison
 
@@ -200,7 +201,7 @@ def test_train_help(capsys):
 
 def test_train_then_resume_writes_history_plot_and_checkpoints(tmp_path, capsys):
     ckpt, history, plot = tmp_path / "ckpt", tmp_path / "h.csv", tmp_path / "curves.png"
-    common = ["train", "--hidden", "32", "--opt", "adam:learning_rate=1e-2", "--quiet",
+    common = ["train", "--hidden", "32", "--opt", "adam:learning_rate=1e-2", "--no-progress",
               "--checkpoint-dir", str(ckpt)]
     code, out, err = run([*common, "--epochs", "2", "--history", str(history),
                           "--plot", str(plot)], capsys)
@@ -230,18 +231,18 @@ def test_train_on_idx_files(tmp_path, capsys):
     save_idx(tmp_path / "labels.idx", labels)
     code, out, err = run(["train", "--images", str(tmp_path / "images.idx"), "--labels",
                           str(tmp_path / "labels.idx"), "--model", "cnn", "--epochs", "5",
-                          "--batch-size", "16", "--quiet"], capsys)
+                          "--batch-size", "16", "--no-progress"], capsys)
     assert code == 0, err
     assert float(re.search(r"test accuracy (\S+),", out).group(1)) > 0.9
 
 
 def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
-    assert run(["train", "--hidden", "16", "--epochs", "1", "--quiet", "--checkpoint-dir",
+    assert run(["train", "--hidden", "16", "--epochs", "1", "--no-progress", "--checkpoint-dir",
                 str(ckpt)], capsys)[0] == 0
     before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
     history = tmp_path / "h.jsonl"
-    code, out, err = run(["train", "--hidden", "32", "--epochs", "2", "--quiet", "--resume",
+    code, out, err = run(["train", "--hidden", "32", "--epochs", "2", "--no-progress", "--resume",
                           "--checkpoint-dir", str(ckpt), "--history", str(history)], capsys)
     assert code == 2 and out == ""
     lines = err.splitlines()
@@ -271,7 +272,7 @@ def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, ca
     ],
 )
 def test_train_bad_input_exits_2_with_one_line(argv, pattern, tmp_path, capsys):
-    code, out, err = run(["train", "--quiet", *argv], capsys)
+    code, out, err = run(["train", "--no-progress", *argv], capsys)
     assert code == 2 and out == ""
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -310,3 +311,16 @@ def test_summary_bad_input_exits_2_with_one_line(argv, pattern, capsys):
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_version_and_python_dash_m(capsys):
+    assert fdl.cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fdl {fdl.__version__}"
+    done = subprocess.run([sys.executable, "-m", "fdl", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"fdl {fdl.__version__}", done.stderr
+    done = subprocess.run([sys.executable, "-m", "fdl", "train", "--epochs", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: argument --epochs: must be a positive integer, got '0'; see `fdl train --help`"
+    ]

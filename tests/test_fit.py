@@ -301,7 +301,7 @@ def test_invalid_arguments(overrides, match):
         (lambda: Checkpoint("ck", keep=0), ValueError, r"`keep` must be a positive integer, got 0"),
         (lambda: Checkpoint("ck", every=-1), ValueError, r"`every` must be a positive integer, got -1"),
         (lambda: Checkpoint(3), TypeError, r"Checkpoint: `dir` must be a path, got 3"),
-        (lambda: Checkpoint("ck", resume="yes"), TypeError, r"Checkpoint: `resume` must be True or False, got 'yes'"),
+        (lambda: Checkpoint("ck", resume="yes"), TypeError, r"`resume` must be a bool, got 'yes'"),
         (lambda: Logging(history="h.txt"), ValueError, r"`history` 'h.txt' must end in .jsonl or .csv"),
         (lambda: Logging(history="h.json"), ValueError, r"`history` 'h.json' must end in .jsonl or .csv"),
         (lambda: Logging(plot="curves.pdf"), ValueError, r"`plot` 'curves.pdf' must end in .png"),

@@ -142,7 +142,7 @@ def test_a_three_argument_loss_names_the_signature_and_the_adapter():
     def loss3(params, batch, key):
         return jnp.sum(params)
 
-    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must take four arguments, " + SIGNATURE +
+    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must take 4 arguments, " + SIGNATURE +
                        r"; got 'loss3' with signature \(params, batch, key\)\. .*fdl.train.simple_loss\(loss_fn\)"):
         fdl.train.make_train_step(loss3, optax.sgd(0.1))
 

@@ -287,3 +287,92 @@ def check_whole_steps(name: str, value: Any, why: str) -> int:
     if number != int(number):
         raise ValueError(f"`{name}` must be a whole number of steps ({why}), got {value!r}")
     return int(number)
+
+
+# ---------------------------------------------------------------------- training (train, fit, cli)
+
+
+def check_instance(name: str, value: Any, kind: type, spelled: str) -> Any:
+    """Return ``value`` if it is a ``kind``, else a ``TypeError`` showing how to build one."""
+    if not isinstance(value, kind):
+        raise TypeError(f"`{name}` must be a {spelled}, got {value!r}")
+    return value
+
+
+def check_optimizer(caller: str, optimizer: Any) -> Any:
+    """Return ``optimizer`` if it has optax's ``(init, update)`` interface."""
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            f"{caller}: `optimizer` must have optax's (init, update) interface "
+            f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
+        )
+    return optimizer
+
+
+def check_arity(caller: str, name: str, fn: Any, count: int, signature: str, hint: str = "") -> Any:
+    """Return ``fn`` if it is callable with ``count`` positional arguments (``signature`` says
+    which); a builtin without an inspectable signature is trusted."""
+    import inspect
+
+    if not callable(fn):
+        raise TypeError(f"{caller}: `{name}` must be callable ({signature}), got {fn!r}")
+    try:
+        found = inspect.signature(fn)
+    except ValueError:
+        return fn
+    try:
+        found.bind(*([None] * count))
+    except TypeError:
+        label = getattr(fn, "__name__", repr(fn))
+        raise TypeError(
+            f"{caller}: `{name}` must take {count} arguments, {signature}; got {label!r} with "
+            f"signature {found}{hint}"
+        ) from None
+    return fn
+
+
+def check_data(data: Any, batch_size: int) -> tuple[Any, ...]:
+    """``data`` as a tuple of arrays sharing a leading (example) axis of at least ``batch_size``."""
+    if not isinstance(data, (tuple, list)) or not data:
+        raise ValueError(
+            f"`data` must be a tuple of arrays with the same leading (example) axis, e.g. "
+            f"(x_train, y_train), got {type(data).__name__}"
+        )
+    sizes = [np.shape(a)[0] if np.ndim(a) else None for a in data]
+    if sizes[0] is None or any(n != sizes[0] for n in sizes):
+        shapes = ", ".join(str(np.shape(a)) for a in data)
+        raise ValueError(f"every array of `data` must have the same leading axis, got shapes {shapes}")
+    if batch_size > sizes[0]:
+        raise ValueError(f"`batch_size` ({batch_size}) must not exceed the number of examples ({sizes[0]})")
+    return tuple(data)
+
+
+def check_duration(steps: Any, epochs: Any) -> None:
+    """Exactly one of ``steps`` and ``epochs``, a positive integer."""
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"give exactly one of `steps` and `epochs`, got steps={steps!r}, epochs={epochs!r}")
+    check_positive_int("steps" if steps is not None else "epochs", steps if steps is not None else epochs)
+
+
+def check_prng_key(name: str, key: Any) -> Any:
+    """Return ``key`` if it is a JAX array (a typed or legacy PRNG key)."""
+    if not isinstance(key, jax.Array):
+        raise ValueError(f"`{name}` must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+    return key
+
+
+def check_suffix(name: str, path: Any, suffixes: Sequence[str]) -> Any:
+    """Return ``path`` if its suffix is one of ``suffixes``."""
+    from pathlib import Path
+
+    if Path(path).suffix not in suffixes:
+        allowed = " or ".join(suffixes)
+        raise ValueError(f"`{name}` {str(path)!r} must end in {allowed}")
+    return path
+
+
+def check_metric_name(name: str, value: Any) -> str:
+    """Return ``value`` if it is a non-empty string (a history key such as ``eval_loss``)."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"`{name}` must be a history key such as 'eval_loss', got {value!r}")
+    return value

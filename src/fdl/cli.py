@@ -266,7 +266,8 @@ def _add_train(commands: Any) -> None:
                         help="continue from the newest valid checkpoint in --checkpoint-dir")
     parser.add_argument("--history", type=Path, help="write the metrics history (.jsonl or .csv)")
     parser.add_argument("--plot", type=Path, help="save the training curves (PNG)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
     parser.set_defaults(run=_run_train)
 
 
@@ -277,8 +278,40 @@ def _rate(text: str) -> float:
     return value
 
 
+# fit's record fields and the train flags that set them (the same words)
+_FLAGS = {"dir": "--checkpoint-dir", "every": "--checkpoint-every", "keep": "--keep",
+          "history": "--history", "plot": "--plot", "steps_per_call": "--steps-per-call",
+          "nan_policy": "--nan-policy"}
+
+
+def _as_flags(error: Exception) -> str:
+    """A record's error message with its field names spelled as the flags that set them."""
+    text = re.sub(r"^(Checkpoint|Logging|Execution|Eval): ", "", str(error))
+    return re.sub(r"`(\w+)`", lambda m: _FLAGS.get(m.group(1), m.group(0)), text)
+
+
+def _train_records(args: argparse.Namespace) -> dict[str, Any]:
+    """fit's records from the flags, checked by the records themselves (fdl.fit.config)."""
+    import jax.numpy as jnp
+
+    from fdl import fit
+
+    try:
+        return {
+            "checkpoint": None if args.checkpoint_dir is None else fit.Checkpoint(
+                args.checkpoint_dir, every=args.checkpoint_every, keep=args.keep, resume=args.resume),
+            "logging": fit.Logging(history=args.history, plot=args.plot, progress=args.progress),
+            "execution": fit.Execution(
+                steps_per_call=args.steps_per_call, nan_policy=args.nan_policy,
+                compute_dtype=jnp.bfloat16 if args.compute_dtype == "bfloat16" else None),
+        }
+    except (ValueError, TypeError) as error:
+        raise UsageError(_as_flags(error)) from None
+
+
 def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Every check that needs no computation, before anything is loaded or written."""
+    """Every check that needs no computation, before anything is loaded or written. The
+    values fit checks are checked by fit's own records (:func:`_train_records`)."""
     if (args.images is None) != (args.labels is None):
         raise UsageError("give both --images and --labels (MNIST-format IDX files), or neither")
     for flag, path in (("--images", args.images), ("--labels", args.labels)):
@@ -291,13 +324,6 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         raise UsageError("--resume needs --checkpoint-dir (the directory to resume from)")
     if args.checkpoint_every is not None and args.checkpoint_dir is None:
         raise UsageError("--checkpoint-every needs --checkpoint-dir")
-    ckpt = args.checkpoint_dir
-    if ckpt is not None and ckpt.exists() and not ckpt.is_dir():
-        raise UsageError(f"--checkpoint-dir {str(ckpt)!r} exists and is not a directory")
-    if args.history is not None and args.history.suffix not in (".jsonl", ".csv"):
-        raise UsageError(f"--history {str(args.history)!r} must end in .jsonl or .csv")
-    if args.plot is not None and args.plot.suffix != ".png":
-        raise UsageError(f"--plot {str(args.plot)!r} must end in .png")
     try:
         name, hyperparams = parse_opt(args.opt)
         make_optimizer(name, hyperparams)
@@ -328,11 +354,11 @@ def _load_train_data(args: argparse.Namespace, flat: bool):
 
 def _run_train(args: argparse.Namespace) -> int:
     import jax
-    import jax.numpy as jnp
 
     from fdl import checkpoint, fit, models
 
     name, hyperparams = _check_train_args(args)
+    records = _train_records(args)
     x_train, y_train, x_test, y_test = _load_train_data(args, models.wants_flat_input(args.model))
     if args.batch_size > len(y_train):
         raise UsageError(
@@ -354,17 +380,8 @@ def _run_train(args: argparse.Namespace) -> int:
             key=run_key,
             batch_size=args.batch_size,
             epochs=args.epochs,
-            steps_per_call=args.steps_per_call,
-            eval_fn=fit.classification_eval(model, x_test, y_test),
-            nan_policy=args.nan_policy,
-            compute_dtype=jnp.bfloat16 if args.compute_dtype == "bfloat16" else None,
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_every=args.checkpoint_every,
-            keep_checkpoints=args.keep,
-            resume=args.resume,
-            history_path=args.history,
-            plot_path=args.plot,
-            progress=not args.quiet,
+            evaluate=fit.Eval(fit.classification_eval(model, x_test, y_test)),
+            **records,
         )
     except (checkpoint.CheckpointError, ValueError) as error:
         if not args.resume:
@@ -433,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fdl",
         description="fdl: functional deep learning in JAX. Commands:",
     )
+    from fdl import __version__
+
+    parser.add_argument("--version", action="version", version=f"fdl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(commands)
     _add_compare(commands)

@@ -28,13 +28,13 @@ state and the step count; :func:`init_state` builds it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from fdl._checks import check_arity, check_optimizer
 from fdl.nn.parts import combine, partition
 from fdl.optim.base import GradientTransformation, apply_updates
 
@@ -252,31 +252,13 @@ def make_train_step(
 
 
 def _check_optimizer(optimizer: Any, caller: str) -> None:
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(
-            f"{caller}: `optimizer` must have optax's (init, update) interface "
-            f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
-        )
+    check_optimizer(caller, optimizer)
 
 
 def _check_loss_fn(loss_fn: Any, caller: str) -> None:
-    """``loss_fn`` must be callable with four positional arguments."""
-    if not callable(loss_fn):
-        raise TypeError(f"{caller}: `loss_fn` must be callable ({LOSS_SIGNATURE}), got {loss_fn!r}")
-    try:
-        inspect.signature(loss_fn).bind(None, None, None, None)
-    except TypeError:
-        pass
-    except ValueError:  # a builtin without a signature: trust it
-        return
-    else:
-        return
-    raise TypeError(
-        f"{caller}: `loss_fn` must take four arguments, {LOSS_SIGNATURE}; "
-        f"got {getattr(loss_fn, '__name__', loss_fn)!r} with signature {inspect.signature(loss_fn)}. "
-        "For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
-        "fdl.train.simple_loss(loss_fn)"
-    )
+    check_arity(caller, "loss_fn", loss_fn, 4, LOSS_SIGNATURE, hint=(
+        ". For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
+        "fdl.train.simple_loss(loss_fn)"))
 
 
 def _checked_loss(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -313,7 +295,7 @@ def _check_loss_output(out: Any, layer_state: PyTree) -> None:
         )
     if not isinstance(metrics, Mapping):
         raise TypeError(f"{expected}, with metrics a dict of scalars; got metrics {_describe(metrics)}")
-    if jax.tree.structure(new_state) != jax.tree.structure(layer_state):
+    if jax.tree.structure(new_state) != jax.tree.structure(layer_state):  # type: ignore[operator]
         raise TypeError(
             f"{expected}: the returned layer state must have the structure of the one passed in, "
             f"{jax.tree.structure(layer_state)}; got {jax.tree.structure(new_state)}"

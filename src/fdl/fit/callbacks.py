@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_choice, check_positive_int
+from fdl._checks import check_choice, check_metric_name, check_positive_int
 
 __all__ = ["Control", "EarlyStopping", "Every", "ReduceLROnPlateau", "scale_by_control"]
 
@@ -38,8 +38,7 @@ class Control:
 
 
 def _check_metric(metric: Any, mode: Any) -> None:
-    if not isinstance(metric, str) or not metric:
-        raise TypeError(f"`metric` must be a history key such as 'eval_loss', got {metric!r}")
+    check_metric_name("metric", metric)
     check_choice("mode", mode, MODES)
 
 

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from fdl._checks import check_choice, check_positive_int
+from fdl._checks import (
+    check_bool,
+    check_choice,
+    check_duration,
+    check_positive_int,
+    check_prng_key,
+    check_suffix,
+)
 
 __all__ = ["Eval", "Checkpoint", "Logging", "Execution", "NAN_POLICIES", "HISTORY_SUFFIXES"]
 
@@ -63,8 +69,7 @@ class Checkpoint:
         if self.every is not None:
             check_positive_int("every", self.every)
         check_positive_int("keep", self.keep)
-        if not isinstance(self.resume, bool):
-            raise TypeError(f"Checkpoint: `resume` must be True or False, got {self.resume!r}")
+        check_bool("resume", self.resume)
 
 
 @dataclass(frozen=True)
@@ -80,15 +85,9 @@ class Logging:
 
     def __post_init__(self) -> None:
         if self.history is not None:
-            path = Path(self.history)
-            if path.suffix not in HISTORY_SUFFIXES:
-                raise ValueError(f"`history` {str(path)!r} must end in .jsonl or .csv")
-            object.__setattr__(self, "history", path)
+            object.__setattr__(self, "history", Path(check_suffix("history", self.history, HISTORY_SUFFIXES)))
         if self.plot is not None:
-            path = Path(self.plot)
-            if path.suffix != ".png":
-                raise ValueError(f"`plot` {str(path)!r} must end in .png")
-            object.__setattr__(self, "plot", path)
+            object.__setattr__(self, "plot", Path(check_suffix("plot", self.plot, (".png",))))
         for logger in self.loggers:
             if not callable(getattr(logger, "write", None)):
                 raise TypeError(f"Logging: each of `loggers` must have write(rows), got {logger!r}")
@@ -110,30 +109,11 @@ class Execution:
         check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
 
 
-def check_data(data: Any, batch_size: int) -> tuple[Any, ...]:
-    """``data`` as a tuple of arrays sharing a leading axis of at least ``batch_size``."""
-    if not isinstance(data, (tuple, list)) or not data:
-        raise ValueError(
-            f"`data` must be a tuple of arrays with the same leading (example) axis, e.g. "
-            f"(x_train, y_train), got {type(data).__name__}"
-        )
-    sizes = [np.shape(a)[0] if np.ndim(a) else None for a in data]
-    if sizes[0] is None or any(n != sizes[0] for n in sizes):
-        shapes = ", ".join(str(np.shape(a)) for a in data)
-        raise ValueError(f"every array of `data` must have the same leading axis, got shapes {shapes}")
-    if batch_size > sizes[0]:
-        raise ValueError(f"`batch_size` ({batch_size}) must not exceed the number of examples ({sizes[0]})")
-    return tuple(data)
-
-
-def check_run(*, batch_size: Any, steps: Any, epochs: Any, key: Any = None) -> None:
+def check_run(*, batch_size: Any, steps: Any, epochs: Any, key: Any) -> None:
     """The checks of ``fit``'s own keywords that need no data."""
     check_positive_int("batch_size", batch_size)
-    if (steps is None) == (epochs is None):
-        raise ValueError(f"give exactly one of `steps` and `epochs`, got steps={steps!r}, epochs={epochs!r}")
-    check_positive_int("steps" if steps is not None else "epochs", steps if steps is not None else epochs)
-    if key is not None and not isinstance(key, jax.Array):
-        raise ValueError(f"`key` must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+    check_duration(steps, epochs)
+    check_prng_key("key", key)
 
 
 def total_steps(steps: int | None, epochs: int | None, steps_per_epoch: int) -> int:

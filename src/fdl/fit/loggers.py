@@ -23,9 +23,9 @@ class HistoryFile:
     ``.jsonl``, CSV (columns ``step`` first, then sorted) for ``.csv``."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.suffix not in (".jsonl", ".csv"):
-            raise ValueError(f"`history` {str(self.path)!r} must end in .jsonl or .csv")
+        from fdl._checks import check_suffix
+
+        self.path = Path(check_suffix("history", path, (".jsonl", ".csv")))
 
     def write(self, history: Sequence[Row]) -> None:
         from fdl._io import atomic_write

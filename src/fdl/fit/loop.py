@@ -13,7 +13,8 @@ import numpy as np
 from fdl import checkpoint as ckpt
 from fdl.fit import pieces
 from fdl.fit.callbacks import Control, scale_by_control
-from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_data, check_run, total_steps
+from fdl._checks import check_data, check_instance
+from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_run, total_steps
 from fdl.fit.loggers import HistoryFile, close_all, save_history_plot
 from fdl.fit.tasks import initial_layer_state
 from fdl.nn.parts import leaf_paths
@@ -123,16 +124,18 @@ def fit(
     data = check_data(data, batch_size)
     execution = Execution() if execution is None else _check_record("execution", execution, Execution)
     logging = Logging() if logging is None else _check_record("logging", logging, Logging)
-    evaluate = None if evaluate is None else _check_record("evaluate", evaluate, Eval)
-    checkpoint = None if checkpoint is None else _check_record("checkpoint", checkpoint, Checkpoint)
+    if evaluate is not None:
+        _check_record("evaluate", evaluate, Eval)
+    if checkpoint is not None:
+        _check_record("checkpoint", checkpoint, Checkpoint)
     callbacks = tuple(callbacks)
     for callback in callbacks:
         if not callable(getattr(callback, "on_row", None)):
             raise TypeError(f"each of `callbacks` must have on_row(row, control), got {callback!r}")
     steps_per_epoch = data[0].shape[0] // batch_size
     total = total_steps(steps, epochs, steps_per_epoch)
-    eval_every = (evaluate.every or steps_per_epoch) if evaluate else None
-    checkpoint_every = (checkpoint.every or steps_per_epoch) if checkpoint else None
+    eval_every = (evaluate.every or steps_per_epoch) if evaluate else 0  # 0: never
+    checkpoint_every = (checkpoint.every or steps_per_epoch) if checkpoint else 0
 
     if any(getattr(c, "needs_lr_scale", False) for c in callbacks):
         optimizer = scale_by_control(optimizer)
@@ -164,8 +167,8 @@ def fit(
     # Under jax.distributed every process runs this loop on identical rows; one writes the files.
     main = jax.process_index() == 0
     loggers = (([HistoryFile(logging.history)] if logging.history else []) + list(logging.loggers)) if main else []
-    periods = [execution.steps_per_call, eval_every, checkpoint_every,
-               *(getattr(c, "every", None) for c in callbacks)]
+    periods: list[int] = [execution.steps_per_call, eval_every, checkpoint_every,
+                          *(getattr(c, "every", 0) for c in callbacks)]
     periods = [p for p in periods if p]
     skipped = int(history[-1].get("skipped", 0)) if history else 0
     step = int(state.step)
@@ -186,7 +189,7 @@ def fit(
             if execution.nan_policy == "raise" and len(bad):
                 raise _non_finite(record, int(bad[0]), paths, carry.state, history, skipped)
             step = int(carry.state.step)
-            if eval_jit is not None and (step % eval_every == 0 or step == total):
+            if eval_jit is not None and (step % eval_every == 0 or step == total):  # eval_every > 0
                 for name, value in eval_jit(carry.state.params, carry.state.layer_state).items():
                     row[f"eval_{name}"] = float(value)
             history.append(row)
@@ -199,7 +202,7 @@ def fit(
                 callback.on_row(row, control)
             if control.stop:
                 stopped = control.reason or "stopped by a callback"
-            if checkpoint is not None and (step % checkpoint_every == 0 or step == total or control.stop):
+            if checkpoint is not None and (step % checkpoint_every == 0 or step == total or control.stop):  # > 0
                 _save(checkpoint, carry.state, key, steps_per_epoch, history)
             carry = _apply_lr_scale(carry, control)
     finally:
@@ -212,9 +215,7 @@ def fit(
 
 
 def _check_record(name: str, value: Any, kind: type) -> Any:
-    if not isinstance(value, kind):
-        raise TypeError(f"`{name}` must be a fdl.fit.{kind.__name__}(...), got {value!r}")
-    return value
+    return check_instance(name, value, kind, f"fdl.fit.{kind.__name__}(...)")
 
 
 def _row(record: dict[str, Any], skipped: int) -> tuple[dict[str, float], np.ndarray]:
@@ -275,7 +276,7 @@ def _key_bits(key: jax.Array) -> np.ndarray:
     return np.asarray(key)
 
 
-def _resume(directory: Path, state: TrainState, key: jax.Array, steps_per_epoch: int):
+def _resume(directory: str | Path, state: TrainState, key: jax.Array, steps_per_epoch: int):
     """The newest valid checkpoint's state and history, or ``None`` when there is none."""
     if not Path(directory).exists() or ckpt.latest_step(directory) is None:
         return None
