@@ -3,9 +3,11 @@
 import jax
 import pytest
 
+from tests.examples.helpers import load_example
+
 
 @pytest.mark.slow
-def test_cnn_digits_reaches_98_percent(tmp_path, capsys, load_example):
+def test_cnn_digits_reaches_98_percent(tmp_path, capsys):
     plot = tmp_path / "cnn.png"
     with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
         result = load_example("cnn_digits").main(["--quiet", "--plot", str(plot)])

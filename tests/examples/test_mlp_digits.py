@@ -3,9 +3,11 @@
 import jax
 import pytest
 
+from tests.examples.helpers import load_example
+
 
 @pytest.mark.slow
-def test_mlp_digits_quick_run_clears_the_bar(tmp_path, capsys, load_example):
+def test_mlp_digits_quick_run_clears_the_bar(tmp_path, capsys):
     plot = tmp_path / "curves.png"
     # The example runs as a user runs it: under JAX's default (standard) dtype promotion, which
     # the suite's strict setting would otherwise override.

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
+from tests.examples.helpers import load_example
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_quick_run_writes_plots_and_a_sensible_table(tmp_path, capsys, load_example):
+def test_quick_run_writes_plots_and_a_sensible_table(tmp_path, capsys):
     results = load_example("optimizer_trajectories").main(["--steps", "60", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert set(results) == {"rosenbrock", "beale"}

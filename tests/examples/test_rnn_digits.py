@@ -3,9 +3,11 @@
 import jax
 import pytest
 
+from tests.examples.helpers import load_example
+
 
 @pytest.mark.slow
-def test_lstm_and_gru_each_reach_95_percent(tmp_path, capsys, load_example):
+def test_lstm_and_gru_each_reach_95_percent(tmp_path, capsys):
     plot = tmp_path / "rnn.png"
     with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
         accuracy = load_example("rnn_digits").main(["--quiet", "--plot", str(plot)])

@@ -3,9 +3,11 @@
 import jax
 import pytest
 
+from tests.examples.helpers import load_example
+
 
 @pytest.mark.slow
-def test_transfer_digits_runs_and_reports_three_accuracies(tmp_path, capsys, load_example):
+def test_transfer_digits_runs_and_reports_three_accuracies(tmp_path, capsys):
     plot = tmp_path / "transfer.png"
     with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
         accuracy = load_example("transfer_digits").main(["--quick", "--plot", str(plot)])

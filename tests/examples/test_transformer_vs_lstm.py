@@ -3,9 +3,11 @@
 import jax
 import pytest
 
+from tests.examples.helpers import load_example
+
 
 @pytest.mark.slow
-def test_transformer_recalls_where_the_lstm_cannot(tmp_path, capsys, load_example):
+def test_transformer_recalls_where_the_lstm_cannot(tmp_path, capsys):
     plot = tmp_path / "tvl.png"
     args = ["--steps", "600", "--eval-every", "300", "--quiet", "--plot", str(plot)]
     with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
@@ -24,7 +26,7 @@ def test_transformer_recalls_where_the_lstm_cannot(tmp_path, capsys, load_exampl
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 
-def test_more_pairs_than_keys_is_rejected(load_example, capsys):
+def test_more_pairs_than_keys_is_rejected(capsys):
     with pytest.raises(SystemExit) as stop:
         load_example("transformer_vs_lstm").main(["--pairs", "20", "--keys", "16"])
     assert stop.value.code == 2

@@ -1,6 +1,6 @@
 """The layer contract as one reusable check, for every test module of a layer family.
 
-``layer_contract(factory, shape, keys, ...)`` builds the layer and asserts, for one example shape:
+``check_layer_contract(factory, shape, keys, ...)`` builds the layer and asserts, for one example shape:
 
 1. the declared output shape equals the actual one, with no, one and two leading batch axes,
    and ``apply`` returns a state of the same structure as ``init``'s;
@@ -24,7 +24,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from jax.test_util import check_grads
 
 
@@ -108,9 +107,3 @@ def check_layer_contract(
     chex.assert_trees_all_equal(first, layer.init(key, shape))
     out = jax.eval_shape(lambda k: layer.init(k, shape)[:2], key)
     chex.assert_trees_all_equal_shapes_and_dtypes(out, first[:2])
-
-
-@pytest.fixture(scope="session")
-def layer_contract() -> Callable[..., None]:
-    """``check_layer_contract(factory, shape, keys, ...)``: the five contract checks."""
-    return check_layer_contract

@@ -21,6 +21,8 @@ from fdl.nn.embedding import Embedding, SinusoidalPositionalEncoding
 from fdl.nn.layer import Layer
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
+from tests.nn.helpers import check_layer_contract
+
 # float64 against float64 NumPy (or PyTorch): the same arithmetic up to summation order, so 1e-12
 # on O(1) values (float64 has 2e-16 relative precision; sums here have tens of terms; PyTorch's
 # outputs differ from fdl's by at most 2e-15, measured).
@@ -222,8 +224,8 @@ LAYERS = [
 
 
 @pytest.mark.parametrize("_, factory, shape", LAYERS, ids=[row[0] for row in LAYERS])
-def test_layer_contract(_, factory, shape, layer_contract, keys):
-    layer_contract(factory, shape, keys)
+def test_layer_contract(_, factory, shape, keys):
+    check_layer_contract(factory, shape, keys)
 
 
 # --------------------------------------------------------------------------------------------

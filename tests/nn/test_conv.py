@@ -25,6 +25,8 @@ from fdl.initializers import compute_fans
 from fdl.nn.conv import Conv1D, Conv2D
 from fdl.nn.conv_transpose import ConvTranspose1D, ConvTranspose2D
 
+from tests.nn.helpers import check_layer_contract
+
 TOL = 1e-12  # float64; see the module docstring
 
 
@@ -303,8 +305,8 @@ CONTRACT = [
 
 
 @pytest.mark.parametrize("factory, shape", [c[1:] for c in CONTRACT], ids=[c[0] for c in CONTRACT])
-def test_layer_contract(factory, shape, layer_contract, keys):
-    layer_contract(factory, shape, keys)
+def test_layer_contract(factory, shape, keys):
+    check_layer_contract(factory, shape, keys)
 
 
 # ----------------------------------------------------------------------------------------------

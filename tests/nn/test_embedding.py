@@ -17,6 +17,8 @@ from fdl.nn.embedding import (
     SinusoidalPositionalEncoding,
 )
 
+from tests.nn.helpers import check_layer_contract
+
 VOCAB = 7
 
 
@@ -50,8 +52,8 @@ LAYERS = [
 
 
 @pytest.mark.parametrize("_, factory, shape, options", LAYERS, ids=[row[0] for row in LAYERS])
-def test_layer_contract(_, factory, shape, options, layer_contract, keys):
-    layer_contract(factory, shape, keys, **options)
+def test_layer_contract(_, factory, shape, options, keys):
+    check_layer_contract(factory, shape, keys, **options)
 
 
 # --------------------------------------------------------------------------------------------

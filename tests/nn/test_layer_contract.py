@@ -16,6 +16,8 @@ from jax.test_util import check_grads
 import fdl
 from fdl import nn
 
+from tests.nn.helpers import away_from_kinks
+
 # (id, layer factory, per-example input shape). Factories, so each test builds a fresh layer.
 LAYERS = [
     ("dense", lambda: nn.Dense(3), (4,)),
@@ -53,11 +55,6 @@ LAYERS = [
     ("silu", nn.Silu, (6,)),
 ]
 IDS = [row[0] for row in LAYERS]
-
-
-def away_from_kinks(x):
-    """Push inputs at least 0.1 away from 0, where relu-like functions have a kink."""
-    return x + 0.1 * jnp.sign(x)
 
 
 def build(factory, shape, key, dtype=jnp.float32):

@@ -26,6 +26,8 @@ from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
 from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
 
+from tests.nn.helpers import check_layer_contract
+
 TOL = 1e-5  # float32 vs float64 NumPy, see the module docstring
 _POOL = 256  # every float32 draw of this file is a slice of one draw of this many normals
 
@@ -122,8 +124,8 @@ CONTRACT = [
 @pytest.mark.parametrize(
     "factory, shape", [c[1:] for c in CONTRACT], ids=[c[0] for c in CONTRACT]
 )
-def test_layer_contract(layer_contract, keys, factory, shape):
-    layer_contract(factory, shape, keys)
+def test_layer_contract(keys, factory, shape):
+    check_layer_contract(factory, shape, keys)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from fdl.nn.pooling import (
     MaxPool2D,
 )
 
+from tests.nn.helpers import check_layer_contract
+
 TOL = 1e-12
 POOL = 4096
 
@@ -239,8 +241,8 @@ CONTRACT = [
 
 
 @pytest.mark.parametrize("factory, shape", [c[1:] for c in CONTRACT], ids=[c[0] for c in CONTRACT])
-def test_layer_contract(factory, shape, layer_contract, keys):
-    layer_contract(factory, shape, keys)
+def test_layer_contract(factory, shape, keys):
+    check_layer_contract(factory, shape, keys)
 
 
 def test_conv_pool_stack_declares_its_shapes(keys):
