@@ -301,7 +301,7 @@ def test_a_failure_while_serializing_leaves_nothing_behind(tmp_path, monkeypatch
         file.write(b"PK\x03\x04 half a zip")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(checkpoint, "_write_members", fail_midway)
+    monkeypatch.setattr(checkpoint.writing, "_write_members", fail_midway)
     with pytest.raises(RuntimeError, match="disk full"):
         checkpoint.save(tmp_path, 2, {"w": jnp.zeros(3)})
     assert listing(tmp_path) == before == ["ckpt-00000001.npz"]
@@ -315,7 +315,7 @@ def test_a_failed_rename_leaves_nothing_behind(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("rename failed")
 
-    monkeypatch.setattr(checkpoint.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="rename failed"):
         checkpoint.save(tmp_path, 2, {"w": jnp.zeros(3)})
     monkeypatch.undo()

@@ -1,0 +1,109 @@
+"""The checkpoint file format, shared by writing and reading (a kernel module): names, the
+manifest's constants, the leaves' key paths and encodings, and the digest (see
+:mod:`fdl.checkpoint` for the format itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+PyTree = Any
+
+FORMAT = "fdl.checkpoint"
+VERSION = 1
+MANIFEST = "__fdl_checkpoint__"
+NAME = re.compile(r"ckpt-(\d{8,})\.npz")
+ZIP_MAGIC = b"PK"
+# dtypes that .npy stores and reads back as themselves without pickle.
+NATIVE = frozenset(
+    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+    + ["float16", "float32", "float64", "complex64", "complex128"]
+)
+# Python scalar leaves: the type, its dtype label, and the NumPy dtype that stores it exactly.
+PYTHON = (
+    (bool, "python bool", np.bool_),  # before int: bool is a subclass of int
+    (int, "python int", np.int64),
+    (float, "python float", np.float64),
+)
+SUPPORTED = (
+    "jax/NumPy arrays of bool, integer, float, complex or ml_dtypes (bfloat16, float8, int4) "
+    "dtype, typed PRNG keys, Python bool/int/float"
+)
+
+
+def file_name(step: int) -> str:
+    return f"ckpt-{step:08d}.npz"
+
+
+def named_leaves(tree: PyTree, argument: str) -> tuple[list[tuple[str, Any]], Any]:
+    """The leaves of ``tree`` with their key paths as ``a/0/b`` (refusing duplicate paths), and
+    the tree's structure."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    named = [(path_name(path), leaf) for path, leaf in leaves]
+    seen: set[str] = set()
+    for name, _ in named:
+        if name in seen:
+            raise ValueError(
+                f"two leaves of `{argument}` have the key path {name!r}; paths must be unique "
+                f"(e.g. not a key 'a/b' next to a key 'a' holding a key 'b')"
+            )
+        seen.add(name)
+    return named, treedef
+
+
+def path_name(path: tuple[Any, ...]) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+
+
+def is_key(dtype: Any) -> bool:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def bit_view_dtype(dtype: np.dtype) -> np.dtype | None:
+    """The unsigned dtype that stores ``dtype``'s bits, for ml_dtypes types; None if unsupported."""
+    if dtype.type.__module__.split(".")[0] == "ml_dtypes" and dtype.itemsize in (1, 2, 4, 8):
+        return np.dtype(f"<u{dtype.itemsize}")
+    return None
+
+
+def manifest_entry(
+    name: str, entry: dict[str, Any], shape: tuple[int, ...], stored: np.ndarray
+) -> dict:
+    """The manifest's record of one leaf: path, kind, dtype, shape and the stored array's."""
+    return {
+        "path": name,
+        **entry,
+        "shape": list(shape),
+        "stored_dtype": stored.dtype.name,
+        "stored_shape": list(stored.shape),
+    }
+
+
+def little_endian(array: np.ndarray) -> np.ndarray:
+    # np.asarray, not np.ascontiguousarray: that one turns 0-d arrays into shape (1,).
+    return np.asarray(array, array.dtype.newbyteorder("<"), order="C")
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def digest(manifest: dict[str, Any], arrays: list[np.ndarray]) -> str:
+    """SHA-256 of the manifest (without its digest) followed by every stored array's bytes."""
+    hasher = hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "sha256"}))
+    for array in arrays:
+        hasher.update(np.asarray(array, order="C").reshape(-1).view(np.uint8))
+    return hasher.hexdigest()
+
+
+def stored_shape_fits(entry: dict[str, Any]) -> bool:
+    """Whether the stored array's shape is the leaf's (plus the key data axis for keys)."""
+    shape, stored = entry["shape"], entry["stored_shape"]
+    extra = 1 if entry["kind"] == "key" else 0
+    return len(stored) == len(shape) + extra and stored[: len(shape)] == shape
+
