@@ -42,7 +42,8 @@ from fdl.nn.embedding import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
 )
-from fdl.nn.layer import Eval, Layer, as_function, composite, layer_factory
+from fdl.nn.composites import Eval, composite
+from fdl.nn.layer import Layer, as_function, layer_factory
 from fdl.nn.masking import padding_mask
 from fdl.nn.mlp import mlp
 from fdl.nn.parts import (

@@ -16,7 +16,7 @@ all-zero weights and a zero output, never NaN.
 
 :func:`MultiHeadAttention` is a composition of public layers: four :func:`~fdl.nn.Dense`
 projections and a :func:`~fdl.nn.Dropout` on the weights, wired around :func:`attention_weights`
-by :func:`fdl.nn.layer.composite`. The transformer blocks built from it are in
+by :func:`fdl.nn.composite`. The transformer blocks built from it are in
 :mod:`fdl.nn.transformer`.
 
 References:
@@ -36,7 +36,8 @@ from fdl import _dtypes, activations, initializers
 from fdl._checks import check_positive_int, check_rate
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.layer import Layer, composite, layer_factory
+from fdl.nn.composites import composite
+from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import (
     built_for_width,
     check_kv_mask,
@@ -202,7 +203,7 @@ def scaled_dot_product_attention(
     Its boolean ``attn_mask`` uses the same convention (True = take part in attention).
 
     >>> import jax.numpy as jnp
-    >>> from fdl.nn.attention import scaled_dot_product_attention
+    >>> from fdl.nn import scaled_dot_product_attention
     >>> q = jnp.zeros((2, 1, 1))                  # T_q=2, H=1, d_k=1: uniform weights
     >>> k = jnp.zeros((3, 1, 1))
     >>> v = jnp.array([1.0, 2.0, 6.0]).reshape(3, 1, 1)
@@ -334,7 +335,7 @@ def MultiHeadAttention(
     and reads ``qkv_features``/``out_features`` from the input too.
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.attention import MultiHeadAttention
+    >>> from fdl.nn import MultiHeadAttention
     >>> layer = MultiHeadAttention(2, causal=True)
     >>> params, state, shape = layer.init(jax.random.key(0), (5, 4))
     >>> shape, sorted(params), params["query"]["w"].shape

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from fdl._checks import check_bool, check_choice
 from fdl.nn._rnn import check_cell, shapes, split_input
 from fdl.nn.cells import Cell
-from fdl.nn.layer import Layer, composite, layer_factory
+from fdl.nn.composites import composite
+from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.recurrent import Recurrent
 
 __all__ = ["Bidirectional"]

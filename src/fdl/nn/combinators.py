@@ -16,19 +16,17 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_choice, check_negative_axis, check_positive_int, check_shape
-from fdl.nn.layer import (
-    Layer,
-    Shape,
+from fdl.nn._children import (
     apply_child,
     check_layers,
     child_tree,
     gather,
     init_child,
-    layer_factory,
     named_children,
     split_key,
     with_children,
 )
+from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = [
     "Serial",

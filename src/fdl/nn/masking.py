@@ -169,7 +169,7 @@ def split_attention_input(kind: str, x: Any) -> tuple[jax.Array, jax.Array | Non
 
 def with_bool_mask_shape(input_shape: Any) -> Any:
     """``input_shape`` with a plain mask shape, the third entry of a cross-attention triple, as
-    a bool ``jax.ShapeDtypeStruct``: :func:`fdl.nn.layer.composite` traces ``init`` on abstract
+    a bool ``jax.ShapeDtypeStruct``: :func:`fdl.nn.composite` traces ``init`` on abstract
     inputs, float32 unless told otherwise."""
     if (
         isinstance(input_shape, (tuple, list))

@@ -27,7 +27,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from fdl.nn.layer import Eval, Layer, recording_init, with_children
+from fdl.nn._children import recording_init, with_children
+from fdl.nn.composites import Eval
+from fdl.nn.layer import Layer
 
 __all__ = [
     "leaf_paths",

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdl.nn.layer import Layer, recording_init
+from fdl.nn._children import recording_init
+from fdl.nn.layer import Layer
 
 __all__ = ["summary", "Summary", "SummaryRow", "flops_per_example"]
 

@@ -26,7 +26,8 @@ from fdl.nn.activations import Gelu
 from fdl.nn.attention import MultiHeadAttention
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.layer import Layer, composite, layer_factory
+from fdl.nn.composites import composite
+from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import built_for_width, sequence_shape, split_attention_shape
 from fdl.nn.normalization import LayerNorm
 
@@ -127,7 +128,7 @@ def TransformerEncoderBlock(
     activation) and uses one ``dropout`` for every place.
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.transformer import TransformerEncoderBlock
+    >>> from fdl.nn import TransformerEncoderBlock
     >>> block = TransformerEncoderBlock(num_heads=2, mlp_features=16)
     >>> params, state, shape = block.init(jax.random.key(0), (5, 8))
     >>> y, _ = block.apply(params, state, jnp.ones((3, 5, 8)), mask=jnp.ones((3, 5), bool))
@@ -245,7 +246,7 @@ def TransformerDecoderBlock(
     also drops inside the MLP.
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.transformer import TransformerDecoderBlock
+    >>> from fdl.nn import TransformerDecoderBlock
     >>> block = TransformerDecoderBlock(num_heads=2, mlp_features=16)
     >>> params, state, shape = block.init(jax.random.key(0), ((5, 8), (7, 6), (7,)))
     >>> x, memory, memory_mask = jnp.ones((3, 5, 8)), jnp.ones((3, 7, 6)), jnp.ones((3, 7), bool)
