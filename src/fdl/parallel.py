@@ -389,7 +389,7 @@ def _replicate_across_processes(tree: PyTree, sharding: NamedSharding) -> PyTree
             local.append((i, value, None))
     _check_same_on_every_process([(leaves[i][0], value) for i, value, _ in local])
     for i, value, impl in local:
-        array = jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+        array = jax.make_array_from_callback(value.shape, sharding, value.__getitem__)
         out[i] = array if impl is None else jax.random.wrap_key_data(array, impl=impl)
     return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -415,5 +415,5 @@ def _check_same_on_every_process(named: list[tuple[Any, np.ndarray]]) -> None:
 def _digest(value: np.ndarray) -> np.ndarray:
     """SHA-256 of an array's dtype, shape and bytes, as 32 uint8."""
     hasher = hashlib.sha256(f"{value.dtype.str}{value.shape}".encode())
-    hasher.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+    hasher.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ only for Python >= 3.12
     return np.frombuffer(hasher.digest(), np.uint8)

@@ -318,7 +318,7 @@ def logistic_digits(l2: float = 1e-3) -> Problem:
     model = nn.Dense(10, w_init=zeros(), name="logistic")
     apply = nn.as_function(model)
 
-    def batch_loss(params: PyTree, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+    def batch_loss(params: PyTree, batch: tuple[jax.Array, ...]) -> jax.Array:
         inputs, targets = batch  # (B, 64), (B,)
         logits = apply(params, inputs)  # (B, 10)
         per_example = losses.softmax_cross_entropy_with_integer_labels(logits, targets)
@@ -368,7 +368,7 @@ def mlp_digits(hidden: int = 32) -> Problem:
     model = nn.mlp((hidden, 10), w_init=he_normal())
     apply = nn.as_function(model)
 
-    def batch_loss(params: PyTree, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
+    def batch_loss(params: PyTree, batch: tuple[jax.Array, ...]) -> jax.Array:
         inputs, targets = batch  # (B, 64), (B,)
         logits = apply(params, inputs)  # (B, 10)
         per_example = losses.softmax_cross_entropy_with_integer_labels(logits, targets)

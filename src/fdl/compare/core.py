@@ -186,7 +186,7 @@ def simulate(
             f"simulate: minibatch gradients need both `batch_loss` and `batch_at`; got only "
             f"`{given}`"
         )
-    if batch_at is None:
+    if batch_loss is None:  # and so batch_at is None: both or neither, checked above
         step_loss = simple_loss(lambda p, batch, key: loss(p))
     else:
         step_loss = simple_loss(lambda p, batch, key: batch_loss(p, batch))

@@ -18,7 +18,7 @@ import numpy as np
 from fdl import _plot
 
 if TYPE_CHECKING:
-    from fdl.compare.result import Comparison
+    from fdl.compare.result import Comparison, Run
 
 __all__ = ["DPI", "IDENTICAL", "contour", "divergence", "losses"]
 
@@ -49,10 +49,12 @@ def contour(comparison: Comparison) -> Any:
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import LogLocator
 
-    (x_lo, x_hi), (y_lo, y_hi) = problem.window
+    function, start, window = problem.function, problem.start, problem.window
+    assert function is not None and start is not None and window is not None  # is_2d: from_2d
+    (x_lo, x_hi), (y_lo, y_hi) = window
     grid_x, grid_y = np.meshgrid(np.linspace(x_lo, x_hi, 300), np.linspace(y_lo, y_hi, 300))
     values = np.asarray(
-        problem.function(jnp.asarray(grid_x, jnp.float32), jnp.asarray(grid_y, jnp.float32)),
+        function(jnp.asarray(grid_x, jnp.float32), jnp.asarray(grid_y, jnp.float32)),
         np.float64,
     )  # (300, 300)
     fig = _plot.figure((7.0, 6.0), dpi=DPI)
@@ -77,16 +79,17 @@ def contour(comparison: Comparison) -> Any:
         ax.contour(grid_x, grid_y, values, levels=levels, colors="0.45", linewidths=0.4)
         fig.colorbar(filled, ax=ax, label="f (no minimum: linear levels)")
     for i, run in enumerate(comparison.runs.values()):
+        assert run.path is not None  # a 2-D problem records every run's path
         points = np.where(np.isfinite(run.path), run.path, np.nan)  # (T + 1, 2)
         color = f"C{i % 10}"
         ax.plot(points[:, 0], points[:, 1], "-", color=color, lw=1.4, label=run.label)
         ax.plot(points[-1, 0], points[-1, 1], "o", color=color, ms=5)
-    ax.plot(*problem.start, "o", color="black", ms=8, label="start")
+    ax.plot(*start, "o", color="black", ms=8, label="start")
     if problem.minima:
         mx, my = zip(*problem.minima, strict=True)
         ax.plot(mx, my, "*", color="red", ms=14, mec="black", label="minimum")
     ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), xlabel="x", ylabel="y")
-    ax.set_title(f"{problem.name}: {comparison.steps} steps from {problem.start}")
+    ax.set_title(f"{problem.name}: {comparison.steps} steps from {start}")
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
     return fig
 
@@ -142,29 +145,29 @@ def divergence(comparison: Comparison) -> Any:
     Raises:
       ValueError: no run has a twin.
     """
-    pairs = {}
+    pairs: dict[frozenset[str | None], tuple[Run, np.ndarray]] = {}
     for run in comparison.runs.values():
         if run.divergence is not None:
-            pairs.setdefault(frozenset((run.spec, run.twin)), run)
+            pairs.setdefault(frozenset((run.spec, run.twin)), (run, run.divergence))
     if not pairs:
         raise ValueError("plot_divergence: no optimizer here has a twin in the other library")
     fig = _plot.figure((7.5, 4.5), dpi=DPI)
     ax = fig.add_subplot()
     ax.set(xlabel="step", ylabel="max |θ − θ_twin|",
            title=f"{comparison.problem.name}: each optimizer against its twin")
-    largest = max(float(np.nanmax(run.divergence, initial=0.0)) for run in pairs.values())
-    all_zero = all(np.all(np.asarray(run.divergence) == 0) for run in pairs.values())
+    largest = max(float(np.nanmax(d, initial=0.0)) for _, d in pairs.values())
+    all_zero = all(np.all(np.asarray(d) == 0) for _, d in pairs.values())
     if all_zero:
-        names = "\n".join(f"{run.label} vs {run.twin}" for run in pairs.values())
+        names = "\n".join(f"{run.label} vs {run.twin}" for run, _ in pairs.values())
         ax.text(0.5, 0.75, f"{IDENTICAL}\n\n{names}", transform=ax.transAxes, ha="center",
                 va="center", fontsize=10)
         ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set(xlim=(0, comparison.steps), ylim=(-1.0, 1.0), yticks=[0.0])
         return fig
-    for i, run in enumerate(pairs.values()):
-        steps = np.arange(run.divergence.size)
-        same = " (identical at every step)" if np.all(np.asarray(run.divergence) == 0) else ""
-        ax.plot(steps, run.divergence, color=f"C{i % 10}", lw=1.2,
+    for i, (run, d) in enumerate(pairs.values()):
+        steps = np.arange(d.size)
+        same = " (identical at every step)" if np.all(np.asarray(d) == 0) else ""
+        ax.plot(steps, d, color=f"C{i % 10}", lw=1.2,
                 label=f"{run.label} vs {run.twin}{same}")
     ax.set_yscale("symlog", linthresh=1e-9)
     ax.set_ylim(0.0, max(10.0 * largest, 1e-6))  # a distance: nothing below 0

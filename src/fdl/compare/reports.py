@@ -146,6 +146,7 @@ def curves_csv(comparison: Comparison) -> str:
         for t, value in enumerate(run.losses):
             line = [run.label, t, repr(float(value))]
             if is_2d:
+                assert run.path is not None  # a 2-D problem records every run's path
                 line += [repr(float(run.path[t, 0])), repr(float(run.path[t, 1]))]
             line.append("" if run.divergence is None else repr(float(run.divergence[t])))
             writer.writerow(line)
@@ -154,7 +155,7 @@ def curves_csv(comparison: Comparison) -> str:
 
 def _encode(values: Iterable[Any]) -> list[Any]:
     """Floats for JSON; NaN and infinities as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    out = []
+    out: list[Any] = []
     for v in values:
         if isinstance(v, (list, np.ndarray)):
             out.append(_encode(v))

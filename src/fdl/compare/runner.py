@@ -69,7 +69,7 @@ def _parse(what: str, spec: Any) -> tuple[str | None, dict[str, Any], Any]:
 
 
 def _lane(name: str | None, hyperparams: dict[str, Any], transform: Any, labels: list[str]) -> Lane:
-    if transform is not None:
+    if name is None:  # a given transformation (``_parse`` names only the others)
         return Lane(transform, f"{type(transform).__name__} (given)", labels)
     return Lane(make_optimizer(name, hyperparams), _describe(name, hyperparams), labels)
 
@@ -105,17 +105,18 @@ def plan(
             groups[("reference", label)] = [own, other]
             notes.append(f"{label!r} is checked against its reference {other.spec}")
             continue
-        if transform is not None:
+        if name is None:  # a given transformation (``_parse`` names only the others)
             groups[("given", label)] = [_lane(None, {}, transform, [label])]
             continue
         base = name.partition(":")[2]
         key = (base, _hyperparams_key(hyperparams))
+        pair_key, single_key = ("pair", *key), ("single", name, *key)
         first = name.startswith("fdl:")  # fdl's lane first in a pair
-        pair = groups.get(("pair", *key))
+        pair = groups.get(pair_key)
         if pair is not None:
             pair[0 if first else 1].labels.append(label)
             continue
-        single = groups.get(("single", name, *key))
+        single = groups.get(single_key)
         if single is not None:
             single[0].labels.append(label)
             continue
@@ -130,9 +131,9 @@ def plan(
                     f"no twin check for {label!r}: {other_name} could not be built ({error})"
                 )
         if twin is None:
-            groups[("single", name, *key)] = [own]
+            groups[single_key] = [own]
         else:
-            groups[("pair", *key)] = [own, twin] if first else [twin, own]
+            groups[pair_key] = [own, twin] if first else [twin, own]
     return list(groups.values()), notes
 
 

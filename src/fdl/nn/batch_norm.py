@@ -182,7 +182,7 @@ def BatchNorm(
             mean = jnp.mean(xs, axis=axes)  # (C,)
             var = jnp.mean(jnp.square(xs - jnp.broadcast_to(mean, xs.shape)), axis=axes)  # (C,)
             batch_mean, batch_var = jax.lax.stop_gradient((mean, var * (n / (n - 1))))
-            new_state = {
+            new_state: Mapping[str, Any] = {
                 k: ((1.0 - momentum) * state[k].astype(stats) + momentum * v).astype(
                     state[k].dtype
                 )

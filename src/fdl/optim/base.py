@@ -74,7 +74,7 @@ class EmptyState(NamedTuple):
 class ScaleByScheduleState(NamedTuple):
     """The step count :math:`t` (int32) that the schedule is evaluated at."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
 
 
 # ---------------------------------------------------------------------------------- step count
@@ -182,7 +182,7 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 # ------------------------------------------------------------------------------------ scaling
 
 
-def scale(step_size: float) -> GradientTransformation:
+def scale(step_size: float | jax.Array) -> GradientTransformation:
     r"""Multiply updates by a constant: :math:`u = c\, g`.
 
     The product keeps the updates' dtype (the constant is cast to it).

@@ -43,7 +43,7 @@ _MODES = ("hard", "smooth", "refined")
 class ScaleByLionState(NamedTuple):
     """Lion's state: the step count :math:`t` (int32) and the momentum :math:`m`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     mu: PyTree
 
 

@@ -59,7 +59,7 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByRmsWithCountState(NamedTuple):
     """RMSProp's state with bias correction: the step count :math:`t` (int32) and :math:`v`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     nu: PyTree
 
 
@@ -73,7 +73,7 @@ class ScaleByRStdDevState(NamedTuple):
 class ScaleByRStdDevWithCountState(NamedTuple):
     """Centered RMSProp's state with bias correction: count :math:`t`, :math:`m` and :math:`v`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     mu: PyTree
     nu: PyTree
 
