@@ -26,19 +26,9 @@ import pytest
 
 from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
 from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
-from fdl.optim.adam import (
-    ScaleByAdamState,
-    ScaleByAmsgradState,
-    adam,
-    adamax,
-    adamw,
-    amsgrad,
-    nadam,
-    nadamw,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_amsgrad,
-)
+from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
+from fdl.optim.adamax import adamax, scale_by_adamax
+from fdl.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
 from fdl.optim.base import EmptyState, ScaleByScheduleState, apply_updates, chain, scale
 from fdl.optim.clipping import clip, clip_by_global_norm, global_norm
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion

@@ -51,8 +51,9 @@ def optax_promotion():
 
 _ADAM_FAMILY = ("adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax")
 MODULE_OF = {  # fdl.optim.<module> that defines each transformation
-    **dict.fromkeys(_ADAM_FAMILY, "adam"),
-    "scale_by_adam": "adam", "scale_by_amsgrad": "adam", "scale_by_adamax": "adam",
+    **dict.fromkeys(("adam", "adamw", "nadam", "nadamw", "scale_by_adam"), "adam"),
+    "amsgrad": "amsgrad", "scale_by_amsgrad": "amsgrad",
+    "adamax": "adamax", "scale_by_adamax": "adamax",
     "sgd": "momentum", "trace": "momentum",
     "rmsprop": "rms", "scale_by_rms": "rms", "scale_by_stddev": "rms",
     "adagrad": "adagrad", "scale_by_rss": "adagrad",

@@ -11,7 +11,9 @@ One module per idea, each readable on its own:
 ============================  ==============================================================
 ``fdl.optim.base``            the contract, ``chain``, ``apply_updates``, learning-rate scaling
 ``fdl.optim.momentum``        heavy-ball and Nesterov momentum, EMAs and bias correction; SGD
-``fdl.optim.adam``            Adam and its family: AdamW, NAdam(W), AMSGrad, Adamax
+``fdl.optim.adam``            Adam, NAdam, AdamW, NAdamW
+``fdl.optim.amsgrad``         AMSGrad (Adam with a never-decreasing second moment)
+``fdl.optim.adamax``          Adamax (Adam with an infinity-norm second moment)
 ``fdl.optim.rms``             RMSProp (plain and centered)
 ``fdl.optim.adagrad``         Adagrad (root of the sum of squares)
 ``fdl.optim.adadelta``        Adadelta
@@ -41,19 +43,9 @@ optimizer, as ``optax.adam`` is. The module's other names are imported from it d
 from fdl.optim import torch
 from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
 from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
-from fdl.optim.adam import (
-    ScaleByAdamState,
-    ScaleByAmsgradState,
-    adam,
-    adamax,
-    adamw,
-    amsgrad,
-    nadam,
-    nadamw,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_amsgrad,
-)
+from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
+from fdl.optim.adamax import adamax, scale_by_adamax
+from fdl.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,

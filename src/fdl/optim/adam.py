@@ -1,4 +1,4 @@
-r"""Adam and its family: per-coordinate step sizes from moving averages of the gradient.
+r"""Adam, NAdam and AdamW: per-coordinate step sizes from moving averages of the gradient.
 
 Adam keeps two exponential moving averages per parameter, of the gradient (:math:`m`, the
 *first moment*, a momentum) and of its square (:math:`v`, the *second moment*), removes their
@@ -12,8 +12,10 @@ The relatives differ in one ingredient each:
 * **NAdam** (``nesterov=True``) replaces :math:`\hat m_t` by a Nesterov look-ahead.
 * **AdamW** adds decoupled weight decay :math:`\lambda\theta` to the update
   (:func:`~fdl.optim.weight_decay.add_decayed_weights`).
-* **AMSGrad** divides by the running *maximum* of :math:`\hat v`, so step sizes never grow.
-* **Adamax** replaces the second moment by an exponentially weighted infinity norm.
+* **AMSGrad** divides by the running *maximum* of :math:`\hat v`, so step sizes never grow
+  (:mod:`fdl.optim.amsgrad`).
+* **Adamax** replaces the second moment by an exponentially weighted infinity norm
+  (:mod:`fdl.optim.adamax`).
 
 The atoms (``scale_by_*``) hold the math; the aliases only chain an atom with
 :func:`~fdl.optim.base.scale_by_learning_rate`, exactly as optax does, so fdl and optax states
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative
+from fdl.optim._adam import adam_ratio, check_adam_args, weighted_sum
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -41,16 +43,11 @@ from fdl.tree import bias_correction, cast_like, update_moment, zeros_like
 
 __all__ = [
     "ScaleByAdamState",
-    "ScaleByAmsgradState",
     "scale_by_adam",
-    "scale_by_amsgrad",
-    "scale_by_adamax",
     "adam",
     "adamw",
     "nadam",
     "nadamw",
-    "amsgrad",
-    "adamax",
 ]
 
 PyTree = Any
@@ -63,46 +60,6 @@ class ScaleByAdamState(NamedTuple):
     count: jax.Array
     mu: PyTree
     nu: PyTree
-
-
-class ScaleByAmsgradState(NamedTuple):
-    r"""AMSGrad's state: Adam's, plus the running maximum :math:`v^{\max}` of the second moment."""
-
-    count: jax.Array
-    mu: PyTree
-    nu: PyTree
-    nu_max: PyTree
-
-
-def _check_adam_args(b1: Any, b2: Any, eps: Any, eps_root: Any) -> None:
-    check_decay("b1", b1)
-    check_decay("b2", b2)
-    check_non_negative("eps", eps)
-    check_non_negative("eps_root", eps_root)
-
-
-def _weighted_sum(b1: Any):
-    r""":math:`(m, g) \mapsto \text{b1}\, m + (1 - \text{b1})\, g`, each term in its own dtype."""
-
-    def one(m, g):
-        left = jnp.asarray(b1, m.dtype) * m
-        right = jnp.asarray(1 - b1, g.dtype) * g
-        dtype = _dtypes.result_type(left, right)
-        return left.astype(dtype) + right.astype(dtype)
-
-    return one
-
-
-def _adam_ratio(mu_hat: PyTree, nu_hat: PyTree, eps: Any, eps_root: Any) -> PyTree:
-    r""":math:`\hat m / (\sqrt{\hat v + \epsilon_{root}} + \epsilon)`, leaf by leaf."""
-
-    def one(m, v):
-        dtype = jnp.result_type(v)
-        denominator = jnp.sqrt(v + jnp.asarray(eps_root, dtype)) + jnp.asarray(eps, dtype)
-        common = _dtypes.result_type(m, v)
-        return m.astype(common) / denominator.astype(common)
-
-    return jax.tree.map(one, mu_hat, nu_hat)
 
 
 def scale_by_adam(
@@ -170,7 +127,7 @@ def scale_by_adam(
       :math:`\mu_t = \text{b1}(1 - \tfrac12 0.96^{0.004 t})`; here ``b1`` is constant, as in
       Dozat's Algorithm 2 without its extra factor ``b2`` on :math:`\hat v`.
     """
-    _check_adam_args(b1, b2, eps, eps_root)
+    check_adam_args(b1, b2, eps, eps_root)
     mu_dtype = _dtypes.canonical(mu_dtype)
 
     def init(params: PyTree) -> ScaleByAdamState:
@@ -187,177 +144,18 @@ def scale_by_adam(
         count = safe_increment(state.count)
         if nesterov:
             mu_hat = jax.tree.map(
-                _weighted_sum(b1),
+                weighted_sum(b1),
                 bias_correction(mu, b1, safe_increment(count)),
                 bias_correction(updates, b1, count),
             )
         else:
             mu_hat = bias_correction(mu, b1, count)
         nu_hat = bias_correction(nu, b2, count)
-        new_updates = cast_like(_adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
+        new_updates = cast_like(adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
         new_state = ScaleByAdamState(
             count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
         )
         return new_updates, new_state
-
-    return GradientTransformation(init, update)
-
-
-def scale_by_amsgrad(
-    b1: Scalar = 0.9,
-    b2: Scalar = 0.999,
-    eps: Scalar = 1e-8,
-    eps_root: Scalar = 0.0,
-    mu_dtype: Any | None = None,
-    bias_correction_mu: bool = True,
-    bias_correction_nu: bool = True,
-) -> GradientTransformation:
-    r"""Rescale updates by AMSGrad: Adam with a never-decreasing second moment.
-
-    .. math::
-
-        m_t &= \text{b1}\; m_{t-1} + (1 - \text{b1})\, g_t, \qquad
-        v_t = \text{b2}\; v_{t-1} + (1 - \text{b2})\, g_t^2 \\
-        \hat m_t &= \frac{m_t}{1 - \text{b1}^t} \text{ (if bias\_correction\_mu)}, \qquad
-        \tilde v_t = \frac{v_t}{1 - \text{b2}^t} \text{ (if bias\_correction\_nu)} \\
-        v^{\max}_t &= \max(v^{\max}_{t-1}, \tilde v_t), \qquad
-        u_t = \frac{\hat m_t}{\sqrt{v^{\max}_t + \text{eps\_root}} + \text{eps}}
-
-    Without a bias correction the uncorrected moment is used in its place (the original paper
-    corrects neither).
-
-    Args:
-      b1, b2, eps, eps_root, mu_dtype: as in :func:`scale_by_adam`.
-      bias_correction_mu: divide :math:`m_t` by :math:`1 - \text{b1}^t`.
-      bias_correction_nu: divide :math:`v_t` by :math:`1 - \text{b2}^t` before the maximum.
-
-    Returns:
-      A transformation with state :class:`ScaleByAmsgradState` ``(count, mu, nu, nu_max)``.
-
-    Raises:
-      ValueError: ``b1``/``b2`` outside ``[0, 1)``, negative ``eps``/``eps_root``.
-
-    >>> import jax.numpy as jnp
-    >>> opt = scale_by_amsgrad()
-    >>> state = opt.init(jnp.zeros(1))
-    >>> _, state = opt.update(jnp.asarray([3.0]), state)
-    >>> _, state = opt.update(jnp.asarray([0.0]), state)
-    >>> bool(state.nu_max[0] > state.nu[0] / (1 - 0.999**2))  # the maximum remembers step 1
-    True
-
-    References:
-      Reddi, Kale and Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
-
-    Differs from PyTorch:
-      ``torch.optim.Adam(amsgrad=True)`` takes the maximum of the *uncorrected* :math:`v_t` and
-      divides the maximum by :math:`1 - \text{b2}^t` afterwards; here (and in optax) the
-      maximum is over corrected values. ``bias_correction_nu=False`` takes it over
-      uncorrected values but then never corrects.
-    """
-    _check_adam_args(b1, b2, eps, eps_root)
-    mu_dtype = _dtypes.canonical(mu_dtype)
-
-    def init(params: PyTree) -> ScaleByAmsgradState:
-        return ScaleByAmsgradState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params, mu_dtype),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        mu = update_moment(updates, state.mu, b1, 1)
-        nu = update_moment(updates, state.nu, b2, 2)
-        count = safe_increment(state.count)
-        mu_hat = bias_correction(mu, b1, count) if bias_correction_mu else mu
-        nu_seen = bias_correction(nu, b2, count) if bias_correction_nu else nu
-        nu_max = jax.tree.map(
-            lambda old, new: jnp.maximum(old.astype(new.dtype), new), state.nu_max, nu_seen
-        )
-        new_updates = cast_like(_adam_ratio(mu_hat, nu_max, eps, eps_root), updates)
-        new_state = ScaleByAmsgradState(
-            count=count,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
-        )
-        return new_updates, new_state
-
-    return GradientTransformation(init, update)
-
-
-def scale_by_adamax(
-    b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8
-) -> GradientTransformation:
-    r"""Rescale updates by Adamax: Adam with an infinity-norm second moment.
-
-    .. math::
-
-        m_t &= \text{b1}\; m_{t-1} + (1 - \text{b1})\, g_t \\
-        v_t &= \max(|g_t| + \text{eps},\; \text{b2}\; v_{t-1}), \qquad m_0 = v_0 = 0 \\
-        u_t &= \frac{m_t}{(1 - \text{b1}^t)\, v_t}
-
-    :math:`v` needs no bias correction (a maximum is not biased toward its zero start), and
-    ``eps`` inside the maximum keeps it positive.
-
-    Args:
-      b1: decay of the first moment, in ``[0, 1)``.
-      b2: decay of the infinity norm, in ``[0, 1)``.
-      eps: added to :math:`|g_t|`, ``>= 0``.
-
-    Returns:
-      A transformation with state :class:`ScaleByAdamState` ``(count, mu, nu)``, :math:`v` in
-      ``nu``.
-
-    Raises:
-      ValueError: ``b1``/``b2`` outside ``[0, 1)`` or a negative ``eps``.
-
-    >>> import jax.numpy as jnp
-    >>> opt = scale_by_adamax(eps=0.0)
-    >>> u, _ = opt.update(jnp.asarray([-4.0]), opt.init(jnp.zeros(1)))
-    >>> [round(x, 6) for x in u.tolist()]  # (0.1 * -4 / (1 - 0.9)) / 4
-    [-1.0]
-
-    References:
-      Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
-
-    Differs from PyTorch:
-      ``torch.optim.Adamax`` computes the same :math:`v_t`; it divides the step size by
-      :math:`1 - \text{b1}^t` instead of :math:`m_t` (same value, different rounding).
-    """
-    check_decay("b1", b1)
-    check_decay("b2", b2)
-    check_non_negative("eps", eps)
-
-    def init(params: PyTree) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params)
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        count = safe_increment(state.count)
-        mu = update_moment(updates, state.mu, b1, 1)
-
-        def infinity_norm(g, v):
-            fresh = jnp.abs(g) + jnp.asarray(eps, g.dtype)
-            old = jnp.asarray(b2, v.dtype) * v
-            dtype = _dtypes.result_type(fresh, old)
-            return jnp.maximum(fresh.astype(dtype), old.astype(dtype))
-
-        nu = jax.tree.map(infinity_norm, updates, state.nu)
-        mu_hat = bias_correction(mu, b1, count)
-
-        def ratio(m, v):
-            dtype = _dtypes.result_type(m, v)
-            return m.astype(dtype) / v.astype(dtype)
-
-        new_updates = jax.tree.map(ratio, mu_hat, nu)
-        new_state = ScaleByAdamState(
-            count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
-        )
-        return cast_like(new_updates, updates), new_state
 
     return GradientTransformation(init, update)
 
@@ -391,7 +189,7 @@ def adam(
       ValueError: a negative learning rate, or an invalid :func:`scale_by_adam` argument.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.optim.base import apply_updates
+    >>> from fdl.optim import apply_updates
     >>> opt = adam(learning_rate=0.1)
     >>> params = {"w": jnp.asarray([1.0])}
     >>> updates, state = opt.update({"w": jnp.asarray([3.0])}, opt.init(params))
@@ -544,69 +342,3 @@ def nadamw(
         learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
     )
 
-
-def amsgrad(
-    learning_rate: ScalarOrSchedule,
-    b1: Scalar = 0.9,
-    b2: Scalar = 0.999,
-    eps: Scalar = 1e-8,
-    eps_root: Scalar = 0.0,
-    mu_dtype: Any | None = None,
-    bias_correction_mu: bool = True,
-    bias_correction_nu: bool = True,
-) -> GradientTransformation:
-    r"""AMSGrad: :math:`\theta_{t+1} = \theta_t - \eta_t \hat m_t / (\sqrt{v^{\max}_t} + \epsilon)`.
-
-    ``chain(scale_by_amsgrad(...), scale_by_learning_rate(learning_rate))``; see
-    :func:`scale_by_amsgrad` for the equations, arguments and the PyTorch difference.
-
-    Raises:
-      ValueError: a negative learning rate, or an invalid :func:`scale_by_amsgrad` argument.
-
-    >>> import jax.numpy as jnp
-    >>> opt = amsgrad(learning_rate=0.1)
-    >>> updates, _ = opt.update(jnp.asarray([3.0]), opt.init(jnp.zeros(1)))
-    >>> [round(x, 4) for x in updates.tolist()]
-    [-0.1]
-
-    References:
-      Reddi, Kale and Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
-    """
-    return chain(
-        scale_by_amsgrad(
-            b1=b1,
-            b2=b2,
-            eps=eps,
-            eps_root=eps_root,
-            mu_dtype=mu_dtype,
-            bias_correction_mu=bias_correction_mu,
-            bias_correction_nu=bias_correction_nu,
-        ),
-        scale_by_learning_rate(learning_rate),
-    )
-
-
-def adamax(
-    learning_rate: ScalarOrSchedule,
-    b1: Scalar = 0.9,
-    b2: Scalar = 0.999,
-    eps: Scalar = 1e-8,
-) -> GradientTransformation:
-    r"""Adamax: :math:`\theta_{t+1} = \theta_t - \eta_t\, m_t / ((1 - \text{b1}^t)\, v_t)`.
-
-    ``chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))``; see
-    :func:`scale_by_adamax` for the infinity-norm moment :math:`v_t`.
-
-    Raises:
-      ValueError: a negative learning rate, or an invalid :func:`scale_by_adamax` argument.
-
-    >>> import jax.numpy as jnp
-    >>> opt = adamax(learning_rate=0.1)
-    >>> updates, _ = opt.update(jnp.asarray([3.0]), opt.init(jnp.zeros(1)))
-    >>> [round(x, 4) for x in updates.tolist()]
-    [-0.1]
-
-    References:
-      Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
-    """
-    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))
