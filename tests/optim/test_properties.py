@@ -39,14 +39,18 @@ import pytest
 
 from fdl.optim import base, schedules
 from fdl.regularizers import skip_biases
+from tests.optim.helpers import (
+    assert_same_tree,
+    fast_jit,
+    make_problem,
+    minimize,
+    optax_promotion,
+    run_compiled,
+    start,
+)
 
 DTYPES = ("float32", "bfloat16", "float64")
 SCHEDULE = schedules.warmup_cosine_decay_schedule(0.0, 0.1, warmup_steps=3, decay_steps=20)
-
-
-def optax_promotion():
-    """optax raises Python-float decay rates to its int32 count, which strict promotion rejects."""
-    return jax.numpy_dtype_promotion("standard")
 
 
 _ADAM_FAMILY = ("adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax")
@@ -120,10 +124,9 @@ ATOMS = {
 }
 
 
-@pytest.fixture
-def nested_params(problem_factory):
+def nested_params(dtype: Any = jnp.float32) -> Any:
     """The MLP's parameters: a nested dict with a scalar leaf, in a requested dtype."""
-    return lambda dtype=jnp.float32: problem_factory("mlp", jnp.dtype(dtype)).params
+    return start(make_problem("mlp", jnp.dtype(dtype)))
 
 
 def random_like(key, tree, scale=1.0):
@@ -137,38 +140,33 @@ def random_like(key, tree, scale=1.0):
     return jax.tree_util.tree_unflatten(treedef, draws)
 
 
-@pytest.fixture
-def run_steps(compiled_run):
-    """``run_steps(runs, grads_list, params)``: each ``(optimizer, optax_code, start_state)`` of
-    ``runs`` applied to the gradients in turn (parameters held fixed), all in one compiled
-    program, a ``lax.scan`` each; returns per run the stacked updates and states after each
-    step. ``start_state=None`` starts from ``init``; ``optax_code`` traces the run under the
-    promotion rules optax needs.
+def run_steps(runs, grads_list, params):
+    """Each ``(optimizer, optax_code, start_state)`` of ``runs`` applied to the gradients of
+    ``grads_list`` in turn (parameters held fixed), all in one compiled program, a ``lax.scan``
+    each; returns per run the stacked updates and states after each step. ``start_state=None``
+    starts from ``init``; ``optax_code`` traces the run under the promotion rules optax needs.
 
     Compiled, as optimizers are used: in eager mode each operation is compiled on its own while
     optax's bias correction is one jitted function, so roundings could differ by an ulp, which
     ``1 - b2**t`` (cancellation at small t) inflates 500-fold.
     """
 
-    def run_all(runs, grads_list, params):
-        grads = jax.tree.map(lambda *g: jnp.stack(g), *grads_list)
+    grads = jax.tree.map(lambda *g: jnp.stack(g), *grads_list)
 
-        def program(grads, params, starts):
-            outputs = []
-            for (optimizer, optax_code, _), start in zip(runs, starts, strict=True):
-                with optax_promotion() if optax_code else contextlib.nullcontext():
-                    state = optimizer.init(params) if start is None else start
+    def program(grads, params, starts):
+        outputs = []
+        for (optimizer, optax_code, _), first in zip(runs, starts, strict=True):
+            with optax_promotion() if optax_code else contextlib.nullcontext():
+                state = optimizer.init(params) if first is None else first
 
-                    def step(state, g, optimizer=optimizer):
-                        updates, state = optimizer.update(g, state, params)
-                        return state, (updates, state)
+                def step(state, g, optimizer=optimizer):
+                    updates, state = optimizer.update(g, state, params)
+                    return state, (updates, state)
 
-                    outputs.append(jax.lax.scan(step, state, grads)[1])
-            return outputs
+                outputs.append(jax.lax.scan(step, state, grads)[1])
+        return outputs
 
-        return compiled_run(program, grads, params, [start for _, _, start in runs])
-
-    return run_all
+    return run_compiled(program, grads, params, [first for _, _, first in runs])
 
 
 # ------------------------------------------------------------------------------------ signatures
@@ -187,9 +185,7 @@ def test_signature_is_optax(name):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alias", ALIASES, ids=str)
-def test_jitted_update_compiles_once_and_keeps_dtypes_and_structure(
-    alias, dtype, keys, nested_params, fast_jit
-):
+def test_jitted_update_compiles_once_and_keeps_dtypes_and_structure(alias, dtype, keys):
     with jax.enable_x64(dtype == "float64"):
         params = nested_params(dtype)
         optimizer = ALIASES[alias].fdl()
@@ -218,9 +214,7 @@ def test_jitted_update_compiles_once_and_keeps_dtypes_and_structure(
     "param_dtype, update_dtype",
     [("float32", "bfloat16"), ("bfloat16", "float32"), ("bfloat16", "bfloat16")],
 )
-def test_apply_updates_keeps_the_parameter_dtype_and_equals_optax(
-    param_dtype, update_dtype, keys, nested_params
-):
+def test_apply_updates_keeps_the_parameter_dtype_and_equals_optax(param_dtype, update_dtype, keys):
     params = nested_params(param_dtype)
     updates = random_like(next(keys), params, scale=0.1)
     updates = jax.tree.map(lambda u: u.astype(update_dtype), updates)
@@ -244,22 +238,22 @@ ZERO_GRADIENT_CASES = {
 
 
 @pytest.mark.parametrize("case", ZERO_GRADIENT_CASES, ids=str)
-def test_zero_gradients_as_optax(case, keys, nested_params, run_steps, tree_checker):
+def test_zero_gradients_as_optax(case, keys):
     params = nested_params()
     zeros = jax.tree.map(jnp.zeros_like, params)
     grads = [zeros, zeros, random_like(next(keys), params), zeros, zeros]
     spec = ZERO_GRADIENT_CASES[case]
     ours, theirs = run_steps([(spec.fdl(), False, None), (spec.optax(), True, None)], grads, params)
-    tree_checker(ours[0], theirs[0], f"{case} updates, steps 1-5")
-    tree_checker(ours[1], theirs[1], f"{case} states, steps 1-5")
+    assert_same_tree(ours[0], theirs[0], f"{case} updates, steps 1-5")
+    assert_same_tree(ours[1], theirs[1], f"{case} states, steps 1-5")
 
 
 # ------------------------------------------------------------------------------ inside lax.scan
 
 
 @pytest.mark.parametrize("alias", ALIASES, ids=str)
-def test_scan_equals_step_by_step(alias, problem_factory, fast_jit):
-    problem = problem_factory("mlp", jnp.float32)
+def test_scan_equals_step_by_step(alias):
+    problem = make_problem("mlp", jnp.float32)
     optimizer = ALIASES[alias].fdl()
 
     def step(carry, _):
@@ -267,7 +261,7 @@ def test_scan_equals_step_by_step(alias, problem_factory, fast_jit):
         updates, state = optimizer.update(jax.grad(problem.loss)(params), state, params)
         return (base.apply_updates(params, updates), state), None
 
-    init = (problem.params, optimizer.init(problem.params))
+    init = (start(problem), optimizer.init(start(problem)))
     scanned, _ = fast_jit(lambda c: jax.lax.scan(step, c, None, length=10))(init)
     one = fast_jit(lambda c: step(c, None)[0])
     carry = init
@@ -294,14 +288,14 @@ def _counts(state):
 COUNTED = [a for a in ALIASES if a.startswith(("adam", "nadam", "amsgrad", "lion", "rmsprop-"))]
 
 
-def test_the_counted_aliases_are_those_with_counts(nested_params):
+def test_the_counted_aliases_are_those_with_counts():
     params = nested_params()
     counted = {a for a in ALIASES if _counts(ALIASES[a].fdl().init(params))}
     assert counted == set(COUNTED)
 
 
 @pytest.mark.parametrize("alias", COUNTED, ids=str)
-def test_int32_count_saturates_as_optax(alias, keys, nested_params, run_steps, tree_checker):
+def test_int32_count_saturates_as_optax(alias, keys):
     params = nested_params()
     top = 2**31 - 1
     spec = ALIASES[alias]
@@ -315,17 +309,15 @@ def test_int32_count_saturates_as_optax(alias, keys, nested_params, run_steps, t
     counts = [x for x in jax.tree.leaves(ours[1]) if x.dtype == jnp.int32]
     assert counts and all(np.array_equal(c, [top, top]) for c in counts), counts
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(ours[0]))
-    tree_checker(ours[0], theirs[0], f"{alias} updates, steps 1-2")
-    tree_checker(ours[1], theirs[1], f"{alias} states, steps 1-2")
+    assert_same_tree(ours[0], theirs[0], f"{alias} updates, steps 1-2")
+    assert_same_tree(ours[1], theirs[1], f"{alias} states, steps 1-2")
 
 
 # ---------------------------------------------------------------------- mixing fdl and optax
 
 
 @pytest.mark.parametrize("atom", ATOMS, ids=str)
-def test_fdl_and_optax_atoms_chain_in_both_orders(
-    atom, keys, nested_params, run_steps, tree_checker
-):
+def test_fdl_and_optax_atoms_chain_in_both_orders(atom, keys):
     """optax.chain(fdl atom, optax atom) and fdl chain(optax atom, fdl atom) equal the all-fdl
     and all-optax chains (the other atom is a stateful trace, so the state threading shows)."""
     params = nested_params()
@@ -350,8 +342,8 @@ def test_fdl_and_optax_atoms_chain_in_both_orders(
     ):
         for name, reference in (("all-fdl", all_fdl), ("all-optax", all_optax)):
             where = f"{atom}, {order}, vs {name}"
-            tree_checker(mixed[0], reference[0], f"{where} updates")
-            tree_checker(mixed[1], reference[1], f"{where} states")
+            assert_same_tree(mixed[0], reference[0], f"{where} updates")
+            assert_same_tree(mixed[1], reference[1], f"{where} states")
 
 
 # ------------------------------------------------------------------------------- loss reduction
@@ -362,33 +354,33 @@ def test_fdl_and_optax_atoms_chain_in_both_orders(
 # optimizer achieves, not a shared bar (Lion moves by a fixed step, Adagrad's steps shrink, ...).
 _CENTERED_MOMENTUM = dict(learning_rate=0.003, centered=True, momentum=0.9)
 REDUCTIONS = [
-    ("sgd", "quadratic", dict(learning_rate=1.0), 300, 1e5),
+    ("sgd", "quadratic", dict(learning_rate=1.0), 300, 1e3),
     ("sgd", "rosenbrock", dict(learning_rate=0.1), 300, 5),
-    ("sgd-momentum", "quadratic", dict(learning_rate=0.1, momentum=0.9), 300, 1e5),
+    ("sgd-momentum", "quadratic", dict(learning_rate=0.1, momentum=0.9), 300, 2e3),
     ("sgd-momentum", "rosenbrock", dict(learning_rate=0.1, momentum=0.9), 300, 1e3),
-    ("sgd-nesterov", "quadratic", dict(learning_rate=0.1, momentum=0.9, nesterov=True), 300, 1e5),
+    ("sgd-nesterov", "quadratic", dict(learning_rate=0.1, momentum=0.9, nesterov=True), 300, 2e3),
     ("sgd-nesterov", "rosenbrock", dict(learning_rate=0.05, momentum=0.9, nesterov=True), 300, 100),
-    ("adam", "quadratic", dict(learning_rate=0.1), 300, 1e4),
+    ("adam", "quadratic", dict(learning_rate=0.1), 300, 2e3),
     ("adam", "rosenbrock", dict(learning_rate=0.1), 300, 50),
-    ("adamw", "quadratic", dict(learning_rate=0.1, weight_decay=1e-4), 300, 1e4),
+    ("adamw", "quadratic", dict(learning_rate=0.1, weight_decay=1e-4), 300, 2e3),
     ("adamw", "rosenbrock", dict(learning_rate=0.1, weight_decay=1e-4), 300, 50),
-    ("nadam", "quadratic", dict(learning_rate=0.1), 300, 1e4),
+    ("nadam", "quadratic", dict(learning_rate=0.1), 300, 5e3),
     ("nadam", "rosenbrock", dict(learning_rate=0.1), 300, 200),
-    ("nadamw", "quadratic", dict(learning_rate=0.1, weight_decay=1e-4), 300, 1e4),
+    ("nadamw", "quadratic", dict(learning_rate=0.1, weight_decay=1e-4), 300, 5e3),
     ("nadamw", "rosenbrock", dict(learning_rate=0.1, weight_decay=1e-4), 300, 200),
-    ("amsgrad", "quadratic", dict(learning_rate=0.1), 300, 500),
+    ("amsgrad", "quadratic", dict(learning_rate=0.1), 300, 5),
     ("amsgrad", "rosenbrock", dict(learning_rate=0.1), 300, 5),
-    ("adamax", "quadratic", dict(learning_rate=0.1), 300, 500),
+    ("adamax", "quadratic", dict(learning_rate=0.1), 300, 10),
     ("adamax", "rosenbrock", dict(learning_rate=0.1), 300, 5),
-    ("rmsprop", "quadratic", dict(learning_rate=0.01), 300, 1e3),
+    ("rmsprop", "quadratic", dict(learning_rate=0.01), 300, 10),
     ("rmsprop", "rosenbrock", dict(learning_rate=0.03), 300, 30),
-    ("rmsprop-centered-momentum", "quadratic", dict(_CENTERED_MOMENTUM), 300, 1e5),
+    ("rmsprop-centered-momentum", "quadratic", dict(_CENTERED_MOMENTUM), 300, 2e5),
     ("rmsprop-centered-momentum", "rosenbrock", dict(_CENTERED_MOMENTUM), 300, 1e4),
-    ("adagrad", "quadratic", dict(learning_rate=1.0), 300, 1e5),
+    ("adagrad", "quadratic", dict(learning_rate=1.0), 300, 1e4),
     ("adagrad", "rosenbrock", dict(learning_rate=0.3), 300, 5),
-    ("adadelta", "quadratic", dict(learning_rate=3.0), 300, 100),
+    ("adadelta", "quadratic", dict(learning_rate=3.0), 300, 10),
     ("adadelta", "rosenbrock", dict(learning_rate=3.0), 300, 10),
-    ("lion", "quadratic", dict(learning_rate=0.01, weight_decay=0.0), 300, 50),
+    ("lion", "quadratic", dict(learning_rate=0.01, weight_decay=0.0), 300, 10),
     ("lion", "rosenbrock", dict(learning_rate=0.01, weight_decay=0.0), 300, 200),
 ]
 _NAME_OF = {"sgd-momentum": "sgd", "sgd-nesterov": "sgd", "rmsprop-centered-momentum": "rmsprop"}
@@ -404,11 +396,9 @@ def test_every_alias_has_reduction_rows_on_both_problems():
 @pytest.mark.parametrize(
     "alias, problem, kwargs, steps, factor", REDUCTIONS, ids=[f"{r[0]}-{r[1]}" for r in REDUCTIONS]
 )
-def test_reduces_the_loss_by_the_stated_factor(
-    alias, problem, kwargs, steps, factor, problem_factory, minimizer
-):
+def test_reduces_the_loss_by_the_stated_factor(alias, problem, kwargs, steps, factor):
     optimizer = Spec(_NAME_OF.get(alias, alias), kwargs).fdl()
-    losses = minimizer(optimizer, problem_factory(problem, jnp.float32), steps)
+    losses = minimize(optimizer, make_problem(problem, jnp.float32), steps)
     assert np.all(np.isfinite(losses))
     assert losses[-1] <= losses[0] / factor, (
         f"{alias} on {problem}: loss {losses[0]:.4g} -> {losses[-1]:.4g} in {steps} steps, "
@@ -483,9 +473,7 @@ def test_invalid_hyperparameters_are_rejected_naming_argument_and_value(name, ar
         ("adadelta", dict(rho=0.9)),
     ],
 )
-def test_traced_hyperparameters_are_accepted_and_match_optax(
-    name, kwargs, keys, nested_params, tree_checker
-):
+def test_traced_hyperparameters_are_accepted_and_match_optax(name, kwargs, keys):
     """A hyperparameter can be a traced array (a sweep under jit or vmap): fdl cannot check it
     and must accept it, as optax does."""
     params = nested_params()
@@ -500,16 +488,14 @@ def test_traced_hyperparameters_are_accepted_and_match_optax(
     ours = jax.jit(lambda *v: step(fdl_factory(name), *v))(*values)
     with optax_promotion():
         theirs = jax.jit(lambda *v: step(getattr(optax, name), *v))(*values)
-    tree_checker(ours[0], theirs[0], f"{name} updates")
-    tree_checker(ours[1], theirs[1], f"{name} state")
+    assert_same_tree(ours[0], theirs[0], f"{name} updates")
+    assert_same_tree(ours[1], theirs[1], f"{name} state")
 
 
 # ---------------------------------------------------------------------- documented departures
 
 
-def test_adadelta_without_learning_rate_descends_where_optax_ascends(
-    keys, nested_params, run_steps, tree_checker
-):
+def test_adadelta_without_learning_rate_descends_where_optax_ascends(keys):
     """fdl reads ``learning_rate=None`` as 1.0 with the usual minus sign; optax 0.2.8 as
     ``identity()``, whose updates point uphill. Same state, opposite updates."""
     params = nested_params()
@@ -522,11 +508,11 @@ def test_adadelta_without_learning_rate_descends_where_optax_ascends(
         grads,
         params,
     )
-    tree_checker(ours[0], jax.tree.map(jnp.negative, theirs[0]), "updates, steps 1-3")
-    tree_checker(ours[1], theirs[1], "states, steps 1-3")
+    assert_same_tree(ours[0], jax.tree.map(jnp.negative, theirs[0]), "updates, steps 1-3")
+    assert_same_tree(ours[1], theirs[1], "states, steps 1-3")
 
 
-def test_weight_decay_schedule_keeps_bfloat16_where_optax_promotes(keys, nested_params, run_steps):
+def test_weight_decay_schedule_keeps_bfloat16_where_optax_promotes(keys):
     """A float32 schedule value times bfloat16 parameters: optax's updates become float32,
     fdl's keep the gradients' bfloat16 and equal optax's rounded to bfloat16."""
     params = nested_params("bfloat16")

@@ -21,6 +21,7 @@ import pytest
 
 from fdl.optim import base
 from fdl.optim import schedules as fdl
+from tests.optim.helpers import optax_promotion
 
 # fdl (jitted) and optax (op by op) evaluate the same formulas, but XLA rewrites x / T as
 # x * fl(1/T) and fuses multiply-adds in fdl's compiled program, and fdl computes (T - tau) / T
@@ -30,12 +31,6 @@ OPTAX_RTOL = 2 * float(np.finfo(np.float32).eps)
 # Against the float64 formula: each schedule rounds at most ~6 float32 operations (a cos or pow
 # adds ~2 ulp), so 8 ulp of the schedule's scale (its largest |value|), 8 * 2^-23 ~ 1e-6.
 FORMULA_RTOL = 8 * float(np.finfo(np.float32).eps)
-
-
-def optax_promotion():
-    """optax's schedules mix int32 counts with Python floats (``jnp.minimum(count, 5.0)``),
-    which the suite's strict promotion rejects; only optax's calls run in this context."""
-    return jax.numpy_dtype_promotion("standard")
 
 
 # ------------------------------------------------------------------------- NumPy formulas

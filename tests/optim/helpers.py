@@ -1,26 +1,25 @@
 """Shared pieces of the optimizer tests: four problems, a trajectory runner and a comparison.
 
-They reach the test modules as session fixtures (a test directory without ``__init__.py``
-cannot import a helper module cleanly):
+Plain functions, imported by the test modules (``from tests.optim.helpers import ...``):
 
-* ``problem_factory(name, dtype)`` builds one of :data:`PROBLEM_NAMES` in a dtype;
-* ``trajectory_runner(pairs, steps, ...)`` runs fdl and optax optimizers side by side on several
-  problems, each trajectory inside one ``jax.lax.scan``, all of them in one compiled program,
-  and records the updates and the full optimizer state at every step;
-* ``trajectory_checker(fdl_record, optax_record, where)`` compares two records step by step,
-  leaf by leaf, by key path (fdl's state classes are not optax's, so fields are matched by name
-  and position, never by type), with the tolerances of :data:`TOLERANCES`;
-* ``tree_checker(fdl_tree, optax_tree, where)`` compares two trees the same way;
-* ``minimizer(optimizer, problem, steps)`` runs one optimizer alone and returns its losses;
-* ``fast_jit`` and ``compiled_run(fn, *args)`` compile with :data:`COMPILER_OPTIONS`.
+* :func:`make_problem` ``(name, dtype)`` builds one of :data:`PROBLEM_NAMES` from
+  :mod:`fdl.problems` in a dtype, and :func:`start` gives its fixed starting parameters;
+* :func:`run_trajectories` ``(pairs, steps, ...)`` runs fdl and optax optimizers side by side on
+  several problems, each trajectory inside one ``jax.lax.scan``, all of them in one compiled
+  program, and records the updates and the full optimizer state at every step;
+* :func:`assert_same_trajectory` ``(fdl_record, optax_record, where)`` compares two records step
+  by step, leaf by leaf, by key path (fdl's state classes are not optax's, so fields are matched
+  by name and position, never by type), with the tolerances of :data:`TOLERANCES`;
+* :func:`assert_same_tree` ``(fdl_tree, optax_tree, where)`` compares two trees the same way;
+* :func:`minimize` ``(optimizer, problem, steps)`` runs one optimizer alone, returns its losses;
+* :func:`fast_jit` and :func:`run_compiled` ``(fn, *args)`` compile with
+  :data:`COMPILER_OPTIONS`.
 
-A problem *is* its data, not a random draw of a test, so the data comes from NumPy generators
-with one fixed seed per problem, in float64, cast to the requested dtype.
+A problem *is* its data, not a random draw of a test: every problem starts from one fixed point.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -30,58 +29,55 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 import fdl.optim.base as fdl_base
+from fdl import problems
+from fdl.problems import Problem
 
 PyTree = Any
 
 PROBLEM_NAMES = ("quadratic", "rosenbrock", "logistic", "mlp")
 
+EXAMPLES = 64
+"""The data problems use the first ``EXAMPLES`` digits of the training split as one fixed batch
+(the whole split would make the 159 parity cases several times slower and test nothing more)."""
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """A loss to minimize, from a fixed starting point.
-
-    Attributes:
-      name: one of :data:`PROBLEM_NAMES`.
-      params: the starting parameters (a pytree of arrays in the problem's dtype).
-      loss: ``loss(params) -> scalar`` in the parameters' dtype.
-    """
-
-    name: str
-    params: PyTree
-    loss: Callable[[PyTree], jax.Array]
+QUADRATIC_ANGLE = math.pi / 6
+"""How far the test quadratic turns :func:`fdl.problems.quadratic`'s bowl off the axes."""
 
 
 # -------------------------------------------------------------------------------------- problems
 
 
-def quadratic(dtype: Any) -> Problem:
-    r"""An ill-conditioned quadratic bowl in 6 dimensions, condition number 100.
+def _quadratic(dtype: Any) -> Problem:
+    r""":func:`fdl.problems.quadratic` divided by 100, in coordinates rotated by 30 degrees.
 
-    .. math:: L(x) = \tfrac12 (x - x^\star)^\top A (x - x^\star), \quad
-              A = Q\,\mathrm{diag}(\lambda)\,Q^\top,\ \lambda = 10^{-2}, \ldots, 10^{0}
+    .. math:: L(p) = f(u_1, u_2) / 100, \quad u = R_{30^\circ}\, p, \quad
+              f(x, y) = \tfrac12 (x^2 + 100\, y^2)
 
-    with a fixed random rotation :math:`Q`, so the valley is not aligned with the axes (a
-    per-coordinate method cannot simply rescale it away). The parameters are one bare array.
+    The Hessian's eigenvalues are 0.01 and 1 (condition number 100): divided by 100, as
+    :func:`_rosenbrock` is, one learning rate suits all four problems. The rotation puts the
+    valley off the axes, so a per-coordinate method (Adam, RMSprop) cannot simply rescale it
+    away. It starts where ``fdl.problems``' quadratic does, :math:`u = (-4, 1)`. The parameters
+    are one bare array of shape (2,).
     """
-    rng = np.random.default_rng(1001)
-    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    a = q @ np.diag(np.logspace(-2.0, 0.0, 6)) @ q.T  # (6, 6), eigenvalues 0.01 .. 1
-    target = rng.normal(size=6)
-    start = target + 3.0 * rng.normal(size=6)
-    a_, target_ = jnp.asarray(a, dtype), jnp.asarray(target, dtype)
+    c, s = math.cos(QUADRATIC_ANGLE), math.sin(QUADRATIC_ANGLE)
+    rotation = np.array([[c, -s], [s, c]])  # (2, 2): parameters -> the bowl's axes
+    start_ = rotation.T @ np.asarray(problems.get_problem("quadratic").start)  # (2,)
+    rotation_ = jnp.asarray(rotation, dtype)
 
-    def loss(x: jax.Array) -> jax.Array:
-        d = x - target_
-        return 0.5 * (d @ (a_ @ d))
+    def loss(p: jax.Array) -> jax.Array:
+        u = rotation_ @ p  # (2,)
+        return problems.quadratic(u[0], u[1]) / 100.0
 
-    return Problem("quadratic", jnp.asarray(start, dtype), loss)
+    return Problem(
+        "quadratic", "fdl.problems.quadratic / 100, rotated by 30 degrees", loss,
+        lambda key: jnp.asarray(start_, dtype),
+    )
 
 
-def rosenbrock(dtype: Any) -> Problem:
-    r"""The 2-D Rosenbrock function, divided by 100, from the classical start (-1.2, 1).
+def _rosenbrock(dtype: Any) -> Problem:
+    r""":func:`fdl.problems.rosenbrock` divided by 100, from its classical start (-1.2, 1).
 
     .. math:: L(x, y) = \big((1 - x)^2 + 100\,(y - x^2)^2\big) / 100
 
@@ -89,78 +85,81 @@ def rosenbrock(dtype: Any) -> Problem:
     learning rate suit all four problems (undivided, plain SGD needs a step below 1.5e-3 at the
     start). The parameters are one bare array of shape (2,).
     """
+    start_ = problems.get_problem("rosenbrock").start
 
     def loss(p: jax.Array) -> jax.Array:
-        x, y = p[0], p[1]
-        return ((1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2) / 100.0
+        return problems.rosenbrock(p[0], p[1]) / 100.0
 
-    return Problem("rosenbrock", jnp.asarray([-1.2, 1.0], dtype), loss)
+    return Problem(
+        "rosenbrock", "fdl.problems.rosenbrock / 100", loss, lambda key: jnp.asarray(start_, dtype)
+    )
 
 
-def logistic(dtype: Any) -> Problem:
-    r"""Logistic regression on 64 fixed examples with 5 features and 15% flipped labels.
+def _data_batch(problem: Problem, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """The first :data:`EXAMPLES` examples of ``problem.data``, the images cast to ``dtype``."""
+    x, labels = problem.data
+    return jnp.asarray(x[:EXAMPLES], dtype), labels[:EXAMPLES]  # (EXAMPLES, 64), (EXAMPLES,)
 
-    .. math:: L(w, b) = \frac1n \sum_i \operatorname{softplus}(z_i) - y_i z_i, \quad
-              z_i = x_i^\top w + b
 
-    The flipped labels keep the data non-separable, so the minimum is finite. Parameters:
-    ``{"w": (5,), "b": ()}``, starting at zero.
+def _cast(tree: PyTree, dtype: Any) -> PyTree:
+    return jax.tree.map(lambda leaf: leaf.astype(dtype), tree)
+
+
+def _logistic(dtype: Any) -> Problem:
+    r""":func:`fdl.problems.logistic_digits` (L2 1e-3) on a fixed batch of :data:`EXAMPLES`.
+
+    Parameters: ``{"w": (64, 10), "b": (10,)}``, starting at zero. Its L2 penalty is summed in
+    float32 whatever the parameters' dtype, so the loss runs under standard promotion (a float32
+    loss for bfloat16 parameters); the gradients keep the parameters' dtype.
     """
-    rng = np.random.default_rng(1002)
-    x = rng.normal(size=(64, 5))  # (n, d)
-    true_w = np.array([1.5, -2.0, 0.5, 0.0, 1.0])
-    labels = (x @ true_w + 0.3 > 0).astype(np.float64)
-    flipped = rng.random(64) < 0.15
-    labels = np.where(flipped, 1.0 - labels, labels)
-    x_, y_ = jnp.asarray(x, dtype), jnp.asarray(labels, dtype)
+    digits = problems.get_problem("logistic_digits")
+    batch = _data_batch(digits, dtype)
+    params = _cast(digits.init_params(jax.random.key(0)), dtype)  # zeros: the key draws nothing
 
     def loss(p: PyTree) -> jax.Array:
-        z = x_ @ p["w"] + p["b"]  # (n,)
-        return jnp.mean(jax.nn.softplus(z) - y_ * z)
+        with jax.numpy_dtype_promotion("standard"):
+            return digits.batch_loss(p, batch)
 
-    params = {"w": jnp.zeros(5, dtype), "b": jnp.zeros((), dtype)}
-    return Problem("logistic", params, loss)
+    description = f"fdl.problems.logistic_digits on the first {EXAMPLES} training images"
+    return Problem("logistic", description, loss, lambda key: params)
 
 
-def mlp(dtype: Any) -> Problem:
-    r"""A 3-16-1 tanh network regressing :math:`\sin(x_1 + x_2 + x_3)`, with a learned output scale.
+def _mlp(dtype: Any) -> Problem:
+    r""":func:`fdl.problems.mlp_digits` (64-32-10, ReLU) on a fixed batch of :data:`EXAMPLES`
+    images scaled by a learned scalar :math:`\tau`.
 
-    .. math:: L = \frac1n \sum_i \big(\tau\,(\tanh(x_i W_1 + b_1) W_2 + b_2) - y_i\big)^2
+    .. math:: L(\theta, \tau) = L_\text{mlp\_digits}(\theta;\ \tau X, y)
 
-    Parameters: a nested dict with a scalar leaf,
-    ``{"layer1": {"w": (3, 16), "b": (16,)}, "layer2": {"w": (16, 1), "b": (1,)},
-    "temperature": ()}``, weights drawn with variance 1/fan_in, biases zero, :math:`\tau = 1`.
+    Parameters: a nested dict with a scalar leaf, ``{"net": {"dense_0": {"w", "b"}, "dense_1":
+    {"w", "b"}}, "temperature": ()}``, the weights drawn once with a fixed key, :math:`\tau = 1`.
     """
-    rng = np.random.default_rng(1003)
-    x = rng.uniform(-2.0, 2.0, size=(32, 3))  # (n, 3)
-    y = np.sin(x.sum(axis=1))  # (n,)
-    x_, y_ = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    digits = problems.get_problem("mlp_digits")
+    x, labels = _data_batch(digits, dtype)
     params = {
-        "layer1": {
-            "w": jnp.asarray(rng.normal(size=(3, 16)) / np.sqrt(3.0), dtype),
-            "b": jnp.zeros(16, dtype),
-        },
-        "layer2": {
-            "w": jnp.asarray(rng.normal(size=(16, 1)) / 4.0, dtype),
-            "b": jnp.zeros(1, dtype),
-        },
+        "net": _cast(digits.init_params(jax.random.key(1003)), dtype),
         "temperature": jnp.ones((), dtype),
     }
 
     def loss(p: PyTree) -> jax.Array:
-        h = jnp.tanh(x_ @ p["layer1"]["w"] + p["layer1"]["b"][None, :])  # (n, 16)
-        out = (h @ p["layer2"]["w"] + p["layer2"]["b"][None, :])[:, 0]  # (n,)
-        return jnp.mean((p["temperature"] * out - y_) ** 2)
+        return digits.batch_loss(p["net"], (p["temperature"] * x, labels))
 
-    return Problem("mlp", params, loss)
+    description = f"fdl.problems.mlp_digits on the first {EXAMPLES} images, a learned input scale"
+    return Problem("mlp", description, loss, lambda key: params)
 
 
-_BUILDERS = {"quadratic": quadratic, "rosenbrock": rosenbrock, "logistic": logistic, "mlp": mlp}
+_BUILDERS = {"quadratic": _quadratic, "rosenbrock": _rosenbrock, "logistic": _logistic, "mlp": _mlp}
 
 
 def make_problem(name: str, dtype: Any) -> Problem:
-    """The problem called ``name`` with its data and parameters in ``dtype``."""
+    """The test problem called ``name`` (one of :data:`PROBLEM_NAMES`), built from
+    :mod:`fdl.problems`, with its data and parameters in ``dtype``."""
     return _BUILDERS[name](dtype)
+
+
+def start(problem: Problem) -> PyTree:
+    """The fixed starting parameters of a :func:`make_problem` problem (its ``init_params``
+    ignores the key)."""
+    return problem.init_params(None)
 
 
 # ------------------------------------------------------------------------------- the runner
@@ -169,8 +168,9 @@ def make_problem(name: str, dtype: Any) -> Problem:
 def optax_promotion():
     """The promotion rules optax's code needs: standard instead of the suite's strict.
 
-    optax raises its Python-float decay rates to the int32 step count (``b1**count``), a mixed
-    float/int operation that strict promotion rejects. Only optax's calls run in this context;
+    optax raises its Python-float decay rates to the int32 step count (``b1**count``) and its
+    schedules mix int32 counts with Python floats (``jnp.minimum(count, 5.0)``), mixed float/int
+    operations that strict promotion rejects. Only optax's calls run in this context;
     fdl's run under the suite's strict rules.
     """
     return jax.numpy_dtype_promotion("standard")
@@ -249,10 +249,10 @@ def _trajectory(fdl_opt, optax_opt, problem: Problem, steps: int, teacher_forcin
         spec[:] = [layout]
         return (fdl_params, fdl_state, optax_params, optax_state), packed
 
-    fdl_state = fdl_opt.init(problem.params)
+    fdl_state = fdl_opt.init(start(problem))
     with optax_promotion():
-        optax_state = optax_opt.init(problem.params)
-    init = (problem.params, fdl_state, problem.params, optax_state)
+        optax_state = optax_opt.init(start(problem))
+    init = (start(problem), fdl_state, start(problem), optax_state)
     _, packed = jax.lax.scan(step, init, None, length=steps)
     return (fdl_state, optax_state, packed), spec
 
@@ -334,7 +334,7 @@ def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
         return (fdl_base.apply_updates(params, updates), state), loss
 
     def run():
-        init = (problem.params, optimizer.init(problem.params))
+        init = (start(problem), optimizer.init(start(problem)))
         (params, _), losses = jax.lax.scan(step, init, None, length=steps)
         return jnp.concatenate([losses, problem.loss(params)[None]])
 
@@ -447,34 +447,10 @@ def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked:
             )
 
 
-# -------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def problem_factory() -> Callable[[str, Any], Problem]:
-    """``make_problem(name, dtype)``: one of the four fixed problems."""
-    return make_problem
-
-
-@pytest.fixture(scope="session")
-def trajectory_runner() -> Callable[..., list[tuple[PyTree, PyTree]]]:
-    """``run_trajectories(pairs, steps, teacher_forcing=False, atom_lr=None)``."""
-    return run_trajectories
-
-
-@pytest.fixture(scope="session")
-def trajectory_checker() -> Callable[[PyTree, PyTree, str], None]:
-    """``assert_same_trajectory(fdl_record, optax_record, where)``."""
-    return assert_same_trajectory
-
-
-@pytest.fixture(scope="session")
-def tree_checker() -> Callable[[PyTree, PyTree, str], None]:
-    """``check(fdl_tree, optax_tree, where)``: one step's trees (updates or a state), compared
-    as ``trajectory_checker`` compares each step (same paths, dtypes, :data:`TOLERANCES`)."""
-    return lambda fdl_tree, optax_tree, where: _assert_same_tree(
-        fdl_tree, optax_tree, where, stacked=False
-    )
+def assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str) -> None:
+    """Assert one step's trees (updates or a state) agree, as :func:`assert_same_trajectory`
+    compares each step (same paths, dtypes, :data:`TOLERANCES`)."""
+    _assert_same_tree(fdl_tree, optax_tree, where, stacked=False)
 
 
 def run_compiled(fn: Callable[..., Any], *args: Any) -> Any:
@@ -482,19 +458,6 @@ def run_compiled(fn: Callable[..., Any], *args: Any) -> Any:
     return compile_fast(jax.jit(fn).lower(*args))(*args)
 
 
-@pytest.fixture(scope="session")
-def fast_jit() -> Callable[..., Any]:
-    """``jax.jit`` with the suite's compile options (same signature)."""
-    return functools.partial(jax.jit, compiler_options=fast_compiler_options())
-
-
-@pytest.fixture(scope="session")
-def compiled_run() -> Callable[..., Any]:
-    """``run_compiled(fn, *args)``: ``jax.jit(fn)(*args)`` with the suite's compile options."""
-    return run_compiled
-
-
-@pytest.fixture(scope="session")
-def minimizer() -> Callable[[Any, Problem, int], np.ndarray]:
-    """``minimize(optimizer, problem, steps)``: the losses along one optimizer's trajectory."""
-    return minimize
+def fast_jit(fun: Callable[..., Any], **kwargs: Any) -> Any:
+    """``jax.jit(fun, **kwargs)`` with :func:`fast_compiler_options`."""
+    return jax.jit(fun, compiler_options=fast_compiler_options(), **kwargs)
