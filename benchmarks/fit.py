@@ -39,7 +39,7 @@ CASES = {"small 64-32-10": (32,), "example 64-256-256-10": (256, 256)}
 
 def build(hidden):
     data = fdl.data.load_digits(seed=0)
-    model = fdl.nn.mlp((*hidden, 10), dropout_rate=0.1, w_init=fdl.initializers.he_normal())
+    model = fdl.nn.MLP((*hidden, 10), dropout_rate=0.1, w_init=fdl.initializers.he_normal())
     params, state, _ = model.init(jax.random.key(0), (64,))
     return data, model, params, state
 

@@ -3,7 +3,7 @@
 All steps run the same math from the same initial values with the same optimizer (optax.adam),
 jit-compiled with the params and optimizer state donated. Three candidates:
 
-* ``fdl``: ``fdl.train.make_train_step`` on ``fdl.nn.mlp``, as users call it (a
+* ``fdl``: ``fdl.train.make_train_step`` on ``fdl.nn.MLP``, as users call it (a
   ``fdl.train.TrainState`` in and out; parameters in a dict of dicts, named by path:
   ``dense_0/w``);
 * ``raw``: the MLP written by hand with its parameters in a list of ``(w, b)`` tuples;
@@ -43,7 +43,7 @@ CASES = {
 
 
 def fdl_step(widths, loss_kind, optimizer):
-    model = fdl.nn.mlp(widths[1:])
+    model = fdl.nn.MLP(widths[1:])
 
     def loss(params, batch, key):
         x, y = batch

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     data = fdl.data.load_digits(seed=args.seed)
     num_classes = 10
-    model = fdl.nn.mlp(
+    model = fdl.nn.MLP(
         (*args.hidden, num_classes),
         dropout_rate=args.dropout,
         w_init=fdl.initializers.he_normal(),  # Var[W] = 2/fan_in keeps ReLU activations' scale

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
 
     checkpoint_dir, out = argv[0], argv[1]
     data = fdl.data.load_digits(seed=0)
-    model = fdl.nn.mlp((32, 10), dropout_rate=0.1)
+    model = fdl.nn.MLP((32, 10), dropout_rate=0.1)
     params, state, _ = model.init(jax.random.key(0), (64,))
     result = fdl.fit.fit(
         fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,

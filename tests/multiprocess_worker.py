@@ -83,7 +83,7 @@ def problem() -> tuple:
     rng = np.random.default_rng(20240601)
     x = rng.normal(size=(EXAMPLES, FEATURES)).astype(np.float32)
     y = rng.integers(0, CLASSES, EXAMPLES).astype(np.int32)
-    model = fdl.nn.mlp((32, CLASSES))
+    model = fdl.nn.MLP((32, CLASSES))
     params, _, _ = model.init(jax.random.key(0), (FEATURES,))
     return model, params, (x, y)
 

@@ -40,7 +40,7 @@ def main(seed: int) -> dict:
 
     # ---------------------------------------------------------------------- one problem, 3 runs
     k_init, k_x, k_y, k_perm = jax.random.split(jax.random.key(seed), 4)
-    model = fdl.nn.mlp((32, 32, CLASSES))
+    model = fdl.nn.MLP((32, 32, CLASSES))
     params0, _, _ = model.init(k_init, (FEATURES,))
     params0 = jax.tree.map(np.asarray, params0)  # host copy: every run starts from it afresh
     data_x = np.asarray(jax.random.normal(k_x, (STEPS * BATCH, FEATURES)))

@@ -16,7 +16,7 @@ from fdl import checkpoint
 from fdl.checkpoint import CheckpointError, CheckpointWarning
 from fdl.optim.adam import ScaleByAdamState
 
-MODEL = fdl.nn.Serial(fdl.nn.mlp((8, 3)), fdl.nn.BatchNorm())
+MODEL = fdl.nn.Serial(fdl.nn.MLP((8, 3)), fdl.nn.BatchNorm())
 OPTIMIZER = fdl.optim.chain(fdl.optim.clip_by_global_norm(1.0), fdl.optim.adam(1e-2))
 BATCH = 16
 
@@ -575,9 +575,9 @@ def test_a_mismatched_template_lists_every_path_in_one_error(tmp_path, keys):
 
 
 def test_a_template_with_a_different_structure(tmp_path, keys):
-    params = fdl.nn.mlp((4, 2)).init(next(keys), (3,))[0]
+    params = fdl.nn.MLP((4, 2)).init(next(keys), (3,))[0]
     path = checkpoint.save(tmp_path, 0, {"params": params})
-    bigger = fdl.nn.mlp((4, 4, 2)).init(next(keys), (3,))[0]
+    bigger = fdl.nn.MLP((4, 4, 2)).init(next(keys), (3,))[0]
     with pytest.raises(ValueError, match=r"4 mismatched path\(s\)") as info:
         checkpoint.restore(path, {"params": bigger})
     message = str(info.value)

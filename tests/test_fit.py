@@ -265,7 +265,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_parameters(tmp_path
 
 def test_classification_helpers_train_a_model():
     data = fdl.data.load_digits(seed=0)
-    model = fdl.nn.mlp((32, 10))
+    model = fdl.nn.MLP((32, 10))
     params, state, _ = model.init(jax.random.key(0), (64,))
     result = fit(classification_loss(model), fdl.optim.adam(1e-2), params,
                  (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
@@ -356,7 +356,7 @@ def digits_subset(n=256):
     "build, shape",
     [
         (lambda: fdl.nn.Serial(fdl.nn.Dense(16), fdl.nn.Relu(), fdl.nn.Dense(10)), (64,)),
-        (lambda: fdl.nn.mlp((16, 10), dropout_rate=0.1), (64,)),
+        (lambda: fdl.nn.MLP((16, 10), dropout_rate=0.1), (64,)),
         (lambda: fdl.nn.Serial(fdl.nn.Dense(16), fdl.nn.BatchNorm(), fdl.nn.Relu(), fdl.nn.Dense(10)), (64,)),
     ],
     ids=["serial", "mlp", "batch_norm"],

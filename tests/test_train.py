@@ -21,7 +21,7 @@ def standard_promotion():
 
 
 def regression_problem(keys):
-    model = nn.mlp((16, 1), activation=fdl.activations.tanh)
+    model = nn.MLP((16, 1), activation=fdl.activations.tanh)
     params, state, _ = model.init(next(keys), (3,))
     x = jax.random.normal(next(keys), (32, 3))
     y = jnp.sin(x.sum(axis=1, keepdims=True))
@@ -102,7 +102,7 @@ def test_no_retrace_on_later_calls(keys):
 
 
 def test_aux_metrics_and_dropout_key(keys):
-    model = nn.mlp((32, 2), dropout_rate=0.5)
+    model = nn.MLP((32, 2), dropout_rate=0.5)
     params, _, _ = model.init(next(keys), (4,))
     x = jax.random.normal(next(keys), (16, 4))
     y = jnp.arange(16) % 2

@@ -59,7 +59,7 @@ def build_model(
     """
     he = initializers.he_normal()  # Var[W] = 2 / fan_in, for ReLU
     if _check_name(name) == "mlp":
-        return nn.mlp((*hidden, num_classes), dropout_rate=dropout, w_init=he, name="mlp")
+        return nn.MLP((*hidden, num_classes), dropout_rate=dropout, w_init=he, name="mlp")
 
     def block(features: int, name: str) -> nn.Layer:
         return nn.Serial(

@@ -352,7 +352,7 @@ def mlp_digits(hidden: int = 32) -> Problem:
         L(\theta) = \frac1N \sum_n \Big(\log \sum_c e^{z_{nc}} - z_{n y_n}\Big), \qquad
         z = \operatorname{relu}(X W_1 + b_1)\, W_2 + b_2
 
-    with widths ``64 -> hidden -> 10`` (:func:`fdl.nn.mlp`), He-normal weights drawn from the
+    with widths ``64 -> hidden -> 10`` (:func:`fdl.nn.MLP`), He-normal weights drawn from the
     key and zero biases. Non-convex; :math:`L \ge 0`, and with 2,410 parameters for 1,438
     examples a long run drives it towards 0 (memorising the training set), but no finite
     parameters reach 0, so ``min_value`` is ``None``.
@@ -365,7 +365,7 @@ def mlp_digits(hidden: int = 32) -> Problem:
     """
     data = load_digits()
     x, labels = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    model = nn.mlp((hidden, 10), w_init=he_normal())
+    model = nn.MLP((hidden, 10), w_init=he_normal())
     apply = nn.as_function(model)
 
     def batch_loss(params: PyTree, batch: tuple[jax.Array, ...]) -> jax.Array:

@@ -1,6 +1,7 @@
 """The layer contract as one reusable check, for every test module of a layer family.
 
-``check_layer_contract(factory, shape, keys, ...)`` builds the layer and asserts, for one example shape:
+``check_layer_contract(factory, shape, keys, ...)`` builds the layer and asserts, for one example
+shape:
 
 1. the declared output shape equals the actual one, with no, one and two leading batch axes,
    and ``apply`` returns a state of the same structure as ``init``'s;

@@ -137,7 +137,7 @@ def test_repr_shows_the_tree_of_layers():
         "  drop: Dropout(rate=0.1),\n"
         ")"
     )
-    assert "function" not in repr(nn.mlp((4, 2), w_init=fdl.initializers.he_normal()))
+    assert "function" not in repr(nn.MLP((4, 2), w_init=fdl.initializers.he_normal()))
 
 
 def test_mask_keyword_reaches_every_child(key):
@@ -179,7 +179,7 @@ def test_layer_unpacks_like_a_pair(key):
 
 
 def test_as_function_gives_one_line_gradients(keys):
-    model = nn.mlp((4, 1))
+    model = nn.MLP((4, 1))
     params, state, _ = model.init(next(keys), (3,))
     x, y = jax.random.normal(next(keys), (5, 3)), jax.random.normal(next(keys), (5, 1))
     f = nn.as_function(model)
@@ -314,15 +314,15 @@ def test_flatten_errors(key):
 
 def test_mlp_errors():
     with pytest.raises(ValueError, match=r"`features` must list at least one layer width, got \(\)"):
-        nn.mlp(())
+        nn.MLP(())
     with pytest.raises(ValueError, match=r"`features\[1\]` must be a positive integer, got -3"):
-        nn.mlp((4, -3))
+        nn.MLP((4, -3))
     with pytest.raises(ValueError, match=r"`dropout_rate` must be in \[0, 1\), got 1.0"):
-        nn.mlp((4, 2), dropout_rate=1.0)
+        nn.MLP((4, 2), dropout_rate=1.0)
 
 
 def test_mlp_structure(key):
-    model = nn.mlp((8, 8, 3), dropout_rate=0.2)
+    model = nn.MLP((8, 8, 3), dropout_rate=0.2)
     params, _, out_shape = model.init(key, (5,))
     assert [name for name, _ in model.children] == [
         "dense_0", "relu_0", "dropout_0", "dense_1", "relu_1", "dropout_1", "dense_2",

@@ -24,7 +24,7 @@ LAYERS = [
     ("dense_rest_axes", lambda: nn.Dense(3), (5, 4)),
     ("dense_no_bias", lambda: nn.Dense(2, use_bias=False), (3,)),
     ("serial", lambda: nn.Serial(nn.Dense(6), nn.Tanh(), nn.Dense(2)), (4,)),
-    ("mlp", lambda: nn.mlp((5, 5, 3), activation=fdl.activations.gelu), (4,)),
+    ("mlp", lambda: nn.MLP((5, 5, 3), activation=fdl.activations.gelu), (4,)),
     ("branch_concat", lambda: nn.Branch(nn.Dense(2), nn.Identity()), (3,)),
     ("branch_sum", lambda: nn.Branch(nn.Dense(3), nn.Identity(), merge="sum"), (3,)),
     (

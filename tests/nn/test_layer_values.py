@@ -102,7 +102,7 @@ def test_fanout_parallel_concat_and_sum_by_hand():
 
 
 def test_mlp_computes_the_forward_pass_by_hand(keys):
-    model = nn.mlp((4, 3, 2), activation=fdl.activations.tanh)
+    model = nn.MLP((4, 3, 2), activation=fdl.activations.tanh)
     params, state, out_shape = model.init(next(keys), (5,))
     x = np.asarray(jax.random.normal(next(keys), (7, 5)), np.float64)
     dense = [jax.tree.map(lambda a: np.asarray(a, np.float64), params[f"dense_{i}"]) for i in range(3)]

@@ -183,5 +183,5 @@ def test_summary_errors():
 
 
 def test_param_count(key):
-    params, _, _ = fdl.nn.mlp((8, 2)).init(key, (3,))
+    params, _, _ = fdl.nn.MLP((8, 2)).init(key, (3,))
     assert nn.param_count(params) == 3 * 8 + 8 + 8 * 2 + 2

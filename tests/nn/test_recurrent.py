@@ -24,7 +24,7 @@ import fdl
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
 from fdl.nn.layer import Layer
-from fdl.nn import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, stacked
+from fdl.nn import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, Stacked
 
 from tests.nn.helpers import check_layer_contract
 
@@ -542,11 +542,11 @@ def test_bidirectional_without_mask_is_forward_and_flipped_backward(keys):
 
 def test_stacked_layers_pass_the_mask_through_serial(keys):
     cells = [LSTMCell(4), GRUCell(3)]
-    model = stacked(cells, return_sequences=False)
+    model = Stacked(cells, return_sequences=False)
     manual = Serial(Recurrent(cells[0]), Recurrent(cells[1], return_sequences=False))
     params, state, shape = model.init(next(keys), (5, 2))
     assert shape == (3,) and sorted(params) == ["recurrent_0", "recurrent_1"]
-    assert stacked(cells).init(next(keys), (5, 2))[2] == (5, 3)
+    assert Stacked(cells).init(next(keys), (5, 2))[2] == (5, 3)
     lengths = [5, 2]
     mask = padding_mask(lengths, 5)
     x = normal(next(keys), (2, 5, 2), jnp.float32)
@@ -599,7 +599,7 @@ CONTRACT = [
 MASKED_CONTRACT = [
     (
         "stacked_masked_last",
-        lambda: mask_from_input(stacked([LSTMCell(3), GRUCell(2)], return_sequences=False)),
+        lambda: mask_from_input(Stacked([LSTMCell(3), GRUCell(2)], return_sequences=False)),
         ((5, 3), (5,)),
     ),
     (
@@ -715,10 +715,10 @@ def test_invalid_layer_construction():
         Bidirectional(RNNCell(2), 3)
     with pytest.raises(ValueError, match=r"`merge` must be one of 'concat', 'sum', got 'mean'"):
         Bidirectional(RNNCell(2), merge="mean")
-    with pytest.raises(ValueError, match=r"stacked needs at least one cell, got none"):
-        stacked([])
-    with pytest.raises(TypeError, match=r"stacked: `cells\[1\]` must be a fdl.nn.Cell"):
-        stacked([RNNCell(2), "gru"])
+    with pytest.raises(ValueError, match=r"Stacked needs at least one cell, got none"):
+        Stacked([])
+    with pytest.raises(TypeError, match=r"Stacked: `cells\[1\]` must be a fdl.nn.Cell"):
+        Stacked([RNNCell(2), "gru"])
 
 
 def test_input_shape_errors_at_init(key):

@@ -45,7 +45,7 @@ from fdl.nn.embedding import (
 from fdl.nn.composites import Eval, composite
 from fdl.nn.layer import Layer, as_function, layer_factory
 from fdl.nn.masking import padding_mask
-from fdl.nn.mlp import mlp
+from fdl.nn.mlp import MLP
 from fdl.nn.parts import (
     combine,
     eval_mode,
@@ -72,7 +72,7 @@ from fdl.nn.pooling import (
 )
 from fdl.nn.bidirectional import Bidirectional
 from fdl.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
-from fdl.nn.recurrent import Recurrent, stacked
+from fdl.nn.recurrent import Recurrent, Stacked
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
@@ -108,7 +108,7 @@ __all__ = [
     "Identity",
     "Flatten",
     "Elementwise",
-    "mlp",
+    "MLP",
     "Relu",
     "LeakyRelu",
     "Elu",
@@ -152,5 +152,5 @@ __all__ = [
     "GRUCell",
     "Recurrent",
     "Bidirectional",
-    "stacked",
+    "Stacked",
 ]

@@ -8,10 +8,9 @@ running statistics in the layer state for evaluation.
 as the other normalization layers (:mod:`fdl.nn.normalization`), with :math:`\mu, \sigma^2`
 taken per channel (the last axis) over every other axis of the call.
 
-References
-----------
-* Ioffe & Szegedy (2015). Batch Normalization: Accelerating Deep Network Training by Reducing
-  Internal Covariate Shift. ICML.
+References:
+    Ioffe & Szegedy (2015). Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift. ICML.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def Conv1D(
         differ from ``init``'s or are not divisible by ``groups``, or too short for the kernel.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.conv import Conv1D
+    >>> from fdl.nn import Conv1D
     >>> layer = Conv1D(1, 3, padding="VALID", w_init=fdl.initializers.ones())
     >>> params, state, shape = layer.init(jax.random.key(0), (4, 1))
     >>> shape
@@ -267,7 +267,7 @@ def Conv2D(
     ``"SAME"`` and fans (Flax draws a truncated normal).
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.conv import Conv2D
+    >>> from fdl.nn import Conv2D
     >>> layer = Conv2D(8, 3, strides=2)
     >>> params, state, shape = layer.init(jax.random.key(0), (28, 28, 1))
     >>> shape, params["w"].shape

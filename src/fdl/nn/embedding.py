@@ -82,7 +82,7 @@ def Embedding(
     with no gradient): pass a mask instead.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.embedding import Embedding
+    >>> from fdl.nn import Embedding
     >>> layer = Embedding(5, 3)
     >>> params, state, shape = layer.init(jax.random.key(0), (4,))
     >>> shape, params["embedding"].shape
@@ -192,7 +192,7 @@ def SinusoidalPositionalEncoding(
     :math:`\sqrt{D}` is applied (the paper scales the embeddings: do it in the embedding's init).
 
     >>> import jax.numpy as jnp
-    >>> from fdl.nn.embedding import SinusoidalPositionalEncoding
+    >>> from fdl.nn import SinusoidalPositionalEncoding
     >>> y, _ = SinusoidalPositionalEncoding().apply({}, {}, jnp.zeros((3, 2)))
     >>> [[round(v, 4) for v in row] for row in y.tolist()]
     [[0.0, 1.0], [0.8415, 0.5403], [0.9093, -0.4161]]
@@ -269,7 +269,7 @@ def LearnedPositionalEncoding(
     ``arange(T)`` by hand; its default init is :math:`\mathcal{N}(0, 1)`.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> from fdl.nn.embedding import LearnedPositionalEncoding
+    >>> from fdl.nn import LearnedPositionalEncoding
     >>> layer = LearnedPositionalEncoding(8)
     >>> params, state, shape = layer.init(jax.random.key(0), (5, 4))
     >>> params["embedding"].shape, shape

@@ -14,10 +14,10 @@ from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
 from fdl.nn.layer import Layer
 
-__all__ = ["mlp"]
+__all__ = ["MLP"]
 
 
-def mlp(
+def MLP(
     features: Sequence[int],
     *,
     activation: Callable[[Any], Any] = activations.relu,
@@ -50,7 +50,7 @@ def mlp(
       A :func:`~fdl.nn.Serial` layer; the dense layers are named ``dense_0``, ``dense_1``, ...
 
     >>> import jax, fdl
-    >>> model = fdl.nn.mlp((32, 32, 10))
+    >>> model = fdl.nn.MLP((32, 32, 10))
     >>> params, state, out_shape = model.init(jax.random.key(0), (64,))
     >>> out_shape, {path: p["w"].shape for path, p in params.items()}
     ((10,), {'dense_0': (64, 32), 'dense_1': (32, 32), 'dense_2': (32, 10)})

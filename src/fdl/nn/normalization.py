@@ -22,11 +22,10 @@ evaluation, and ``jax.vmap`` equals the batched call. :func:`fdl.nn.BatchNorm`
 in at least float32 (a bfloat16 input is upcast for the mean and variance), and the output is
 cast back to the compute dtype.
 
-References
-----------
-* Ba, Kiros & Hinton (2016). Layer Normalization. arXiv:1607.06450.
-* Zhang & Sennrich (2019). Root Mean Square Layer Normalization. NeurIPS.
-* Wu & He (2018). Group Normalization. ECCV.
+References:
+    Ba, Kiros & Hinton (2016). Layer Normalization. arXiv:1607.06450.
+    Zhang & Sennrich (2019). Root Mean Square Layer Normalization. NeurIPS.
+    Wu & He (2018). Group Normalization. ECCV.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def MaxPool1D(
         is not ``(..., T, C)`` or is shorter than the padded window.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.nn.pooling import MaxPool1D
+    >>> from fdl.nn import MaxPool1D
     >>> MaxPool1D(2).apply({}, {}, jnp.array([[1.0], [3.0], [2.0], [5.0], [4.0]]))[0].tolist()
     [[3.0], [5.0]]
     """
@@ -187,7 +187,7 @@ def MaxPool2D(
     high padding for the ceiling's extra window).
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.pooling import MaxPool2D
+    >>> from fdl.nn import MaxPool2D
     >>> layer = MaxPool2D(2)
     >>> layer.init(jax.random.key(0), (28, 28, 8))[2]
     (14, 14, 8)
@@ -235,7 +235,7 @@ def AvgPool1D(
         is not ``(..., T, C)`` or is shorter than the padded window.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.nn.pooling import AvgPool1D
+    >>> from fdl.nn import AvgPool1D
     >>> x = jnp.array([[3.0], [6.0], [9.0]])
     >>> AvgPool1D(3, strides=1, padding="SAME").apply({}, {}, x)[0][:, 0].tolist()
     [3.0, 6.0, 5.0]
@@ -288,7 +288,7 @@ def AvgPool2D(
     means the same, but with ``ceil_mode`` it never counts the windows' overhang.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.nn.pooling import AvgPool2D
+    >>> from fdl.nn import AvgPool2D
     >>> x = jnp.arange(16.0).reshape(4, 4, 1)
     >>> AvgPool2D(2).apply({}, {}, x)[0][..., 0].tolist()
     [[2.5, 4.5], [10.5, 12.5]]
@@ -366,7 +366,7 @@ def GlobalAvgPool(spatial_ndim: int, *, name: str | None = None) -> Layer:
     as ``(N, C, 1, 1)``; Flax has no layer (``x.mean(axis=(1, 2))``).
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.pooling import GlobalAvgPool
+    >>> from fdl.nn import GlobalAvgPool
     >>> layer = GlobalAvgPool(2)
     >>> layer.init(jax.random.key(0), (7, 7, 16))[2]
     (16,)
@@ -411,7 +411,7 @@ def GlobalMaxPool(spatial_ndim: int, *, name: str | None = None) -> Layer:
     against PyTorch). Flax has no layer (``x.max(axis=(1, 2))``).
 
     >>> import jax, jax.numpy as jnp
-    >>> from fdl.nn.pooling import GlobalMaxPool
+    >>> from fdl.nn import GlobalMaxPool
     >>> layer = GlobalMaxPool(2)
     >>> layer.init(jax.random.key(0), (7, 7, 16))[2]
     (16,)

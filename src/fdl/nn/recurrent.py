@@ -2,7 +2,7 @@ r"""Recurrent layers: a :class:`~fdl.nn.Cell` scanned over time, and stacks of t
 
 The cells (the one-step rules :func:`~fdl.nn.RNNCell`, :func:`~fdl.nn.LSTMCell`,
 :func:`~fdl.nn.GRUCell`, or any :class:`~fdl.nn.Cell`) are in :mod:`fdl.nn.cells`. The layers
-are :func:`Recurrent` (one direction, a ``jax.lax.scan`` over time), :func:`stacked` (a
+are :func:`Recurrent` (one direction, a ``jax.lax.scan`` over time), :func:`Stacked` (a
 :func:`~fdl.nn.Serial` of :func:`Recurrent` layers) and :func:`~fdl.nn.Bidirectional` (both
 directions, merged; :mod:`fdl.nn.bidirectional`). Sequences are ``(*batch, T, F)``, time on the
 second-to-last axis, channels last. :func:`Recurrent` can return its final carry beside the
@@ -41,7 +41,7 @@ from fdl.nn.cells import Cell
 from fdl.nn.combinators import Serial
 from fdl.nn.layer import Layer, layer_factory
 
-__all__ = ["Recurrent", "stacked"]
+__all__ = ["Recurrent", "Stacked"]
 
 Carry = Any
 Params = dict
@@ -316,7 +316,7 @@ def _as_tuples(tree: Any) -> Any:
     return tree
 
 
-def stacked(
+def Stacked(
     cells: Sequence[Cell], *, return_sequences: bool = True, name: str | None = None
 ) -> Layer:
     r"""A stack of :func:`Recurrent` layers: layer :math:`\ell` reads the outputs of layer
@@ -344,16 +344,16 @@ def stacked(
       ValueError: ``cells`` is empty.
 
     >>> import jax, jax.numpy as jnp, fdl
-    >>> model = fdl.nn.stacked([fdl.nn.LSTMCell(8), fdl.nn.GRUCell(4)], return_sequences=False)
+    >>> model = fdl.nn.Stacked([fdl.nn.LSTMCell(8), fdl.nn.GRUCell(4)], return_sequences=False)
     >>> params, state, shape = model.init(jax.random.key(0), (6, 3))
     >>> shape, sorted(params)
     ((4,), ['recurrent_0', 'recurrent_1'])
     """
     cells = tuple(cells)
     if not cells:
-        raise ValueError("stacked needs at least one cell, got none")
+        raise ValueError("Stacked needs at least one cell, got none")
     for i, cell in enumerate(cells):
-        check_cell("stacked", f"cells[{i}]", cell)
+        check_cell("Stacked", f"cells[{i}]", cell)
     check_bool("return_sequences", return_sequences)
     layers = [
         Recurrent(cell, return_sequences=return_sequences if i == len(cells) - 1 else True)

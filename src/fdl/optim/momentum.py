@@ -157,7 +157,7 @@ def sgd(
       ValueError: a negative learning rate or a momentum outside ``[0, 1)``.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.optim.base import apply_updates
+    >>> from fdl.optim import apply_updates
     >>> opt = sgd(learning_rate=0.1, momentum=0.9)
     >>> params = {"w": jnp.asarray([1.0])}
     >>> state = opt.init(params)

@@ -113,7 +113,7 @@ def masked(
       ValueError: a mask whose structure is not a prefix of the parameters'.
 
     >>> import jax.numpy as jnp
-    >>> from fdl.optim.base import scale
+    >>> from fdl.optim import scale
     >>> opt = masked(scale(10.0), {"w": True, "b": False})
     >>> grads = {"w": jnp.ones(1), "b": jnp.ones(1)}
     >>> updates, _ = opt.update(grads, opt.init(grads))
