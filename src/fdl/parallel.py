@@ -415,5 +415,6 @@ def _check_same_on_every_process(named: list[tuple[Any, np.ndarray]]) -> None:
 def _digest(value: np.ndarray) -> np.ndarray:
     """SHA-256 of an array's dtype, shape and bytes, as 32 uint8."""
     hasher = hashlib.sha256(f"{value.dtype.str}{value.shape}".encode())
-    hasher.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ only for Python >= 3.12
+    # numpy declares ndarray.__buffer__ only for Python >= 3.12
+    hasher.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     return np.frombuffer(hasher.digest(), np.uint8)

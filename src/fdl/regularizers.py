@@ -72,7 +72,8 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
     else:
         if callable(mask):
             mask = mask(params)
-        if jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(params):  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
+        # jax's PyTreeDef alias is untyped
+        if jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(params):  # type: ignore[operator]
             raise ValueError(
                 "`mask` must have the same tree structure as `params`, with one bool per leaf "
                 "(True = penalize).\n"

@@ -97,7 +97,8 @@ def digest(manifest: dict[str, Any], arrays: list[np.ndarray]) -> str:
     """SHA-256 of the manifest (without its digest) followed by every stored array's bytes."""
     hasher = hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "sha256"}))
     for array in arrays:
-        hasher.update(np.asarray(array, order="C").reshape(-1).view(np.uint8))
+        # numpy declares ndarray.__buffer__ only for Python >= 3.12
+        hasher.update(np.asarray(array, order="C").reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     return hasher.hexdigest()
 
 

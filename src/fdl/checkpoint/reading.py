@@ -304,7 +304,8 @@ def _decode(leaf: Any, entry: dict[str, Any], stored: np.ndarray) -> Any:
     if entry["kind"] == "python":
         return type(leaf)(stored.item())
     if entry["kind"] == "key":
-        return _place(jax.random.wrap_key_data(stored, impl=entry["impl"]), leaf)
+        # jax annotates Array; wrap_key_data takes any uint32 array, NumPy too
+        return _place(jax.random.wrap_key_data(stored, impl=entry["impl"]), leaf)  # type: ignore[arg-type]
     value = stored if entry["stored_dtype"] == entry["dtype"] else stored.view(leaf.dtype)
     if isinstance(leaf, np.generic):
         return value[()]

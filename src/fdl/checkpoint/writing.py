@@ -218,7 +218,8 @@ def _encode_leaf(name: str, leaf: Any) -> tuple[dict[str, Any], np.ndarray]:
 
 def _write_members(file: Any, members: dict[str, np.ndarray], compress: bool) -> None:
     """Serialize the entries into the open binary ``file`` as an .npz archive."""
-    (np.savez_compressed if compress else np.savez)(file, **members)
+    # mypy matches **members against the keyword allow_pickle: bool
+    (np.savez_compressed if compress else np.savez)(file, **members)  # type: ignore[arg-type]
 
 
 def _write_and_prune(

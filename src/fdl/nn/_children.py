@@ -32,7 +32,7 @@ def child_scope(name: str, layer: Layer) -> Iterator[None]:
         if not getattr(err, "_fdl_path", None) and err.args and isinstance(err.args[0], str):
             path = current_path()
             err.args = (f"layer {path!r} ({layer.kind}): {err.args[0]}", *err.args[1:])
-            err._fdl_path = path  # type: ignore[attr-defined]
+            err._fdl_path = path  # type: ignore[union-attr]  # a marker: the path is added once
         raise
     finally:
         _PATH.reset(token)
@@ -141,7 +141,7 @@ def init_child(name: str, layer: Layer, key: jax.Array, input_shape: Any) -> tup
     """``layer.init`` under the child's path (errors name it; :func:`recording_init` sees it)."""
     with child_scope(name, layer):
         rows = _RECORD.get()
-        index = None if rows is None else len(rows)
+        index = -1 if rows is None else len(rows)  # the parent's row (used only when recording)
         if rows is not None:
             rows.append(None)  # keep the parent before its children
         params, state, out_shape = layer.init(key, input_shape)
@@ -174,7 +174,7 @@ def apply_child(
         y, new_state = out
         before = jax.tree.structure({} if state is None else state)
         after = jax.tree.structure({} if new_state is None else new_state)
-        if before != after:
+        if before != after:  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
             raise ValueError(
                 f"`apply` returned a state whose structure differs from the state it was given: "
                 f"got {after}, expected {before}"

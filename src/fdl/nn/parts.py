@@ -303,7 +303,8 @@ def select(tree: PyTree, where: Where) -> PyTree:
                 raise ValueError(f"the pattern {pattern!r} matches no leaf; {_nearest(pattern, known)}")
             flags = [f or h for f, h in zip(flags, hits, strict=True)]
     else:
-        if jax.tree.structure(where) != jax.tree.structure(tree):  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
+        # jax's PyTreeDef alias is untyped
+        if jax.tree.structure(where) != jax.tree.structure(tree):  # type: ignore[operator]
             raise ValueError(
                 "`where` must be a path pattern, a list of them, a predicate (path, leaf) -> bool, "
                 f"or a tree of bools shaped like the tree; got {where!r}"

@@ -166,6 +166,7 @@ def _run(
     final, ys = jax.lax.scan(body, carry, (xs, keep), reverse=reverse)  # ys: (T, *batch, H)
     if return_sequences:
         return jnp.moveaxis(ys, 0, -2), final  # (*batch, T, H)
+    assert keep is not None  # without a mask, the last output was returned before the scan
     return _last_output(ys, keep, reverse=reverse), final
 
 

@@ -57,7 +57,7 @@ Scalar = float | jax.Array
 class ScaleByAdamState(NamedTuple):
     """Adam's state: the step count :math:`t` (int32) and the moments :math:`m`, :math:`v`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     mu: PyTree
     nu: PyTree
 

@@ -28,7 +28,7 @@ Scalar = float | jax.Array
 class ScaleByAmsgradState(NamedTuple):
     r"""AMSGrad's state: Adam's, plus the running maximum :math:`v^{\max}` of the second moment."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     mu: PyTree
     nu: PyTree
     nu_max: PyTree

@@ -113,7 +113,7 @@ def exponential_decay(
 
 def cosine_decay_schedule(
     init_value: Value,
-    decay_steps: int,
+    decay_steps: float,
     alpha: Value = 0.0,
     exponent: Value = 1.0,
 ) -> Schedule:

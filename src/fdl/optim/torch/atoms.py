@@ -23,7 +23,7 @@ Scalar = float | jax.Array
 class DampenedTraceState(NamedTuple):
     """The step count :math:`t` (int32) and torch's momentum buffer :math:`b`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
     trace: PyTree
 
 
