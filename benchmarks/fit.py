@@ -29,9 +29,9 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from _common import RESULTS, machine, save
 
 import fdl
+from _common import RESULTS, machine, save
 
 BATCH = 32
 CASES = {"small 64-32-10": (32,), "example 64-256-256-10": (256, 256)}
@@ -48,9 +48,15 @@ def run_fit(hidden, steps: int, steps_per_call: int) -> float:
     data, model, params, state = build(hidden)
     start = time.perf_counter()
     result = fdl.fit.fit(
-        fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,
-        (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
-        batch_size=BATCH, steps=steps, execution=fdl.fit.Execution(steps_per_call=steps_per_call),
+        fdl.fit.classification_loss(model),
+        fdl.optim.adam(1e-3),
+        params,
+        (data.x_train, data.y_train),
+        layer_state=state,
+        key=jax.random.key(1),
+        batch_size=BATCH,
+        steps=steps,
+        execution=fdl.fit.Execution(steps_per_call=steps_per_call),
         logging=fdl.fit.Logging(progress=False),
     )
     jax.block_until_ready(result.params)
@@ -70,7 +76,7 @@ def run_loop(hidden, steps: int) -> float:
     step = fdl.train.make_train_step(fdl.fit.classification_loss(model), optimizer)
     train_state, key = fdl.train.init_state(params, optimizer, layer_state=state), jax.random.key(1)
     for i, batch in zip(range(steps), host_batches(data, key), strict=False):
-        train_state, metrics = step(train_state, batch, jax.random.fold_in(key, i))
+        train_state, _metrics = step(train_state, batch, jax.random.fold_in(key, i))
     jax.block_until_ready(train_state)
     return time.perf_counter() - start
 
@@ -142,8 +148,9 @@ def measure(args, hidden) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
-    parser.add_argument("--seconds", type=float, default=1.5,
-                        help="target duration of the N extra steps of each runner")
+    parser.add_argument(
+        "--seconds", type=float, default=1.5, help="target duration of the N extra steps of each runner"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps-per-call", type=int, default=50)
     args = parser.parse_args(argv)
@@ -169,8 +176,13 @@ def main(argv=None):
             f"{m['raw JAX (per-step)']:,.0f} | {r['fit_over_loop']:.2f} | "
             f"{r['fit_over_raw_loop']:.2f} |"
         )
-    record = {"seconds": args.seconds, "batch": BATCH, "repeats": args.repeats,
-              "steps_per_call": args.steps_per_call, "cases": results}
+    record = {
+        "seconds": args.seconds,
+        "batch": BATCH,
+        "repeats": args.repeats,
+        "steps_per_call": args.steps_per_call,
+        "cases": results,
+    }
     save("fit", info, record, "\n".join(lines) + "\n", RESULTS)
 
 

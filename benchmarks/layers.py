@@ -23,11 +23,11 @@ import argparse
 import jax
 import jax.numpy as jnp
 import optax
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
-from lstm import fdl_lstm, raw_lstm
 
 import fdl
+from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 from fdl import nn
+from lstm import fdl_lstm, raw_lstm
 
 
 def xent(logits, labels):
@@ -40,9 +40,14 @@ def xent(logits, labels):
 
 def fdl_cnn() -> nn.Layer:
     return nn.Serial(
-        nn.Conv2D(32, 3, padding="SAME"), nn.Relu(), nn.MaxPool2D(2),
-        nn.Conv2D(64, 3, padding="SAME"), nn.Relu(), nn.MaxPool2D(2),
-        nn.Flatten(3), nn.Dense(10),
+        nn.Conv2D(32, 3, padding="SAME"),
+        nn.Relu(),
+        nn.MaxPool2D(2),
+        nn.Conv2D(64, 3, padding="SAME"),
+        nn.Relu(),
+        nn.MaxPool2D(2),
+        nn.Flatten(3),
+        nn.Dense(10),
     )
 
 
@@ -155,10 +160,24 @@ def main(argv=None):
     images = jax.random.normal(k[0], (64, 28, 28, 1))
     sequences = jax.random.normal(k[1], (32, 50, 32))
     results = [
-        run_case("cnn_28x28x1_b64", fdl_cnn(), raw_cnn, images,
-                 jax.random.randint(k[2], (64,), 0, 10), args.rounds, args.steps),
-        run_case("lstm_h128_t50_f32_b32", fdl_lstm(128), raw_lstm, sequences,
-                 jax.random.randint(k[3], (32,), 0, 10), args.rounds, args.steps),
+        run_case(
+            "cnn_28x28x1_b64",
+            fdl_cnn(),
+            raw_cnn,
+            images,
+            jax.random.randint(k[2], (64,), 0, 10),
+            args.rounds,
+            args.steps,
+        ),
+        run_case(
+            "lstm_h128_t50_f32_b32",
+            fdl_lstm(128),
+            raw_lstm,
+            sequences,
+            jax.random.randint(k[3], (32,), 0, 10),
+            args.rounds,
+            args.steps,
+        ),
     ]
     info = machine()
     save("layers", info, results, to_markdown(results, info), RESULTS)

@@ -28,8 +28,8 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 
+from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 from fdl import nn
 
 HIDDEN, STEPS, FEATURES, BATCH, CLASSES = 128, 50, 32, 32, 10
@@ -102,10 +102,12 @@ def flax_lstm(fdl_params, hidden: int = HIDDEN):
         block = slice(k * hidden, (k + 1) * hidden)
         gates[f"i{gate}"] = {"kernel": cell["w_x"][:, block]}  # (F, H)
         gates[f"h{gate}"] = {"kernel": cell["w_h"][:, block], "bias": cell["b"][block]}  # (H, H)
-    params = {"params": {
-        "OptimizedLSTMCell_0": gates,  # the cell is created in Model, so named under it
-        "Dense_0": {"kernel": dense["w"], "bias": dense["b"]},
-    }}
+    params = {
+        "params": {
+            "OptimizedLSTMCell_0": gates,  # the cell is created in Model, so named under it
+            "Dense_0": {"kernel": dense["w"], "bias": dense["b"]},
+        }
+    }
     model = Model()
     return (lambda p, x: model.apply(p, x)), params
 
@@ -190,8 +192,7 @@ def to_markdown(result: dict, info: dict) -> str:
         f"jax {info['jax']}, flax {info['flax']}; {result['rounds']} interleaved rounds of "
         f"{result['steps_per_round']} steps.",
         "",
-        "| forward | ms/step | / raw | median of round ratios | CPU ms/step | CPU / raw "
-        "| XLA fusions |",
+        "| forward | ms/step | / raw | median of round ratios | CPU ms/step | CPU / raw | XLA fusions |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     cpu = result["cpu_time"]["vs_raw"]

@@ -23,9 +23,9 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from _common import compiled_cost, interleaved, machine, ratios, save
 
 import fdl
+from _common import compiled_cost, interleaved, machine, ratios, save
 from fdl.compare import compare
 
 # name: (fdl factory, optax factory, keyword arguments both take)
@@ -119,9 +119,7 @@ def bench_update(name: str, rounds: int, calls: int) -> dict:
     # The same start, the same gradients: after the same number of steps, the same parameters.
     difference = max(
         float(jnp.max(jnp.abs(a - b)))
-        for a, b in zip(
-            jax.tree.leaves(carries["fdl"][0]), jax.tree.leaves(carries["optax"][0]), strict=True
-        )
+        for a, b in zip(jax.tree.leaves(carries["fdl"][0]), jax.tree.leaves(carries["optax"][0]), strict=True)
     )
     return {
         "optimizer": name,

@@ -31,9 +31,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 
 import fdl
+from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
 
 CASES = {
     # name: (layer widths, batch, loss kind)
@@ -53,7 +53,11 @@ def fdl_step(widths, loss_kind, optimizer):
         return fdl.losses.mse(out, y, reduction="mean")
 
     loss_fn = fdl.train.simple_loss(loss)
-    return model, fdl.train.make_train_step(loss_fn, optimizer), fdl.train.make_train_step(loss_fn, optimizer, donate=False)
+    return (
+        model,
+        fdl.train.make_train_step(loss_fn, optimizer),
+        fdl.train.make_train_step(loss_fn, optimizer, donate=False),
+    )
 
 
 def raw_step(loss_kind, optimizer, as_dict=False):
@@ -122,8 +126,11 @@ def run_case(name, widths, batch_size, loss_kind, rounds, steps):
     state = {which: [jax.tree.map(jnp.array, p), optimizer.init(p)] for which, p in starts.items()}
     state["fdl"] = [fdl.train.init_state(params_fdl, optimizer)]
     state["fdl_keep"] = [fdl.train.init_state(params_fdl, optimizer)]
-    loops = {which: fused(getattr(step, "jitted", step), steps, batch, k_step)
-             for which, step in steps_of.items() if which != "fdl_keep"}
+    loops = {
+        which: fused(getattr(step, "jitted", step), steps, batch, k_step)
+        for which, step in steps_of.items()
+        if which != "fdl_keep"
+    }
     losses = {}
 
     def per_call(which):
@@ -222,6 +229,7 @@ def main(argv=None):
         results.append(run_case(name, widths, batch, loss_kind, args.rounds, steps))
     info = machine()
     save("train_step", info, results, to_markdown(results, info), args.out)
+
 
 if __name__ == "__main__":
     main()

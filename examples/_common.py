@@ -105,5 +105,5 @@ def random_shift(key: jax.Array, x: jax.Array) -> jax.Array:
     batch, height, width, channels = x.shape
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # (B, 10, 10, 1)
     corners = jax.random.randint(key, (batch, 2), 0, 3)  # (B, 2): top-left of each crop
-    crop = lambda image, c: jax.lax.dynamic_slice(image, (c[0], c[1], 0), (height, width, channels))  # noqa: E731
+    crop = lambda image, c: jax.lax.dynamic_slice(image, (c[0], c[1], 0), (height, width, channels))
     return jax.vmap(crop)(padded, corners)  # (B, 8, 8, 1)

@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import random_shift, save_plot, train_classifier
-
 import fdl
+from _common import random_shift, save_plot, train_classifier
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -40,8 +39,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     schedule = fdl.optim.cosine_decay_schedule(args.learning_rate, decay_steps=steps)
     optimizer = fdl.optim.adamw(schedule, weight_decay=args.weight_decay)
     result = train_classifier(
-        fdl.models.build_model("cnn", 10, dropout=args.dropout), optimizer, data,
-        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet,
+        fdl.models.build_model("cnn", 10, dropout=args.dropout),
+        optimizer,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        quiet=args.quiet,
         augment=None if args.no_augment else random_shift,
     )
     history = result["history"]

@@ -56,12 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="steps per optimizer")
     parser.add_argument(
-        "--problems", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS),
+        "--problems",
+        nargs="+",
+        choices=sorted(SETTINGS),
+        default=list(SETTINGS),
         help="which problems to run",
     )
     parser.add_argument("--threshold", type=float, default=1e-3, help="loss to count steps to")
     parser.add_argument(
-        "--out", type=Path, default=Path("optimizer_trajectories"),
+        "--out",
+        type=Path,
+        default=Path("optimizer_trajectories"),
         help="directory for the tables and plots (one subdirectory per problem)",
     )
     args = parser.parse_args(argv)

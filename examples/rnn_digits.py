@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import save_plot, train_classifier
-
 import fdl
+from _common import save_plot, train_classifier
 from fdl import nn
 
 
@@ -46,12 +45,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     data = fdl.data.load_digits(seed=args.seed, flat=False)
     results, histories = {}, {}
     for cell in ("lstm", "gru"):
-        optimizer = fdl.optim.chain(
-            fdl.optim.clip_by_global_norm(1.0), fdl.optim.adam(args.learning_rate)
-        )
+        optimizer = fdl.optim.chain(fdl.optim.clip_by_global_norm(1.0), fdl.optim.adam(args.learning_rate))
         result = train_classifier(
-            build_model(cell, args.hidden), optimizer, data,
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet,
+            build_model(cell, args.hidden),
+            optimizer,
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            quiet=args.quiet,
             prepare=rows_as_steps,
         )
         histories[cell] = result["history"]

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from _common import random_shift
 
 import fdl
+from _common import random_shift
 
 
 def subset(x: np.ndarray, y: np.ndarray, classes: range, shots: int | None, seed: int):
@@ -64,9 +64,16 @@ def train(model, params, state, train_data, test_data, *, steps, learning_rate, 
     """``fit`` with AdamW; returns (params, state, [(step, test accuracy), ...])."""
     batch_size = min(32, len(train_data[1]))
     result = fdl.fit.fit(
-        shifted_loss(model), fdl.optim.adamw(learning_rate, weight_decay=1e-2),
-        params, train_data, layer_state=state, key=jax.random.key(seed), batch_size=batch_size,
-        steps=steps, trainable=trainable, logging=fdl.fit.Logging(progress=False),
+        shifted_loss(model),
+        fdl.optim.adamw(learning_rate, weight_decay=1e-2),
+        params,
+        train_data,
+        layer_state=state,
+        key=jax.random.key(seed),
+        batch_size=batch_size,
+        steps=steps,
+        trainable=trainable,
+        logging=fdl.fit.Logging(progress=False),
         evaluate=fdl.fit.Eval(fdl.fit.classification_eval(model, *test_data), every=max(1, steps // 20)),
     )
     curve = [(row["step"], row["eval_accuracy"]) for row in result.history if "eval_accuracy" in row]
@@ -95,13 +102,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     model = fdl.models.build_model("cnn", 5)
     params, state, _ = model.init(jax.random.key(args.seed), shape)
-    params, state, curve = train(model, params, state, pretrain_data, pretest_data,
-                                 steps=args.pretrain_steps, learning_rate=2e-3, seed=args.seed)
+    params, state, curve = train(
+        model,
+        params,
+        state,
+        pretrain_data,
+        pretest_data,
+        steps=args.pretrain_steps,
+        learning_rate=2e-3,
+        seed=args.seed,
+    )
     print(f"pretrained on 0-4: test accuracy {curve[-1][1]:.4f}")
 
     head_key, scratch_key = jax.random.split(jax.random.key(args.seed + 1))
-    model, params, state = fdl.nn.swap(model, params, state, "head", fdl.nn.Dense(5),
-                                       key=head_key, input_shape=shape)
+    model, params, state = fdl.nn.swap(
+        model, params, state, "head", fdl.nn.Dense(5), key=head_key, input_shape=shape
+    )
     frozen_model = fdl.nn.eval_mode(model, "body")
     scratch_params, scratch_state, _ = model.init(scratch_key, shape)
     runs = {
@@ -111,8 +127,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     }
     curves, accuracy = {}, {}
     for label, (m, p, s, trainable, lr) in runs.items():
-        _, _, curves[label] = train(m, p, s, few_shot, test_data, steps=args.finetune_steps,
-                                    learning_rate=lr, seed=args.seed, trainable=trainable)
+        _, _, curves[label] = train(
+            m,
+            p,
+            s,
+            few_shot,
+            test_data,
+            steps=args.finetune_steps,
+            learning_rate=lr,
+            seed=args.seed,
+            trainable=trainable,
+        )
         accuracy[label] = curves[label][-1][1]
         print(f"{label}: test accuracy on 5-9 from {args.shots} labels per class: {accuracy[label]:.4f}")
 
@@ -121,8 +146,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for label, points in curves.items():
         steps, acc = zip(*points, strict=True)
         ax.plot(steps, acc, "o-", markersize=3, label=f"{label} ({accuracy[label]:.1%})")
-    ax.set(xlabel="fine-tuning step", ylabel="test accuracy on digits 5-9", ylim=(0, 1),
-           title=f"CNN pretrained on 0-4, {args.shots} labels per class of 5-9")
+    ax.set(
+        xlabel="fine-tuning step",
+        ylabel="test accuracy on digits 5-9",
+        ylim=(0, 1),
+        title=f"CNN pretrained on 0-4, {args.shots} labels per class of 5-9",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     args.plot.parent.mkdir(parents=True, exist_ok=True)

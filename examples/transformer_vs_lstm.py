@@ -53,9 +53,7 @@ def last_step(x: jax.Array) -> jax.Array:
 
 
 def transformer(vocab: int, width: int, layers: int, heads: int, classes: int) -> nn.Layer:
-    blocks = [
-        nn.TransformerEncoderBlock(heads, 4 * width, name=f"block_{i}") for i in range(layers)
-    ]
+    blocks = [nn.TransformerEncoderBlock(heads, 4 * width, name=f"block_{i}") for i in range(layers)]
     return nn.Serial(
         nn.Embedding(vocab, width),
         nn.SinusoidalPositionalEncoding(),
@@ -122,8 +120,7 @@ def save_plot(results: dict, path: Path, chance: float) -> None:
         steps, acc = zip(*result["curve"], strict=True)
         ax.plot(steps, acc, marker="o", label=f"{label} ({result['step_ms']:.1f} ms/step)")
     ax.axhline(chance, color="gray", linestyle=":", label="chance")
-    ax.set(xlabel="training step", ylabel="held-out accuracy", ylim=(0, 1.02),
-           title="associative recall")
+    ax.set(xlabel="training step", ylabel="held-out accuracy", ylim=(0, 1.02), title="associative recall")
     ax.legend()
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)

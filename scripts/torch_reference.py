@@ -75,8 +75,7 @@ CONFIGS = {
     "adagrad_lr_decay": ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
     "adagrad_accumulator_weight_decay": (
         "Adagrad",
-        {"lr": 0.2, "lr_decay": 0.001, "initial_accumulator_value": 0.1, "weight_decay": 0.01,
-         "eps": 1e-8},
+        {"lr": 0.2, "lr_decay": 0.001, "initial_accumulator_value": 0.1, "weight_decay": 0.01, "eps": 1e-8},
     ),
     "adam_weight_decay": ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.05}),
     "adam_default": ("Adam", {"lr": 0.01}),
@@ -130,9 +129,7 @@ def run(name: str, dtype: torch.dtype, arrays: dict[str, np.ndarray]) -> dict[st
     """Run one configuration for STEPS steps; return its recorded arrays."""
     class_name, kwargs = CONFIGS[name]
     data = {k: torch.tensor(v, dtype=dtype) for k, v in arrays.items() if k.startswith("data/")}
-    params = {
-        k: torch.tensor(arrays[f"init/{k}"], dtype=dtype, requires_grad=True) for k in PARAM_NAMES
-    }
+    params = {k: torch.tensor(arrays[f"init/{k}"], dtype=dtype, requires_grad=True) for k in PARAM_NAMES}
     optimizer = getattr(torch.optim, class_name)(list(params.values()), foreach=False, **kwargs)
     trajectory = {k: [params[k].detach().numpy().copy()] for k in PARAM_NAMES}
     losses = []

@@ -25,9 +25,15 @@ def main(argv: list[str]) -> None:
     model = fdl.nn.MLP((32, 10), dropout_rate=0.1)
     params, state, _ = model.init(jax.random.key(0), (64,))
     result = fdl.fit.fit(
-        fdl.fit.classification_loss(model), fdl.optim.adam(1e-3), params,
-        (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1), batch_size=32,
-        steps=STEPS, execution=fdl.fit.Execution(steps_per_call=5),
+        fdl.fit.classification_loss(model),
+        fdl.optim.adam(1e-3),
+        params,
+        (data.x_train, data.y_train),
+        layer_state=state,
+        key=jax.random.key(1),
+        batch_size=32,
+        steps=STEPS,
+        execution=fdl.fit.Execution(steps_per_call=5),
         checkpoint=fdl.fit.Checkpoint(checkpoint_dir, every=10, resume="--resume" in argv),
         logging=fdl.fit.Logging(progress=False),
     )

@@ -95,8 +95,7 @@ def main(seed: int) -> dict:
     )
     local = parallel.shard_local_batch(batches[0], mesh)  # one process: the same global batch
     out["local_batch_matches"] = bool(
-        local[0].sharding == first[0].sharding
-        and np.array_equal(np.asarray(local[0]), batches[0][0])
+        local[0].sharding == first[0].sharding and np.array_equal(np.asarray(local[0]), batches[0][0])
     )
     out["single_all_reduces"] = _count_all_reduces(step, state1, batches[0])
     out["sharded_all_reduces"] = _count_all_reduces(step, state4, first)
@@ -153,10 +152,15 @@ def main(seed: int) -> dict:
     # is linear in the gradient and keeps the comparison at rounding level.
     def fit_run(with_mesh):
         result = fdl.fit.fit(
-            fdl.train.simple_loss(loss_fn), fdl.optim.sgd(0.1, momentum=0.9),
+            fdl.train.simple_loss(loss_fn),
+            fdl.optim.sgd(0.1, momentum=0.9),
             params0,
-            (data_x, data_y), key=jax.random.key(seed), batch_size=BATCH, steps=STEPS,
-            execution=fdl.fit.Execution(steps_per_call=5), logging=fdl.fit.Logging(progress=False),
+            (data_x, data_y),
+            key=jax.random.key(seed),
+            batch_size=BATCH,
+            steps=STEPS,
+            execution=fdl.fit.Execution(steps_per_call=5),
+            logging=fdl.fit.Logging(progress=False),
             mesh=mesh if with_mesh else None,
         )
         return result
@@ -178,9 +182,7 @@ def main(seed: int) -> dict:
         match=r"constrain_batch: `batch` leaf \['y'\] has batch size 10, which is not "
         r"divisible by the 4 devices",
     ):
-        jax.jit(lambda b: parallel.constrain_batch(b, mesh))(
-            {"x": jnp.zeros((8, 2)), "y": jnp.zeros((10,))}
-        )
+        jax.jit(lambda b: parallel.constrain_batch(b, mesh))({"x": jnp.zeros((8, 2)), "y": jnp.zeros((10,))})
     with pytest.raises(
         ValueError,
         match=r"`batch_size` has batch size 30, which is not divisible by the 4 devices",

@@ -128,9 +128,7 @@ def test_elementwise_keeps_bfloat16(name, fn, ref, ref_grad):
     x64 = np.asarray(x.astype(jnp.float32), dtype=np.float64)
     with np.errstate(over="ignore"):
         expected = ref(x64)
-    np.testing.assert_allclose(
-        np.asarray(value.astype(jnp.float32)), expected, rtol=2**-7, atol=2**-8
-    )
+    np.testing.assert_allclose(np.asarray(value.astype(jnp.float32)), expected, rtol=2**-7, atol=2**-8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +206,4 @@ def test_normaliser_keeps_bfloat16(name, fn, ref):
     assert jax.jit(jax.grad(lambda v: jnp.sum(fn(v)[..., 0])))(x).dtype == jnp.bfloat16
     # Same bfloat16 allowance as the elementwise functions (two roundings of 2**-8).
     expected = ref(np.asarray(x.astype(jnp.float32), dtype=np.float64), -1)
-    np.testing.assert_allclose(
-        np.asarray(value.astype(jnp.float32)), expected, rtol=2**-7, atol=2**-8
-    )
+    np.testing.assert_allclose(np.asarray(value.astype(jnp.float32)), expected, rtol=2**-7, atol=2**-8)

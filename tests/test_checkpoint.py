@@ -78,7 +78,7 @@ def trained_state(keys, steps=2):
     extras.update(
         ema=jax.tree.map(lambda p: p.astype(jnp.bfloat16), state["params"]),
         special=np.array([np.nan, -0.0, np.inf, 1e-45], np.float32),  # NaN, signed zero, subnormal
-        host_f64=np.array([1.0 / 3.0, -2.0**-1074], np.float64),
+        host_f64=np.array([1.0 / 3.0, -(2.0**-1074)], np.float64),
         scalar=jnp.asarray(2.5, jnp.float32),
         lr=0.1,
         flag=True,
@@ -89,9 +89,7 @@ def trained_state(keys, steps=2):
 def assert_bit_identical(actual, expected):
     """Same structure, and every leaf the same type, dtype, shape and bytes."""
     assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    pairs = zip(
-        jax.tree_util.tree_flatten_with_path(actual)[0], jax.tree.leaves(expected), strict=True
-    )
+    pairs = zip(jax.tree_util.tree_flatten_with_path(actual)[0], jax.tree.leaves(expected), strict=True)
     for (path, a), b in pairs:
         where = jax.tree_util.keystr(path)
         assert type(a) is type(b), where
@@ -133,7 +131,10 @@ def test_round_trip_of_a_training_state_is_bit_exact(tmp_path, keys):
     assert int(restored["opt_state"][1][0].count) == 2
     assert restored["extras"]["ema"]["serial_0"]["dense_0"]["w"].dtype == jnp.bfloat16
     assert str(restored["key"].dtype) == "key<fry>"
-    assert restored["params"]["serial_0"]["dense_0"]["w"].sharding == template["params"]["serial_0"]["dense_0"]["w"].sharding
+    assert (
+        restored["params"]["serial_0"]["dense_0"]["w"].sharding
+        == template["params"]["serial_0"]["dense_0"]["w"].sharding
+    )
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path, keys):
@@ -283,7 +284,7 @@ def test_restore_missing_paths_and_step_with_a_file(tmp_path):
     template = {"w": jnp.zeros(2)}
     with pytest.raises(FileNotFoundError, match=r"no checkpoints \(ckpt-XXXXXXXX.npz\) in"):
         checkpoint.restore(tmp_path, template)
-    with pytest.raises(FileNotFoundError, match="no checkpoint file or directory at .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint file or directory at .*nowhere"):
         checkpoint.restore(tmp_path / "nowhere", template)
     path = checkpoint.save(tmp_path, 1, template)
     with pytest.raises(ValueError, match=r"`step` selects a checkpoint in a directory, .* step=1"):
@@ -457,13 +458,13 @@ def test_files_that_are_not_checkpoints(tmp_path):
     np.savez(foreign, __fdl_checkpoint__=np.frombuffer(b'{"format": "other"}', np.uint8))
     with pytest.raises(
         CheckpointError,
-        match="foreign.npz is not an fdl checkpoint: its"
-        " manifest has no format 'fdl.checkpoint'",
+        match=r"foreign\.npz is not an fdl checkpoint: its"
+        r" manifest has no format 'fdl\.checkpoint'",
     ):
         checkpoint.restore(foreign, template)
     garbled = tmp_path / "garbled.npz"
     np.savez(garbled, __fdl_checkpoint__=np.frombuffer(b"\xff{", np.uint8))
-    with pytest.raises(CheckpointError, match="garbled.npz is corrupt: the manifest is not JSON"):
+    with pytest.raises(CheckpointError, match=r"garbled\.npz is corrupt: the manifest is not JSON"):
         checkpoint.restore(garbled, template)
     wrong_type = tmp_path / "wrong_type.npz"
     np.savez(wrong_type, __fdl_checkpoint__=np.zeros(3, np.float32))
@@ -563,15 +564,17 @@ def test_a_mismatched_template_lists_every_path_in_one_error(tmp_path, keys):
         checkpoint.restore(path, template)
     assert not isinstance(info.value, CheckpointError)  # restore_latest_valid must not skip it
     lines = str(info.value).splitlines()[1:]
-    assert sorted(line.strip() for line in lines) == sorted([
-        "extras/flag: unexpected in the file (file: python bool ())",
-        "extras/lr: dtype mismatch: file python float, template python int",
-        "extras/new: missing in the file (template: float32 (2,))",
-        "extras/special: shape mismatch: file (4,), template (5,)",
-        "key: dtype mismatch: file key<fry>, template uint32",
-        "key: shape mismatch: file (), template (2,)",
-        "opt_state/1/0/count: dtype mismatch: file int32, template float32",
-    ])
+    assert sorted(line.strip() for line in lines) == sorted(
+        [
+            "extras/flag: unexpected in the file (file: python bool ())",
+            "extras/lr: dtype mismatch: file python float, template python int",
+            "extras/new: missing in the file (template: float32 (2,))",
+            "extras/special: shape mismatch: file (4,), template (5,)",
+            "key: dtype mismatch: file key<fry>, template uint32",
+            "key: shape mismatch: file (), template (2,)",
+            "opt_state/1/0/count: dtype mismatch: file int32, template float32",
+        ]
+    )
 
 
 def test_a_template_with_a_different_structure(tmp_path, keys):
@@ -611,7 +614,7 @@ def test_fallback_skips_a_damaged_newest_checkpoint(tmp_path):
         checkpoint.save(tmp_path, step, {"w": jnp.full(2, float(step)), "step": step})
     newest = tmp_path / "ckpt-00000003.npz"
     newest.write_bytes(newest.read_bytes()[:100])  # as if the disk lost its tail
-    with pytest.raises(CheckpointError, match="ckpt-00000003.npz is truncated or corrupt"):
+    with pytest.raises(CheckpointError, match=r"ckpt-00000003\.npz is truncated or corrupt"):
         checkpoint.restore(tmp_path, template)
     with pytest.warns(
         CheckpointWarning,

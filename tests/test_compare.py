@@ -34,8 +34,7 @@ def test_quadratic_with_gradient_descent_matches_the_hand_computation():
     #   f_0 = (16 + 100)/2 = 58,  f_t = 8 * 0.99^(2t) for t >= 1.
     # First t with f_t <= 1:  0.99^(2t) <= 1/8  <=>  t >= ln 8 / (-2 ln 0.99) = 103.45, so 104
     # (f_103 = 1.009, f_104 = 0.989: a 1% margin, far above float32 rounding).
-    result = compare({"gd": ("sgd", {"learning_rate": 0.01})}, "quadratic", steps=110,
-                     threshold=1.0)
+    result = compare({"gd": ("sgd", {"learning_rate": 0.01})}, "quadratic", steps=110, threshold=1.0)
     run = result.runs["gd"]
     t = np.arange(1, 111)
     # float32: x loses at most ~2 ulp per step, so after 110 steps f is within 110 * 4 * 6e-8.
@@ -93,9 +92,9 @@ def test_data_problem_runs_without_paths(key):
 
 def test_fdl_adam_stays_with_optax_adam_and_the_measure_matches_numpy():
     result = compare(
-        {"fdl": ("adam", {"learning_rate": 1e-2}),
-         "optax": ("optax:adam", {"learning_rate": 1e-2})},
-        "rosenbrock", steps=300,
+        {"fdl": ("adam", {"learning_rate": 1e-2}), "optax": ("optax:adam", {"learning_rate": 1e-2})},
+        "rosenbrock",
+        steps=300,
     )
     fdl_run, optax_run = result.runs["fdl"], result.runs["optax"]
     assert fdl_run.twin == "optax:adam(learning_rate=0.01)"
@@ -103,9 +102,7 @@ def test_fdl_adam_stays_with_optax_adam_and_the_measure_matches_numpy():
     # fdl's Adam follows optax's order of operations: float32 rounding at most.
     assert fdl_run.divergence.max() < 1e-5
     # The in-graph measure is the per-step max |difference| of the recorded paths.
-    np.testing.assert_array_equal(
-        fdl_run.divergence, np.abs(fdl_run.path - optax_run.path).max(axis=1)
-    )
+    np.testing.assert_array_equal(fdl_run.divergence, np.abs(fdl_run.path - optax_run.path).max(axis=1))
     np.testing.assert_array_equal(fdl_run.divergence, optax_run.divergence)
 
 
@@ -121,8 +118,11 @@ def test_divergence_of_two_different_optimizers_is_large(key):
 
 
 def test_a_named_twin_is_run_once_even_when_both_are_requested():
-    specs = {"a": ("sgd", {"learning_rate": 1e-3}), "b": ("optax:sgd", {"learning_rate": 1e-3}),
-             "c": ("sgd", {"learning_rate": 1e-3})}
+    specs = {
+        "a": ("sgd", {"learning_rate": 1e-3}),
+        "b": ("optax:sgd", {"learning_rate": 1e-3}),
+        "c": ("sgd", {"learning_rate": 1e-3}),
+    }
     groups, notes = plan(specs, twins=True)
     assert len(groups) == 1 and notes == []
     assert [lane.labels for lane in groups[0]] == [["a", "c"], ["b"]]
@@ -166,18 +166,17 @@ def test_optax_only_names_have_no_twin():
 @pytest.fixture(scope="module")
 def small():
     return compare(
-        {"adam | fast": ("adam", {"learning_rate": 5e-2}),
-         "gd": ("optax:sgd", {"learning_rate": 1e-3})},
-        "himmelblau", steps=20, threshold=50.0,
+        {"adam | fast": ("adam", {"learning_rate": 5e-2}), "gd": ("optax:sgd", {"learning_rate": 1e-3})},
+        "himmelblau",
+        steps=20,
+        threshold=50.0,
     )
 
 
 def test_table_lists_every_optimizer(small):
     table = small.table()
     lines = table.splitlines()
-    assert lines[0].startswith(
-        "| optimizer | spec | final loss | best loss (step) | steps to loss <= 50 |"
-    )
+    assert lines[0].startswith("| optimizer | spec | final loss | best loss (step) | steps to loss <= 50 |")
     assert "adam \\| fast" in table  # a pipe in a label is escaped
     assert len([line for line in lines if line.startswith("| ")]) == 3
     assert "Problem `himmelblau`" in table
@@ -204,8 +203,13 @@ def test_json_round_trip(small):
 
 def test_json_is_strict_and_keeps_non_finite_values():
     losses = np.asarray([1.0, -np.inf, np.nan], np.float32)
-    result = Comparison(get_problem("saddle"), 2, 0, None,
-                        {"x": Run("x", "custom", losses, path=np.zeros((3, 2), np.float32))})
+    result = Comparison(
+        get_problem("saddle"),
+        2,
+        0,
+        None,
+        {"x": Run("x", "custom", losses, path=np.zeros((3, 2), np.float32))},
+    )
     text = result.to_json()
 
     def refuse(token):
@@ -220,7 +224,7 @@ def test_json_is_strict_and_keeps_non_finite_values():
 
 
 def test_from_json_rejects_other_documents():
-    with pytest.raises(ValueError, match="not an fdl.compare result"):
+    with pytest.raises(ValueError, match=r"not an fdl\.compare result"):
         Comparison.from_json('{"format": "something else"}')
 
 
@@ -248,8 +252,9 @@ def test_csv_round_trip(small):
 def test_save_writes_every_file_as_a_valid_png_or_text(small, tmp_path):
     written = small.save(tmp_path / "out")
     names = sorted(path.name for path in written)
-    assert names == sorted(["table.md", "table.csv", "table.json", "curves.csv", "losses.png",
-                            "contour.png", "divergence.png"])
+    assert names == sorted(
+        ["table.md", "table.csv", "table.json", "curves.csv", "losses.png", "contour.png", "divergence.png"]
+    )
     for path in written:
         assert path.stat().st_size > 0
         if path.suffix == ".png":
@@ -260,8 +265,7 @@ def test_save_writes_every_file_as_a_valid_png_or_text(small, tmp_path):
 
 
 def test_data_problem_has_no_contour(tmp_path):
-    result = compare({"gd": ("optax:sgd", {"learning_rate": 0.1})}, "mlp_digits", steps=3,
-                     twins=False)
+    result = compare({"gd": ("optax:sgd", {"learning_rate": 0.1})}, "mlp_digits", steps=3, twins=False)
     names = {path.name for path in result.save(tmp_path)}
     assert "contour.png" not in names and "divergence.png" not in names
     with pytest.raises(ValueError, match="plot_contour needs a 2-D problem; `mlp_digits`"):
@@ -283,16 +287,25 @@ def test_compare_error_messages():
     ok = {"gd": ("sgd", {"learning_rate": 0.1})}
     with pytest.raises(ValueError, match=r"unknown problem 'nope'; valid problems: rosenbrock"):
         compare(ok, "nope")
-    with pytest.raises(TypeError, match=r"`problem` must be a name \(rosenbrock, .*\) or a "
-                       r"fdl.problems.Problem"):
+    with pytest.raises(
+        TypeError,
+        match=r"`problem` must be a name \(rosenbrock, .*\) or a "
+        r"fdl.problems.Problem",
+    ):
         compare(ok, 42)
     with pytest.raises(ValueError, match=r"unknown optimizer 'sgdd'.*valid names"):
         compare({"x": "sgdd"}, "beale")
-    with pytest.raises(TypeError, match=r"fdl:sgd has no argument 'lr'; valid arguments: "
-                       r"learning_rate, momentum, nesterov, accumulator_dtype"):
+    with pytest.raises(
+        TypeError,
+        match=r"fdl:sgd has no argument 'lr'; valid arguments: "
+        r"learning_rate, momentum, nesterov, accumulator_dtype",
+    ):
         compare({"x": ("sgd", {"lr": 0.1})}, "beale")
-    with pytest.raises(ValueError, match=r"fdl:adam: `learning_rate` must be a non-negative "
-                       r"number.*got -1"):
+    with pytest.raises(
+        ValueError,
+        match=r"fdl:adam: `learning_rate` must be a non-negative "
+        r"number.*got -1",
+    ):
         compare({"x": ("adam", {"learning_rate": -1})}, "beale")
     with pytest.raises(TypeError, match=r"optimizer 'x': the spec must be a registry name"):
         compare({"x": ("sgd", 0.1)}, "beale")

@@ -54,8 +54,13 @@ QUIET = Logging(progress=False)
 
 
 def run(steps_per_call=16, **overrides):
-    kwargs = dict(key=jax.random.key(7), batch_size=8, steps=30, logging=QUIET,
-                  execution=Execution(steps_per_call=steps_per_call))
+    kwargs = dict(
+        key=jax.random.key(7),
+        batch_size=8,
+        steps=30,
+        logging=QUIET,
+        execution=Execution(steps_per_call=steps_per_call),
+    )
     kwargs.update(overrides)
     return fit(linear_loss, fdl.optim.adam(0.05), linear_params(), regression_data(), **kwargs)
 
@@ -94,8 +99,15 @@ def test_each_epoch_visits_every_example_once():
         return jnp.mean(xb @ params["w"]) ** 2, (state, {"id_sum": jnp.sum(idx)})
 
     result = fit(
-        loss_fn, fdl.optim.sgd(0.1), {"w": jnp.zeros((3, 1))}, (x, ids),
-        key=jax.random.key(3), batch_size=8, epochs=3, execution=Execution(steps_per_call=6), logging=QUIET,
+        loss_fn,
+        fdl.optim.sgd(0.1),
+        {"w": jnp.zeros((3, 1))},
+        (x, ids),
+        key=jax.random.key(3),
+        batch_size=8,
+        epochs=3,
+        execution=Execution(steps_per_call=6),
+        logging=QUIET,
     )
     # One call per epoch (6 steps): mean of per-step id sums x 6 = sum of all ids.
     for row in result.history:
@@ -111,8 +123,12 @@ def test_evaluation_history_files_and_plot(tmp_path):
 
     for suffix in (".jsonl", ".csv"):
         history = tmp_path / f"history{suffix}"
-        result = run(steps=24, steps_per_call=4, evaluate=Eval(eval_fn, every=12),
-                     logging=Logging(history=history, plot=tmp_path / "curves.png", progress=False))
+        result = run(
+            steps=24,
+            steps_per_call=4,
+            evaluate=Eval(eval_fn, every=12),
+            logging=Logging(history=history, plot=tmp_path / "curves.png", progress=False),
+        )
         assert [r["step"] for r in result.history] == [4, 8, 12, 16, 20, 24]
         evaluated = [r["step"] for r in result.history if "eval_loss" in r]
         assert evaluated == [12, 24]
@@ -122,8 +138,7 @@ def test_evaluation_history_files_and_plot(tmp_path):
         else:
             import csv
 
-            rows = [{k: float(v) for k, v in r.items() if v != ""}
-                    for r in csv.DictReader(history.open())]
+            rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(history.open())]
         assert [r["step"] for r in rows] == [4, 8, 12, 16, 20, 24]
         assert rows[-1]["loss"] == pytest.approx(result.history[-1]["loss"])
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -157,16 +172,37 @@ def test_nan_guard_raises_naming_the_step_and_the_parameter_and_keeps_the_state_
     loss_fn, params, data = poisoned_problem()
     key = jax.random.key(11)
     bad = first_poisoned_step(key)[0]
-    with pytest.raises(NonFiniteError, match=rf"non-finite gradient of parameter 'b' at step {bad} "
-                       r"\(loss nan\); the update was not applied") as caught:
-        fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
-            execution=Execution(steps_per_call=4), logging=QUIET)
+    with pytest.raises(
+        NonFiniteError,
+        match=rf"non-finite gradient of parameter 'b' at step {bad} "
+        r"\(loss nan\); the update was not applied",
+    ) as caught:
+        fit(
+            loss_fn,
+            fdl.optim.sgd(0.1),
+            params,
+            data,
+            key=key,
+            batch_size=8,
+            epochs=4,
+            execution=Execution(steps_per_call=4),
+            logging=QUIET,
+        )
     error = caught.value
     assert error.step == bad and error.path == "b"
     # The state handed back is the state before the bad step: a run of exactly `bad` steps.
     if bad:
-        before = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8,
-                     steps=bad, execution=Execution(steps_per_call=4), logging=QUIET)
+        before = fit(
+            loss_fn,
+            fdl.optim.sgd(0.1),
+            params,
+            data,
+            key=key,
+            batch_size=8,
+            steps=bad,
+            execution=Execution(steps_per_call=4),
+            logging=QUIET,
+        )
         chex.assert_trees_all_equal(error.result.params, before.params)
     assert error.result.step == bad
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(error.result.params))
@@ -175,8 +211,17 @@ def test_nan_guard_raises_naming_the_step_and_the_parameter_and_keeps_the_state_
 def test_nan_guard_skip_drops_exactly_the_poisoned_steps():
     loss_fn, params, data = poisoned_problem()
     key = jax.random.key(11)
-    result = fit(loss_fn, fdl.optim.sgd(0.1), params, data, key=key, batch_size=8, epochs=4,
-                 execution=Execution(steps_per_call=4, nan_policy="skip"), logging=QUIET)
+    result = fit(
+        loss_fn,
+        fdl.optim.sgd(0.1),
+        params,
+        data,
+        key=key,
+        batch_size=8,
+        epochs=4,
+        execution=Execution(steps_per_call=4, nan_policy="skip"),
+        logging=QUIET,
+    )
     assert result.skipped == len(first_poisoned_step(key)) == 4
     assert result.step == 24 and result.history[-1]["skipped"] == 4
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(result.params))
@@ -190,9 +235,17 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
         seen["params"], seen["x"] = params["w"].dtype, batch[0].dtype
         return linear_loss(params, state, batch, key)
 
-    result = fit(loss_fn, fdl.optim.adam(0.05), linear_params(), regression_data(),
-                 key=jax.random.key(7), batch_size=8, steps=60, logging=QUIET,
-                 execution=Execution(compute_dtype=jnp.bfloat16))
+    result = fit(
+        loss_fn,
+        fdl.optim.adam(0.05),
+        linear_params(),
+        regression_data(),
+        key=jax.random.key(7),
+        batch_size=8,
+        steps=60,
+        logging=QUIET,
+        execution=Execution(compute_dtype=jnp.bfloat16),
+    )
     assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16}
     leaves = jax.tree.leaves((result.params, result.opt_state))
     assert {leaf.dtype for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)} == {
@@ -204,8 +257,7 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_state():
 def test_resume_from_a_checkpoint_is_bit_identical(tmp_path):
     whole = run(steps=30, steps_per_call=5, checkpoint=Checkpoint(tmp_path / "a", every=10))
     run(steps=20, steps_per_call=5, checkpoint=Checkpoint(tmp_path / "b", every=10))
-    resumed = run(steps=30, steps_per_call=5,
-                  checkpoint=Checkpoint(tmp_path / "b", every=10, resume=True))
+    resumed = run(steps=30, steps_per_call=5, checkpoint=Checkpoint(tmp_path / "b", every=10, resume=True))
     chex.assert_trees_all_equal(resumed.params, whole.params)
     chex.assert_trees_all_equal(resumed.opt_state, whole.opt_state)
     assert resumed.history == whole.history
@@ -217,9 +269,17 @@ def test_resume_with_another_key_or_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"was made with another `key` \(seed\)"):
         run(steps=20, checkpoint=Checkpoint(tmp_path, resume=True), key=jax.random.key(8))
     with pytest.raises(ValueError, match=r"params/w"):
-        fit(linear_loss, fdl.optim.adam(0.05), {"w": jnp.zeros((3, 2)), "b": jnp.zeros((1,))},
-            regression_data(), key=jax.random.key(7), batch_size=8, steps=20,
-            checkpoint=Checkpoint(tmp_path, resume=True), logging=QUIET)
+        fit(
+            linear_loss,
+            fdl.optim.adam(0.05),
+            {"w": jnp.zeros((3, 2)), "b": jnp.zeros((1,))},
+            regression_data(),
+            key=jax.random.key(7),
+            batch_size=8,
+            steps=20,
+            checkpoint=Checkpoint(tmp_path, resume=True),
+            logging=QUIET,
+        )
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
@@ -228,8 +288,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     newest = tmp_path / "ckpt-00000020.npz"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated
     with pytest.warns(checkpoint.CheckpointWarning):
-        resumed = run(steps=30, steps_per_call=5,
-                      checkpoint=Checkpoint(tmp_path, every=10, resume=True))
+        resumed = run(steps=30, steps_per_call=5, checkpoint=Checkpoint(tmp_path, every=10, resume=True))
     chex.assert_trees_all_equal(resumed.params, whole.params)
 
 
@@ -237,8 +296,12 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_parameters(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(killed_dir), str(tmp_path / "x.npz")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(killed_dir), str(tmp_path / "x.npz")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if killed_dir.exists() and (checkpoint.latest_step(killed_dir) or 0) >= 30:
@@ -250,10 +313,11 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_parameters(tmp_path
     killed_at = checkpoint.latest_step(killed_dir)
     assert 30 <= killed_at < 2000 and not (tmp_path / "x.npz").exists()
 
-    for args in ([str(killed_dir), str(tmp_path / "resumed.npz"), "--resume"],
-                 [str(whole_dir), str(tmp_path / "whole.npz")]):
-        done = subprocess.run([sys.executable, str(WORKER), *args], env=env, capture_output=True,
-                              timeout=300)
+    for args in (
+        [str(killed_dir), str(tmp_path / "resumed.npz"), "--resume"],
+        [str(whole_dir), str(tmp_path / "whole.npz")],
+    ):
+        done = subprocess.run([sys.executable, str(WORKER), *args], env=env, capture_output=True, timeout=300)
         assert done.returncode == 0, done.stderr.decode()
     resumed, whole = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "whole.npz")
     assert int(resumed["step"]) == int(whole["step"]) == 2000
@@ -267,10 +331,18 @@ def test_classification_helpers_train_a_model():
     data = fdl.data.load_digits(seed=0)
     model = fdl.nn.MLP((32, 10))
     params, state, _ = model.init(jax.random.key(0), (64,))
-    result = fit(classification_loss(model), fdl.optim.adam(1e-2), params,
-                 (data.x_train, data.y_train), layer_state=state, key=jax.random.key(1),
-                 batch_size=32, epochs=3, logging=QUIET,
-                 evaluate=Eval(classification_eval(model, data.x_test, data.y_test)))
+    result = fit(
+        classification_loss(model),
+        fdl.optim.adam(1e-2),
+        params,
+        (data.x_train, data.y_train),
+        layer_state=state,
+        key=jax.random.key(1),
+        batch_size=32,
+        epochs=3,
+        logging=QUIET,
+        evaluate=Eval(classification_eval(model, data.x_test, data.y_test)),
+    )
     assert result.history[-1]["eval_accuracy"] > 0.85
     assert {"loss", "accuracy", "eval_loss", "eval_accuracy"} <= set(result.history[-1])
 
@@ -294,10 +366,22 @@ def test_invalid_arguments(overrides, match):
 @pytest.mark.parametrize(
     "build, error, match",
     [
-        (lambda: Execution(steps_per_call=0), ValueError, r"`steps_per_call` must be a positive integer, got 0"),
-        (lambda: Execution(nan_policy="ignore"), ValueError, r"`nan_policy` must be one of 'raise', 'skip', got 'ignore'"),
+        (
+            lambda: Execution(steps_per_call=0),
+            ValueError,
+            r"`steps_per_call` must be a positive integer, got 0",
+        ),
+        (
+            lambda: Execution(nan_policy="ignore"),
+            ValueError,
+            r"`nan_policy` must be one of 'raise', 'skip', got 'ignore'",
+        ),
         (lambda: Eval(lambda p, s: {}, every=0), ValueError, r"`every` must be a positive integer, got 0"),
-        (lambda: Eval("loss"), TypeError, r"Eval: `fn` must be callable \(params, layer_state\) -> dict, got 'loss'"),
+        (
+            lambda: Eval("loss"),
+            TypeError,
+            r"Eval: `fn` must be callable \(params, layer_state\) -> dict, got 'loss'",
+        ),
         (lambda: Checkpoint("ck", keep=0), ValueError, r"`keep` must be a positive integer, got 0"),
         (lambda: Checkpoint("ck", every=-1), ValueError, r"`every` must be a positive integer, got -1"),
         (lambda: Checkpoint(3), TypeError, r"Checkpoint: `dir` must be a path, got 3"),
@@ -337,11 +421,27 @@ def test_records_of_the_wrong_kind_are_refused(overrides, match):
 
 def test_data_must_be_a_tuple_with_one_leading_axis():
     with pytest.raises(ValueError, match=r"`data` must be a tuple of arrays"):
-        fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), np.zeros((4, 3)),
-            key=jax.random.key(0), batch_size=2, steps=1, logging=QUIET)
+        fit(
+            linear_loss,
+            fdl.optim.sgd(0.1),
+            linear_params(),
+            np.zeros((4, 3)),
+            key=jax.random.key(0),
+            batch_size=2,
+            steps=1,
+            logging=QUIET,
+        )
     with pytest.raises(ValueError, match=r"same leading axis, got shapes \(4, 3\), \(5, 1\)"):
-        fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), (np.zeros((4, 3)), np.zeros((5, 1))),
-            key=jax.random.key(0), batch_size=2, steps=1, logging=QUIET)
+        fit(
+            linear_loss,
+            fdl.optim.sgd(0.1),
+            linear_params(),
+            (np.zeros((4, 3)), np.zeros((5, 1))),
+            key=jax.random.key(0),
+            batch_size=2,
+            steps=1,
+            logging=QUIET,
+        )
 
 
 # ------------------------------------------------------------------- models without layer_state
@@ -367,8 +467,7 @@ def test_fit_works_without_layer_state(build, shape):
     x, y = digits_subset()
     common = dict(key=jax.random.key(1), batch_size=32, steps=8, logging=QUIET)
     without = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y), **common)
-    given = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y),
-                layer_state=state, **common)
+    given = fit(classification_loss(model), fdl.optim.adam(1e-2), params, (x, y), layer_state=state, **common)
     chex.assert_trees_all_equal(without.params, given.params)
     chex.assert_trees_all_equal(without.layer_state, given.layer_state)
     moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), without.params, params)
@@ -378,8 +477,17 @@ def test_fit_works_without_layer_state(build, shape):
 def test_fit_trains_only_the_trainable_part_and_keeps_the_frozen_bit_identical():
     model = fdl.nn.Serial(fdl.nn.Dense(16, name="body"), fdl.nn.Relu(), fdl.nn.Dense(10, name="head"))
     params, _, _ = model.init(jax.random.key(0), (64,))
-    result = fit(classification_loss(model), fdl.optim.adam(1e-2), params, digits_subset(),
-                 key=jax.random.key(1), batch_size=32, steps=16, logging=QUIET, trainable="head")
+    result = fit(
+        classification_loss(model),
+        fdl.optim.adam(1e-2),
+        params,
+        digits_subset(),
+        key=jax.random.key(1),
+        batch_size=32,
+        steps=16,
+        logging=QUIET,
+        trainable="head",
+    )
     chex.assert_trees_all_equal(result.params["body"], params["body"])
     assert not np.array_equal(result.params["head"]["w"], params["head"]["w"])
     assert all("body" not in p for p in fdl.nn.leaf_paths(result.opt_state))
@@ -397,5 +505,13 @@ def test_nan_guard_names_the_named_path():
         return jnp.mean((pred - batch[1]) ** 2), (state, {})
 
     with pytest.raises(NonFiniteError, match=r"non-finite gradient of parameter 'hidden/b' at step 0"):
-        fit(loss_fn, fdl.optim.sgd(0.1), params, (x, y), key=jax.random.key(0), batch_size=8,
-            steps=2, logging=QUIET)
+        fit(
+            loss_fn,
+            fdl.optim.sgd(0.1),
+            params,
+            (x, y),
+            key=jax.random.key(0),
+            batch_size=8,
+            steps=2,
+            logging=QUIET,
+        )

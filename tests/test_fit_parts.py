@@ -110,26 +110,43 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement():
         stopper.on_row({"step": step, "eval_loss": value}, control)
         assert control.stop == (step == 4)
     assert stopper.best == 2.0 and stopper.best_step == 2
-    assert control.reason == ("early stopping: eval_loss has not improved on 2 (step 2) for 2 "
-                              "evaluations")
+    assert control.reason == ("early stopping: eval_loss has not improved on 2 (step 2) for 2 evaluations")
     stopper.on_row({"step": 5, "loss": 1.0}, Control())  # rows without the metric are ignored
 
 
 def test_early_stopping_in_fit_ends_the_run_and_says_why():
     data = regression_data()
     # lr 0 never improves: the run stops after the first evaluation plus `patience` more
-    result = fit(linear_loss, fdl.optim.sgd(0.0), linear_params(), data, key=jax.random.key(0),
-                 batch_size=8, steps=600, evaluate=Eval(eval_on(data), every=6), logging=QUIET,
-                 callbacks=[EarlyStopping("eval_loss", patience=3)])
+    result = fit(
+        linear_loss,
+        fdl.optim.sgd(0.0),
+        linear_params(),
+        data,
+        key=jax.random.key(0),
+        batch_size=8,
+        steps=600,
+        evaluate=Eval(eval_on(data), every=6),
+        logging=QUIET,
+        callbacks=[EarlyStopping("eval_loss", patience=3)],
+    )
     assert result.step == 24 and [r["step"] for r in result.history] == [6, 12, 16, 18, 24]
     assert result.stopped.startswith("early stopping: eval_loss has not improved")
 
 
 def test_every_calls_the_function_at_exact_steps_with_the_state_of_that_step():
     calls = []
-    fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), regression_data(), key=jax.random.key(0),
-        batch_size=8, steps=20, execution=Execution(steps_per_call=16), logging=QUIET,
-        callbacks=[Every(7, lambda step, state, row: calls.append((step, int(state.step))))])
+    fit(
+        linear_loss,
+        fdl.optim.sgd(0.1),
+        linear_params(),
+        regression_data(),
+        key=jax.random.key(0),
+        batch_size=8,
+        steps=20,
+        execution=Execution(steps_per_call=16),
+        logging=QUIET,
+        callbacks=[Every(7, lambda step, state, row: calls.append((step, int(state.step))))],
+    )
     assert calls == [(7, 7), (14, 14)]
 
 
@@ -146,10 +163,19 @@ def test_reduce_lr_on_plateau_in_fit_equals_sgd_with_the_reduced_rate():
     1), and the parameters equal SGD run by hand at 0.1 for 12 steps, then 0.05."""
     data = regression_data()
     plateau = ReduceLROnPlateau("eval_const", factor=0.5, patience=1)
-    result = fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), data, key=jax.random.key(0),
-                 batch_size=8, steps=18, logging=QUIET, execution=Execution(steps_per_call=6),
-                 evaluate=Eval(lambda p, s: {"const": jnp.asarray(1.0)}, every=6),
-                 callbacks=[plateau])
+    result = fit(
+        linear_loss,
+        fdl.optim.sgd(0.1),
+        linear_params(),
+        data,
+        key=jax.random.key(0),
+        batch_size=8,
+        steps=18,
+        logging=QUIET,
+        execution=Execution(steps_per_call=6),
+        evaluate=Eval(lambda p, s: {"const": jnp.asarray(1.0)}, every=6),
+        callbacks=[plateau],
+    )
     assert float(result.opt_state.scale) == pytest.approx(0.25)
     # By hand over fit's batches: a unit-rate SGD step gives -g, scaled by each segment's rate.
     step_fn = fdl.train.make_train_step(linear_loss, fdl.optim.sgd(1.0), donate=False)
@@ -161,7 +187,7 @@ def test_reduce_lr_on_plateau_in_fit_equals_sgd_with_the_reduced_rate():
         idx = order[(s % 6) * 8 : (s % 6 + 1) * 8]
         lr = 0.1 if s < 12 else 0.05
         new, _ = step_fn(state, (x[idx], y[idx]), jax.random.fold_in(step_key, s))
-        params = jax.tree.map(lambda old, n: old + lr * (n - old), state.params, new.params)
+        params = jax.tree.map(lambda old, n, lr=lr: old + lr * (n - old), state.params, new.params)
         state = state._replace(params=params)
     chex.assert_trees_all_close(result.params, state.params, rtol=1e-6, atol=1e-7)
 
@@ -173,10 +199,18 @@ def test_reduce_lr_on_plateau_in_fit_equals_sgd_with_the_reduced_rate():
         (lambda: EarlyStopping(mode="up"), ValueError, r"`mode` must be one of 'min', 'max', got 'up'"),
         (lambda: EarlyStopping(patience=0), ValueError, r"`patience` must be a positive integer, got 0"),
         (lambda: Every(0, print), ValueError, r"`every` must be a positive integer, got 0"),
-        (lambda: Every(5, "print"), TypeError, r"Every: `fn` must be callable \(step, state, row\), got 'print'"),
+        (
+            lambda: Every(5, "print"),
+            TypeError,
+            r"Every: `fn` must be callable \(step, state, row\), got 'print'",
+        ),
         (lambda: ReduceLROnPlateau(factor=1.5), ValueError, r"`factor` must be in \(0, 1\), got 1.5"),
         (lambda: ReduceLROnPlateau(min_scale=2), ValueError, r"`min_scale` must be in \[0, 1\], got 2"),
-        (lambda: ReduceLROnPlateau(cooldown=-1), ValueError, r"`cooldown` must be a non-negative integer, got -1"),
+        (
+            lambda: ReduceLROnPlateau(cooldown=-1),
+            ValueError,
+            r"`cooldown` must be a non-negative integer, got -1",
+        ),
     ],
 )
 def test_callback_arguments_are_checked(build, error, match):
@@ -208,14 +242,23 @@ def read_events(directory):
 
 def test_tensorboard_logger_writes_events_that_read_back(tmp_path):
     data = regression_data()
-    result = fit(linear_loss, fdl.optim.adam(0.05), linear_params(), data, key=jax.random.key(0),
-                 batch_size=8, steps=24, execution=Execution(steps_per_call=6),
-                 evaluate=Eval(eval_on(data), every=12),
-                 logging=Logging(progress=False, loggers=[TensorBoardLogger(tmp_path / "tb")]))
+    result = fit(
+        linear_loss,
+        fdl.optim.adam(0.05),
+        linear_params(),
+        data,
+        key=jax.random.key(0),
+        batch_size=8,
+        steps=24,
+        execution=Execution(steps_per_call=6),
+        evaluate=Eval(eval_on(data), every=12),
+        logging=Logging(progress=False, loggers=[TensorBoardLogger(tmp_path / "tb")]),
+    )
     scalars = read_events(tmp_path / "tb")
     assert [s for s, _ in scalars["loss"]] == [6, 12, 18, 24]
-    np.testing.assert_allclose([v for _, v in scalars["loss"]], [r["loss"] for r in result.history],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [v for _, v in scalars["loss"]], [r["loss"] for r in result.history], rtol=1e-6
+    )
     assert [s for s, _ in scalars["eval_loss"]] == [12, 24]
     np.testing.assert_allclose(scalars["eval_loss"][-1][1], result.history[-1]["eval_loss"], rtol=1e-6)
 
@@ -232,9 +275,17 @@ def test_a_custom_logger_sees_every_row():
             self.closed = True
 
     rows = Rows()
-    fit(linear_loss, fdl.optim.sgd(0.1), linear_params(), regression_data(), key=jax.random.key(0),
-        batch_size=8, steps=12, execution=Execution(steps_per_call=4),
-        logging=Logging(progress=False, loggers=[rows]))
+    fit(
+        linear_loss,
+        fdl.optim.sgd(0.1),
+        linear_params(),
+        regression_data(),
+        key=jax.random.key(0),
+        batch_size=8,
+        steps=12,
+        execution=Execution(steps_per_call=4),
+        logging=Logging(progress=False, loggers=[rows]),
+    )
     assert rows.seen == [1, 2, 3] and rows.closed
 
 
@@ -248,9 +299,10 @@ def test_the_history_plot_puts_eval_loss_with_the_losses_and_no_train_eval_label
         saved["fig"] = fig
         return original(fig, *args, **kwargs)
 
-    history = [{"step": 6, "loss": 1.0, "accuracy": 0.5, "skipped": 0},
-               {"step": 12, "loss": 0.5, "accuracy": 0.7, "skipped": 0, "eval_loss": 0.6,
-                "eval_accuracy": 0.65}]
+    history = [
+        {"step": 6, "loss": 1.0, "accuracy": 0.5, "skipped": 0},
+        {"step": 12, "loss": 0.5, "accuracy": 0.7, "skipped": 0, "eval_loss": 0.6, "eval_accuracy": 0.65},
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Figure, "savefig", keep)
         fdl.fit.save_history_plot(history, tmp_path / "curves.png")

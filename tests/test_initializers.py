@@ -66,9 +66,7 @@ for _mode in ("fan_in", "fan_out", "fan_avg"):
                 f"variance_scaling-{_mode}-{_dist}",
                 (lambda m=_mode, d=_dist: I.variance_scaling(0.7, m, d)),
                 (lambda fi, fo, m=_mode: 0.7 / _n(m, fi, fo)),
-                (lambda fi, fo, m=_mode: (3 * 0.7 / _n(m, fi, fo)) ** 0.5)
-                if _dist == "uniform"
-                else None,
+                (lambda fi, fo, m=_mode: (3 * 0.7 / _n(m, fi, fo)) ** 0.5) if _dist == "uniform" else None,
             )
         )
 
@@ -137,9 +135,7 @@ def test_compute_fans_rejects_0d_and_bad_shapes():
 
 
 @pytest.mark.parametrize("shape_name", list(SHAPES))
-@pytest.mark.parametrize(
-    "name, factory, target, bound", SHAPE_AWARE, ids=[s[0] for s in SHAPE_AWARE]
-)
+@pytest.mark.parametrize("name, factory, target, bound", SHAPE_AWARE, ids=[s[0] for s in SHAPE_AWARE])
 def test_shape_aware_variance_mean_and_bounds(key, name, factory, target, bound, shape_name):
     shape, fan_in, fan_out = SHAPES[shape_name]
     w = factory()(key, shape)
@@ -190,9 +186,7 @@ def test_uniform_moments_and_bounds(key, scale):
     assert w64.min() <= -0.999 * a and w64.max() >= 0.999 * a
 
 
-@pytest.mark.parametrize(
-    "stddev, lower, upper", [(1.0, -2.0, 2.0), (0.1, -1.0, 3.0), (2.0, 0.5, 1.5)]
-)
+@pytest.mark.parametrize("stddev, lower, upper", [(1.0, -2.0, 2.0), (0.1, -1.0, 3.0), (2.0, 0.5, 1.5)])
 def test_truncated_normal_moments_and_bounds(key, stddev, lower, upper):
     reference = stats.truncnorm(lower, upper, loc=0.0, scale=stddev)
     w = I.truncated_normal(stddev, lower, upper)(key, DRAW_SHAPE)
@@ -206,9 +200,7 @@ def test_truncated_normal_moments_and_bounds(key, stddev, lower, upper):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.int32])
 def test_constant_zeros_ones(key, dtype):
-    np.testing.assert_array_equal(
-        np.asarray(I.zeros()(key, (2, 3), dtype), np.float64), np.zeros((2, 3))
-    )
+    np.testing.assert_array_equal(np.asarray(I.zeros()(key, (2, 3), dtype), np.float64), np.zeros((2, 3)))
     np.testing.assert_array_equal(np.asarray(I.ones()(key, (4,), dtype), np.float64), np.ones(4))
     c = I.constant(-3)(key, (2, 2), dtype)
     chex.assert_type(c, dtype)
@@ -293,9 +285,7 @@ def test_same_key_same_draw_different_key_different_draw(keys, name):
 
 
 # One initializer per sampler: normal, uniform, truncated normal, variance scaling, QR.
-@pytest.mark.parametrize(
-    "name", ["normal", "uniform", "truncated_normal", "he_normal", "orthogonal"]
-)
+@pytest.mark.parametrize("name", ["normal", "uniform", "truncated_normal", "he_normal", "orthogonal"])
 def test_jit_and_list_shape(key, name):
     init = RANDOM[name]()
     jitted = jax.jit(init, static_argnums=(1, 2))

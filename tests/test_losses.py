@@ -102,8 +102,7 @@ def _integer_label_inputs(keys, shape):
 # (id, fdl loss, its optax twin, random (first, second) arguments, expected per-example shape)
 OPTAX_TWINS = [
     ("mse", losses.mse, optax.squared_error, _regression_inputs, lambda s: s),
-    ("mae", losses.mae, lambda p, t: jnp.sqrt(optax.squared_error(p, t)), _regression_inputs,
-     lambda s: s),
+    ("mae", losses.mae, lambda p, t: jnp.sqrt(optax.squared_error(p, t)), _regression_inputs, lambda s: s),
     ("huber", losses.huber, optax.huber_loss, _regression_inputs, lambda s: s),
     (
         "huber_delta",
@@ -432,9 +431,7 @@ def test_loss_keeps_dtype(fn, dtype):
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
 def test_invalid_reduction_raises(fn):
     first, second = _arguments(fn, jnp.float32)
-    with pytest.raises(
-        ValueError, match=r"^`reduction` must be one of 'mean', 'sum', 'none', got 'avg'$"
-    ):
+    with pytest.raises(ValueError, match=r"^`reduction` must be one of 'mean', 'sum', 'none', got 'avg'$"):
         fn(first, second, reduction="avg")
 
 
@@ -446,9 +443,7 @@ def test_invalid_reduction_raises(fn):
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=ALL_IDS)
 def test_invalid_reduction_message_names_argument_and_value(fn, value, shown):
     first, second = _arguments(fn, jnp.float32)
-    with pytest.raises(
-        ValueError, match=rf"^`reduction` must be one of 'mean', 'sum', 'none', got {shown}$"
-    ):
+    with pytest.raises(ValueError, match=rf"^`reduction` must be one of 'mean', 'sum', 'none', got {shown}$"):
         fn(first, second, reduction=value)
 
 
@@ -462,9 +457,7 @@ def test_reduction_is_keyword_only(fn):
         fn(first, second, *positional)
 
 
-@pytest.mark.parametrize(
-    "fn", [losses.mse, losses.mae, losses.huber], ids=["mse", "mae", "huber"]
-)
+@pytest.mark.parametrize("fn", [losses.mse, losses.mae, losses.huber], ids=["mse", "mae", "huber"])
 def test_regression_shape_mismatch_raises(fn):
     with pytest.raises(
         ValueError,

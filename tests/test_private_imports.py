@@ -87,7 +87,8 @@ def test_the_checker_sees_what_it_must():
         node = ast.parse(code).body[0]
         source = imported_module(node, importer, package)
         return [
-            a.name for a in node.names
+            a.name
+            for a in node.names
             if is_private(a.name)
             and not any(is_private(p) for p in source.split("."))
             and not is_module(f"{source}.{a.name}")
@@ -105,6 +106,5 @@ def test_no_module_imports_another_modules_private_name():
     found = offenders()
     assert not found, (
         "these imports reach into another module's private names; move the name to a kernel "
-        "module (fdl._checks, fdl._dtypes, fdl._io, fdl._plot, ...) or make it public:\n"
-        + "\n".join(found)
+        "module (fdl._checks, fdl._dtypes, fdl._io, fdl._plot, ...) or make it public:\n" + "\n".join(found)
     )

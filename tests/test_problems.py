@@ -165,9 +165,7 @@ def test_logistic_digits_matches_a_numpy_softmax_regression(keys):
     b = np.asarray(jax.random.normal(next(keys), (10,)), np.float64) * 0.3
     data = load_digits()
     x = data.x_train.astype(np.float64)
-    expected = numpy_cross_entropy(x @ w + b, data.y_train) + 1e-3 * 0.5 * (
-        np.sum(w**2) + np.sum(b**2)
-    )
+    expected = numpy_cross_entropy(x @ w + b, data.y_train) + 1e-3 * 0.5 * (np.sum(w**2) + np.sum(b**2))
     got = problem.loss({"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray(b, jnp.float32)})
     # float32 sums over 1438 examples against float64: relative 1e-5.
     assert float(got) == pytest.approx(expected, rel=1e-5)
@@ -179,7 +177,9 @@ def test_mlp_digits_matches_a_numpy_forward_pass_and_depends_on_the_key(keys):
     other = problem.init_params(next(keys))
     assert sorted(params) == ["dense_0", "dense_1"]
     assert not np.array_equal(params["dense_0"]["w"], other["dense_0"]["w"])
-    first, second = (jax.tree.map(lambda a: np.asarray(a, np.float64), params[k]) for k in ("dense_0", "dense_1"))
+    first, second = (
+        jax.tree.map(lambda a: np.asarray(a, np.float64), params[k]) for k in ("dense_0", "dense_1")
+    )
     data = load_digits()
     hidden = np.maximum(data.x_train.astype(np.float64) @ first["w"] + first["b"], 0.0)
     expected = numpy_cross_entropy(hidden @ second["w"] + second["b"], data.y_train)

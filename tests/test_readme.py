@@ -38,9 +38,7 @@ def test_train_section_runs_as_written(tmp_path, monkeypatch):
     result = namespace["result"]
     assert result.step == 88 and result.history[-1]["eval_accuracy"] > 0.8
     assert (tmp_path / "curves.png").exists() and (tmp_path / "history.jsonl").exists()
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "ckpt-00000044.npz", "ckpt-00000088.npz"
-    ]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["ckpt-00000044.npz", "ckpt-00000088.npz"]
     exec("import fdl\n" + code, namespace)  # resume=True: already done, nothing more to train
     assert namespace["result"].step == 88
 
@@ -50,6 +48,7 @@ def test_ci_runs_exactly_the_readmes_test_command():
     command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1).strip()
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
     assert command == ci and "pip install -e" in command and "pytest" in command
+    assert "ruff check" in command and "ruff format --check" in command and "mypy" in command
 
 
 def test_reach_into_a_model_section_runs_as_written(capsys):

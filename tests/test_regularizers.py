@@ -85,9 +85,7 @@ def test_skip_biases_only_looks_at_dict_keys():
     assert skip_biases(params) == {"b2": True, "bias_like": True, "layers": (True, {"b": False})}
 
 
-@pytest.mark.parametrize(
-    "penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)]
-)
+@pytest.mark.parametrize("penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)])
 def test_values_without_mask(params, penalty, reference):
     value = penalty(params)
     chex.assert_shape(value, ())
@@ -95,20 +93,14 @@ def test_values_without_mask(params, penalty, reference):
     np.testing.assert_allclose(float(value), reference(params, ALL), rtol=RTOL)
 
 
-@pytest.mark.parametrize(
-    "penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)]
-)
+@pytest.mark.parametrize("penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)])
 def test_values_with_skip_biases_pytree_and_callable(params, penalty, reference):
     expected = reference(params, WEIGHTS)
-    np.testing.assert_allclose(
-        float(penalty(params, mask=skip_biases(params))), expected, rtol=RTOL
-    )
+    np.testing.assert_allclose(float(penalty(params, mask=skip_biases(params))), expected, rtol=RTOL)
     np.testing.assert_allclose(float(penalty(params, mask=skip_biases)), expected, rtol=RTOL)
 
 
-@pytest.mark.parametrize(
-    "penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)]
-)
+@pytest.mark.parametrize("penalty, reference", [(l2_penalty, _reference_l2), (l1_penalty, _reference_l1)])
 def test_values_with_hand_written_mask(params, penalty, reference):
     mask = {
         "dense": {"w": False, "b": True},
@@ -118,10 +110,9 @@ def test_values_with_hand_written_mask(params, penalty, reference):
     expected = reference(params, ["dense.b", "blocks0.w", "temperature"])
     np.testing.assert_allclose(float(penalty(params, mask=mask)), expected, rtol=RTOL)
     # The same selection as a callable mask, computed from the params.
-    only_first_block_w = lambda p: jax.tree_util.tree_map_with_path(  # noqa: E731
+    only_first_block_w = lambda p: jax.tree_util.tree_map_with_path(
         lambda path, _: (
-            jax.tree_util.keystr(path)
-            in ("['blocks'][0]['w']", "['dense']['b']", "['temperature']")
+            jax.tree_util.keystr(path) in ("['blocks'][0]['w']", "['dense']['b']", "['temperature']")
         ),
         p,
     )
@@ -145,17 +136,13 @@ def test_hand_computed_small_case():
 
 def _masked(p, mask, fn):
     """Expected gradient: fn(leaf) on masked leaves, zeros elsewhere (built in NumPy)."""
-    return jax.tree_util.tree_map(
-        lambda leaf, m: fn(_np(leaf)) if m else np.zeros(np.shape(leaf)), p, mask
-    )
+    return jax.tree_util.tree_map(lambda leaf, m: fn(_np(leaf)) if m else np.zeros(np.shape(leaf)), p, mask)
 
 
 def test_l2_gradient_is_w_on_masked_leaves(params):
     mask = skip_biases(params)
     grads = jax.grad(l2_penalty)(params, mask)
-    chex.assert_trees_all_close(
-        jax.tree_util.tree_map(_np, grads), _masked(params, mask, lambda w: w)
-    )
+    chex.assert_trees_all_close(jax.tree_util.tree_map(_np, grads), _masked(params, mask, lambda w: w))
     grads_all = jax.grad(l2_penalty)(params)
     chex.assert_trees_all_close(grads_all, params)
 
@@ -196,9 +183,7 @@ def test_check_grads_l1_away_from_zero(params):
 def test_jit_matches_eager(params):
     for penalty in (l2_penalty, l1_penalty):
         jitted = jax.jit(lambda p, f=penalty: f(p, skip_biases))
-        np.testing.assert_allclose(
-            float(jitted(params)), float(penalty(params, skip_biases)), rtol=RTOL
-        )
+        np.testing.assert_allclose(float(jitted(params)), float(penalty(params, skip_biases)), rtol=RTOL)
 
 
 def test_bfloat16_leaves_accumulate_in_float32():
@@ -254,9 +239,7 @@ def test_mask_structure_mismatch_prints_both_structures(params):
 
 
 def test_callable_mask_returning_wrong_structure_raises(params):
-    with pytest.raises(
-        ValueError, match=re.escape("`mask` must have the same tree structure as `params`")
-    ):
+    with pytest.raises(ValueError, match=re.escape("`mask` must have the same tree structure as `params`")):
         l1_penalty(params, mask=lambda p: True)
 
 

@@ -85,9 +85,12 @@ def test_reusing_a_donated_state_says_why(keys):
     step = fdl.train.make_train_step(fdl.train.simple_loss(loss), optimizer)
     old = fdl.train.init_state(params, optimizer)
     step(old, batch, None)
-    with pytest.raises(RuntimeError, match=r"the train step was given a state whose arrays were donated "
-                       r"to an earlier call .* pass the state that the last call returned, or build "
-                       r"the step with donate=False"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"the train step was given a state whose arrays were donated "
+        r"to an earlier call .* pass the state that the last call returned, or build "
+        r"the step with donate=False",
+    ):
         step(old, batch, None)
 
 
@@ -128,9 +131,14 @@ SIGNATURE = r"loss_fn\(params, layer_state, batch, key\) -> \(loss, \(layer_stat
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must be callable \(" + SIGNATURE + r"\), got 3"):
+    with pytest.raises(
+        TypeError, match=r"make_step: `loss_fn` must be callable \(" + SIGNATURE + r"\), got 3"
+    ):
         fdl.train.make_train_step(3, optax.sgd(0.1))
-    with pytest.raises(TypeError, match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. fdl.optim.adam\(1e-3\) or optax.adam\(1e-3\)\), got 'adam'"):
+    with pytest.raises(
+        TypeError,
+        match=r"`optimizer` must have optax's \(init, update\) interface \(e.g. fdl.optim.adam\(1e-3\) or optax.adam\(1e-3\)\), got 'adam'",
+    ):
         fdl.train.make_train_step(lambda p, s, b, k: 0.0, "adam")
     with pytest.raises(TypeError, match=r"init_state: `optimizer` must have optax's"):
         fdl.train.init_state({}, object())
@@ -142,8 +150,12 @@ def test_a_three_argument_loss_names_the_signature_and_the_adapter():
     def loss3(params, batch, key):
         return jnp.sum(params)
 
-    with pytest.raises(TypeError, match=r"make_step: `loss_fn` must take 4 arguments, " + SIGNATURE +
-                       r"; got 'loss3' with signature \(params, batch, key\)\. .*fdl.train.simple_loss\(loss_fn\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"make_step: `loss_fn` must take 4 arguments, "
+        + SIGNATURE
+        + r"; got 'loss3' with signature \(params, batch, key\)\. .*fdl.train.simple_loss\(loss_fn\)",
+    ):
         fdl.train.make_train_step(loss3, optax.sgd(0.1))
 
 
@@ -154,7 +166,10 @@ def test_a_three_argument_loss_names_the_signature_and_the_adapter():
         (lambda p, s, b, k: (jnp.sum(p), {}), r"got a tuple of 2.*fdl.train.simple_loss"),
         (lambda p, s, b, k: (p * 2.0, (s, {})), r"with a scalar loss; got a loss of shape \(3,\)"),
         (lambda p, s, b, k: (jnp.sum(p), (s, 1.0)), r"with metrics a dict of scalars; got metrics float"),
-        (lambda p, s, b, k: (jnp.sum(p), ({"n": 1.0}, {})), r"the returned layer state must have the structure"),
+        (
+            lambda p, s, b, k: (jnp.sum(p), ({"n": 1.0}, {})),
+            r"the returned layer state must have the structure",
+        ),
     ],
     ids=["scalar", "loss_and_metrics", "per_example", "metrics_not_dict", "state_changed"],
 )
@@ -162,7 +177,9 @@ def test_a_loss_that_returns_the_wrong_shape_is_a_clear_error(loss_fn, match):
     optimizer = optax.sgd(0.1)
     step = fdl.train.make_train_step(loss_fn, optimizer, donate=False)
     state = fdl.train.init_state(jnp.ones(3), optimizer)
-    with pytest.raises(TypeError, match=r"`loss_fn` must return \(loss, \(layer_state, metrics\)\) .*" + match):
+    with pytest.raises(
+        TypeError, match=r"`loss_fn` must return \(loss, \(layer_state, metrics\)\) .*" + match
+    ):
         step(state, None, None)
 
 
@@ -314,6 +331,6 @@ def test_stateful_step_with_a_frozen_part(keys):
 
 
 def test_a_trainable_pattern_that_matches_nothing_is_a_clear_error(keys):
-    params, loss_fn, batch = frozen_body_problem(keys)
+    params, _loss_fn, _batch = frozen_body_problem(keys)
     with pytest.raises(ValueError, match=r"the pattern 'haed' matches no leaf; nearest: \['head'"):
         fdl.train.trainable_part(params, "haed")

@@ -36,10 +36,13 @@ def grads_and_moments(keys, dtype=jnp.float32):
         "w": jax.random.normal(next(keys), (3, 2), dtype),
         "b": jax.random.normal(next(keys), (2,), dtype),
     }
-    m = jax.tree.map(lambda x: jnp.abs(x), {
-        "w": jax.random.normal(next(keys), (3, 2), dtype),
-        "b": jax.random.normal(next(keys), (2,), dtype),
-    })
+    m = jax.tree.map(
+        lambda x: jnp.abs(x),
+        {
+            "w": jax.random.normal(next(keys), (3, 2), dtype),
+            "b": jax.random.normal(next(keys), (2,), dtype),
+        },
+    )
     return g, m
 
 
@@ -47,7 +50,13 @@ def test_public_and_exported():
     assert fdl.tree is tree
     assert "tree" in fdl.__all__
     assert set(tree.__all__) == {
-        "update_moment", "bias_correction", "norm", "zeros_like", "full_like", "cast", "cast_like"
+        "update_moment",
+        "bias_correction",
+        "norm",
+        "zeros_like",
+        "full_like",
+        "cast",
+        "cast_like",
     }
 
 
@@ -159,9 +168,7 @@ def test_zeros_like_and_full_like_by_hand():
 @pytest.mark.parametrize("dtype", [None, jnp.bfloat16, jnp.float32])
 def test_zeros_like_and_full_like_match_optax(dtype):
     params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3, jnp.bfloat16)}
-    chex.assert_trees_all_equal(
-        tree.zeros_like(params, dtype), optax.tree.zeros_like(params, dtype)
-    )
+    chex.assert_trees_all_equal(tree.zeros_like(params, dtype), optax.tree.zeros_like(params, dtype))
     chex.assert_trees_all_equal(
         tree.full_like(params, 0.25, dtype), optax.tree.full_like(params, 0.25, dtype)
     )

@@ -48,9 +48,7 @@ def check_shape(name: str, value: Any) -> tuple[int, ...]:
         shape = tuple(value)
     except TypeError:
         shape = None
-    if shape is None or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if shape is None or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ValueError(f"`{name}` must be a tuple of non-negative ints, got {value!r}")
     return shape
 

@@ -56,7 +56,7 @@ def atomic_write(path: str | os.PathLike, data: Content) -> Path:
     # Created with open(..., "x") rather than mkstemp: the file gets the usual permissions
     # (0o666 less the umask), not mkstemp's 0o600. The pid and random token make it unique.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    file = open(tmp, "xb")  # noqa: SIM115 (closed below; a failure here leaves nothing to delete)
+    file = open(tmp, "xb")
     try:
         with file:
             if callable(data):

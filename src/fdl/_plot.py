@@ -17,10 +17,7 @@ from typing import Any
 
 from fdl._io import atomic_write
 
-MISSING = (
-    "plotting needs matplotlib, which is not installed; install it with "
-    "`pip install matplotlib`"
-)
+MISSING = "plotting needs matplotlib, which is not installed; install it with `pip install matplotlib`"
 
 
 def _figure_class() -> Any:

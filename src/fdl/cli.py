@@ -60,9 +60,7 @@ def parse_value(text: str) -> Any:
     try:
         return float(lowered)
     except ValueError:
-        raise UsageError(
-            f"value {text!r} is not a number, true/false or none"
-        ) from None
+        raise UsageError(f"value {text!r} is not a number, true/false or none") from None
 
 
 def parse_opt(text: str) -> tuple[str, dict[str, Any]]:
@@ -138,34 +136,41 @@ def _add_compare(commands: Any) -> None:
     )
     parser.add_argument("--problem", help=f"one of: {', '.join(problem_names())}")
     parser.add_argument(
-        "--opt", action="append", default=[], metavar="SPEC",
+        "--opt",
+        action="append",
+        default=[],
+        metavar="SPEC",
         help=f"an optimizer, {OPT_SYNTAX}; repeat for each",
     )
     parser.add_argument("--steps", type=_positive_int, default=500, help="steps per run (500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial parameters (0)")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None,
+        "--batch-size",
+        type=_positive_int,
+        default=None,
         help="gradients on minibatches of this size (problems with data; default: full batch)",
     )
     parser.add_argument(
-        "--threshold", type=_finite_float, default=None,
+        "--threshold",
+        type=_finite_float,
+        default=None,
         help="report the first step with loss <= this",
     )
     parser.add_argument("--out", type=Path, default=None, help="directory to write results to")
     parser.add_argument("--no-twins", action="store_true", help="skip the fdl/optax twin check")
-    parser.add_argument(
-        "--list", action="store_true", help="list problems and optimizers, then exit"
-    )
+    parser.add_argument("--list", action="store_true", help="list problems and optimizers, then exit")
     parser.set_defaults(run=_run_compare)
 
 
 def _list_names() -> str:
     fdl_names, optax_names = (optimizer_names(lib, qualified=False) for lib in LIBRARIES)
-    return "\n".join([
-        f"problems: {', '.join(problem_names())}",
-        f"fdl optimizers (NAME or fdl:NAME): {', '.join(fdl_names)}",
-        f"optax optimizers (optax:NAME): {', '.join(optax_names)}",
-    ])
+    return "\n".join(
+        [
+            f"problems: {', '.join(problem_names())}",
+            f"fdl optimizers (NAME or fdl:NAME): {', '.join(fdl_names)}",
+            f"optax optimizers (optax:NAME): {', '.join(optax_names)}",
+        ]
+    )
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -191,9 +196,7 @@ def _run_compare(args: argparse.Namespace) -> int:
                 f"--batch-size {args.batch_size} exceeds the {examples} examples of {args.problem}"
             )
     if not args.opt:
-        raise UsageError(
-            f"give at least one --opt {OPT_SYNTAX}, e.g. --opt adam:learning_rate=0.01"
-        )
+        raise UsageError(f"give at least one --opt {OPT_SYNTAX}, e.g. --opt adam:learning_rate=0.01")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {str(args.out)!r} exists and is not a directory")
     # Validate everything before computing anything: compare() would raise the same errors,
@@ -210,8 +213,13 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
     result = compare(
-        optimizers, problem, args.steps, seed=args.seed, threshold=args.threshold,
-        twins=not args.no_twins, batch_size=args.batch_size,
+        optimizers,
+        problem,
+        args.steps,
+        seed=args.seed,
+        threshold=args.threshold,
+        twins=not args.no_twins,
+        batch_size=args.batch_size,
     )
     print(result.table())
     if args.out is not None:
@@ -241,33 +249,48 @@ def _add_train(commands: Any) -> None:
         ),
     )
     parser.add_argument("--model", choices=MODELS, default="mlp", help="mlp (default) or cnn")
-    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
-                        help="MLP hidden widths (256 256)")
+    parser.add_argument(
+        "--hidden", type=_positive_int, nargs="+", default=[256, 256], help="MLP hidden widths (256 256)"
+    )
     parser.add_argument("--dropout", type=_rate, default=0.1, help="drop probability (0.1)")
     parser.add_argument("--images", type=Path, help="IDX images file (with --labels)")
     parser.add_argument("--labels", type=Path, help="IDX labels file (with --images)")
     parser.add_argument("--test-fraction", type=_rate, default=0.2, help="held-out share (0.2)")
-    parser.add_argument("--opt", default="adam:learning_rate=1e-3", metavar="SPEC",
-                        help=f"the optimizer, {OPT_SYNTAX} (adam:learning_rate=1e-3)")
+    parser.add_argument(
+        "--opt",
+        default="adam:learning_rate=1e-3",
+        metavar="SPEC",
+        help=f"the optimizer, {OPT_SYNTAX} (adam:learning_rate=1e-3)",
+    )
     parser.add_argument("--epochs", type=_positive_int, default=20, help="epochs (20)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, split and order (0)")
-    parser.add_argument("--steps-per-call", type=_positive_int, default=16,
-                        help="steps fused into one XLA call (16)")
-    parser.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
-                        help="on a non-finite loss or gradient: raise (stop) or skip the step")
-    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="compute dtype; parameters and optimizer state stay float32")
+    parser.add_argument(
+        "--steps-per-call", type=_positive_int, default=16, help="steps fused into one XLA call (16)"
+    )
+    parser.add_argument(
+        "--nan-policy",
+        choices=NAN_POLICIES,
+        default="raise",
+        help="on a non-finite loss or gradient: raise (stop) or skip the step",
+    )
+    parser.add_argument(
+        "--compute-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute dtype; parameters and optimizer state stay float32",
+    )
     parser.add_argument("--checkpoint-dir", type=Path, help="save checkpoints here")
-    parser.add_argument("--checkpoint-every", type=_positive_int,
-                        help="steps between checkpoints (default: one per epoch)")
+    parser.add_argument(
+        "--checkpoint-every", type=_positive_int, help="steps between checkpoints (default: one per epoch)"
+    )
     parser.add_argument("--keep", type=_positive_int, default=3, help="checkpoints to keep (3)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest valid checkpoint in --checkpoint-dir")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest valid checkpoint in --checkpoint-dir"
+    )
     parser.add_argument("--history", type=Path, help="write the metrics history (.jsonl or .csv)")
     parser.add_argument("--plot", type=Path, help="save the training curves (PNG)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(run=_run_train)
 
 
@@ -279,9 +302,15 @@ def _rate(text: str) -> float:
 
 
 # fit's record fields and the train flags that set them (the same words)
-_FLAGS = {"dir": "--checkpoint-dir", "every": "--checkpoint-every", "keep": "--keep",
-          "history": "--history", "plot": "--plot", "steps_per_call": "--steps-per-call",
-          "nan_policy": "--nan-policy"}
+_FLAGS = {
+    "dir": "--checkpoint-dir",
+    "every": "--checkpoint-every",
+    "keep": "--keep",
+    "history": "--history",
+    "plot": "--plot",
+    "steps_per_call": "--steps-per-call",
+    "nan_policy": "--nan-policy",
+}
 
 
 def _as_flags(error: Exception) -> str:
@@ -298,12 +327,17 @@ def _train_records(args: argparse.Namespace) -> dict[str, Any]:
 
     try:
         return {
-            "checkpoint": None if args.checkpoint_dir is None else fit.Checkpoint(
-                args.checkpoint_dir, every=args.checkpoint_every, keep=args.keep, resume=args.resume),
+            "checkpoint": None
+            if args.checkpoint_dir is None
+            else fit.Checkpoint(
+                args.checkpoint_dir, every=args.checkpoint_every, keep=args.keep, resume=args.resume
+            ),
             "logging": fit.Logging(history=args.history, plot=args.plot, progress=args.progress),
             "execution": fit.Execution(
-                steps_per_call=args.steps_per_call, nan_policy=args.nan_policy,
-                compute_dtype=jnp.bfloat16 if args.compute_dtype == "bfloat16" else None),
+                steps_per_call=args.steps_per_call,
+                nan_policy=args.nan_policy,
+                compute_dtype=jnp.bfloat16 if args.compute_dtype == "bfloat16" else None,
+            ),
         }
     except (ValueError, TypeError) as error:
         raise UsageError(_as_flags(error)) from None
@@ -345,7 +379,7 @@ def _load_train_data(args: argparse.Namespace, flat: bool):
     except (ValueError, OSError) as error:
         raise UsageError(f"--images/--labels: {error}") from None
     order = np.random.default_rng(args.seed).permutation(len(y))
-    n_test = max(1, int(round(args.test_fraction * len(y))))
+    n_test = max(1, round(args.test_fraction * len(y)))
     if n_test >= len(y):
         raise UsageError(f"--test-fraction {args.test_fraction} leaves no training examples")
     test, train = order[:n_test], order[n_test:]
@@ -361,11 +395,11 @@ def _run_train(args: argparse.Namespace) -> int:
     records = _train_records(args)
     x_train, y_train, x_test, y_test = _load_train_data(args, models.wants_flat_input(args.model))
     if args.batch_size > len(y_train):
-        raise UsageError(
-            f"--batch-size {args.batch_size} exceeds the {len(y_train)} training examples"
-        )
+        raise UsageError(f"--batch-size {args.batch_size} exceeds the {len(y_train)} training examples")
     model = models.build_model(
-        args.model, int(max(y_train.max(), y_test.max())) + 1, hidden=args.hidden,
+        args.model,
+        int(max(y_train.max(), y_test.max())) + 1,
+        hidden=args.hidden,
         dropout=args.dropout,
     )
     init_key, run_key = jax.random.split(jax.random.key(args.seed))
@@ -418,11 +452,17 @@ def _add_summary(commands: Any) -> None:
         ),
     )
     parser.add_argument("--model", choices=MODELS, default="mlp", help="mlp (default) or cnn")
-    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256],
-                        help="MLP hidden widths (256 256)")
+    parser.add_argument(
+        "--hidden", type=_positive_int, nargs="+", default=[256, 256], help="MLP hidden widths (256 256)"
+    )
     parser.add_argument("--classes", type=_positive_int, default=10, help="output classes (10)")
-    parser.add_argument("--input-shape", type=_positive_int, nargs="+", metavar="N",
-                        help="shape of one example (default: the digits, 64 or 8 8 1)")
+    parser.add_argument(
+        "--input-shape",
+        type=_positive_int,
+        nargs="+",
+        metavar="N",
+        help="shape of one example (default: the digits, 64 or 8 8 1)",
+    )
     parser.set_defaults(run=_run_summary)
 
 

@@ -80,9 +80,7 @@ def _reduce(per_example: jax.Array, reduction: str) -> jax.Array:
     return per_example
 
 
-def _check_same_shape(
-    name_a: str, a: jax.Array, name_b: str, b: jax.Array, hint: str = ""
-) -> None:
+def _check_same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array, hint: str = "") -> None:
     """Raise if two arrays compared entry by entry have different static shapes."""
     if a.shape != b.shape:
         raise ValueError(
@@ -95,8 +93,7 @@ def _check_has_class_axis(logits: jax.Array) -> None:
     """Raise if ``logits`` has no trailing class axis."""
     if logits.ndim < 1:
         raise ValueError(
-            f"`logits` must have at least 1 dimension (the class axis, last), got shape "
-            f"{logits.shape}"
+            f"`logits` must have at least 1 dimension (the class axis, last), got shape {logits.shape}"
         )
 
 
@@ -326,9 +323,7 @@ def binary_cross_entropy_with_logits(
     return _reduce(per_entry, reduction)
 
 
-def softmax_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "none"
-) -> jax.Array:
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, reduction: str = "none") -> jax.Array:
     r"""Cross-entropy between a label distribution and the softmax of ``logits``.
 
     For each example :math:`b`, over the ``C`` classes of the last axis, with

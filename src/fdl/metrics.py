@@ -46,8 +46,7 @@ def _check_integer_labels(
     """
     if logits.ndim < 1:
         raise ValueError(
-            f"`logits` must have at least 1 dimension (the class axis, last), got shape "
-            f"{logits.shape}"
+            f"`logits` must have at least 1 dimension (the class axis, last), got shape {logits.shape}"
         )
     if labels.shape != logits.shape[:-1]:
         raise ValueError(
@@ -168,8 +167,7 @@ def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Arra
     num_classes = logits.shape[-1]
     if k > num_classes:
         raise ValueError(
-            f"`k` must be at most the number of classes (logits.shape[-1] = {num_classes}), "
-            f"got {k}"
+            f"`k` must be at most the number of classes (logits.shape[-1] = {num_classes}), got {k}"
         )
     labels = labels.astype(jnp.int32)
     in_range = (labels >= 0) & (labels < num_classes)  # (...)

@@ -56,14 +56,15 @@ sharding is part of every array's type and some single-device code must be rewri
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
-
-import hashlib
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from fdl.nn.parts import ROOT
 
 __all__ = [
     "make_mesh",
@@ -165,8 +166,7 @@ def batch_sharding(mesh: Mesh, ndim: int, axis_name: str = "data") -> NamedShard
     _axis_size(mesh, axis_name)
     if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
         raise ValueError(
-            f"`ndim` must be a positive integer (a batch array has a leading batch axis), "
-            f"got {ndim!r}"
+            f"`ndim` must be a positive integer (a batch array has a leading batch axis), got {ndim!r}"
         )
     return NamedSharding(mesh, PartitionSpec(axis_name, *([None] * (ndim - 1))))
 
@@ -313,23 +313,20 @@ def constrain_batch(batch: PyTree, mesh: Mesh, *, axis_name: str = "data") -> Py
 
 def _check_mesh(mesh: Any) -> None:
     if not isinstance(mesh, Mesh):
-        raise TypeError(
-            f"`mesh` must be a jax.sharding.Mesh (e.g. fdl.parallel.make_mesh()), got {mesh!r}"
-        )
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh (e.g. fdl.parallel.make_mesh()), got {mesh!r}")
 
 
 def _axis_size(mesh: Any, axis_name: str) -> int:
     _check_mesh(mesh)
     if axis_name not in mesh.axis_names:
         raise ValueError(
-            f"`axis_name` {axis_name!r} is not an axis of the mesh, whose axes are "
-            f"{tuple(mesh.axis_names)}"
+            f"`axis_name` {axis_name!r} is not an axis of the mesh, whose axes are {tuple(mesh.axis_names)}"
         )
     return int(mesh.shape[axis_name])
 
 
 def _leaf_name(argument: str, path: Any) -> str:
-    return f"`{argument}` leaf {jax.tree_util.keystr(path) or '(root)'}"
+    return f"`{argument}` leaf {jax.tree_util.keystr(path) or ROOT}"
 
 
 def _scalar_message(caller: str, name: str) -> str:
@@ -366,9 +363,7 @@ def _local_shard_count(mesh: Mesh, axis_name: str) -> int:
     axis = mesh.axis_names.index(axis_name)
     process = jax.process_index()
     positions = {
-        index[axis]
-        for index, device in np.ndenumerate(mesh.devices)
-        if device.process_index == process
+        index[axis] for index, device in np.ndenumerate(mesh.devices) if device.process_index == process
     }
     return len(positions)
 

@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdl.nn.parts import ROOT
+
 __all__ = ["Mask", "l2_penalty", "l1_penalty", "skip_biases"]
 
 PyTree = Any
@@ -60,7 +62,7 @@ Mask = PyTree | Callable[[PyTree], PyTree] | None
 def _describe(tree: PyTree) -> str:
     """The leaf paths of ``tree``, one per line, followed by its tree structure."""
     paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
-    listing = "\n".join(f"    {p or '<root>'}" for p in paths) or "    (no leaves)"
+    listing = "\n".join(f"    {p or ROOT}" for p in paths) or "    (no leaves)"
     return f"{listing}\n  structure: {jax.tree_util.tree_structure(tree)}"
 
 
@@ -85,7 +87,7 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
             if not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(
                     f"`mask` leaves must be Python bools, got {flag!r} at "
-                    f"{jax.tree_util.keystr(path) or '<root>'}"
+                    f"{jax.tree_util.keystr(path) or ROOT}"
                 )
             flags.append(bool(flag))
     selected = []
@@ -96,7 +98,7 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise ValueError(
                 f"penalties apply to floating-point parameters, but the leaf at "
-                f"{jax.tree_util.keystr(path) or '<root>'} has dtype {leaf.dtype.name}; "
+                f"{jax.tree_util.keystr(path) or ROOT} has dtype {leaf.dtype.name}; "
                 "exclude it with `mask`"
             )
         selected.append(leaf)

@@ -256,9 +256,17 @@ def _check_optimizer(optimizer: Any, caller: str) -> None:
 
 
 def _check_loss_fn(loss_fn: Any, caller: str) -> None:
-    check_arity(caller, "loss_fn", loss_fn, 4, LOSS_SIGNATURE, hint=(
-        ". For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
-        "fdl.train.simple_loss(loss_fn)"))
+    check_arity(
+        caller,
+        "loss_fn",
+        loss_fn,
+        4,
+        LOSS_SIGNATURE,
+        hint=(
+            ". For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
+            "fdl.train.simple_loss(loss_fn)"
+        ),
+    )
 
 
 def _checked_loss(loss_fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,8 +12,9 @@ from fdl.problems import Problem, get_problem
 
 def test_sgd_on_minibatches_matches_a_hand_written_loop():
     problem = get_problem("logistic_digits")
-    result = compare({"gd": ("optax:sgd", {"learning_rate": 0.5})}, problem, steps=12, seed=4,
-                     batch_size=100, twins=False)
+    result = compare(
+        {"gd": ("optax:sgd", {"learning_rate": 0.5})}, problem, steps=12, seed=4, batch_size=100, twins=False
+    )
     key = jax.random.key(4)
     batch_at = minibatches(problem.data, 100, jax.random.fold_in(key, 1))
     params = problem.init_params(key)
@@ -36,8 +37,13 @@ def test_minibatches_differ_from_full_batch_and_every_lane_gets_the_same_batch()
     # fdl:sgd and optax:sgd ran as twins on the same batches: float32 rounding apart.
     assert mini.runs["gd"].divergence.max() < 1e-6
     # The same optimizer twice in one scan agrees exactly, which it would not on other batches.
-    same = compare({"a": ("sgd", {"learning_rate": 0.5})}, "logistic_digits", steps=10,
-                   batch_size=64, reference={"a": ("sgd", {"learning_rate": 0.5})})
+    same = compare(
+        {"a": ("sgd", {"learning_rate": 0.5})},
+        "logistic_digits",
+        steps=10,
+        batch_size=64,
+        reference={"a": ("sgd", {"learning_rate": 0.5})},
+    )
     assert np.all(same.runs["a"].divergence == 0.0)
     np.testing.assert_array_equal(same.runs["a"].losses, mini.runs["gd"].losses)
 
@@ -56,19 +62,27 @@ def test_the_batch_of_a_step_is_a_pure_function_of_the_step(key):
 
 def test_minibatch_errors(key):
     ok = {"gd": ("sgd", {"learning_rate": 0.1})}
-    with pytest.raises(ValueError, match=r"`batch_size` needs a problem with data; `beale` has "
-                       r"none .* Problems with data: logistic_digits, mlp_digits"):
+    with pytest.raises(
+        ValueError,
+        match=r"`batch_size` needs a problem with data; `beale` has "
+        r"none .* Problems with data: logistic_digits, mlp_digits",
+    ):
         compare(ok, "beale", steps=2, batch_size=8)
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
         compare(ok, "logistic_digits", steps=2, batch_size=0)
-    with pytest.raises(ValueError, match=r"`batch_size` must be at most the number of examples, "
-                       r"1438; got 5000"):
+    with pytest.raises(
+        ValueError,
+        match=r"`batch_size` must be at most the number of examples, "
+        r"1438; got 5000",
+    ):
         compare(ok, "logistic_digits", steps=2, batch_size=5000)
     problem = get_problem("logistic_digits")
-    with pytest.raises(ValueError, match=r"simulate: minibatch gradients need both `batch_loss` "
-                       r"and `batch_at`; got only `batch_loss`"):
-        simulate([optax.sgd(0.1)], problem.loss, problem.init_params(key), 2,
-                 batch_loss=problem.batch_loss)
+    with pytest.raises(
+        ValueError,
+        match=r"simulate: minibatch gradients need both `batch_loss` "
+        r"and `batch_at`; got only `batch_loss`",
+    ):
+        simulate([optax.sgd(0.1)], problem.loss, problem.init_params(key), 2, batch_loss=problem.batch_loss)
 
 
 def test_a_problem_needs_data_and_batch_loss_together():

@@ -10,13 +10,16 @@ from fdl.problems import get_problem
 def test_printing_a_comparison_shows_one_line_per_optimizer_and_no_arrays():
     result = compare(
         {"sgd": ("sgd", {"learning_rate": 3e-3}), "adam": ("adam", {"learning_rate": 1e-1})},
-        "rosenbrock", steps=1000, threshold=1e-3,
+        "rosenbrock",
+        steps=1000,
+        threshold=1e-3,
     )
     text = repr(result)
     assert str(result) == text
     lines = text.splitlines()
-    assert lines[0] == ("Comparison of 2 optimizer(s) on 'rosenbrock': 1000 steps, seed 0, "
-                        "full batch, threshold 0.001")
+    assert lines[0] == (
+        "Comparison of 2 optimizer(s) on 'rosenbrock': 1000 steps, seed 0, full batch, threshold 0.001"
+    )
     assert len(lines) == 4 and len(text) < 1000  # title, header, one line per optimizer
     assert lines[2].split()[:2] == ["sgd", "fdl:sgd(learning_rate=0.003)"]
     assert lines[3].split()[:2] == ["adam", "fdl:adam(learning_rate=0.1)"]
@@ -29,8 +32,12 @@ def test_printed_summary_shows_notes():
 
 
 def test_divergence_plot_says_identical_when_every_pair_is_zero():
-    result = compare({"mine": chain(scale(-0.01))}, "quadratic", steps=30,
-                     reference={"mine": ("optax:sgd", {"learning_rate": 0.01})})
+    result = compare(
+        {"mine": chain(scale(-0.01))},
+        "quadratic",
+        steps=30,
+        reference={"mine": ("optax:sgd", {"learning_rate": 0.01})},
+    )
     fig = plots.divergence(result)
     (ax,) = fig.axes
     texts = [text.get_text() for text in ax.texts]
@@ -42,12 +49,14 @@ def test_divergence_plot_says_identical_when_every_pair_is_zero():
 def test_divergence_plot_draws_a_line_per_pair_otherwise():
     losses = np.zeros(4, np.float32)
     runs = {
-        "a": Run("a", "fdl:x()", losses, divergence=np.asarray([0, 1e-7, 2e-7, 0], np.float32),
-                 twin="optax:x()"),
+        "a": Run(
+            "a", "fdl:x()", losses, divergence=np.asarray([0, 1e-7, 2e-7, 0], np.float32), twin="optax:x()"
+        ),
         "b": Run("b", "fdl:y()", losses, divergence=np.zeros(4, np.float32), twin="optax:y()"),
     }
     fig = plots.divergence(Comparison(get_problem("beale"), 3, 0, None, runs))
     (ax,) = fig.axes
     assert len(ax.texts) == 0 and [line.get_label() for line in ax.lines] == [
-        "a vs optax:x()", "b vs optax:y() (identical at every step)"
+        "a vs optax:x()",
+        "b vs optax:y() (identical at every step)",
     ]

@@ -129,9 +129,7 @@ def test_image_layout_matches_sklearn_images(reference):
         np.testing.assert_array_equal(x_img[..., 0] * 16, bunch.images[i])
 
 
-@pytest.mark.parametrize(
-    "bad", [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), float("inf"), True, "0.2", None]
-)
+@pytest.mark.parametrize("bad", [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), float("inf"), True, "0.2", None])
 def test_bad_test_fraction(bad):
     with pytest.raises(ValueError, match=r"`test_fraction` must be in \(0, 1\), got "):
         load_digits(test_fraction=bad)

@@ -166,9 +166,7 @@ def test_truncated_data(tmp_path, compressed):
 
 def test_truncated_data_counts_bytes_of_wide_types(tmp_path):
     path = _write(tmp_path / "cut64", _header(0x0E, (3,)) + bytes(20))
-    with pytest.raises(
-        ValueError, match=r"expected 24 bytes of data for shape \(3,\) of float64, found 20"
-    ):
+    with pytest.raises(ValueError, match=r"expected 24 bytes of data for shape \(3,\) of float64, found 20"):
         load_idx(path)
 
 

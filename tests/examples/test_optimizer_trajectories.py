@@ -20,7 +20,13 @@ def test_quick_run_writes_plots_and_a_sensible_table(tmp_path, capsys):
         assert f"## {name} (60 steps" in out
         rows = result.summary()
         assert [row.optimizer for row in rows] == [
-            "sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad", "lion"
+            "sgd",
+            "momentum",
+            "nesterov",
+            "adam",
+            "rmsprop",
+            "adagrad",
+            "lion",
         ]
         for row, run in zip(rows, result.runs.values(), strict=True):
             assert run.losses[0] == result.runs["sgd"].losses[0]  # one common start

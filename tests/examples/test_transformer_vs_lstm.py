@@ -21,8 +21,9 @@ def test_transformer_recalls_where_the_lstm_cannot(tmp_path, capsys):
     for label, result in results.items():
         assert [step for step, _ in result["curve"]] == [300, 600]
         # both the accuracy and the step time are reported, as printed
-        assert f"{label}: held-out accuracy {result['accuracy']:.4f}, " \
-            f"{result['step_ms']:.2f} ms per step" in out
+        assert (
+            f"{label}: held-out accuracy {result['accuracy']:.4f}, {result['step_ms']:.2f} ms per step" in out
+        )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 

@@ -92,14 +92,17 @@ def check_layer_contract(
             x = away_from_kinks(x)
             # jitted: one compilation per shape instead of one per op (the checks are unchanged)
             wrt_x = jax.jit(functools.partial(lambda p, xi: layer.apply(p, state, xi)[0], params))
-            check_grads(
-                wrt_x, (x,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=grad_tol, rtol=grad_tol
-            )
+            check_grads(wrt_x, (x,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=grad_tol, rtol=grad_tol)
         if jax.tree.leaves(params):
             wrt_params = jax.jit(lambda p: layer.apply(p, state, x)[0])
             check_grads(
-                wrt_params, (params,), order=1, modes=("fwd", "rev"), eps=1e-6,
-                atol=grad_tol, rtol=grad_tol,
+                wrt_params,
+                (params,),
+                order=1,
+                modes=("fwd", "rev"),
+                eps=1e-6,
+                atol=grad_tol,
+                rtol=grad_tol,
             )
 
     layer = factory()

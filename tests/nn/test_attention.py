@@ -20,7 +20,6 @@ from fdl.nn.combinators import Serial
 from fdl.nn.embedding import Embedding, SinusoidalPositionalEncoding
 from fdl.nn.layer import Layer
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
-
 from tests.nn.helpers import check_layer_contract
 
 # float64 against float64 NumPy (or PyTorch): the same arithmetic up to summation order, so 1e-12
@@ -121,8 +120,11 @@ def np_decoder(params, x, memory, heads, eps, key_mask=None, memory_allowed=None
     if memory_allowed is None:
         memory_allowed = np.ones((batch, length, memory.shape[1]), bool)
     h = h + np_mha(
-        params["cross_attention"], np_layer_norm(params["cross_attention_norm"], h, eps), heads,
-        memory_allowed, memory,
+        params["cross_attention"],
+        np_layer_norm(params["cross_attention_norm"], h, eps),
+        heads,
+        memory_allowed,
+        memory,
     )
     return np_mlp(params, h, eps)
 
@@ -210,9 +212,7 @@ LAYERS = [
     ),
     (
         "encoder_block_masked_causal",
-        lambda: with_fixed_mask(
-            TransformerEncoderBlock(2, 16, causal=True, b_init=random_bias), PATTERN
-        ),
+        lambda: with_fixed_mask(TransformerEncoderBlock(2, 16, causal=True, b_init=random_bias), PATTERN),
         (5, 8),
     ),
     (
@@ -263,14 +263,10 @@ def test_attention_equals_numpy_reference(t_q, t_k, mask_kind, causal, keys):
         sdpa = jax.jit(scaled_dot_product_attention, static_argnames="causal")
         y = sdpa(q, k, v, mask=mask, causal=causal)
         assert y.shape == (batch, t_q, heads, e) and y.dtype == jnp.float64
-        np.testing.assert_allclose(
-            y, np_attention(*map(np.asarray, (q, k, v)), allowed), atol=TOL64
-        )
+        np.testing.assert_allclose(y, np_attention(*map(np.asarray, (q, k, v)), allowed), atol=TOL64)
         w = jax.jit(attention_weights, static_argnames="causal")(q, k, mask=mask, causal=causal)
         assert w.shape == (batch, heads, t_q, t_k)
-        np.testing.assert_array_equal(
-            np.asarray(w)[np.broadcast_to(~allowed[:, None], w.shape)], 0.0
-        )
+        np.testing.assert_array_equal(np.asarray(w)[np.broadcast_to(~allowed[:, None], w.shape)], 0.0)
         row_sums = np.asarray(w.sum(-1))  # 1 where a key is allowed, else 0
         np.testing.assert_allclose(
             row_sums, np.broadcast_to(allowed.any(-1)[:, None], row_sums.shape), atol=TOL64
@@ -347,9 +343,7 @@ def test_attention_errors():
         scaled_dot_product_attention(q, k, jnp.zeros((6, 2, 1)))
     with pytest.raises(ValueError, match=r"got q \(4, 2, 3\), k \(5, 2, 2\)$"):
         attention_weights(q, jnp.zeros((5, 2, 2)))
-    with pytest.raises(
-        ValueError, match=r"`mask` must be bool \(True = may attend\), got dtype float32"
-    ):
+    with pytest.raises(ValueError, match=r"`mask` must be bool \(True = may attend\), got dtype float32"):
         scaled_dot_product_attention(q, k, v, mask=jnp.ones(5))
     with pytest.raises(
         ValueError,
@@ -583,9 +577,7 @@ def test_mha_attention_dropout_drops_weights(keys):
     key = next(keys)
     y, _ = layer.apply(params, state, x, key=key, train=True)
     np.testing.assert_array_equal(y, layer.apply(params, state, x, key=key, train=True)[0])
-    assert np.any(
-        np.asarray(y) != np.asarray(layer.apply(params, state, x, key=next(keys), train=True)[0])
-    )
+    assert np.any(np.asarray(y) != np.asarray(layer.apply(params, state, x, key=next(keys), train=True)[0]))
     # Reference: the same Bernoulli draw on the weights (B, H, T, T), kept weights scaled by 2.
     # The composite hands its children (query, key, value, attention_dropout, out) the keys
     # jax.random.split(key, 5), in order.
@@ -836,9 +828,7 @@ def test_masking_helpers():
 # TransformerEncoderBlock.
 
 
-@pytest.mark.parametrize(
-    "causal, masked", [(False, False), (True, True)], ids=["plain", "causal_masked"]
-)
+@pytest.mark.parametrize("causal, masked", [(False, False), (True, True)], ids=["plain", "causal_masked"])
 def test_encoder_block_equals_numpy_reference(causal, masked, keys):
     eps, heads = 1e-5, 2
     block = TransformerEncoderBlock(heads, 16, causal=causal, epsilon=eps, b_init=random_bias)
@@ -1043,9 +1033,7 @@ def test_decoder_block_equals_numpy_reference(memory_mask_kind, keys):
         x = draw(next(keys), (batch, t, width), jnp.float64)
         memory = draw(next(keys), (batch, s, memory_width), jnp.float64)
         y, _ = block.apply(params, state, (x, memory, jnp.asarray(memory_mask)), mask=jnp.asarray(key_mask))
-        expected = np_decoder(
-            params, np.asarray(x), np.asarray(memory), heads, eps, key_mask, memory_allowed
-        )
+        expected = np_decoder(params, np.asarray(x), np.asarray(memory), heads, eps, key_mask, memory_allowed)
         np.testing.assert_allclose(y, expected, atol=TOL64)
 
 

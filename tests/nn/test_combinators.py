@@ -27,7 +27,7 @@ def test_serial_applies_in_order(key):
 
 def counter(name=None):
     """A layer counting its calls in its state."""
-    init = lambda k, s: ({}, {"n": jnp.zeros((), jnp.int32)}, s)  # noqa: E731
+    init = lambda k, s: ({}, {"n": jnp.zeros((), jnp.int32)}, s)
 
     def apply(params, state, x, *, key=None, train=False):
         return x, {"n": state["n"] + 1}
@@ -61,7 +61,12 @@ def test_automatic_names_count_per_kind_and_explicit_names_win(key):
     assert [name for name, _ in model.children] == ["dense_0", "relu_0", "dense_1", "head"]
     params, _, _ = model.init(key, (4,))
     assert nn.leaf_paths(params) == [
-        "dense_0/b", "dense_0/w", "dense_1/b", "dense_1/w", "head/dense_0/b", "head/dense_0/w",
+        "dense_0/b",
+        "dense_0/w",
+        "dense_1/b",
+        "dense_1/w",
+        "head/dense_0/b",
+        "head/dense_0/w",
     ]
 
 
@@ -108,14 +113,21 @@ def test_elementwise_over_tuple_inputs(key):
 def test_gated_residual_block_composes_from_public_layers(keys):
     """The issue's block, y = x + (x W + b) * sigmoid(x V + c), with no hand-computed shapes."""
     block = nn.Residual(
-        nn.Branch(nn.Dense(4, name="value"), nn.Serial(nn.Dense(4), nn.Sigmoid(), name="gate"), merge="product"),
+        nn.Branch(
+            nn.Dense(4, name="value"), nn.Serial(nn.Dense(4), nn.Sigmoid(), name="gate"), merge="product"
+        ),
         name="gated",
     )
     model = nn.Serial(block, nn.Dense(2, name="head"))
     params, state, shape = model.init(next(keys), (4,))
     assert shape == (2,)
     assert nn.leaf_paths(params) == [
-        "gated/gate/dense_0/b", "gated/gate/dense_0/w", "gated/value/b", "gated/value/w", "head/b", "head/w",
+        "gated/gate/dense_0/b",
+        "gated/gate/dense_0/w",
+        "gated/value/b",
+        "gated/value/w",
+        "head/b",
+        "head/w",
     ]
     x = jax.random.normal(next(keys), (5, 4))
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["gated"])
@@ -128,7 +140,9 @@ def test_gated_residual_block_composes_from_public_layers(keys):
 
 
 def test_repr_shows_the_tree_of_layers():
-    model = nn.Serial(nn.Dense(8), nn.Relu(), nn.Residual(nn.Dense(8)), nn.Dropout(0.1, name="drop"), name="net")
+    model = nn.Serial(
+        nn.Dense(8), nn.Relu(), nn.Residual(nn.Dense(8)), nn.Dropout(0.1, name="drop"), name="net"
+    )
     assert repr(model) == (
         "Serial(\n"
         "  dense_0: Dense(features=8),\n"
@@ -150,7 +164,9 @@ def test_mask_keyword_reaches_every_child(key):
 
         return nn.Layer(lambda k, s: ({}, {}, s), apply, name=name)
 
-    model = nn.Serial(spy("a"), nn.Residual(spy("b")), nn.Branch(spy("c"), spy("d"), merge="sum"), nn.Dense(3))
+    model = nn.Serial(
+        spy("a"), nn.Residual(spy("b")), nn.Branch(spy("c"), spy("d"), merge="sum"), nn.Dense(3)
+    )
     params, state, _ = model.init(key, (4, 3))
     mask = jnp.array([True, True, False, False])
     model.apply(params, state, jnp.ones((4, 3)), mask=mask)
@@ -162,7 +178,9 @@ def test_residual_adds_the_input(key):
     model = nn.Residual(scale(3.0))
     np.testing.assert_array_equal(model.apply({}, {}, jnp.array([1.0, 2.0]))[0], [4.0, 8.0])
     # The Jacobian of x + f(x) is I + J_f: here 1 + 3.
-    np.testing.assert_array_equal(jax.grad(lambda v: model.apply({}, {}, v)[0].sum())(jnp.ones(2)), [4.0, 4.0])
+    np.testing.assert_array_equal(
+        jax.grad(lambda v: model.apply({}, {}, v)[0].sum())(jnp.ones(2)), [4.0, 4.0]
+    )
 
 
 def test_flatten_by_hand():
@@ -198,7 +216,10 @@ def test_as_function_train_mode_uses_the_key(key):
 
 
 def test_non_layer_arguments_are_rejected():
-    with pytest.raises(TypeError, match=r"Serial argument 1 must be a fdl.nn.Layer, got <function relu.*wrap a plain function with fdl.nn.Elementwise\(fn\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"Serial argument 1 must be a fdl.nn.Layer, got <function relu.*wrap a plain function with fdl.nn.Elementwise\(fn\)",
+    ):
         nn.Serial(nn.Dense(2), fdl.activations.relu)
     with pytest.raises(ValueError, match=r"Serial needs at least one layer, got none"):
         nn.Serial()
@@ -213,14 +234,20 @@ def test_non_layer_arguments_are_rejected():
 def test_params_of_the_wrong_structure_are_rejected(key):
     model = nn.Serial(nn.Dense(2), nn.Dense(2), name="net")
     params, state, _ = model.init(key, (2,))
-    with pytest.raises(ValueError, match=r"Serial 'net' expects `params` to be a dict keyed by its children's names \(as its init returned\), got tuple"):
+    with pytest.raises(
+        ValueError,
+        match=r"Serial 'net' expects `params` to be a dict keyed by its children's names \(as its init returned\), got tuple",
+    ):
         model.apply((params["dense_0"],), state, jnp.ones(2))
     with pytest.raises(KeyError, match=r"'w'"):
         model.apply({"dense_0": params["dense_0"]}, state, jnp.ones(2))
 
 
 def test_duplicate_names_are_rejected():
-    with pytest.raises(ValueError, match=r"Serial: duplicate child name 'head' among \['head', 'relu_0', 'head'\]; give each child its own `name=`"):
+    with pytest.raises(
+        ValueError,
+        match=r"Serial: duplicate child name 'head' among \['head', 'relu_0', 'head'\]; give each child its own `name=`",
+    ):
         nn.Serial(nn.Dense(2, name="head"), nn.Relu(), nn.Dense(3, name="head"))
     with pytest.raises(ValueError, match=r"Branch: duplicate child name 'dense_0'"):
         nn.Branch(nn.Dense(2, name="dense_0"), nn.Dense(3))
@@ -233,9 +260,14 @@ def test_errors_name_the_full_path_of_the_failing_layer(key):
     model = nn.Serial(encoder, nn.Dense(2, name="head"))
     params, state, _ = model.init(key, (3,))
     params["encoder"]["proj"]["w"] = jnp.ones((5, 4))
-    with pytest.raises(ValueError, match=r"^layer 'encoder/proj' \(Dense\): Dense expects inputs of shape \(\.\.\., 5\), got shape \(2, 4\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^layer 'encoder/proj' \(Dense\): Dense expects inputs of shape \(\.\.\., 5\), got shape \(2, 4\)$",
+    ):
         model.apply(params, state, jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"^layer 'encoder/dense_0' \(Dense\): Dense needs inputs with at least one axis"):
+    with pytest.raises(
+        ValueError, match=r"^layer 'encoder/dense_0' \(Dense\): Dense needs inputs with at least one axis"
+    ):
         model.init(key, ())
 
 
@@ -258,7 +290,10 @@ class _Bad:
 def test_a_child_that_returns_y_alone_is_named(batch, key):
     model = nn.Serial(nn.Dense(2), nn.Serial(_Bad.returns_y_only(), name="block"))
     params, state, _ = model.init(key, (2,))
-    with pytest.raises(TypeError, match=r"^layer 'block/doubler_0' \(Doubler\): `apply` must return the pair \(y, new_state\), got a ArrayImpl of shape \(%d, 2\)" % batch):
+    with pytest.raises(
+        TypeError,
+        match=rf"^layer 'block/doubler_0' \(Doubler\): `apply` must return the pair \(y, new_state\), got a ArrayImpl of shape \({batch}, 2\)",
+    ):
         model.apply(params, state, jnp.ones((batch, 2)))
 
 
@@ -266,12 +301,18 @@ def test_a_child_that_returns_y_alone_is_named(batch, key):
 def test_a_child_that_changes_its_state_structure_is_named(batch, key):
     model = nn.Serial(nn.Dense(2), _Bad.changes_state_structure())
     params, state, _ = model.init(key, (2,))
-    with pytest.raises(ValueError, match=r"^layer 'leaky_0' \(Leaky\): `apply` returned a state whose structure differs from the state it was given: got PyTreeDef\(\{'seen': \*\}\), expected PyTreeDef\(\{\}\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^layer 'leaky_0' \(Leaky\): `apply` returned a state whose structure differs from the state it was given: got PyTreeDef\(\{'seen': \*\}\), expected PyTreeDef\(\{\}\)",
+    ):
         model.apply(params, state, jnp.ones((batch, 2)))
 
 
 def test_residual_that_changes_shape(key):
-    with pytest.raises(ValueError, match=r"Residual: the wrapped Dense must keep the shape for x \+ f\(x\), but maps \(3,\) to \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Residual: the wrapped Dense must keep the shape for x \+ f\(x\), but maps \(3,\) to \(2,\)",
+    ):
         nn.Residual(nn.Dense(2)).init(key, (3,))
 
 
@@ -280,26 +321,44 @@ def test_merge_errors(key):
         nn.Concat(axis=0)
     with pytest.raises(ValueError, match=r"`merge` must be one of 'concat', 'sum', 'product', got 'max'"):
         nn.Branch(nn.Identity(), merge="max")
-    with pytest.raises(ValueError, match=r"Sum needs inputs of equal shapes for its sum, got shapes \(\(2,\), \(3,\)\)"):
+    with pytest.raises(
+        ValueError, match=r"Sum needs inputs of equal shapes for its sum, got shapes \(\(2,\), \(3,\)\)"
+    ):
         nn.Sum().init(key, ((2,), (3,)))
-    with pytest.raises(ValueError, match=r"Multiply needs inputs of equal shapes for its product, got shapes \(\(2,\), \(3,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Multiply needs inputs of equal shapes for its product, got shapes \(\(2,\), \(3,\)\)",
+    ):
         nn.Multiply().init(key, ((2,), (3,)))
     with pytest.raises(ValueError, match=r"Multiply merges a tuple of inputs, got input_shape \(2, 3\)"):
         nn.Multiply().init(key, (2, 3))
-    with pytest.raises(ValueError, match=r"Concat concatenates along axis -1: the other axes must match, got shapes \(\(2, 3\), \(4, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Concat concatenates along axis -1: the other axes must match, got shapes \(\(2, 3\), \(4, 3\)\)",
+    ):
         nn.Concat().init(key, ((2, 3), (4, 3)))
-    with pytest.raises(ValueError, match=r"Branch needs inputs of equal shapes for its sum, got shapes \(\(2,\), \(3,\)\)"):
+    with pytest.raises(
+        ValueError, match=r"Branch needs inputs of equal shapes for its sum, got shapes \(\(2,\), \(3,\)\)"
+    ):
         nn.Branch(nn.Dense(2), nn.Identity(), merge="sum").init(key, (3,))
-    with pytest.raises(ValueError, match=r"Parallel of 2 layers expects `input_shape` to be a tuple of 2 entries"):
+    with pytest.raises(
+        ValueError, match=r"Parallel of 2 layers expects `input_shape` to be a tuple of 2 entries"
+    ):
         nn.Parallel(nn.Identity(), nn.Identity()).init(key, ((3,),))
     with pytest.raises(ValueError, match=r"`num` must be a positive integer, got 0"):
         nn.FanOut(0)
 
 
 def test_elementwise_errors(key):
-    with pytest.raises(ValueError, match=r"Elementwise\(<lambda>\) expects input_shape to be a shape or a tuple of shapes, got 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"Elementwise\(<lambda>\) expects input_shape to be a shape or a tuple of shapes, got 3",
+    ):
         nn.Elementwise(lambda x: x).init(key, 3)
-    with pytest.raises(TypeError, match=r"Elementwise\(<lambda>\) could not be applied to inputs of shape\(s\) \(\(3,\), \(3,\)\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"Elementwise\(<lambda>\) could not be applied to inputs of shape\(s\) \(\(3,\), \(3,\)\)",
+    ):
         nn.Elementwise(lambda x: x).init(key, ((3,), (3,)))
 
 
@@ -325,7 +384,17 @@ def test_mlp_structure(key):
     model = nn.MLP((8, 8, 3), dropout_rate=0.2)
     params, _, out_shape = model.init(key, (5,))
     assert [name for name, _ in model.children] == [
-        "dense_0", "relu_0", "dropout_0", "dense_1", "relu_1", "dropout_1", "dense_2",
+        "dense_0",
+        "relu_0",
+        "dropout_0",
+        "dense_1",
+        "relu_1",
+        "dropout_1",
+        "dense_2",
     ]
     assert out_shape == (3,)
-    assert {k: p["w"].shape for k, p in params.items()} == {"dense_0": (5, 8), "dense_1": (8, 8), "dense_2": (8, 3)}
+    assert {k: p["w"].shape for k, p in params.items()} == {
+        "dense_0": (5, 8),
+        "dense_1": (8, 8),
+        "dense_2": (8, 3),
+    }

@@ -24,7 +24,6 @@ import pytest
 from fdl.initializers import compute_fans
 from fdl.nn.conv import Conv1D, Conv2D
 from fdl.nn.conv_transpose import ConvTranspose1D, ConvTranspose2D
-
 from tests.nn.helpers import check_layer_contract
 
 TOL = 1e-12  # float64; see the module docstring
@@ -53,10 +52,7 @@ def conv_reference(x, w, b, strides, pads, dilation, groups):
     kernel, c_per_group, features = w.shape[:ndim], w.shape[-2], w.shape[-1]
     f_per_group = features // groups
     xp = np.pad(x, [(0, 0), *pads, (0, 0)])
-    out = [
-        (xp.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // strides[i] + 1
-        for i in range(ndim)
-    ]
+    out = [(xp.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // strides[i] + 1 for i in range(ndim)]
     y = np.zeros((x.shape[0], *out, features))
     for n in range(x.shape[0]):
         for o in np.ndindex(*out):
@@ -95,23 +91,50 @@ REFERENCE_CASES = [
     ("1d_same", Conv1D, {"features": 3, "kernel_size": 3}, (7, 2)),
     ("1d_valid_stride2", Conv1D, {"features": 2, "kernel_size": 4, "strides": 2, "padding": "VALID"}, (9, 3)),
     ("1d_same_stride3_even", Conv1D, {"features": 2, "kernel_size": 2, "strides": 3}, (8, 1)),
-    ("1d_explicit_dilated", Conv1D, {"features": 2, "kernel_size": 3, "padding": [(3, 1)], "dilation": 2}, (6, 2)),
+    (
+        "1d_explicit_dilated",
+        Conv1D,
+        {"features": 2, "kernel_size": 3, "padding": [(3, 1)], "dilation": 2},
+        (6, 2),
+    ),
     ("1d_groups", Conv1D, {"features": 4, "kernel_size": 2, "groups": 2, "strides": 2, "padding": 1}, (7, 4)),
     ("1d_depthwise", Conv1D, {"features": 6, "kernel_size": 3, "groups": 3}, (5, 3)),
     ("2d_same", Conv2D, {"features": 3, "kernel_size": 3}, (5, 6, 2)),
-    ("2d_valid_rect_strided", Conv2D, {"features": 2, "kernel_size": (3, 2), "strides": (2, 1), "padding": "VALID"}, (7, 5, 3)),
+    (
+        "2d_valid_rect_strided",
+        Conv2D,
+        {"features": 2, "kernel_size": (3, 2), "strides": (2, 1), "padding": "VALID"},
+        (7, 5, 3),
+    ),
     ("2d_same_stride2", Conv2D, {"features": 2, "kernel_size": 3, "strides": 2}, (6, 5, 2)),
-    ("2d_explicit_asym", Conv2D, {"features": 2, "kernel_size": (2, 3), "padding": ((1, 0), (2, 1))}, (4, 5, 2)),
+    (
+        "2d_explicit_asym",
+        Conv2D,
+        {"features": 2, "kernel_size": (2, 3), "padding": ((1, 0), (2, 1))},
+        (4, 5, 2),
+    ),
     ("2d_int_padding", Conv2D, {"features": 2, "kernel_size": 3, "strides": 2, "padding": 1}, (5, 5, 1)),
     ("2d_dilated_same", Conv2D, {"features": 2, "kernel_size": 3, "dilation": 2}, (6, 6, 2)),
     (
         "2d_groups_mixed",
         Conv2D,
-        {"features": 6, "kernel_size": (2, 3), "strides": (1, 2), "padding": ((0, 2), (1, 1)), "dilation": (2, 1), "groups": 2},
+        {
+            "features": 6,
+            "kernel_size": (2, 3),
+            "strides": (1, 2),
+            "padding": ((0, 2), (1, 1)),
+            "dilation": (2, 1),
+            "groups": 2,
+        },
         (5, 6, 4),
     ),
     ("2d_depthwise", Conv2D, {"features": 3, "kernel_size": 3, "groups": 3}, (5, 4, 3)),
-    ("2d_depthwise_x2_strided", Conv2D, {"features": 4, "kernel_size": 2, "groups": 2, "strides": 2, "padding": "VALID"}, (5, 4, 2)),
+    (
+        "2d_depthwise_x2_strided",
+        Conv2D,
+        {"features": 4, "kernel_size": 2, "groups": 2, "strides": 2, "padding": "VALID"},
+        (5, 4, 2),
+    ),
 ]
 
 
@@ -131,8 +154,13 @@ def test_conv_matches_numpy_loops(factory, kwargs, shape, keys):
     kernel = as_tuple(kwargs["kernel_size"], ndim)
     pads = reference_pads(kwargs.get("padding", "SAME"), shape[:-1], kernel, strides, dilation)
     expected = conv_reference(
-        np.asarray(x), np.asarray(params["w"]), np.asarray(params["b"]),
-        strides, pads, dilation, kwargs.get("groups", 1),
+        np.asarray(x),
+        np.asarray(params["w"]),
+        np.asarray(params["b"]),
+        strides,
+        pads,
+        dilation,
+        kwargs.get("groups", 1),
     )
     assert y.shape == expected.shape == (2, *out_shape)
     np.testing.assert_allclose(y, expected, rtol=TOL, atol=TOL)
@@ -175,16 +203,53 @@ TRANSPOSE_CASES = [
     ("same_stride2", {"kernel_size": 3, "strides": 2}, (3, 4, 2), 2),
     ("same_stride3_dilated", {"kernel_size": (3, 2), "strides": (3, 2), "dilation": (1, 2)}, (2, 3, 1), 2),
     ("valid_stride2", {"kernel_size": (3, 2), "strides": 2, "padding": "VALID"}, (3, 3, 2), 2),
-    ("valid_stride2_outpad", {"kernel_size": 3, "strides": 2, "padding": "VALID", "output_padding": (1, 0)}, (3, 3, 2), 1),
-    ("explicit_asym", {"kernel_size": (2, 3), "strides": (2, 3), "padding": ((2, 0), (1, 3)), "output_padding": (0, 2)}, (3, 3, 2), 2),
-    ("explicit_pad_beyond_kernel", {"kernel_size": 2, "padding": ((3, 1), (0, 2)), "dilation": 2}, (6, 5, 1), 2),
+    (
+        "valid_stride2_outpad",
+        {"kernel_size": 3, "strides": 2, "padding": "VALID", "output_padding": (1, 0)},
+        (3, 3, 2),
+        1,
+    ),
+    (
+        "explicit_asym",
+        {"kernel_size": (2, 3), "strides": (2, 3), "padding": ((2, 0), (1, 3)), "output_padding": (0, 2)},
+        (3, 3, 2),
+        2,
+    ),
+    (
+        "explicit_pad_beyond_kernel",
+        {"kernel_size": 2, "padding": ((3, 1), (0, 2)), "dilation": 2},
+        (6, 5, 1),
+        2,
+    ),
     ("int_padding", {"kernel_size": 3, "strides": 2, "padding": 1}, (3, 4, 3), 2),
-    ("groups2_strided_outpad", {"kernel_size": (3, 2), "strides": 2, "padding": 1, "output_padding": 1, "groups": 2, "dilation": (1, 2)}, (3, 3, 4), 6),
+    (
+        "groups2_strided_outpad",
+        {
+            "kernel_size": (3, 2),
+            "strides": 2,
+            "padding": 1,
+            "output_padding": 1,
+            "groups": 2,
+            "dilation": (1, 2),
+        },
+        (3, 3, 4),
+        6,
+    ),
     ("groups3_same", {"kernel_size": 2, "strides": (1, 2), "groups": 3}, (3, 2, 6), 3),
     ("depthwise_x2", {"kernel_size": 3, "strides": 2, "padding": "VALID", "groups": 2}, (2, 3, 2), 4),
     ("1d_same_stride2", {"kernel_size": 3, "strides": 2}, (4, 2), 3),
-    ("1d_valid_dilated_outpad", {"kernel_size": 3, "strides": 3, "padding": "VALID", "dilation": 2, "output_padding": 2}, (3, 1), 2),
-    ("1d_groups_explicit", {"kernel_size": 2, "strides": 2, "padding": [(1, 2)], "groups": 2, "output_padding": 1}, (4, 4), 2),
+    (
+        "1d_valid_dilated_outpad",
+        {"kernel_size": 3, "strides": 3, "padding": "VALID", "dilation": 2, "output_padding": 2},
+        (3, 1),
+        2,
+    ),
+    (
+        "1d_groups_explicit",
+        {"kernel_size": 2, "strides": 2, "padding": [(1, 2)], "groups": 2, "output_padding": 1},
+        (4, 4),
+        2,
+    ),
 ]
 
 
@@ -283,7 +348,11 @@ CONTRACT = [
         lambda: Conv2D(4, (2, 3), strides=(2, 1), padding=((1, 0), (0, 2)), dilation=(2, 1), groups=2),
         (5, 4, 2),
     ),
-    ("conv_transpose2d_same_stride2_no_bias", lambda: ConvTranspose2D(3, 3, strides=2, use_bias=False), (5, 4, 2)),
+    (
+        "conv_transpose2d_same_stride2_no_bias",
+        lambda: ConvTranspose2D(3, 3, strides=2, use_bias=False),
+        (5, 4, 2),
+    ),
     (
         "conv_transpose2d_explicit_outpad_dilated",
         lambda: ConvTranspose2D(
@@ -383,25 +452,52 @@ def test_apply_accepts_another_spatial_size(keys):
         (lambda: Conv2D(2, 0), r"`kernel_size` must be a positive int or a tuple of 2 positive ints, got 0"),
         (lambda: Conv2D(2, (3, -1)), r"`kernel_size` must be .* got \(3, -1\)"),
         (lambda: Conv2D(2, (3, 3, 3)), r"`kernel_size` must be .* tuple of 2 positive ints, got \(3, 3, 3\)"),
-        (lambda: Conv1D(2, 2.5), r"`kernel_size` must be a positive int or a tuple of 1 positive ints, got 2.5"),
+        (
+            lambda: Conv1D(2, 2.5),
+            r"`kernel_size` must be a positive int or a tuple of 1 positive ints, got 2.5",
+        ),
         (lambda: Conv2D(2, 3, strides=0), r"`strides` must be a positive int .* got 0"),
         (lambda: Conv2D(2, 3, strides=(1, 0)), r"`strides` must be .* got \(1, 0\)"),
         (lambda: Conv1D(2, 3, dilation=-1), r"`dilation` must be a positive int .* got -1"),
-        (lambda: Conv2D(2, 3, padding="FULL"), r"`padding` must be 'SAME', 'VALID', a non-negative int or a sequence of 2 \(low, high\) pairs of non-negative ints, got 'FULL'"),
+        (
+            lambda: Conv2D(2, 3, padding="FULL"),
+            r"`padding` must be 'SAME', 'VALID', a non-negative int or a sequence of 2 \(low, high\) pairs of non-negative ints, got 'FULL'",
+        ),
         (lambda: Conv2D(2, 3, padding="same"), r"`padding` must be 'SAME', 'VALID'.* got 'same'"),
         (lambda: Conv2D(2, 3, padding=-1), r"`padding` must be .* got -1"),
         (lambda: Conv2D(2, 3, padding=((1, 1),)), r"`padding` must be .* got \(\(1, 1\),\)"),
-        (lambda: Conv2D(2, 3, padding=((1, -1), (0, 0))), r"`padding` must be .* got \(\(1, -1\), \(0, 0\)\)"),
+        (
+            lambda: Conv2D(2, 3, padding=((1, -1), (0, 0))),
+            r"`padding` must be .* got \(\(1, -1\), \(0, 0\)\)",
+        ),
         (lambda: Conv1D(2, 3, padding=[3]), r"`padding` must be .* got \[3\]"),
         (lambda: Conv2D(2, 3, groups=0), r"`groups` must be a positive integer, got 0"),
         (lambda: Conv2D(6, 3, groups=4, name="c"), r"^Conv2D: `groups` \(4\) must divide `features` \(6\)"),
-        (lambda: ConvTranspose2D(2, 3, strides=2, padding="VALID", output_padding=2), r"`output_padding` must be smaller than `strides` on every axis .* got output_padding \(2, 2\) with strides \(2, 2\)"),
-        (lambda: ConvTranspose2D(2, 3, output_padding=-1), r"`output_padding` must be a non-negative int or a tuple of 2 non-negative ints, got -1"),
-        (lambda: ConvTranspose2D(2, 3, strides=2, output_padding=1), r"`output_padding` must be 0 with padding 'SAME' .* got 1"),
-        (lambda: ConvTranspose2D(6, 3, groups=4), r"^ConvTranspose2D: `groups` \(4\) must divide `features` \(6\)$"),
+        (
+            lambda: ConvTranspose2D(2, 3, strides=2, padding="VALID", output_padding=2),
+            r"`output_padding` must be smaller than `strides` on every axis .* got output_padding \(2, 2\) with strides \(2, 2\)",
+        ),
+        (
+            lambda: ConvTranspose2D(2, 3, output_padding=-1),
+            r"`output_padding` must be a non-negative int or a tuple of 2 non-negative ints, got -1",
+        ),
+        (
+            lambda: ConvTranspose2D(2, 3, strides=2, output_padding=1),
+            r"`output_padding` must be 0 with padding 'SAME' .* got 1",
+        ),
+        (
+            lambda: ConvTranspose2D(6, 3, groups=4),
+            r"^ConvTranspose2D: `groups` \(4\) must divide `features` \(6\)$",
+        ),
         (lambda: ConvTranspose1D(2, 3, groups=0), r"`groups` must be a positive integer, got 0"),
-        (lambda: ConvTranspose1D(2, (3, 3)), r"`kernel_size` must be a positive int or a tuple of 1 positive ints, got \(3, 3\)"),
-        (lambda: ConvTranspose1D(2, 3, strides=2, padding="VALID", output_padding=(2,)), r"`output_padding` must be smaller than `strides` .* got output_padding \(2,\) with strides \(2,\)"),
+        (
+            lambda: ConvTranspose1D(2, (3, 3)),
+            r"`kernel_size` must be a positive int or a tuple of 1 positive ints, got \(3, 3\)",
+        ),
+        (
+            lambda: ConvTranspose1D(2, 3, strides=2, padding="VALID", output_padding=(2,)),
+            r"`output_padding` must be smaller than `strides` .* got output_padding \(2,\) with strides \(2,\)",
+        ),
     ],
 )
 def test_bad_construction_arguments(make, match):
@@ -410,22 +506,46 @@ def test_bad_construction_arguments(make, match):
 
 
 def test_groups_must_divide_input_channels(key):
-    with pytest.raises(ValueError, match=r"^Conv2D: `groups` \(4\) must divide the input channels \(6\) of input_shape \(5, 5, 6\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Conv2D: `groups` \(4\) must divide the input channels \(6\) of input_shape \(5, 5, 6\)$",
+    ):
         Conv2D(8, 3, groups=4, name="c").init(key, (5, 5, 6))
-    with pytest.raises(ValueError, match=r"^ConvTranspose2D: `groups` \(2\) must divide the input channels \(3\) of input shape \(4, 4, 3\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ConvTranspose2D: `groups` \(2\) must divide the input channels \(3\) of input shape \(4, 4, 3\)$",
+    ):
         ConvTranspose2D(4, 3, groups=2).init(key, (4, 4, 3))
-    with pytest.raises(ValueError, match=r"^ConvTranspose1D: `groups` \(4\) must divide the input channels \(6\)"):
+    with pytest.raises(
+        ValueError, match=r"^ConvTranspose1D: `groups` \(4\) must divide the input channels \(6\)"
+    ):
         ConvTranspose1D(4, 3, groups=4).init(key, (5, 6))
 
 
 @pytest.mark.parametrize(
     "layer, shape, match",
     [
-        (Conv2D(2, 3, name="c"), (8, 8), r"^Conv2D expects a per-example input_shape \(H, W, C\), got \(8, 8\)"),
+        (
+            Conv2D(2, 3, name="c"),
+            (8, 8),
+            r"^Conv2D expects a per-example input_shape \(H, W, C\), got \(8, 8\)",
+        ),
         (Conv2D(2, 3), (1, 8, 8, 1), r"input_shape \(H, W, C\), got \(1, 8, 8, 1\)"),
-        (Conv1D(2, 3, name="c"), (8, 8, 1), r"^Conv1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)"),
-        (ConvTranspose2D(2, 3, name="t"), (8,), r"^ConvTranspose2D expects a per-example input_shape \(H, W, C\), got \(8,\)"),
-        (ConvTranspose1D(2, 3), (8, 8, 1), r"^ConvTranspose1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)$"),
+        (
+            Conv1D(2, 3, name="c"),
+            (8, 8, 1),
+            r"^Conv1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)",
+        ),
+        (
+            ConvTranspose2D(2, 3, name="t"),
+            (8,),
+            r"^ConvTranspose2D expects a per-example input_shape \(H, W, C\), got \(8,\)",
+        ),
+        (
+            ConvTranspose1D(2, 3),
+            (8, 8, 1),
+            r"^ConvTranspose1D expects a per-example input_shape \(T, C\), got \(8, 8, 1\)$",
+        ),
         (
             ConvTranspose1D(2, 2, padding=[(2, 2)]),
             (2, 1),
@@ -437,7 +557,11 @@ def test_groups_must_divide_input_channels(key):
             (3, 8, 1),
             r"^Conv2D: the dilated kernel spans \(5, 5\), more than the padded input \(3, 8\) \(spatial shape \(3, 8\), padding \(\(0, 0\), \(0, 0\)\)\), so the output would be empty",
         ),
-        (Conv1D(2, 3, dilation=3, padding=[(1, 1)]), (4, 1), r"the dilated kernel spans \(7,\), more than the padded input \(6,\)"),
+        (
+            Conv1D(2, 3, dilation=3, padding=[(1, 1)]),
+            (4, 1),
+            r"the dilated kernel spans \(7,\), more than the padded input \(6,\)",
+        ),
         (
             ConvTranspose2D(2, 3, padding=((3, 3), (0, 0)), name="t"),
             (2, 2, 1),
@@ -453,16 +577,61 @@ def test_bad_input_shape_at_init(layer, shape, match, key):
 @pytest.mark.parametrize(
     "layer, init_shape, x_shape, match",
     [
-        (Conv2D(2, 3, name="c"), (8, 8, 3), (8, 3), r"^Conv2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(8, 3\)"),
-        (Conv2D(2, 3, name="c"), (8, 8, 3), (2, 8, 8, 4), r"^Conv2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(2, 8, 8, 4\)"),
-        (Conv2D(4, 3, groups=2), (8, 8, 6), (8, 8, 3), r"expects inputs of shape \(\.\.\., H, W, 6\), got shape \(8, 8, 3\)"),
-        (Conv1D(2, 3, name="c"), (8, 3), (3,), r"^Conv1D expects inputs of shape \(\.\.\., T, C\), got shape \(3,\)"),
+        (
+            Conv2D(2, 3, name="c"),
+            (8, 8, 3),
+            (8, 3),
+            r"^Conv2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(8, 3\)",
+        ),
+        (
+            Conv2D(2, 3, name="c"),
+            (8, 8, 3),
+            (2, 8, 8, 4),
+            r"^Conv2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(2, 8, 8, 4\)",
+        ),
+        (
+            Conv2D(4, 3, groups=2),
+            (8, 8, 6),
+            (8, 8, 3),
+            r"expects inputs of shape \(\.\.\., H, W, 6\), got shape \(8, 8, 3\)",
+        ),
+        (
+            Conv1D(2, 3, name="c"),
+            (8, 3),
+            (3,),
+            r"^Conv1D expects inputs of shape \(\.\.\., T, C\), got shape \(3,\)",
+        ),
         (Conv1D(2, 3), (8, 3), (5, 8, 2), r"expects inputs of shape \(\.\.\., T, 3\), got shape \(5, 8, 2\)"),
-        (Conv2D(2, 3, padding="VALID"), (8, 8, 1), (2, 8, 1), r"the dilated kernel spans \(3, 3\), more than the padded input \(2, 8\)"),
-        (ConvTranspose2D(2, 3, name="t"), (4, 4, 3), (4, 4, 2), r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 4, 2\)"),
-        (ConvTranspose2D(2, 3), (4, 4, 3), (4, 3), r"expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 3\)"),
-        (ConvTranspose2D(4, 3, groups=2), (4, 4, 6), (2, 4, 4, 3), r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 6\), got shape \(2, 4, 4, 3\)$"),
-        (ConvTranspose1D(2, 3), (4, 3), (2, 4, 2), r"^ConvTranspose1D expects inputs of shape \(\.\.\., T, 3\), got shape \(2, 4, 2\)$"),
+        (
+            Conv2D(2, 3, padding="VALID"),
+            (8, 8, 1),
+            (2, 8, 1),
+            r"the dilated kernel spans \(3, 3\), more than the padded input \(2, 8\)",
+        ),
+        (
+            ConvTranspose2D(2, 3, name="t"),
+            (4, 4, 3),
+            (4, 4, 2),
+            r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 4, 2\)",
+        ),
+        (
+            ConvTranspose2D(2, 3),
+            (4, 4, 3),
+            (4, 3),
+            r"expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 3\)",
+        ),
+        (
+            ConvTranspose2D(4, 3, groups=2),
+            (4, 4, 6),
+            (2, 4, 4, 3),
+            r"^ConvTranspose2D expects inputs of shape \(\.\.\., H, W, 6\), got shape \(2, 4, 4, 3\)$",
+        ),
+        (
+            ConvTranspose1D(2, 3),
+            (4, 3),
+            (2, 4, 2),
+            r"^ConvTranspose1D expects inputs of shape \(\.\.\., T, 3\), got shape \(2, 4, 2\)$",
+        ),
     ],
 )
 def test_bad_input_at_apply(layer, init_shape, x_shape, match, key):
@@ -474,5 +643,7 @@ def test_bad_input_at_apply(layer, init_shape, x_shape, match, key):
 def test_wrong_channels_caught_under_jit(key):
     layer = Conv2D(2, 3)
     params, state, _ = layer.init(key, (8, 8, 3))
-    with pytest.raises(ValueError, match=r"expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 8, 8, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"expects inputs of shape \(\.\.\., H, W, 3\), got shape \(4, 8, 8, 1\)"
+    ):
         jax.jit(layer.apply)(params, state, jnp.ones((4, 8, 8, 1)))

@@ -64,13 +64,18 @@ def test_default_compute_dtype_promotes_input_and_params(key):
 def test_wrong_input_shape_names_layer_and_both_shapes(key):
     layer = nn.Dense(2, name="hidden")
     params, state, _ = layer.init(key, (4,))
-    with pytest.raises(ValueError, match=r"^Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$"):
+    with pytest.raises(
+        ValueError, match=r"^Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$"
+    ):
         layer.apply(params, state, jnp.ones((8, 5)))
     with pytest.raises(ValueError, match=r"expects inputs of shape \(\.\.\., 4\), got shape \(\)"):
         layer.apply(params, state, jnp.ones(()))
     model = nn.Serial(nn.Dense(4), layer)
     params, state, _ = model.init(key, (3,))
-    with pytest.raises(ValueError, match=r"^layer 'hidden' \(Dense\): Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^layer 'hidden' \(Dense\): Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$",
+    ):
         model.apply({**params, "dense_0": {"w": jnp.ones((3, 5)), "b": jnp.ones(5)}}, state, jnp.ones((8, 3)))
 
 
@@ -88,5 +93,7 @@ def test_bad_construction_and_init_arguments(key):
         nn.Dense(2.5)
     with pytest.raises(ValueError, match=r"Dense needs inputs with at least one axis, got input_shape \(\)"):
         nn.Dense(2).init(key, ())
-    with pytest.raises(ValueError, match=r"`input_shape` must be a tuple of non-negative ints, got \(-1, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"`input_shape` must be a tuple of non-negative ints, got \(-1, 3\)"
+    ):
         nn.Dense(2).init(key, (-1, 3))

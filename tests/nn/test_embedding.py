@@ -16,7 +16,6 @@ from fdl.nn.embedding import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
 )
-
 from tests.nn.helpers import check_layer_contract
 
 VOCAB = 7
@@ -155,9 +154,7 @@ def test_embedding_errors(key):
         layer.apply(params, {}, jnp.zeros(3))
     # In a model, the message starts with the layer's path.
     model = Serial(Embedding(VOCAB, 3, name="tokens"))
-    with pytest.raises(
-        ValueError, match=r"^layer 'tokens' \(Embedding\): Embedding expects integer ids"
-    ):
+    with pytest.raises(ValueError, match=r"^layer 'tokens' \(Embedding\): Embedding expects integer ids"):
         model.apply({"tokens": params}, {}, jnp.zeros(3))
 
 
@@ -213,21 +210,15 @@ def test_sinusoidal_encoding_errors(key):
         match=where + r" expects per-example inputs of shape \(T, D\), got input_shape \(4,\)",
     ):
         layer.init(key, (4,))
-    with pytest.raises(
-        ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=5"
-    ):
+    with pytest.raises(ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=5"):
         layer.init(key, (5, 2))
-    with pytest.raises(
-        ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=6"
-    ):
+    with pytest.raises(ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=6"):
         layer.apply({}, {}, jnp.zeros((6, 2)))
     with pytest.raises(
         ValueError, match=where + r" expects inputs of shape \(\.\.\., T, D\), got shape \(3,\)"
     ):
         layer.apply({}, {}, jnp.zeros(3))
-    with pytest.raises(
-        ValueError, match=where + r" expects floating-point inputs, got dtype int32"
-    ):
+    with pytest.raises(ValueError, match=where + r" expects floating-point inputs, got dtype int32"):
         layer.apply({}, {}, jnp.zeros((3, 2), jnp.int32))
 
 
@@ -274,14 +265,10 @@ def test_learned_encoding_errors(key):
         LearnedPositionalEncoding(-1)
     layer = LearnedPositionalEncoding(4)
     where = r"LearnedPositionalEncoding"
-    with pytest.raises(
-        ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=5"
-    ):
+    with pytest.raises(ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=5"):
         layer.init(key, (5, 2))
     params, _, _ = layer.init(key, (3, 2))
-    with pytest.raises(
-        ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=7"
-    ):
+    with pytest.raises(ValueError, match=where + r": sequences may have at most max_length=4 steps, got T=7"):
         layer.apply(params, {}, jnp.zeros((7, 2)))
     with pytest.raises(
         ValueError, match=where + r" expects inputs of shape \(\.\.\., T, 2\), got shape \(3, 5\)"
@@ -295,9 +282,7 @@ def test_learned_encoding_errors(key):
 
 
 def test_embedding_then_positions_in_serial(keys):
-    model = Serial(
-        Embedding(VOCAB, 4), SinusoidalPositionalEncoding(), LearnedPositionalEncoding(5)
-    )
+    model = Serial(Embedding(VOCAB, 4), SinusoidalPositionalEncoding(), LearnedPositionalEncoding(5))
     params, _, shape = model.init(next(keys), (5,))
     assert shape == (5, 4)
     # Named by kind; the parameter-free sinusoids are left out.

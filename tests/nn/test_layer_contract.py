@@ -15,7 +15,6 @@ from jax.test_util import check_grads
 
 import fdl
 from fdl import nn
-
 from tests.nn.helpers import away_from_kinks
 
 # (id, layer factory, per-example input shape). Factories, so each test builds a fresh layer.
@@ -101,10 +100,8 @@ def test_gradients_match_finite_differences(_, factory, shape, keys):
         wrt_x = functools.partial(lambda p, xi: layer.apply(p, state, xi)[0], params)
         check_grads(wrt_x, (x,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
         if jax.tree.leaves(params):
-            wrt_params = lambda p: layer.apply(p, state, x)[0]  # noqa: E731
-            check_grads(
-                wrt_params, (params,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6
-            )
+            wrt_params = lambda p: layer.apply(p, state, x)[0]
+            check_grads(wrt_params, (params,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("_, factory, shape", LAYERS, ids=IDS)
@@ -119,17 +116,49 @@ def test_init_is_deterministic_in_the_key_and_traceable(_, factory, shape, keys)
 
 
 CONSTRUCTORS = [
-    (nn.Dense, (3,)), (nn.Dropout, (0.1,)), (nn.Relu, ()), (nn.LeakyRelu, ()), (nn.Elu, ()),
-    (nn.Gelu, ()), (nn.Sigmoid, ()), (nn.Tanh, ()), (nn.Softmax, ()), (nn.LogSoftmax, ()),
-    (nn.Softplus, ()), (nn.Silu, ()), (nn.Serial, (nn.Identity(),)), (nn.Parallel, (nn.Identity(),)),
-    (nn.FanOut, (2,)), (nn.Concat, ()), (nn.Sum, ()), (nn.Multiply, ()), (nn.Branch, (nn.Identity(),)),
-    (nn.Residual, (nn.Identity(),)), (nn.Identity, ()), (nn.Flatten, (2,)), (nn.Elementwise, (abs,)),
-    (nn.Conv1D, (4, 3)), (nn.Conv2D, (4, 3)), (nn.ConvTranspose1D, (4, 3)), (nn.ConvTranspose2D, (4, 3)),
-    (nn.MaxPool1D, (2,)), (nn.MaxPool2D, (2,)), (nn.AvgPool1D, (2,)), (nn.AvgPool2D, (2,)),
-    (nn.GlobalAvgPool, (1,)), (nn.GlobalMaxPool, (1,)), (nn.BatchNorm, ()), (nn.LayerNorm, ()),
-    (nn.RMSNorm, ()), (nn.GroupNorm, (2,)), (nn.Embedding, (10, 4)), (nn.SinusoidalPositionalEncoding, ()),
-    (nn.LearnedPositionalEncoding, (8,)), (nn.MultiHeadAttention, (2,)),
-    (nn.TransformerEncoderBlock, (2, 8)), (nn.TransformerDecoderBlock, (2, 8)),
+    (nn.Dense, (3,)),
+    (nn.Dropout, (0.1,)),
+    (nn.Relu, ()),
+    (nn.LeakyRelu, ()),
+    (nn.Elu, ()),
+    (nn.Gelu, ()),
+    (nn.Sigmoid, ()),
+    (nn.Tanh, ()),
+    (nn.Softmax, ()),
+    (nn.LogSoftmax, ()),
+    (nn.Softplus, ()),
+    (nn.Silu, ()),
+    (nn.Serial, (nn.Identity(),)),
+    (nn.Parallel, (nn.Identity(),)),
+    (nn.FanOut, (2,)),
+    (nn.Concat, ()),
+    (nn.Sum, ()),
+    (nn.Multiply, ()),
+    (nn.Branch, (nn.Identity(),)),
+    (nn.Residual, (nn.Identity(),)),
+    (nn.Identity, ()),
+    (nn.Flatten, (2,)),
+    (nn.Elementwise, (abs,)),
+    (nn.Conv1D, (4, 3)),
+    (nn.Conv2D, (4, 3)),
+    (nn.ConvTranspose1D, (4, 3)),
+    (nn.ConvTranspose2D, (4, 3)),
+    (nn.MaxPool1D, (2,)),
+    (nn.MaxPool2D, (2,)),
+    (nn.AvgPool1D, (2,)),
+    (nn.AvgPool2D, (2,)),
+    (nn.GlobalAvgPool, (1,)),
+    (nn.GlobalMaxPool, (1,)),
+    (nn.BatchNorm, ()),
+    (nn.LayerNorm, ()),
+    (nn.RMSNorm, ()),
+    (nn.GroupNorm, (2,)),
+    (nn.Embedding, (10, 4)),
+    (nn.SinusoidalPositionalEncoding, ()),
+    (nn.LearnedPositionalEncoding, (8,)),
+    (nn.MultiHeadAttention, (2,)),
+    (nn.TransformerEncoderBlock, (2, 8)),
+    (nn.TransformerDecoderBlock, (2, 8)),
 ]
 
 

@@ -129,5 +129,5 @@ def test_dropout_in_training_declared_shape_jit_and_finite_differences(keys):
     np.testing.assert_allclose(np.asarray(y)[kept], np.asarray(x)[kept] / 0.7, rtol=1e-6)
     with jax.enable_x64(True):
         x64 = x.astype(jnp.float64)
-        f = lambda xi: layer.apply(params, state, xi, key=key, train=True)[0]  # noqa: E731
+        f = lambda xi: layer.apply(params, state, xi, key=key, train=True)[0]
         check_grads(f, (x64,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-8, rtol=1e-8)

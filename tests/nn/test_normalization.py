@@ -25,7 +25,6 @@ from fdl.nn.batch_norm import BatchNorm
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
 from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
-
 from tests.nn.helpers import check_layer_contract
 
 TOL = 1e-5  # float32 vs float64 NumPy, see the module docstring
@@ -121,9 +120,7 @@ CONTRACT = [
 ]
 
 
-@pytest.mark.parametrize(
-    "factory, shape", [c[1:] for c in CONTRACT], ids=[c[0] for c in CONTRACT]
-)
+@pytest.mark.parametrize("factory, shape", [c[1:] for c in CONTRACT], ids=[c[0] for c in CONTRACT])
 def test_layer_contract(keys, factory, shape):
     check_layer_contract(factory, shape, keys)
 
@@ -176,9 +173,7 @@ def test_layer_norm_statistics_in_float32():
     x = jnp.array([128.0, 129.0, 130.0, 131.0], jnp.bfloat16)
     y, _ = layer.apply(params, {}, x)
     assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(
-        y.astype(jnp.float32), [-1.3416, -0.4472, 0.4472, 1.3416], atol=2**-7
-    )
+    np.testing.assert_allclose(y.astype(jnp.float32), [-1.3416, -0.4472, 0.4472, 1.3416], atol=2**-7)
 
 
 def test_layer_norm_default_dtype_promotes(key):
@@ -200,20 +195,23 @@ def test_layer_norm_errors(key):
     ):
         LayerNorm(name="ln").init(key, ())
     with pytest.raises(
-        ValueError, match=r"^LayerNorm with ndim=3 needs inputs of shape \(\.\.\., d1, d2, d3\), "
-        r"got input_shape \(5, 6\)$"
+        ValueError,
+        match=r"^LayerNorm with ndim=3 needs inputs of shape \(\.\.\., d1, d2, d3\), "
+        r"got input_shape \(5, 6\)$",
     ):
         LayerNorm(ndim=3).init(key, (5, 6))
     params, _, _ = LayerNorm().init(key, (4,))
     with pytest.raises(
-        ValueError, match=r"^LayerNorm with ndim=1 expects inputs of shape \(\.\.\., 4\), "
-        r"got shape \(2, 5\)$"
+        ValueError,
+        match=r"^LayerNorm with ndim=1 expects inputs of shape \(\.\.\., 4\), "
+        r"got shape \(2, 5\)$",
     ):
         LayerNorm().apply(params, {}, jnp.ones((2, 5)))
     params, _, _ = LayerNorm(ndim=2).init(key, (3, 4))
     with pytest.raises(
-        ValueError, match=r"^LayerNorm with ndim=2 expects inputs of shape \(\.\.\., 3, 4\), "
-        r"got shape \(2, 4, 4\)$"
+        ValueError,
+        match=r"^LayerNorm with ndim=2 expects inputs of shape \(\.\.\., 3, 4\), "
+        r"got shape \(2, 4, 4\)$",
     ):
         LayerNorm(ndim=2).apply(params, {}, jnp.ones((2, 4, 4)))
     with pytest.raises(ValueError, match=r"got shape \(4,\)$"):
@@ -223,8 +221,9 @@ def test_layer_norm_errors(key):
     params, state, _ = model.init(key, (3,))
     params["ln"] = {"scale": jnp.ones(5), "bias": jnp.zeros(5)}
     with pytest.raises(
-        ValueError, match=r"^layer 'ln' \(LayerNorm\): LayerNorm with ndim=1 expects inputs of "
-        r"shape \(\.\.\., 5\), got shape \(2, 4\)$"
+        ValueError,
+        match=r"^layer 'ln' \(LayerNorm\): LayerNorm with ndim=1 expects inputs of "
+        r"shape \(\.\.\., 5\), got shape \(2, 4\)$",
     ):
         model.apply(params, state, jnp.ones((2, 3)))
 
@@ -282,9 +281,7 @@ def test_rms_norm_matches_numpy(keys, ndim, shape):
     x = 2.0 * _normal(next(keys), shape) + 1.0  # not centred: RMS norm does not subtract a mean
     y, state = jax.jit(layer.apply)(params, None, x)
     assert state is None
-    np.testing.assert_allclose(
-        y, rms_norm_ref(x, params["scale"], 1e-2, ndim), rtol=TOL, atol=TOL
-    )
+    np.testing.assert_allclose(y, rms_norm_ref(x, params["scale"], 1e-2, ndim), rtol=TOL, atol=TOL)
 
 
 def test_rms_norm_epsilon_none_is_the_machine_epsilon():
@@ -315,8 +312,9 @@ def test_rms_norm_dtypes(key):
 
 def test_rms_norm_errors(key):
     with pytest.raises(
-        ValueError, match=r"^`epsilon` must be a non-negative finite number or None \(the machine "
-        r"epsilon of the compute dtype, PyTorch's default\), got -1.0$"
+        ValueError,
+        match=r"^`epsilon` must be a non-negative finite number or None \(the machine "
+        r"epsilon of the compute dtype, PyTorch's default\), got -1.0$",
     ):
         RMSNorm(epsilon=-1.0)
     with pytest.raises(ValueError, match=r"`epsilon` must be .* got nan"):
@@ -326,14 +324,16 @@ def test_rms_norm_errors(key):
     with pytest.raises(ValueError, match=r"`ndim` must be a positive integer, got 1.5"):
         RMSNorm(ndim=1.5)
     with pytest.raises(
-        ValueError, match=r"^RMSNorm with ndim=2 needs inputs of shape \(\.\.\., d1, d2\), got "
-        r"input_shape \(6,\)$"
+        ValueError,
+        match=r"^RMSNorm with ndim=2 needs inputs of shape \(\.\.\., d1, d2\), got "
+        r"input_shape \(6,\)$",
     ):
         RMSNorm(ndim=2).init(key, (6,))
     params, _, _ = RMSNorm().init(key, (6,))
     with pytest.raises(
-        ValueError, match=r"^RMSNorm with ndim=1 expects inputs of shape \(\.\.\., 6\), got "
-        r"shape \(3, 5\)$"
+        ValueError,
+        match=r"^RMSNorm with ndim=1 expects inputs of shape \(\.\.\., 6\), got "
+        r"shape \(3, 5\)$",
     ):
         RMSNorm().apply(params, {}, jnp.ones((3, 5)))
 
@@ -391,22 +391,22 @@ def test_group_norm_errors(key):
     ):
         GroupNorm(4, name="gn").init(key, (3, 3, 6))
     with pytest.raises(
-        ValueError, match=r"^GroupNorm with ndim=3 expects per-example "
-        r"input_shape with 3 axes \(\*spatial, C\), got input_shape \(5, 6\); pass ndim=2"
+        ValueError,
+        match=r"^GroupNorm with ndim=3 expects per-example "
+        r"input_shape with 3 axes \(\*spatial, C\), got input_shape \(5, 6\); pass ndim=2",
     ):
         GroupNorm(2).init(key, (5, 6))
     params, _, _ = GroupNorm(2, ndim=2).init(key, (5, 6))
     with pytest.raises(
-        ValueError, match=r"^GroupNorm with ndim=2 expects inputs of shape "
-        r"\(\*batch, \.\.\., 6\), got shape \(3, 5, 4\)"
+        ValueError,
+        match=r"^GroupNorm with ndim=2 expects inputs of shape "
+        r"\(\*batch, \.\.\., 6\), got shape \(3, 5, 4\)",
     ):
         GroupNorm(2, ndim=2).apply(params, {}, jnp.ones((3, 5, 4)))
     with pytest.raises(ValueError, match=r"got shape \(6,\)"):
         GroupNorm(2, ndim=2).apply(params, {}, jnp.ones((6,)))
     # Without params C comes from the input, and is checked against num_groups at apply.
-    with pytest.raises(
-        ValueError, match=r"`num_groups` \(2\) must divide the channel count C \(5\)"
-    ):
+    with pytest.raises(ValueError, match=r"`num_groups` \(2\) must divide the channel count C \(5\)"):
         GroupNorm(2, ndim=1, use_scale=False, use_bias=False).apply({}, {}, jnp.ones((3, 5)))
 
 
@@ -437,10 +437,7 @@ def test_batch_norm_hand_computed():
 def _batches(keys, num, shape):
     """``num`` batches with channel means and scales far from the initial state (0, 1)."""
     offset = jnp.arange(shape[-1], dtype=jnp.float32)  # (C,)
-    return [
-        3.0 * _normal(next(keys), shape) + jnp.broadcast_to(offset, shape)
-        for _ in range(num)
-    ]
+    return [3.0 * _normal(next(keys), shape) + jnp.broadcast_to(offset, shape) for _ in range(num)]
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (2, 3, 3, 4), (2, 4, 5, 3)])
@@ -456,8 +453,10 @@ def test_batch_norm_running_statistics_recursion(keys, shape):
         mean, biased, unbiased = batch_stats_ref(x)
         # The output uses the batch statistics with the biased variance ...
         np.testing.assert_allclose(
-            y, batch_norm_ref(x, mean, biased, params["scale"], params["bias"], eps),
-            rtol=TOL, atol=TOL,
+            y,
+            batch_norm_ref(x, mean, biased, params["scale"], params["bias"], eps),
+            rtol=TOL,
+            atol=TOL,
         )
         # ... and the running average the unbiased one, weighting the new batch by m.
         run_mean = (1 - m) * run_mean + m * mean
@@ -470,8 +469,10 @@ def test_batch_norm_running_statistics_recursion(keys, shape):
     y, new_state = jax.jit(layer.apply)(params, state, x)
     chex.assert_trees_all_equal(new_state, state)
     np.testing.assert_allclose(
-        y, batch_norm_ref(x, run_mean, run_var, params["scale"], params["bias"], eps),
-        rtol=TOL, atol=TOL,
+        y,
+        batch_norm_ref(x, run_mean, run_var, params["scale"], params["bias"], eps),
+        rtol=TOL,
+        atol=TOL,
     )
 
 
@@ -604,9 +605,7 @@ def test_batch_norm_statistics_in_float32(keys):
     x = jnp.array([[128.0], [129.0], [130.0], [131.0]], jnp.bfloat16)
     y, new_state = layer.apply(params, state, x, train=True)
     assert y.dtype == jnp.bfloat16 and new_state["mean"].dtype == jnp.float32
-    np.testing.assert_allclose(
-        y[:, 0].astype(jnp.float32), [-1.3416, -0.4472, 0.4472, 1.3416], atol=2**-7
-    )
+    np.testing.assert_allclose(y[:, 0].astype(jnp.float32), [-1.3416, -0.4472, 0.4472, 1.3416], atol=2**-7)
     np.testing.assert_allclose(new_state["mean"], [12.95], rtol=TOL)
 
 
@@ -616,17 +615,16 @@ def test_batch_norm_without_its_state_in_a_model(key):
     params, state, _ = model.init(key, (2,))
     assert set(state) == {"bn"}
     with pytest.raises(
-        ValueError, match=r"^layer 'bn' \(BatchNorm\): BatchNorm needs its running statistics in "
-        r"`state`.* got state=\{\}$"
+        ValueError,
+        match=r"^layer 'bn' \(BatchNorm\): BatchNorm needs its running statistics in "
+        r"`state`.* got state=\{\}$",
     ):
         model.apply(params, {}, jnp.ones((4, 2)), train=True)
 
 
 def test_batch_norm_errors(key):
     for bad in (-0.1, 1.5):
-        with pytest.raises(
-            ValueError, match=rf"`momentum` must be in \[0, 1\] .*, got {bad}"
-        ):
+        with pytest.raises(ValueError, match=rf"`momentum` must be in \[0, 1\] .*, got {bad}"):
             BatchNorm(momentum=bad)
     with pytest.raises(ValueError, match=r"`epsilon` must be a non-negative finite number, got -1"):
         BatchNorm(epsilon=-1.0)
@@ -639,21 +637,24 @@ def test_batch_norm_errors(key):
     params, state, _ = layer.init(key, (4, 4, 3))
     for train in (False, True):
         with pytest.raises(
-            ValueError, match=r"^BatchNorm expects inputs of shape \(\.\.\., 3\) "
-            r"\(channels last\), got shape \(2, 4, 4, 5\)$"
+            ValueError,
+            match=r"^BatchNorm expects inputs of shape \(\.\.\., 3\) "
+            r"\(channels last\), got shape \(2, 4, 4, 5\)$",
         ):
             layer.apply(params, state, jnp.ones((2, 4, 4, 5)), train=train)
     for missing, shown in (({}, r"\{\}"), (None, "None"), ({"mean": jnp.zeros(3)}, r"\{'mean'.*")):
         for train in (False, True):
             with pytest.raises(
-                ValueError, match=r"^BatchNorm needs its running statistics in `state`, the dict "
+                ValueError,
+                match=r"^BatchNorm needs its running statistics in `state`, the dict "
                 r"\{'mean': \(C,\), 'var': \(C,\)\} that `init` returns \(params, state, shape = "
-                rf"layer.init\(key, input_shape\)\), got state={shown}$"
+                rf"layer.init\(key, input_shape\)\), got state={shown}$",
             ):
                 layer.apply(params, missing, jnp.ones((2, 4, 4, 3)), train=train)
     params, state, _ = layer.init(key, (3,))
     with pytest.raises(
-        ValueError, match=r"^BatchNorm needs more than one value per channel in "
-        r"training .* got input shape \(3,\)"
+        ValueError,
+        match=r"^BatchNorm needs more than one value per channel in "
+        r"training .* got input shape \(3,\)",
     ):
         layer.apply(params, state, jnp.ones(3), train=True)

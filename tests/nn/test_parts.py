@@ -11,9 +11,7 @@ from fdl import nn
 
 def small_cnn(num_classes=10):
     """A CNN with named parts, as a user builds one for transfer learning."""
-    block = lambda f, name: nn.Serial(  # noqa: E731
-        nn.Conv2D(f, 3, padding="SAME"), nn.BatchNorm(), nn.Relu(), name=name
-    )
+    block = lambda f, name: nn.Serial(nn.Conv2D(f, 3, padding="SAME"), nn.BatchNorm(), nn.Relu(), name=name)
     body = nn.Serial(block(4, "conv_1"), block(8, "conv_2"), nn.Flatten(3), name="encoder")
     return nn.Serial(body, nn.Dense(num_classes, name="head"))
 
@@ -22,17 +20,29 @@ def test_paths_name_the_parts_the_user_named(key):
     model = small_cnn()
     params, state, _ = model.init(key, (6, 6, 1))
     assert nn.leaf_paths(params) == [
-        "encoder/conv_1/batch_norm_0/bias", "encoder/conv_1/batch_norm_0/scale",
-        "encoder/conv_1/conv2d_0/b", "encoder/conv_1/conv2d_0/w",
-        "encoder/conv_2/batch_norm_0/bias", "encoder/conv_2/batch_norm_0/scale",
-        "encoder/conv_2/conv2d_0/b", "encoder/conv_2/conv2d_0/w",
-        "head/b", "head/w",
+        "encoder/conv_1/batch_norm_0/bias",
+        "encoder/conv_1/batch_norm_0/scale",
+        "encoder/conv_1/conv2d_0/b",
+        "encoder/conv_1/conv2d_0/w",
+        "encoder/conv_2/batch_norm_0/bias",
+        "encoder/conv_2/batch_norm_0/scale",
+        "encoder/conv_2/conv2d_0/b",
+        "encoder/conv_2/conv2d_0/w",
+        "head/b",
+        "head/w",
     ]
     assert nn.leaf_paths(state) == [
-        "encoder/conv_1/batch_norm_0/mean", "encoder/conv_1/batch_norm_0/var",
-        "encoder/conv_2/batch_norm_0/mean", "encoder/conv_2/batch_norm_0/var",
+        "encoder/conv_1/batch_norm_0/mean",
+        "encoder/conv_1/batch_norm_0/var",
+        "encoder/conv_2/batch_norm_0/mean",
+        "encoder/conv_2/batch_norm_0/var",
     ]
-    assert nn.layer_paths(model)[:4] == ["encoder", "encoder/conv_1", "encoder/conv_1/conv2d_0", "encoder/conv_1/batch_norm_0"]
+    assert nn.layer_paths(model)[:4] == [
+        "encoder",
+        "encoder/conv_1",
+        "encoder/conv_1/conv2d_0",
+        "encoder/conv_1/batch_norm_0",
+    ]
 
 
 def test_sub_model_runs_alone_on_its_params_and_state(keys):
@@ -48,14 +58,21 @@ def test_sub_model_runs_alone_on_its_params_and_state(keys):
 
 def test_select_patterns(key):
     params, _, _ = small_cnn().init(key, (6, 6, 1))
-    chosen = lambda where: [p for p, m in zip(nn.leaf_paths(params), jax.tree.leaves(nn.select(params, where))) if m]  # noqa: E731
+    chosen = lambda where: [
+        p for p, m in zip(nn.leaf_paths(params), jax.tree.leaves(nn.select(params, where)), strict=False) if m
+    ]
     assert chosen("**/b") == ["encoder/conv_1/conv2d_0/b", "encoder/conv_2/conv2d_0/b", "head/b"]
     assert chosen("head") == chosen("head/**") == ["head/b", "head/w"]
     assert chosen("encoder/*/conv2d_*/w") == ["encoder/conv_1/conv2d_0/w", "encoder/conv_2/conv2d_0/w"]
     assert chosen(["head/w", "**/scale"]) == [
-        "encoder/conv_1/batch_norm_0/scale", "encoder/conv_2/batch_norm_0/scale", "head/w",
+        "encoder/conv_1/batch_norm_0/scale",
+        "encoder/conv_2/batch_norm_0/scale",
+        "head/w",
     ]
-    assert chosen(lambda path, leaf: leaf.ndim == 4) == ["encoder/conv_1/conv2d_0/w", "encoder/conv_2/conv2d_0/w"]
+    assert chosen(lambda path, leaf: leaf.ndim == 4) == [
+        "encoder/conv_1/conv2d_0/w",
+        "encoder/conv_2/conv2d_0/w",
+    ]
     assert len(chosen("**")) == 10
 
 
@@ -101,7 +118,9 @@ def test_eval_mode_keeps_a_frozen_batch_norm_statistics(keys):
     np.testing.assert_array_equal(y_train, y_eval)
     # without eval_mode the same batch moves the running statistics
     _, moved = small_cnn().apply(params, state, x, key=next(keys), train=True)
-    assert not np.allclose(moved["encoder"]["conv_1"]["batch_norm_0"]["mean"], state["encoder"]["conv_1"]["batch_norm_0"]["mean"])
+    assert not np.allclose(
+        moved["encoder"]["conv_1"]["batch_norm_0"]["mean"], state["encoder"]["conv_1"]["batch_norm_0"]["mean"]
+    )
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -112,7 +131,9 @@ def test_unknown_path_lists_the_nearest(key):
     params, _, _ = model.init(key, (6, 6, 1))
     with pytest.raises(KeyError, match=r"no layer at 'encoder/conv_3'; nearest: \[.*'encoder/conv_1'"):
         nn.layer_at(model, "encoder/conv_3")
-    with pytest.raises(KeyError, match=r"no path 'haed/w' in the tree \('haed' is missing\); nearest: \['head/w', .*'head'"):
+    with pytest.raises(
+        KeyError, match=r"no path 'haed/w' in the tree \('haed' is missing\); nearest: \['head/w', .*'head'"
+    ):
         nn.tree_at(params, "haed/w")
     with pytest.raises(KeyError, match=r"no layer at 'decoder'"):
         nn.replace_layer(model, "decoder", nn.Dense(2))
@@ -122,7 +143,9 @@ def test_unknown_path_lists_the_nearest(key):
 
 def test_empty_pattern_match_lists_the_nearest(key):
     params, _, _ = small_cnn().init(key, (6, 6, 1))
-    with pytest.raises(ValueError, match=r"the pattern 'encoder/conv_3/\*\*' matches no leaf; nearest: \[.*'encoder/conv_1"):
+    with pytest.raises(
+        ValueError, match=r"the pattern 'encoder/conv_3/\*\*' matches no leaf; nearest: \[.*'encoder/conv_1"
+    ):
         nn.select(params, "encoder/conv_3/**")
     with pytest.raises(ValueError, match=r"the pattern 'heads' matches no leaf"):
         nn.partition(params, ["head", "heads"])
@@ -138,8 +161,15 @@ def test_swapped_part_whose_output_does_not_fit_names_both_shapes(keys):
         match=r"swap: the new part at 'encoder' outputs \(12,\) where the old one output \(288,\), "
         r"so the parameter 'head/w' that follows it would need shape \(12, 10\), not its \(288, 10\)",
     ):
-        nn.swap(model, params, state, "encoder", nn.Serial(nn.Flatten(3), nn.Dense(12)),
-                key=next(keys), input_shape=(6, 6, 1))
+        nn.swap(
+            model,
+            params,
+            state,
+            "encoder",
+            nn.Serial(nn.Flatten(3), nn.Dense(12)),
+            key=next(keys),
+            input_shape=(6, 6, 1),
+        )
 
 
 # ------------------------------------------------------------------------------------ summary
@@ -178,7 +208,9 @@ def test_summary_of_a_batch_norm_cnn_counts_its_parameters_not_its_state():
 def test_summary_errors():
     with pytest.raises(TypeError, match=r"summary: `model` must be a fdl.nn.Layer, got 'mlp'"):
         nn.summary("mlp", (3,))
-    with pytest.raises(ValueError, match=r"layer 'dense_0' \(Dense\): Dense needs inputs with at least one axis"):
+    with pytest.raises(
+        ValueError, match=r"layer 'dense_0' \(Dense\): Dense needs inputs with at least one axis"
+    ):
         nn.summary(nn.Serial(nn.Dense(2)), ())
 
 

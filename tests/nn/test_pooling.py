@@ -30,7 +30,6 @@ from fdl.nn.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-
 from tests.nn.helpers import check_layer_contract
 
 TOL = 1e-12
@@ -86,15 +85,39 @@ REFERENCE_CASES = [
     ("max1d_explicit_overlap", MaxPool1D, "max", {"window": 3, "strides": 1, "padding": [(2, 1)]}, (5, 3)),
     ("max2d", MaxPool2D, "max", {"window": 2}, (6, 5, 2)),
     ("max2d_same_stride2", MaxPool2D, "max", {"window": 3, "strides": 2, "padding": "SAME"}, (5, 6, 2)),
-    ("max2d_explicit_rect", MaxPool2D, "max", {"window": (3, 2), "strides": (1, 2), "padding": ((1, 1), (0, 1))}, (5, 4, 2)),
+    (
+        "max2d_explicit_rect",
+        MaxPool2D,
+        "max",
+        {"window": (3, 2), "strides": (1, 2), "padding": ((1, 1), (0, 1))},
+        (5, 4, 2),
+    ),
     ("max2d_int_padding", MaxPool2D, "max", {"window": 3, "strides": 2, "padding": 1}, (5, 5, 1)),
     ("avg1d", AvgPool1D, "avg", {"window": 3}, (7, 2)),
     ("avg1d_same_include", AvgPool1D, "avg", {"window": 3, "strides": 1, "padding": "SAME"}, (5, 2)),
-    ("avg1d_same_exclude", AvgPool1D, "avg", {"window": 4, "strides": 3, "padding": "SAME", "count_include_pad": False}, (8, 2)),
+    (
+        "avg1d_same_exclude",
+        AvgPool1D,
+        "avg",
+        {"window": 4, "strides": 3, "padding": "SAME", "count_include_pad": False},
+        (8, 2),
+    ),
     ("avg2d", AvgPool2D, "avg", {"window": (2, 3), "strides": (2, 1)}, (6, 5, 2)),
     ("avg2d_same_include", AvgPool2D, "avg", {"window": 3, "strides": 2, "padding": "SAME"}, (5, 6, 2)),
-    ("avg2d_same_exclude", AvgPool2D, "avg", {"window": 3, "strides": 2, "padding": "SAME", "count_include_pad": False}, (5, 6, 2)),
-    ("avg2d_explicit_exclude", AvgPool2D, "avg", {"window": (3, 2), "strides": 1, "padding": ((2, 0), (1, 1)), "count_include_pad": False}, (4, 4, 3)),
+    (
+        "avg2d_same_exclude",
+        AvgPool2D,
+        "avg",
+        {"window": 3, "strides": 2, "padding": "SAME", "count_include_pad": False},
+        (5, 6, 2),
+    ),
+    (
+        "avg2d_explicit_exclude",
+        AvgPool2D,
+        "avg",
+        {"window": (3, 2), "strides": 1, "padding": ((2, 0), (1, 1)), "count_include_pad": False},
+        (4, 4, 3),
+    ),
 ]
 
 
@@ -127,9 +150,7 @@ def test_pool_matches_numpy_loops(factory, kind, kwargs, shape, keys):
 def test_hand_computed_values():
     x = jnp.arange(16.0).reshape(4, 4, 1)
     np.testing.assert_array_equal(MaxPool2D(2).apply({}, {}, x)[0][..., 0], [[5, 7], [13, 15]])
-    np.testing.assert_array_equal(
-        AvgPool2D(2).apply({}, {}, x)[0][..., 0], [[2.5, 4.5], [10.5, 12.5]]
-    )
+    np.testing.assert_array_equal(AvgPool2D(2).apply({}, {}, x)[0][..., 0], [[2.5, 4.5], [10.5, 12.5]])
     # padding 1 on [1, 3, 2, 5, 4]: windows [pad, 1], [3, 2], [5, 4]
     s = jnp.array([1.0, 3.0, 2.0, 5.0, 4.0]).reshape(5, 1)
     np.testing.assert_array_equal(MaxPool1D(2, padding=1).apply({}, {}, s)[0][:, 0], [1, 3, 5])
@@ -232,7 +253,11 @@ CONTRACT = [
     ("max_pool1d_same_strided", lambda: MaxPool1D(3, strides=2, padding="SAME"), (6, 2)),
     ("max_pool2d_explicit", lambda: MaxPool2D((3, 2), strides=(2, 1), padding=((1, 1), (0, 1))), (5, 4, 2)),
     ("avg_pool1d_same", lambda: AvgPool1D(3, strides=1, padding="SAME"), (6, 2)),
-    ("avg_pool2d_same_exclude", lambda: AvgPool2D(3, strides=2, padding="SAME", count_include_pad=False), (5, 4, 2)),
+    (
+        "avg_pool2d_same_exclude",
+        lambda: AvgPool2D(3, strides=2, padding="SAME", count_include_pad=False),
+        (5, 4, 2),
+    ),
     ("global_avg_pool1d", lambda: GlobalAvgPool(1), (6, 2)),
     ("global_avg_pool2d", lambda: GlobalAvgPool(2), (5, 4, 2)),
     ("global_max_pool1d", lambda: GlobalMaxPool(1), (6, 2)),
@@ -246,9 +271,7 @@ def test_layer_contract(factory, shape, keys):
 
 
 def test_conv_pool_stack_declares_its_shapes(keys):
-    model = nn.Serial(
-        Conv2D(4, 3, padding="SAME"), nn.Relu(), MaxPool2D(2), nn.Flatten(3), nn.Dense(5)
-    )
+    model = nn.Serial(Conv2D(4, 3, padding="SAME"), nn.Relu(), MaxPool2D(2), nn.Flatten(3), nn.Dense(5))
     params, state, shape = model.init(next(keys), (8, 6, 1))
     assert shape == (5,)
     assert sorted(params) == ["conv2d_0", "dense_0"]  # parameter-free layers are left out
@@ -273,12 +296,27 @@ def test_conv_pool_stack_declares_its_shapes(keys):
     "make, match",
     [
         (lambda: MaxPool2D(0), r"`window` must be a positive int or a tuple of 2 positive ints, got 0"),
-        (lambda: AvgPool1D((2, 2)), r"`window` must be a positive int or a tuple of 1 positive ints, got \(2, 2\)"),
-        (lambda: MaxPool2D(2, strides=(1, 0)), r"`strides` must be a positive int or a tuple of 2 positive ints, got \(1, 0\)"),
-        (lambda: AvgPool2D(2, padding="FULL"), r"`padding` must be 'SAME', 'VALID', a non-negative int or a sequence of 2 \(low, high\) pairs of non-negative ints, got 'FULL'"),
+        (
+            lambda: AvgPool1D((2, 2)),
+            r"`window` must be a positive int or a tuple of 1 positive ints, got \(2, 2\)",
+        ),
+        (
+            lambda: MaxPool2D(2, strides=(1, 0)),
+            r"`strides` must be a positive int or a tuple of 2 positive ints, got \(1, 0\)",
+        ),
+        (
+            lambda: AvgPool2D(2, padding="FULL"),
+            r"`padding` must be 'SAME', 'VALID', a non-negative int or a sequence of 2 \(low, high\) pairs of non-negative ints, got 'FULL'",
+        ),
         (lambda: MaxPool1D(2, padding=[(0, -1)]), r"`padding` must be .* got \[\(0, -1\)\]"),
-        (lambda: MaxPool2D(2, padding=((2, 0), (0, 0))), r"`padding` of pooling must be smaller than the window on each side \(so every window holds a real element\), got padding \(\(2, 0\), \(0, 0\)\) with window \(2, 2\)"),
-        (lambda: AvgPool1D(3, padding=3), r"`padding` of pooling must be smaller than the window .* got padding \(\(3, 3\),\) with window \(3,\)"),
+        (
+            lambda: MaxPool2D(2, padding=((2, 0), (0, 0))),
+            r"`padding` of pooling must be smaller than the window on each side \(so every window holds a real element\), got padding \(\(2, 0\), \(0, 0\)\) with window \(2, 2\)",
+        ),
+        (
+            lambda: AvgPool1D(3, padding=3),
+            r"`padding` of pooling must be smaller than the window .* got padding \(\(3, 3\),\) with window \(3,\)",
+        ),
         (lambda: GlobalAvgPool(0), r"`spatial_ndim` must be a positive integer, got 0"),
         (lambda: GlobalMaxPool(-1), r"`spatial_ndim` must be a positive integer, got -1"),
     ],
@@ -291,8 +329,16 @@ def test_bad_construction_arguments(make, match):
 @pytest.mark.parametrize(
     "layer, shape, match",
     [
-        (MaxPool2D(2, name="p"), (4, 4), r"^MaxPool2D expects a per-example input_shape \(H, W, C\), got \(4, 4\)"),
-        (AvgPool1D(2, name="p"), (4, 4, 1), r"^AvgPool1D expects a per-example input_shape \(T, C\), got \(4, 4, 1\)"),
+        (
+            MaxPool2D(2, name="p"),
+            (4, 4),
+            r"^MaxPool2D expects a per-example input_shape \(H, W, C\), got \(4, 4\)",
+        ),
+        (
+            AvgPool1D(2, name="p"),
+            (4, 4, 1),
+            r"^AvgPool1D expects a per-example input_shape \(T, C\), got \(4, 4, 1\)",
+        ),
         (
             MaxPool2D(3, name="p"),
             (2, 5, 1),
@@ -309,7 +355,11 @@ def test_bad_construction_arguments(make, match):
             (5, 4, 3),
             r"^GlobalMaxPool takes the max over 1 spatial axis and expects a per-example input_shape of 2 axes \(\*spatial, C\), got \(5, 4, 3\)$",
         ),
-        (GlobalMaxPool(2), (0, 4, 3), r"^GlobalMaxPool needs a non-empty window, got input_shape \(0, 4, 3\)$"),
+        (
+            GlobalMaxPool(2),
+            (0, 4, 3),
+            r"^GlobalMaxPool needs a non-empty window, got input_shape \(0, 4, 3\)$",
+        ),
     ],
 )
 def test_bad_input_shape_at_init(layer, shape, match, key):
@@ -320,11 +370,31 @@ def test_bad_input_shape_at_init(layer, shape, match, key):
 @pytest.mark.parametrize(
     "layer, x_shape, match",
     [
-        (MaxPool2D(2, name="p"), (4, 4), r"^MaxPool2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 4\)"),
-        (AvgPool1D(2, name="p"), (4,), r"^AvgPool1D expects inputs of shape \(\.\.\., T, C\), got shape \(4,\)"),
-        (AvgPool2D(3, name="p"), (5, 2, 4, 1), r"^AvgPool2D: the window spans \(3, 3\), more than the padded input \(2, 4\)"),
-        (GlobalAvgPool(2, name="g"), (5, 3), r"^GlobalAvgPool expects inputs of shape \(\.\.\., d1, d2, C\), got shape \(5, 3\)"),
-        (GlobalMaxPool(1), (5,), r"^GlobalMaxPool expects inputs of shape \(\.\.\., d1, C\), got shape \(5,\)$"),
+        (
+            MaxPool2D(2, name="p"),
+            (4, 4),
+            r"^MaxPool2D expects inputs of shape \(\.\.\., H, W, C\), got shape \(4, 4\)",
+        ),
+        (
+            AvgPool1D(2, name="p"),
+            (4,),
+            r"^AvgPool1D expects inputs of shape \(\.\.\., T, C\), got shape \(4,\)",
+        ),
+        (
+            AvgPool2D(3, name="p"),
+            (5, 2, 4, 1),
+            r"^AvgPool2D: the window spans \(3, 3\), more than the padded input \(2, 4\)",
+        ),
+        (
+            GlobalAvgPool(2, name="g"),
+            (5, 3),
+            r"^GlobalAvgPool expects inputs of shape \(\.\.\., d1, d2, C\), got shape \(5, 3\)",
+        ),
+        (
+            GlobalMaxPool(1),
+            (5,),
+            r"^GlobalMaxPool expects inputs of shape \(\.\.\., d1, C\), got shape \(5,\)$",
+        ),
         (GlobalMaxPool(1), (2, 0, 3), r"^GlobalMaxPool needs a non-empty window, got shape \(2, 0, 3\)$"),
     ],
 )

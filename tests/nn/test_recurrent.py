@@ -21,11 +21,10 @@ import pytest
 from jax.test_util import check_grads
 
 import fdl
+from fdl.nn import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, Stacked
 from fdl.nn.combinators import Serial
 from fdl.nn.dense import Dense
 from fdl.nn.layer import Layer
-from fdl.nn import Bidirectional, Cell, GRUCell, LSTMCell, Recurrent, RNNCell, Stacked
-
 from tests.nn.helpers import check_layer_contract
 
 TOL = 1e-12  # float64; see the module docstring
@@ -130,7 +129,7 @@ def random_params(cell, features, keys):
 
 
 def random_carry(kind, batch, hidden, keys):
-    draw = lambda: normal(next(keys), (*batch, hidden))  # noqa: E731
+    draw = lambda: normal(next(keys), (*batch, hidden))
     return (draw(), draw()) if kind == "lstm" else draw()
 
 
@@ -218,7 +217,7 @@ def test_lstm_hand_computed_single_unit():
     cell = LSTMCell(1, input_init=fdl.initializers.ones(), recurrent_init=fdl.initializers.ones())
     params = cell.init(jax.random.key(0), 1)  # the key is unused by constant initializers
     (h, c), y = cell.step(params, (jnp.array([0.25]), jnp.array([0.5])), jnp.array([1.0]))
-    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    s = lambda v: 1 / (1 + np.exp(-v))
     c_want = s(1.25 + 1.0) * 0.5 + s(1.25) * np.tanh(1.25)
     np.testing.assert_allclose(c, [c_want], rtol=1e-6)
     np.testing.assert_allclose(h, [s(1.25) * np.tanh(c_want)], rtol=1e-6)
@@ -460,9 +459,13 @@ def test_mask_shape_and_dtype_errors(keys):
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         layer.apply(params, state, x, mask=jnp.ones((2, 4), bool))
-    with pytest.raises(ValueError, match=re.escape("= (2, 5) for inputs of shape (2, 5, 3), got a mask of shape (5,)")):
+    with pytest.raises(
+        ValueError, match=re.escape("= (2, 5) for inputs of shape (2, 5, 3), got a mask of shape (5,)")
+    ):
         layer.apply(params, state, x, mask=jnp.ones(5, bool))  # no broadcasting over the batch
-    with pytest.raises(ValueError, match=r"Recurrent expects a bool mask \(True at real steps\), got dtype float32"):
+    with pytest.raises(
+        ValueError, match=r"Recurrent expects a bool mask \(True at real steps\), got dtype float32"
+    ):
         layer.apply(params, state, x, mask=jnp.ones((2, 5)))
     # inside a composite the path comes first
     model = Serial(Dense(3), Recurrent(GRUCell(2), name="enc"))
@@ -604,9 +607,9 @@ MASKED_CONTRACT = [
     ),
     (
         "bidirectional_sum_then_rnn_masked",
-        lambda: mask_from_input(Serial(
-            Bidirectional(GRUCell(2), merge="sum"), Recurrent(RNNCell(2), return_sequences=False)
-        )),
+        lambda: mask_from_input(
+            Serial(Bidirectional(GRUCell(2), merge="sum"), Recurrent(RNNCell(2), return_sequences=False))
+        ),
         ((5, 3), (5,)),
     ),
 ]
@@ -635,7 +638,7 @@ def test_masked_gradients_by_finite_differences(keys):
         assert shape == (4, 4)
         params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
         x = normal(next(keys), (2, 4, 3))
-        f = lambda xi: layer.apply(params, state, xi, mask=mask)[0]  # noqa: E731
+        f = lambda xi: layer.apply(params, state, xi, mask=mask)[0]
         check_grads(f, (x,), order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
         grad_x = jax.grad(lambda xi: jnp.sum(f(xi) ** 2))(x)
         np.testing.assert_array_equal(grad_x[1, 2:], np.zeros((2, 3)))  # padded inputs: no effect
@@ -650,7 +653,7 @@ def test_gradient_through_the_initial_and_final_carry(keys):
         params = random_params(cell, 3, keys)
         x = normal(next(keys), (2, 4, 3))
         carry = random_carry("lstm", (2,), 2, keys)
-        f = lambda h0, c0: layer.apply(params, {}, (x, (h0, c0)))[0][1][1]  # noqa: E731
+        f = lambda h0, c0: layer.apply(params, {}, (x, (h0, c0)))[0][1][1]
         check_grads(f, carry, order=1, modes=("fwd", "rev"), eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
@@ -701,7 +704,10 @@ def test_invalid_cell_options(key):
 
 
 def test_invalid_layer_construction():
-    with pytest.raises(TypeError, match=r"Recurrent: `cell` must be a fdl.nn.Cell \(RNNCell\(H\), LSTMCell\(H\), GRUCell\(H\) or Cell\(init, step, initial_carry\)\), got Dense\(features=3\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"Recurrent: `cell` must be a fdl.nn.Cell \(RNNCell\(H\), LSTMCell\(H\), GRUCell\(H\) or Cell\(init, step, initial_carry\)\), got Dense\(features=3\)",
+    ):
         Recurrent(Dense(3))
     with pytest.raises(TypeError, match=r"`return_sequences` must be a bool, got 'yes'"):
         Recurrent(RNNCell(2), return_sequences="yes")
@@ -734,11 +740,19 @@ def test_input_shape_errors_at_init(key):
     with pytest.raises(ValueError, match=re.escape(message)):
         layer.init(key, ((5, 3), (2,)))
     layer.init(key, ((5, 3), [[2], [2]]))  # shapes may be written as lists
-    with pytest.raises(ValueError, match=r"Recurrent takes input_shape \(T, F\), or \(\(T, F\), carry_shapes\) when given an initial carry, got"):
+    with pytest.raises(
+        ValueError,
+        match=r"Recurrent takes input_shape \(T, F\), or \(\(T, F\), carry_shapes\) when given an initial carry, got",
+    ):
         layer.init(key, ((5, 3), (5,), None))
-    with pytest.raises(ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent expects \(\.\.\., T, F\) inputs"):
+    with pytest.raises(
+        ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent expects \(\.\.\., T, F\) inputs"
+    ):
         Bidirectional(GRUCell(2)).init(key, (4,))
-    with pytest.raises(ValueError, match=r"Bidirectional with merge='sum' needs equal output sizes, got forward 3 and backward 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"Bidirectional with merge='sum' needs equal output sizes, got forward 3 and backward 2",
+    ):
         Bidirectional(GRUCell(3), GRUCell(2), merge="sum").init(key, (4, 2))
 
 
@@ -746,7 +760,9 @@ def test_input_errors_at_apply(keys):
     layer = Recurrent(GRUCell(2), name="enc")
     params, state, _ = layer.init(next(keys), (5, 3))
     x = jnp.ones((2, 5, 3))
-    with pytest.raises(ValueError, match=r"Recurrent expects inputs of shape \(\.\.\., T, F\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"Recurrent expects inputs of shape \(\.\.\., T, F\), got shape \(3,\)"
+    ):
         layer.apply(params, state, jnp.ones(3))
     message = (
         "Recurrent got inputs of shape (2, 5, 4) (steps (2, 4)): GRUCell expects x_t of shape "
@@ -756,9 +772,16 @@ def test_input_errors_at_apply(keys):
         layer.apply(params, state, jnp.ones((2, 5, 4)))
     with pytest.raises(ValueError, match=re.escape(message)):
         jax.jit(layer.apply)(params, state, jnp.ones((2, 5, 4)))  # static shapes: raised while tracing
-    with pytest.raises(ValueError, match=r"Recurrent takes x or the pair \(x, initial_carry\), got a tuple of length 3"):
+    with pytest.raises(
+        ValueError, match=r"Recurrent takes x or the pair \(x, initial_carry\), got a tuple of length 3"
+    ):
         layer.apply(params, state, (x, None, None))
-    with pytest.raises(ValueError, match=re.escape("Recurrent expects an initial carry like GRUCell(hidden_size=2)'s for inputs of shape (2, 5, 3): shapes (2, 2), got (2,)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Recurrent expects an initial carry like GRUCell(hidden_size=2)'s for inputs of shape (2, 5, 3): shapes (2, 2), got (2,)"
+        ),
+    ):
         layer.apply(params, state, (x, jnp.zeros(2)))
     lstm = Recurrent(LSTMCell(2), name="enc")
     lstm_params, _, _ = lstm.init(next(keys), (5, 3))
@@ -772,9 +795,16 @@ def test_bidirectional_apply_errors(keys):
     layer = Bidirectional(GRUCell(2), name="bi")
     params, state, _ = layer.init(next(keys), (5, 3))
     x = jnp.ones((2, 5, 3))
-    with pytest.raises(ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent got inputs of shape \(2, 5, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"layer 'forward' \(Recurrent\): Recurrent got inputs of shape \(2, 5, 4\)"
+    ):
         layer.apply(params, state, jnp.ones((2, 5, 4)))
-    with pytest.raises(ValueError, match=r"Bidirectional expects the initial carry as the pair \(carry_forward, carry_backward\), got shapes \(2, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Bidirectional expects the initial carry as the pair \(carry_forward, carry_backward\), got shapes \(2, 2\)",
+    ):
         layer.apply(params, state, (x, jnp.zeros((2, 2))))
-    with pytest.raises(ValueError, match=r"Bidirectional 'bi' expects `params` to be a dict keyed by its children's names"):
+    with pytest.raises(
+        ValueError, match=r"Bidirectional 'bi' expects `params` to be a dict keyed by its children's names"
+    ):
         layer.apply((params["forward"], params["backward"]), state, x)

@@ -68,21 +68,19 @@ def conv_weight(w: np.ndarray) -> np.ndarray:
 CASES = {
     "layer_norm_2axes": (LayerNorm(ndim=2), {"weight": "scale", "bias": "bias"}, "same"),
     "layer_norm_3axes": (
-        LayerNorm(ndim=3, epsilon=1e-3), {"weight": "scale", "bias": "bias"}, "same",
+        LayerNorm(ndim=3, epsilon=1e-3),
+        {"weight": "scale", "bias": "bias"},
+        "same",
     ),
     "rms_norm_default_eps": (RMSNorm(ndim=2, epsilon=None), {"weight": "scale"}, "same"),
     "rms_norm_eps": (RMSNorm(), {"weight": "scale"}, "same"),  # fdl's default eps is 1e-6
     "conv_transpose2d_groups": (
-        ConvTranspose2D(
-            6, (3, 2), strides=2, padding=1, output_padding=1, groups=2, dilation=(1, 2)
-        ),
+        ConvTranspose2D(6, (3, 2), strides=2, padding=1, output_padding=1, groups=2, dilation=(1, 2)),
         {"weight": "w", "bias": "b"},
         "channels",
     ),
     "conv_transpose2d_depthwise": (
-        ConvTranspose2D(
-            3, 3, strides=(2, 1), padding=((0, 0), (1, 1)), groups=3, use_bias=False
-        ),
+        ConvTranspose2D(3, 3, strides=(2, 1), padding=((0, 0), (1, 1)), groups=3, use_bias=False),
         {"weight": "w"},
         "channels",
     ),
@@ -116,7 +114,7 @@ def test_cases_are_the_recorded_ones():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_torch_output_and_gradients(name, key):
     layer, names, layout = CASES[name]
-    get = lambda key: ARRAYS[f"{name}/{key}"]  # noqa: E731
+    get = lambda key: ARRAYS[f"{name}/{key}"]
     x, y_torch, dy = get("x"), get("y"), get("dy")
     params = {fdl: jnp.asarray(to_fdl(name, t, get(t))) for t, fdl in names.items()}
     if layout == "channels":

@@ -71,7 +71,9 @@ def _quadratic(dtype: Any) -> Problem:
         return problems.quadratic(u[0], u[1]) / 100.0
 
     return Problem(
-        "quadratic", "fdl.problems.quadratic / 100, rotated by 30 degrees", loss,
+        "quadratic",
+        "fdl.problems.quadratic / 100, rotated by 30 degrees",
+        loss,
         lambda key: jnp.asarray(start_, dtype),
     )
 
@@ -203,8 +205,7 @@ def _unpack(packed: dict[str, np.ndarray], spec: tuple[Any, list]) -> PyTree:
     """The tree of :func:`_pack`, each leaf with the leading (steps) axis of ``packed``."""
     treedef, layout = spec
     leaves = [
-        packed[key][:, start : start + math.prod(shape)].reshape((-1, *shape))
-        for key, start, shape in layout
+        packed[key][:, start : start + math.prod(shape)].reshape((-1, *shape)) for key, start, shape in layout
     ]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -292,9 +293,7 @@ def run_trajectories(
     records = []
     for (fdl_init, optax_init, packed), (spec,) in zip(outputs, specs, strict=True):
         fdl_steps, optax_steps = _unpack(packed, spec)
-        records.append(
-            ({"init_state": fdl_init, **fdl_steps}, {"init_state": optax_init, **optax_steps})
-        )
+        records.append(({"init_state": fdl_init, **fdl_steps}, {"init_state": optax_init, **optax_steps}))
     return records
 
 
@@ -418,8 +417,7 @@ def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked:
     optax_structure, optax_leaves = _leaves(optax_tree)
     if fdl_structure != optax_structure:
         raise AssertionError(
-            f"{where}: the trees differ in structure\n  fdl:   {fdl_structure}\n"
-            f"  optax: {optax_structure}"
+            f"{where}: the trees differ in structure\n  fdl:   {fdl_structure}\n  optax: {optax_structure}"
         )
     for (path, a), (optax_path, b) in zip(fdl_leaves, optax_leaves, strict=True):
         assert path == optax_path

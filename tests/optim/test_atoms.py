@@ -198,9 +198,7 @@ def test_nadamw_adds_decay_to_the_nesterov_step():
 )
 def test_scale_by_amsgrad_keeps_the_maximum_by_hand(flags, expected_nu_max):
     bc_mu, bc_nu = flags
-    atom = scale_by_amsgrad(
-        b1=0.5, b2=0.75, eps=0.25, bias_correction_mu=bc_mu, bias_correction_nu=bc_nu
-    )
+    atom = scale_by_amsgrad(b1=0.5, b2=0.75, eps=0.25, bias_correction_mu=bc_mu, bias_correction_nu=bc_nu)
     state = atom.init(f32(0.0))
     m = 0.0
     for g, nu_max in zip([2.0, 0.0], expected_nu_max, strict=True):

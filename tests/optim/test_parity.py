@@ -174,123 +174,217 @@ ROWS = [
     alias("sgd-momentum", "momentum", "sgd", learning_rate=0.02, momentum=0.9),
     alias("sgd-nesterov", "momentum", "sgd", learning_rate=0.02, momentum=0.9, nesterov=True),
     alias(
-        "sgd-accumulator_dtype", "momentum", "sgd",
-        learning_rate=0.03, momentum=0.5, accumulator_dtype=BF16,
+        "sgd-accumulator_dtype",
+        "momentum",
+        "sgd",
+        learning_rate=0.03,
+        momentum=0.5,
+        accumulator_dtype=BF16,
     ),
     alias("sgd-schedule", "momentum", "sgd", learning_rate=PIECEWISE, momentum=0.5),
     alias(
-        "sgd-optax_schedule-nesterov", "momentum", "sgd",
-        learning_rate=OPTAX_EXPONENTIAL, momentum=0.9, nesterov=True,
+        "sgd-optax_schedule-nesterov",
+        "momentum",
+        "sgd",
+        learning_rate=OPTAX_EXPONENTIAL,
+        momentum=0.9,
+        nesterov=True,
     ),
     alias("adam", "adam", "adam", learning_rate=1e-2),
     alias("adam-b1-b2-eps", "adam", "adam", learning_rate=3e-2, b1=0.5, b2=0.99, eps=1e-6),
     alias("adam-b1=0", "adam", "adam", learning_rate=1e-2, b1=0.0, b2=0.9),
-    alias(
-        "adam-nesterov-eps_root", "adam", "adam", learning_rate=1e-2, eps_root=1e-8, nesterov=True
-    ),
+    alias("adam-nesterov-eps_root", "adam", "adam", learning_rate=1e-2, eps_root=1e-8, nesterov=True),
     alias("adam-mu_dtype", "adam", "adam", learning_rate=1e-2, b1=0.95, mu_dtype=BF16),
     alias("adam-schedule", "adam", "adam", learning_rate=WARMUP_COSINE),
     alias("adamw", "adam", "adamw", learning_rate=1e-2),
     alias("adamw-mask_tree", "adam", "adamw", learning_rate=1e-2, weight_decay=0.1, mask=MASK_TREE),
     alias(
-        "adamw-mask_callable-nesterov", "adam", "adamw",
-        learning_rate=1e-2, weight_decay=0.1, mask=skip_biases, nesterov=True,
+        "adamw-mask_callable-nesterov",
+        "adam",
+        "adamw",
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        mask=skip_biases,
+        nesterov=True,
     ),
     alias(
-        "adamw-decay_schedule", "adam", "adamw",
-        learning_rate=1e-2, weight_decay=InParamsDtype(EXPONENTIAL),
+        "adamw-decay_schedule",
+        "adam",
+        "adamw",
+        learning_rate=1e-2,
+        weight_decay=InParamsDtype(EXPONENTIAL),
     ),
     alias("nadam", "adam", "nadam", learning_rate=1e-2),
     alias("nadamw", "adam", "nadamw", learning_rate=1e-2, weight_decay=1e-2, mask=skip_biases),
     alias("amsgrad", "amsgrad", "amsgrad", learning_rate=1e-2),
     alias(
-        "amsgrad-uncorrected", "amsgrad", "amsgrad",
-        learning_rate=1e-2, b2=0.99, bias_correction_mu=False, bias_correction_nu=False,
+        "amsgrad-uncorrected",
+        "amsgrad",
+        "amsgrad",
+        learning_rate=1e-2,
+        b2=0.99,
+        bias_correction_mu=False,
+        bias_correction_nu=False,
     ),
     alias("adamax", "adamax", "adamax", learning_rate=2e-2),
     alias("adamax-b1-b2-eps", "adamax", "adamax", learning_rate=1e-2, b1=0.8, b2=0.99, eps=1e-6),
     alias("rmsprop", "rms", "rmsprop", learning_rate=1e-2),
     alias("rmsprop-centered", "rms", "rmsprop", learning_rate=5e-3, centered=True),
     alias("rmsprop-momentum", "rms", "rmsprop", learning_rate=2e-3, momentum=0.9),
+    alias("rmsprop-nesterov", "rms", "rmsprop", learning_rate=2e-3, momentum=0.9, nesterov=True),
     alias(
-        "rmsprop-nesterov", "rms", "rmsprop", learning_rate=2e-3, momentum=0.9, nesterov=True
+        "rmsprop-eps_outside_sqrt",
+        "rms",
+        "rmsprop",
+        learning_rate=1e-2,
+        eps=1e-6,
+        initial_scale=1.0,
+        eps_in_sqrt=False,
     ),
     alias(
-        "rmsprop-eps_outside_sqrt", "rms", "rmsprop",
-        learning_rate=1e-2, eps=1e-6, initial_scale=1.0, eps_in_sqrt=False,
+        "rmsprop-bias_correction",
+        "rms",
+        "rmsprop",
+        learning_rate=1e-2,
+        decay=0.99,
+        bias_correction=True,
     ),
     alias(
-        "rmsprop-bias_correction", "rms", "rmsprop",
-        learning_rate=1e-2, decay=0.99, bias_correction=True,
-    ),
-    alias(
-        "rmsprop-centered-bias_correction-momentum-schedule", "rms", "rmsprop",
-        learning_rate=LINEAR, centered=True, bias_correction=True, momentum=0.5,
+        "rmsprop-centered-bias_correction-momentum-schedule",
+        "rms",
+        "rmsprop",
+        learning_rate=LINEAR,
+        centered=True,
+        bias_correction=True,
+        momentum=0.5,
     ),
     alias("adagrad", "adagrad", "adagrad", learning_rate=0.1),
     alias("adagrad-schedule", "adagrad", "adagrad", learning_rate=POLYNOMIAL),
     alias(
-        "adagrad-zero_start", "adagrad", "adagrad",
-        learning_rate=0.5, initial_accumulator_value=0.0, eps=1e-5,
+        "adagrad-zero_start",
+        "adagrad",
+        "adagrad",
+        learning_rate=0.5,
+        initial_accumulator_value=0.0,
+        eps=1e-5,
     ),
     # fdl reads learning_rate=None as 1.0 (a descent step), optax 0.2.8 as identity() (which
     # ascends); fdl's adadelta documents it ("Differs from optax"), so optax gets 1.0 here.
     Row(
-        "adadelta-no_learning_rate", "adadelta", "adadelta", {},
+        "adadelta-no_learning_rate",
+        "adadelta",
+        "adadelta",
+        {},
         optax_kwargs={"learning_rate": 1.0},
     ),
     alias(
-        "adadelta-weight_decay-mask", "adadelta", "adadelta",
-        learning_rate=1.0, rho=0.95, weight_decay=1e-3, weight_decay_mask=MASK_TREE,
+        "adadelta-weight_decay-mask",
+        "adadelta",
+        "adadelta",
+        learning_rate=1.0,
+        rho=0.95,
+        weight_decay=1e-3,
+        weight_decay_mask=MASK_TREE,
     ),
     alias("lion", "lion", "lion", learning_rate=1e-3),
     alias(
-        "lion-b1-b2-mask", "lion", "lion",
-        learning_rate=3e-3, b1=0.95, b2=0.98, weight_decay=1e-2, mask=skip_biases,
+        "lion-b1-b2-mask",
+        "lion",
+        "lion",
+        learning_rate=3e-3,
+        b1=0.95,
+        b2=0.98,
+        weight_decay=1e-2,
+        mask=skip_biases,
     ),
     alias(
-        "lion-mu_dtype-schedule", "lion", "lion",
-        learning_rate=COSINE, mu_dtype=BF16, weight_decay=0.0,
+        "lion-mu_dtype-schedule",
+        "lion",
+        "lion",
+        learning_rate=COSINE,
+        mu_dtype=BF16,
+        weight_decay=0.0,
     ),
     # ---- atoms, with settings no alias row above already gives them (adam(1e-2) already is
     # scale_by_adam() followed by a step of -1e-2, and so on)
     atom("trace-nesterov", "momentum", "trace", 0.02, decay=0.8, nesterov=True),
     atom("trace-accumulator_dtype", "momentum", "trace", 0.03, decay=0.5, accumulator_dtype=BF16),
     atom(
-        "scale_by_adam-nesterov-eps_root-mu_dtype", "adam", "scale_by_adam", 1e-2,
-        b1=0.8, eps_root=1e-10, mu_dtype=BF16, nesterov=True,
+        "scale_by_adam-nesterov-eps_root-mu_dtype",
+        "adam",
+        "scale_by_adam",
+        1e-2,
+        b1=0.8,
+        eps_root=1e-10,
+        mu_dtype=BF16,
+        nesterov=True,
     ),
     atom("scale_by_amsgrad", "amsgrad", "scale_by_amsgrad", 1e-2, b2=0.99),
     atom("scale_by_adamax", "adamax", "scale_by_adamax", 1e-2, b1=0.5, b2=0.9, eps=1e-4),
     atom(
-        "scale_by_rms-options", "rms", "scale_by_rms", 1e-2,
-        decay=0.99, eps=1e-6, initial_scale=1.0, eps_in_sqrt=False, bias_correction=True,
+        "scale_by_rms-options",
+        "rms",
+        "scale_by_rms",
+        1e-2,
+        decay=0.99,
+        eps=1e-6,
+        initial_scale=1.0,
+        eps_in_sqrt=False,
+        bias_correction=True,
     ),
     atom(
-        "scale_by_stddev-options", "rms", "scale_by_stddev", 5e-3,
-        decay=0.95, eps=1e-6, eps_in_sqrt=False, bias_correction=True,
+        "scale_by_stddev-options",
+        "rms",
+        "scale_by_stddev",
+        5e-3,
+        decay=0.95,
+        eps=1e-6,
+        eps_in_sqrt=False,
+        bias_correction=True,
     ),
     atom(
-        "scale_by_rss-zero_start", "adagrad", "scale_by_rss", 0.3,
-        initial_accumulator_value=0.0, eps=1e-6,
+        "scale_by_rss-zero_start",
+        "adagrad",
+        "scale_by_rss",
+        0.3,
+        initial_accumulator_value=0.0,
+        eps=1e-6,
     ),
     atom("scale_by_adadelta-rho-eps", "adadelta", "scale_by_adadelta", 1.0, rho=0.5, eps=1e-4),
     atom(
-        "scale_by_lion-smooth", "lion", "scale_by_lion", 2e-3,
-        b1=0.95, b2=0.98, mode="smooth", smooth_beta=2.0,
+        "scale_by_lion-smooth",
+        "lion",
+        "scale_by_lion",
+        2e-3,
+        b1=0.95,
+        b2=0.98,
+        mode="smooth",
+        smooth_beta=2.0,
     ),
     atom("scale_by_lion-refined", "lion", "scale_by_lion", 2e-3, mode="refined"),
     atom(
-        "add_decayed_weights-mask", "weight_decay", "add_decayed_weights", 0.05,
-        weight_decay=0.1, mask=skip_biases,
+        "add_decayed_weights-mask",
+        "weight_decay",
+        "add_decayed_weights",
+        0.05,
+        weight_decay=0.1,
+        mask=skip_biases,
     ),
     atom(
-        "add_decayed_weights-schedule", "weight_decay", "add_decayed_weights", 0.05,
-        weight_decay=InParamsDtype(EXPONENTIAL), mask=MASK_TREE,
+        "add_decayed_weights-schedule",
+        "weight_decay",
+        "add_decayed_weights",
+        0.05,
+        weight_decay=InParamsDtype(EXPONENTIAL),
+        mask=MASK_TREE,
     ),
     atom(
-        "masked-scale_by_adam", "weight_decay", "masked", 1e-2,
-        inner=Both("adam", "scale_by_adam", {"b1": 0.8}), mask=MASK_TREE,
+        "masked-scale_by_adam",
+        "weight_decay",
+        "masked",
+        1e-2,
+        inner=Both("adam", "scale_by_adam", {"b1": 0.8}),
+        mask=MASK_TREE,
     ),
     atom("clip", "clipping", "clip", 0.05, max_delta=0.5),
     atom("clip_by_global_norm", "clipping", "clip_by_global_norm", 0.05, max_norm=1.0),
@@ -320,10 +414,7 @@ def parity_runs(request):
     ]
     workers = max(1, min(2, os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            (row.id, dtype): pool.submit(_run_case, row, dtype)
-            for row, dtype in selected
-        }
+        futures = {(row.id, dtype): pool.submit(_run_case, row, dtype) for row, dtype in selected}
         yield futures
         for future in futures.values():
             future.cancel()
@@ -366,17 +457,13 @@ def test_the_comparison_catches_a_learning_rate_one_percent_off(dtype):
     """The harness is not vacuous: a learning rate 1% off (more than a bfloat16 ulp) fails."""
     with jax.enable_x64(dtype == "float64"):
         problem = make_problem("quadratic", jnp.dtype(dtype))
-        [(fdl_record, optax_record)] = run_trajectories(
-            [(adam(1e-2 * 1.01), optax.adam(1e-2), problem)], 50
-        )
+        [(fdl_record, optax_record)] = run_trajectories([(adam(1e-2 * 1.01), optax.adam(1e-2), problem)], 50)
     with pytest.raises(AssertionError, match=r"updates.*values differ beyond rtol.*step 1,"):
         assert_same_trajectory(fdl_record, optax_record, "off by 1%:")
 
 
 def test_the_comparison_catches_a_different_state_structure():
     problem = make_problem("quadratic", jnp.float32)
-    [(fdl_record, optax_record)] = run_trajectories(
-        [(sgd(0.1, momentum=0.9), optax.sgd(0.1), problem)], 5
-    )
+    [(fdl_record, optax_record)] = run_trajectories([(sgd(0.1, momentum=0.9), optax.sgd(0.1), problem)], 5)
     with pytest.raises(AssertionError, match=r"init_state: the trees differ in structure"):
         assert_same_trajectory(fdl_record, optax_record, "momentum vs none:")

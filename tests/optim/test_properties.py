@@ -56,15 +56,25 @@ SCHEDULE = schedules.warmup_cosine_decay_schedule(0.0, 0.1, warmup_steps=3, deca
 _ADAM_FAMILY = ("adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax")
 MODULE_OF = {  # fdl.optim.<module> that defines each transformation
     **dict.fromkeys(("adam", "adamw", "nadam", "nadamw", "scale_by_adam"), "adam"),
-    "amsgrad": "amsgrad", "scale_by_amsgrad": "amsgrad",
-    "adamax": "adamax", "scale_by_adamax": "adamax",
-    "sgd": "momentum", "trace": "momentum",
-    "rmsprop": "rms", "scale_by_rms": "rms", "scale_by_stddev": "rms",
-    "adagrad": "adagrad", "scale_by_rss": "adagrad",
-    "adadelta": "adadelta", "scale_by_adadelta": "adadelta",
-    "lion": "lion", "scale_by_lion": "lion",
-    "add_decayed_weights": "weight_decay", "masked": "weight_decay",
-    "clip": "clipping", "clip_by_global_norm": "clipping",
+    "amsgrad": "amsgrad",
+    "scale_by_amsgrad": "amsgrad",
+    "adamax": "adamax",
+    "scale_by_adamax": "adamax",
+    "sgd": "momentum",
+    "trace": "momentum",
+    "rmsprop": "rms",
+    "scale_by_rms": "rms",
+    "scale_by_stddev": "rms",
+    "adagrad": "adagrad",
+    "scale_by_rss": "adagrad",
+    "adadelta": "adadelta",
+    "scale_by_adadelta": "adadelta",
+    "lion": "lion",
+    "scale_by_lion": "lion",
+    "add_decayed_weights": "weight_decay",
+    "masked": "weight_decay",
+    "clip": "clipping",
+    "clip_by_global_norm": "clipping",
 }
 
 
@@ -174,9 +184,7 @@ def run_steps(runs, grads_list, params):
 
 @pytest.mark.parametrize("name", sorted(MODULE_OF))
 def test_signature_is_optax(name):
-    describe = lambda f: [  # noqa: E731
-        (p.name, p.default, p.kind) for p in inspect.signature(f).parameters.values()
-    ]
+    describe = lambda f: [(p.name, p.default, p.kind) for p in inspect.signature(f).parameters.values()]
     assert describe(fdl_factory(name)) == describe(getattr(optax, name))
 
 
@@ -200,7 +208,7 @@ def test_jitted_update_compiles_once_and_keeps_dtypes_and_structure(alias, dtype
         updates1, state1 = step(grads1, state0, params)
         updates2, state2 = step(grads2, state1, params)  # a retrace here fails the test
 
-        describe = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)  # noqa: E731
+        describe = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
         assert jax.tree.structure(state1) == jax.tree.structure(state0)
         assert describe(state1) == describe(state0) == describe(state2)
         for updates in (updates1, updates2):
@@ -276,9 +284,7 @@ def test_scan_equals_step_by_step(alias):
 
 def _with_counts(state, value):
     """``state`` with every int32 leaf (a step count) set to ``value``."""
-    return jax.tree.map(
-        lambda x: jnp.full_like(x, value) if x.dtype == jnp.int32 else x, state
-    )
+    return jax.tree.map(lambda x: jnp.full_like(x, value) if x.dtype == jnp.int32 else x, state)
 
 
 def _counts(state):

@@ -17,8 +17,19 @@ OPTAX_NAMES = optimizer_names("optax", qualified=False)
 
 
 def test_fdl_names_are_the_aliases_fdl_optim_exports():
-    assert FDL_NAMES == ["sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax",
-                         "rmsprop", "adagrad", "adadelta", "lion"]
+    assert FDL_NAMES == [
+        "sgd",
+        "adam",
+        "adamw",
+        "nadam",
+        "nadamw",
+        "amsgrad",
+        "adamax",
+        "rmsprop",
+        "adagrad",
+        "adadelta",
+        "lion",
+    ]
     for name in FDL_NAMES:
         assert name in fdl.optim.__all__ and get_optimizer(name) is getattr(fdl.optim, name)
     # atoms, combinators and schedules are not optimizers, though some take a learning rate
@@ -38,7 +49,7 @@ def test_a_new_alias_exported_from_fdl_optim_is_a_name_at_once(monkeypatch):
 
 def test_optax_names_start_with_fdls_and_leave_out_what_compare_cannot_run():
     assert OPTAX_NAMES[: len(FDL_NAMES)] == FDL_NAMES  # every fdl alias has its optax twin
-    rest = OPTAX_NAMES[len(FDL_NAMES):]
+    rest = OPTAX_NAMES[len(FDL_NAMES) :]
     assert rest == sorted(rest) and {"yogi", "lamb", "adabelief"} <= set(rest)
     assert not set(OPTAX_EXCLUDED) & set(OPTAX_NAMES)
     assert "dpsgd" not in OPTAX_NAMES  # deprecated in optax: skipped without a warning
@@ -65,7 +76,9 @@ def test_resolve_and_twin_names():
     assert get_optimizer("optax:adam") is optax.adam
     assert resolve_name("optax:yogi") == ("optax", "yogi")
     assert (twin_name("adam"), twin_name("optax:adam"), twin_name("optax:yogi")) == (
-        "optax:adam", "fdl:adam", None
+        "optax:adam",
+        "fdl:adam",
+        None,
     )
     assert set(optimizer_names()) == set(optimizer_names("fdl")) | set(optimizer_names("optax"))
 
@@ -81,12 +94,18 @@ def test_every_fdl_alias_has_optax_arguments(name):
 @pytest.mark.parametrize(
     ("name", "pattern"),
     [
-        ("adamm", r"unknown optimizer 'adamm' \(did you mean 'adam'\?\); valid names: NAME or "
-         r"fdl:NAME for NAME in \{sgd, adam, .*\}, optax:NAME for NAME in \{sgd, .*yogi\}"),
+        (
+            "adamm",
+            r"unknown optimizer 'adamm' \(did you mean 'adam'\?\); valid names: NAME or "
+            r"fdl:NAME for NAME in \{sgd, adam, .*\}, optax:NAME for NAME in \{sgd, .*yogi\}",
+        ),
         ("torch:adam", r"unknown optimizer 'torch:adam'.*valid names"),
         ("optax:", r"unknown optimizer 'optax:'.*valid names"),
-        ("fdl:yogi", r"unknown optimizer 'fdl:yogi' \(fdl.optim has no yogi: use optax:yogi\); "
-         r"valid names"),
+        (
+            "fdl:yogi",
+            r"unknown optimizer 'fdl:yogi' \(fdl.optim has no yogi: use optax:yogi\); "
+            r"valid names",
+        ),
         ("lamb", r"unknown optimizer 'lamb' \(fdl.optim has no lamb: use optax:lamb\)"),
         (7, r"unknown optimizer 7.*valid names"),
     ],
@@ -97,8 +116,11 @@ def test_unknown_optimizer_names_list_the_valid_ones(name, pattern):
 
 
 def test_optimizer_names_rejects_an_unknown_library():
-    with pytest.raises(ValueError, match=r"`library` must be one of \('fdl', 'optax'\) or None, "
-                       r"got 'torch'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`library` must be one of \('fdl', 'optax'\) or None, "
+        r"got 'torch'",
+    ):
         optimizer_names("torch")
 
 
@@ -108,16 +130,22 @@ def test_make_optimizer_rejects_unknown_and_missing_arguments_listing_valid_ones
         make_optimizer("adam", {"lr": 0.1})
     with pytest.raises(TypeError, match=r"optax:adam has no argument 'lr', 'beta1'; " + valid):
         make_optimizer("optax:adam", {"lr": 0.1, "beta1": 0.9})
-    with pytest.raises(TypeError, match=r"fdl:adam: missing a required argument: "
-                       r"'learning_rate'; " + valid):
+    with pytest.raises(
+        TypeError,
+        match=r"fdl:adam: missing a required argument: "
+        r"'learning_rate'; " + valid,
+    ):
         make_optimizer("adam")
     with pytest.raises(TypeError, match=r"fdl:adam: hyperparameter names must be strings, got 1"):
         make_optimizer("adam", {1: 0.1})
 
 
 def test_make_optimizer_passes_on_the_factorys_validation():
-    with pytest.raises(ValueError, match=r"fdl:adam: `learning_rate` must be a non-negative "
-                       r"number.*got -1"):
+    with pytest.raises(
+        ValueError,
+        match=r"fdl:adam: `learning_rate` must be a non-negative "
+        r"number.*got -1",
+    ):
         make_optimizer("adam", {"learning_rate": -1})
 
 
@@ -126,6 +154,9 @@ def test_make_optimizer_wraps_type_errors_raised_inside_the_factory(monkeypatch)
         raise TypeError("learning_rate must not be a string")
 
     monkeypatch.setattr(optax, "sgd", picky)
-    with pytest.raises(TypeError, match=r"optax:sgd: learning_rate must not be a string "
-                       r"\(valid arguments: learning_rate\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"optax:sgd: learning_rate must not be a string "
+        r"\(valid arguments: learning_rate\)",
+    ):
         make_optimizer("optax:sgd", {"learning_rate": "fast"})

@@ -200,9 +200,7 @@ def test_every_step_matches_optax_and_formula(case_id, name, kwargs, formula, n)
     values = _tabulate(_build(fdl, name, kwargs), n)
     assert values.dtype == np.float32 and values.shape == (n + 1,)
     with optax_promotion():
-        reference = np.asarray(
-            _build(optax, name, kwargs)(jnp.arange(n + 1, dtype=jnp.int32)), np.float32
-        )
+        reference = np.asarray(_build(optax, name, kwargs)(jnp.arange(n + 1, dtype=jnp.int32)), np.float32)
     scale = float(np.max(np.abs(reference)))
     np.testing.assert_allclose(values, reference, rtol=0, atol=OPTAX_RTOL * scale, err_msg=case_id)
     _assert_formula(values, formula(np.arange(n + 1, dtype=np.float64)), case_id)
@@ -345,8 +343,7 @@ ERRORS = [
     ),
     (
         lambda: fdl.polynomial_schedule(1.0, 0.0, -1.0, 10),
-        "`power` must be > 0 (a negative power is infinite at the end, and 0 ignores "
-        "`end_value`), got -1.0",
+        "`power` must be > 0 (a negative power is infinite at the end, and 0 ignores `end_value`), got -1.0",
     ),
     (lambda: fdl.polynomial_schedule(1.0, 0.0, 0, 10), "`power` must be > 0"),
     (
@@ -476,8 +473,7 @@ def test_staircase_steps_on_every_multiple_under_jit():
     @jax.jit
     def tabulate_all(counts):
         return jnp.stack(
-            [fdl.exponential_decay(1.0, T, 0.99, transition_begin=2, staircase=True)(counts)
-             for T in lengths]
+            [fdl.exponential_decay(1.0, T, 0.99, transition_begin=2, staircase=True)(counts) for T in lengths]
         )
 
     values = np.asarray(tabulate_all(counts))  # (len(lengths), 300)

@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fdl.optim import base
-from fdl.optim import schedules
+from fdl.optim import base, schedules
 from fdl.optim import torch as fdl_torch
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -207,9 +206,7 @@ def test_fixtures_come_from_torch():
         arrays = load(dtype)
         assert str(arrays["meta/torch_version"]) == META["torch_version"]
         assert str(arrays["meta/dtype"]) == dtype
-        assert all(
-            a.dtype == np.dtype(dtype) for k, a in arrays.items() if "/params/" in k
-        )
+        assert all(a.dtype == np.dtype(dtype) for k, a in arrays.items() if "/params/" in k)
     assert total < 1_000_000
     # What the recording covers (the brief of the fixtures).
     kinds = {

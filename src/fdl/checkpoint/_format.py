@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from fdl.nn.parts import ROOT
+
 PyTree = Any
 
 FORMAT = "fdl.checkpoint"
@@ -57,7 +59,7 @@ def named_leaves(tree: PyTree, argument: str) -> tuple[list[tuple[str, Any]], An
 
 
 def path_name(path: tuple[Any, ...]) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+    return jax.tree_util.keystr(path, simple=True, separator="/") or ROOT
 
 
 def is_key(dtype: Any) -> bool:
@@ -71,9 +73,7 @@ def bit_view_dtype(dtype: np.dtype) -> np.dtype | None:
     return None
 
 
-def manifest_entry(
-    name: str, entry: dict[str, Any], shape: tuple[int, ...], stored: np.ndarray
-) -> dict:
+def manifest_entry(name: str, entry: dict[str, Any], shape: tuple[int, ...], stored: np.ndarray) -> dict:
     """The manifest's record of one leaf: path, kind, dtype, shape and the stored array's."""
     return {
         "path": name,
@@ -107,4 +107,3 @@ def stored_shape_fits(entry: dict[str, Any]) -> bool:
     shape, stored = entry["shape"], entry["stored_shape"]
     extra = 1 if entry["kind"] == "key" else 0
     return len(stored) == len(shape) + extra and stored[: len(shape)] == shape
-

@@ -84,9 +84,7 @@ def restore(
     return _rebuild(path, manifest, stored, template), manifest["metadata"]
 
 
-def restore_latest_valid(
-    directory: PathLike, template: PyTree
-) -> tuple[PyTree, dict[str, Any], int]:
+def restore_latest_valid(directory: PathLike, template: PyTree) -> tuple[PyTree, dict[str, Any], int]:
     """Restore the newest checkpoint in ``directory`` that reads back intact.
 
     Checkpoints are tried from the highest step down; each one that raises
@@ -149,9 +147,7 @@ def _resolve(path: Path, step: int | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint file or directory at {path}")
     if step is not None:
-        raise ValueError(
-            f"`step` selects a checkpoint in a directory, but {path} is a file; got step={step}"
-        )
+        raise ValueError(f"`step` selects a checkpoint in a directory, but {path} is a file; got step={step}")
     return path
 
 
@@ -168,8 +164,7 @@ def _read(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
             if MANIFEST not in names:
                 found = ", ".join(sorted(names)) or "none"
                 raise CheckpointError(
-                    f"{path} is not an fdl checkpoint: it has no {MANIFEST!r} entry "
-                    f"(entries: {found})"
+                    f"{path} is not an fdl checkpoint: it has no {MANIFEST!r} entry (entries: {found})"
                 )
             manifest = _parse_manifest(path, npz[MANIFEST])
             expected = {MANIFEST} | {entry["entry"] for entry in manifest["leaves"]}
@@ -182,9 +177,7 @@ def _read(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
     except CheckpointError:
         raise
     except Exception as err:  # damage surfaces in zipfile, zlib, struct or numpy's header parser
-        raise CheckpointError(
-            f"{path} is truncated or corrupt: {type(err).__name__}: {err}"
-        ) from err
+        raise CheckpointError(f"{path} is truncated or corrupt: {type(err).__name__}: {err}") from err
     for entry, array in zip(manifest["leaves"], stored, strict=True):
         if array.dtype.name != entry["stored_dtype"] or list(array.shape) != entry["stored_shape"]:
             raise CheckpointError(
@@ -195,8 +188,7 @@ def _read(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
     recorded, computed = manifest["sha256"], digest(manifest, stored)
     if recorded != computed:
         raise CheckpointError(
-            f"{path} is corrupt: SHA-256 checksum mismatch (recorded {recorded}, contents hash to "
-            f"{computed})"
+            f"{path} is corrupt: SHA-256 checksum mismatch (recorded {recorded}, contents hash to {computed})"
         )
     match = NAME.fullmatch(path.name)
     if match and int(match.group(1)) != manifest["step"]:
@@ -208,17 +200,13 @@ def _read(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
 
 def _parse_manifest(path: Path, raw: np.ndarray) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(
-            f"{path} is corrupt: the manifest is {raw.dtype} {raw.shape}, not uint8 bytes"
-        )
+        raise CheckpointError(f"{path} is corrupt: the manifest is {raw.dtype} {raw.shape}, not uint8 bytes")
     try:
         manifest = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt: the manifest is not JSON ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not an fdl checkpoint: its manifest has no format {FORMAT!r}"
-        )
+        raise CheckpointError(f"{path} is not an fdl checkpoint: its manifest has no format {FORMAT!r}")
     if manifest.get("version") != VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {manifest.get('version')!r}; this fdl reads "
@@ -263,15 +251,10 @@ def _template_spec(name: str, leaf: Any) -> tuple[str, tuple[int, ...]]:
     )
 
 
-def _rebuild(
-    path: Path, manifest: dict[str, Any], stored: list[np.ndarray], template: PyTree
-) -> PyTree:
+def _rebuild(path: Path, manifest: dict[str, Any], stored: list[np.ndarray], template: PyTree) -> PyTree:
     """Match the file's leaves to the template's by key path and build the restored tree."""
     named, treedef = named_leaves(template, "template")
-    in_file = {
-        entry["path"]: (entry, array)
-        for entry, array in zip(manifest["leaves"], stored, strict=True)
-    }
+    in_file = {entry["path"]: (entry, array) for entry, array in zip(manifest["leaves"], stored, strict=True)}
     problems = []
     for name, leaf in named:
         dtype, shape = _template_spec(name, leaf)

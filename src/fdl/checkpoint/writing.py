@@ -124,14 +124,10 @@ def save(
     error: BaseException | None = None
     if jax.process_index() == 0:
         try:
-            _write_and_prune(
-                final, step, members, keep=keep, overwrite=overwrite, compress=compress
-            )
+            _write_and_prune(final, step, members, keep=keep, overwrite=overwrite, compress=compress)
         except BaseException as err:  # re-raised below, after telling the other processes
             error = err
-    failure = broadcast_from_process_0(
-        "" if error is None else f"{type(error).__name__}: {error}"
-    )
+    failure = broadcast_from_process_0("" if error is None else f"{type(error).__name__}: {error}")
     if error is not None:
         raise error
     if failure:
@@ -197,9 +193,7 @@ def _encode_leaf(name: str, leaf: Any) -> tuple[dict[str, Any], np.ndarray]:
         elif (view := bit_view_dtype(array.dtype)) is not None:
             stored = np.asarray(array, order="C").view(view)
         else:
-            raise TypeError(
-                f"cannot checkpoint leaf {name!r} of dtype {array.dtype}; supported: {SUPPORTED}"
-            )
+            raise TypeError(f"cannot checkpoint leaf {name!r} of dtype {array.dtype}; supported: {SUPPORTED}")
         entry = {"kind": "array", "dtype": array.dtype.name}
         return manifest_entry(name, entry, array.shape, stored), stored
     for kind, label, dtype in PYTHON:
@@ -211,9 +205,7 @@ def _encode_leaf(name: str, leaf: Any) -> tuple[dict[str, Any], np.ndarray]:
                     f"cannot checkpoint leaf {name!r}: the int {leaf} does not fit in int64"
                 ) from None
             return manifest_entry(name, {"kind": "python", "dtype": label}, (), stored), stored
-    raise TypeError(
-        f"cannot checkpoint leaf {name!r} of type {type(leaf).__name__}; supported: {SUPPORTED}"
-    )
+    raise TypeError(f"cannot checkpoint leaf {name!r} of type {type(leaf).__name__}; supported: {SUPPORTED}")
 
 
 def _write_members(file: Any, members: dict[str, np.ndarray], compress: bool) -> None:
@@ -236,8 +228,7 @@ def _write_and_prune(
     directory.mkdir(parents=True, exist_ok=True)
     if final.exists() and not overwrite:
         raise FileExistsError(
-            f"a checkpoint of step {step} already exists at {final}; "
-            f"pass overwrite=True to replace it"
+            f"a checkpoint of step {step} already exists at {final}; pass overwrite=True to replace it"
         )
     _write_atomic(final, members, compress)
     if keep is not None:

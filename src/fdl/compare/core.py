@@ -109,8 +109,7 @@ def minibatches(data: tuple[Any, ...], batch_size: int, key: jax.Array) -> Calla
     num_examples = int(jax.tree.leaves(data)[0].shape[0])
     if batch_size > num_examples:
         raise ValueError(
-            f"`batch_size` must be at most the number of examples, {num_examples}; "
-            f"got {batch_size}"
+            f"`batch_size` must be at most the number of examples, {num_examples}; got {batch_size}"
         )
     per_epoch = num_examples // batch_size
 
@@ -177,14 +176,12 @@ def simulate(
     for i, transform in enumerate(transforms):
         if not is_transformation(transform):
             raise TypeError(
-                f"transforms[{i}] must be a gradient transformation with init and update, "
-                f"got {transform!r}"
+                f"transforms[{i}] must be a gradient transformation with init and update, got {transform!r}"
             )
     if (batch_loss is None) != (batch_at is None):
         given = "batch_loss" if batch_at is None else "batch_at"
         raise ValueError(
-            f"simulate: minibatch gradients need both `batch_loss` and `batch_at`; got only "
-            f"`{given}`"
+            f"simulate: minibatch gradients need both `batch_loss` and `batch_at`; got only `{given}`"
         )
     if batch_loss is None:  # and so batch_at is None: both or neither, checked above
         step_loss = simple_loss(lambda p, batch, key: loss(p))

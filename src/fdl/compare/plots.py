@@ -43,8 +43,7 @@ def contour(comparison: Comparison) -> Any:
     problem = comparison.problem
     if not problem.is_2d:
         raise ValueError(
-            f"plot_contour needs a 2-D problem; `{problem.name}` has a parameter tree, "
-            "use plot_losses"
+            f"plot_contour needs a 2-D problem; `{problem.name}` has a parameter tree, use plot_losses"
         )
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import LogLocator
@@ -66,11 +65,8 @@ def contour(comparison: Comparison) -> Any:
         low = max(float(np.min(gap[gap > 0])), top * 1e-9)
         levels = np.logspace(math.log10(low), math.log10(top), 30)
         gap = np.clip(gap, low, top)
-        filled = ax.contourf(
-            grid_x, grid_y, gap, levels=levels, norm=LogNorm(), cmap="Greys_r", alpha=0.45
-        )
-        ax.contour(grid_x, grid_y, gap, levels=levels, norm=LogNorm(), colors="0.45",
-                   linewidths=0.4)
+        filled = ax.contourf(grid_x, grid_y, gap, levels=levels, norm=LogNorm(), cmap="Greys_r", alpha=0.45)
+        ax.contour(grid_x, grid_y, gap, levels=levels, norm=LogNorm(), colors="0.45", linewidths=0.4)
         label = "f − f*" if problem.min_value is not None else "f − min on grid"
         fig.colorbar(filled, ax=ax, label=f"{label} (log scale)", ticks=LogLocator())
     else:
@@ -122,8 +118,13 @@ def losses(comparison: Comparison) -> Any:
         ax.plot(np.arange(curve.size), curve, color=f"C{i % 10}", lw=1.4, label=label)
     if comparison.threshold is not None:
         shift = problem.min_value or 0.0
-        ax.axhline(comparison.threshold - shift, color="black", ls=":", lw=1,
-                   label=f"threshold {comparison.threshold:g}")
+        ax.axhline(
+            comparison.threshold - shift,
+            color="black",
+            ls=":",
+            lw=1,
+            label=f"threshold {comparison.threshold:g}",
+        )
     title = f"{problem.name}: loss per step"
     if comparison.batch_size is not None:
         title += f" (gradients on minibatches of {comparison.batch_size}, full loss shown)"
@@ -153,22 +154,31 @@ def divergence(comparison: Comparison) -> Any:
         raise ValueError("plot_divergence: no optimizer here has a twin in the other library")
     fig = _plot.figure((7.5, 4.5), dpi=DPI)
     ax = fig.add_subplot()
-    ax.set(xlabel="step", ylabel="max |θ − θ_twin|",
-           title=f"{comparison.problem.name}: each optimizer against its twin")
+    ax.set(
+        xlabel="step",
+        ylabel="max |θ − θ_twin|",
+        title=f"{comparison.problem.name}: each optimizer against its twin",
+    )
     largest = max(float(np.nanmax(d, initial=0.0)) for _, d in pairs.values())
     all_zero = all(np.all(np.asarray(d) == 0) for _, d in pairs.values())
     if all_zero:
         names = "\n".join(f"{run.label} vs {run.twin}" for run, _ in pairs.values())
-        ax.text(0.5, 0.75, f"{IDENTICAL}\n\n{names}", transform=ax.transAxes, ha="center",
-                va="center", fontsize=10)
+        ax.text(
+            0.5,
+            0.75,
+            f"{IDENTICAL}\n\n{names}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=10,
+        )
         ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set(xlim=(0, comparison.steps), ylim=(-1.0, 1.0), yticks=[0.0])
         return fig
     for i, (run, d) in enumerate(pairs.values()):
         steps = np.arange(d.size)
         same = " (identical at every step)" if np.all(np.asarray(d) == 0) else ""
-        ax.plot(steps, d, color=f"C{i % 10}", lw=1.2,
-                label=f"{run.label} vs {run.twin}{same}")
+        ax.plot(steps, d, color=f"C{i % 10}", lw=1.2, label=f"{run.label} vs {run.twin}{same}")
     ax.set_yscale("symlog", linthresh=1e-9)
     ax.set_ylim(0.0, max(10.0 * largest, 1e-6))  # a distance: nothing below 0
     ax.grid(alpha=0.3, which="both")

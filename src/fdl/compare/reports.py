@@ -116,8 +116,10 @@ def summary_text(comparison: Comparison) -> str:
     )
     header, rows = _cells(comparison, comparison.summary())
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    table = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *rows]]
+    table = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
     notes = [f"note: {note}" for note in comparison.notes]
     return "\n".join([title, *("  " + line for line in table), *notes])
 
@@ -130,9 +132,7 @@ def summary_csv(comparison: Comparison) -> str:
     rows = comparison.summary()
     writer.writerow(type(rows[0])._fields if rows else [])
     for row in rows:
-        writer.writerow(
-            ["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row]
-        )
+        writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
     return buffer.getvalue()
 
 
@@ -208,9 +208,7 @@ def to_json(comparison: Comparison) -> str:
         "threshold": comparison.threshold,
         "batch_size": comparison.batch_size,
         "notes": list(comparison.notes),
-        "summary": [
-            {k: _scalar(v) for k, v in row._asdict().items()} for row in comparison.summary()
-        ],
+        "summary": [{k: _scalar(v) for k, v in row._asdict().items()} for row in comparison.summary()],
         "runs": [
             {
                 "label": run.label,
@@ -236,9 +234,7 @@ def read_json(text: str) -> dict[str, Any]:
     """
     document = json.loads(text)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise ValueError(
-            f"not an fdl.compare result: expected a JSON object with format {FORMAT!r}"
-        )
+        raise ValueError(f"not an fdl.compare result: expected a JSON object with format {FORMAT!r}")
     runs = [
         {
             "label": item["label"],

@@ -203,4 +203,3 @@ class Comparison:
         if any(run.divergence is not None for run in self.runs.values()):
             written.append(self.plot_divergence(directory / "divergence.png"))
         return written
-

@@ -127,9 +127,7 @@ def plan(
             try:
                 twin = _lane(other_name, hyperparams, None, [])
             except (TypeError, ValueError) as error:
-                notes.append(
-                    f"no twin check for {label!r}: {other_name} could not be built ({error})"
-                )
+                notes.append(f"no twin check for {label!r}: {other_name} could not be built ({error})")
         if twin is None:
             groups[single_key] = [own]
         else:
@@ -210,9 +208,7 @@ def compare(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer, got {seed!r}")
     if threshold is not None and (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, numbers.Real)
-        or not math.isfinite(threshold)
+        isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)
     ):
         raise ValueError(f"`threshold` must be a finite number or None, got {threshold!r}")
     problem = _check_problem(problem, batch_size)
@@ -223,8 +219,7 @@ def compare(
         )
     if reference is not None and not isinstance(reference, Mapping):
         raise TypeError(
-            f"`reference` must be a mapping label -> spec, e.g. {{'mine': 'optax:adam'}}, "
-            f"got {reference!r}"
+            f"`reference` must be a mapping label -> spec, e.g. {{'mine': 'optax:adam'}}, got {reference!r}"
         )
     groups, notes = plan(optimizers, twins, reference)
 
@@ -240,9 +235,7 @@ def compare(
     runs: dict[str, Run] = {}
     for lanes in groups:
         transforms = [lane.transform for lane in lanes]
-        result = simulate(
-            transforms, problem.loss, params, steps, record_path=problem.is_2d, **minibatch
-        )
+        result = simulate(transforms, problem.loss, params, steps, record_path=problem.is_2d, **minibatch)
         for i, lane in enumerate(lanes):
             twin = lanes[1 - i].spec if len(lanes) == 2 else None
             for label in lane.labels:

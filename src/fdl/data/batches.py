@@ -68,9 +68,7 @@ def _leading_length(arrays: Sequence[Any]) -> int:
     for i, array in enumerate(arrays):
         shape = np.shape(array)
         if len(shape) == 0:
-            raise ValueError(
-                f"`arrays[{i}]` must have a leading (example) axis, got a scalar of shape ()"
-            )
+            raise ValueError(f"`arrays[{i}]` must have a leading (example) axis, got a scalar of shape ()")
         lengths.append(shape[0])
     if len(set(lengths)) > 1:
         listed = ", ".join(f"arrays[{i}] has {length}" for i, length in enumerate(lengths))

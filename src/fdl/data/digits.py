@@ -53,9 +53,7 @@ def _round_half_up(value: float) -> int:
     return math.floor(value + 0.5)
 
 
-def _stratified_indices(
-    labels: np.ndarray, test_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``range(len(labels))`` into shuffled (train, test) index arrays, class by class."""
     rng = np.random.default_rng(seed)
     train_parts, test_parts = [], []

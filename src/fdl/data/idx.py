@@ -96,9 +96,7 @@ def _parse(data: bytes, where: str) -> np.ndarray:
         )
     code, ndim = data[2], data[3]
     if code not in _DTYPES:
-        raise ValueError(
-            f"unknown IDX type code 0x{code:02X} in '{where}'; valid codes: {_VALID_CODES}"
-        )
+        raise ValueError(f"unknown IDX type code 0x{code:02X} in '{where}'; valid codes: {_VALID_CODES}")
     if ndim == 0:
         raise ValueError(f"IDX file '{where}' declares 0 dimensions, expected at least 1")
     header_size = 4 + 4 * ndim
@@ -117,8 +115,7 @@ def _parse(data: bytes, where: str) -> np.ndarray:
         raise ValueError(f"truncated IDX data in '{where}': {what}")
     if found > expected:
         raise ValueError(
-            f"unexpected trailing data in IDX file '{where}': {what} ({found - expected} extra "
-            "bytes)"
+            f"unexpected trailing data in IDX file '{where}': {what} ({found - expected} extra bytes)"
         )
     native = dtype.newbyteorder("=")
     if size == 0:
@@ -209,12 +206,9 @@ def save_idx(path: PathLike, array: np.ndarray) -> None:
         )
     if any(d > _MAX_DIM for d in values.shape):
         raise ValueError(
-            f"`array` dimensions must each be below 2**32 to be stored as IDX, got shape "
-            f"{values.shape}"
+            f"`array` dimensions must each be below 2**32 to be stored as IDX, got shape {values.shape}"
         )
-    header = bytes([0, 0, code, values.ndim]) + b"".join(
-        d.to_bytes(4, "big") for d in values.shape
-    )
+    header = bytes([0, 0, code, values.ndim]) + b"".join(d.to_bytes(4, "big") for d in values.shape)
     payload = header + values.astype(_DTYPES[code]).tobytes(order="C")
     if Path(path).name.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)

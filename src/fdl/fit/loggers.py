@@ -62,7 +62,7 @@ class TensorBoardLogger:
         self._written = 0
 
     def write(self, history: Sequence[Row]) -> None:
-        for row in history[self._written:]:
+        for row in history[self._written :]:
             step = int(row["step"])
             for name, value in row.items():
                 if name != "step":
@@ -82,7 +82,9 @@ def save_history_plot(history: Sequence[Row], path: str | Path) -> Path:
     train = [r for r in history if "loss" in r]
     evals = [r for r in history if any(k.startswith("eval_") for k in r)]
     eval_keys = sorted({k for r in evals for k in r if k.startswith("eval_")})
-    train_keys = sorted({k for r in train for k in r if not k.startswith("eval_")} - {"step", "loss", "skipped"})
+    train_keys = sorted(
+        {k for r in train for k in r if not k.startswith("eval_")} - {"step", "loss", "skipped"}
+    )
     fig = figure((10, 4))
     loss_ax, metric_ax = fig.subplots(1, 2)
     loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")

@@ -11,19 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import checkpoint as ckpt
+from fdl._checks import check_data, check_instance
 from fdl.fit import pieces
 from fdl.fit.callbacks import Control, scale_by_control
-from fdl._checks import check_data, check_instance
 from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_run, total_steps
 from fdl.fit.loggers import HistoryFile, close_all, save_history_plot
 from fdl.fit.tasks import initial_layer_state
-from fdl.nn.parts import leaf_paths
+from fdl.nn.parts import ROOT, leaf_paths
 from fdl.train import TrainState, init_state, make_step, trainable_part
 
 __all__ = ["fit", "FitResult", "NonFiniteError"]
 
 PyTree = Any
-ROOT = "(root)"  # the path of a tree that is a single leaf
 
 
 class FitResult(NamedTuple):
@@ -161,14 +160,22 @@ def fit(
 
     loss = pieces.in_compute_dtype(loss_fn, execution.compute_dtype)
     guarded = pieces.guard(make_step(loss, optimizer, trainable=trainable), execution.nan_policy)
-    run = pieces.make_run(guarded, device_data, tuple(jax.random.split(key)), batch_size, steps_per_epoch, constrain)
+    run = pieces.make_run(
+        guarded, device_data, tuple(jax.random.split(key)), batch_size, steps_per_epoch, constrain
+    )
     eval_jit = jax.jit(evaluate.fn) if evaluate else None
     paths = [p or ROOT for p in leaf_paths(trainable_part(params, trainable))]
     # Under jax.distributed every process runs this loop on identical rows; one writes the files.
     main = jax.process_index() == 0
-    loggers = (([HistoryFile(logging.history)] if logging.history else []) + list(logging.loggers)) if main else []
-    periods: list[int] = [execution.steps_per_call, eval_every, checkpoint_every,
-                          *(getattr(c, "every", 0) for c in callbacks)]
+    loggers = (
+        (([HistoryFile(logging.history)] if logging.history else []) + list(logging.loggers)) if main else []
+    )
+    periods: list[int] = [
+        execution.steps_per_call,
+        eval_every,
+        checkpoint_every,
+        *(getattr(c, "every", 0) for c in callbacks),
+    ]
     periods = [p for p in periods if p]
     skipped = int(history[-1].get("skipped", 0)) if history else 0
     step = int(state.step)
@@ -194,7 +201,9 @@ def fit(
                     row[f"eval_{name}"] = float(value)
             history.append(row)
             bar.update(length)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "accuracy", "eval_accuracy")})
+            bar.set_postfix(
+                {k: f"{v:.4f}" for k, v in row.items() if k in ("loss", "accuracy", "eval_accuracy")}
+            )
             for logger in loggers:
                 logger.write(history)
             control.state = carry.state
@@ -202,7 +211,9 @@ def fit(
                 callback.on_row(row, control)
             if control.stop:
                 stopped = control.reason or "stopped by a callback"
-            if checkpoint is not None and (step % checkpoint_every == 0 or step == total or control.stop):  # > 0
+            if checkpoint is not None and (
+                step % checkpoint_every == 0 or step == total or control.stop
+            ):  # > 0
                 _save(checkpoint, carry.state, key, steps_per_epoch, history)
             carry = _apply_lr_scale(carry, control)
     finally:
@@ -241,7 +252,9 @@ def _non_finite(record, first, paths, state, history, skipped) -> NonFiniteError
         f"non-finite {what} at step {bad_step} (loss {float(record['loss'][first])}); "
         f"the update was not applied and training stopped. Lower the learning rate, "
         f"check the data, or pass execution=fdl.fit.Execution(nan_policy='skip') to skip such steps",
-        bad_step, path, result,
+        bad_step,
+        path,
+        result,
     )
 
 
@@ -259,7 +272,12 @@ def _apply_lr_scale(carry: pieces.Carry, control: Control) -> pieces.Carry:
 
 def _save(config: Checkpoint, state: TrainState, key: jax.Array, steps_per_epoch: int, history) -> None:
     step = int(state.step)
-    tree = {"params": state.params, "layer_state": state.layer_state, "opt_state": state.opt_state, "key": key}
+    tree = {
+        "params": state.params,
+        "layer_state": state.layer_state,
+        "opt_state": state.opt_state,
+        "key": key,
+    }
     metadata = {
         "step": step,
         "data": {"epoch": step // steps_per_epoch, "position": step % steps_per_epoch},
@@ -280,7 +298,12 @@ def _resume(directory: str | Path, state: TrainState, key: jax.Array, steps_per_
     """The newest valid checkpoint's state and history, or ``None`` when there is none."""
     if not Path(directory).exists() or ckpt.latest_step(directory) is None:
         return None
-    template = {"params": state.params, "layer_state": state.layer_state, "opt_state": state.opt_state, "key": key}
+    template = {
+        "params": state.params,
+        "layer_state": state.layer_state,
+        "opt_state": state.opt_state,
+        "key": key,
+    }
     tree, metadata, step = ckpt.restore_latest_valid(directory, template)
     if not np.array_equal(_key_bits(tree["key"]), _key_bits(key)):
         raise ValueError(
@@ -293,5 +316,7 @@ def _resume(directory: str | Path, state: TrainState, key: jax.Array, steps_per_
             f"the checkpoint in {str(directory)!r} was made with another batch size or data set "
             f"(epoch {data.get('epoch')} at step {step}, here {step // steps_per_epoch})"
         )
-    restored = TrainState(tree["params"], tree["layer_state"], tree["opt_state"], jnp.asarray(step, jnp.int32))
+    restored = TrainState(
+        tree["params"], tree["layer_state"], tree["opt_state"], jnp.asarray(step, jnp.int32)
+    )
     return restored, list(metadata["history"])

@@ -46,7 +46,9 @@ def batch_at(
 
 
 def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
-    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree
+    )
 
 
 def in_compute_dtype(loss_fn: Callable[..., Any], compute_dtype: Any) -> Callable[..., Any]:
@@ -57,7 +59,9 @@ def in_compute_dtype(loss_fn: Callable[..., Any], compute_dtype: Any) -> Callabl
         return loss_fn
 
     def cast_loss(params, layer_state, batch, key):
-        loss, aux = loss_fn(_cast_floats(params, compute_dtype), layer_state, _cast_floats(batch, compute_dtype), key)
+        loss, aux = loss_fn(
+            _cast_floats(params, compute_dtype), layer_state, _cast_floats(batch, compute_dtype), key
+        )
         return loss.astype(jnp.float32), aux
 
     return cast_loss
@@ -84,7 +88,9 @@ def guard(step: Callable[..., Any], nan_policy: str) -> Callable[..., Any]:
     def guarded(carry: Carry, batch: Any, key: jax.Array):
         old = carry.state
         new, metrics, grads = step(old, batch, key)
-        leaf_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)] or [jnp.asarray(True)])
+        leaf_finite = jnp.stack(
+            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)] or [jnp.asarray(True)]
+        )
         finite = jnp.isfinite(metrics["loss"]) & jnp.all(leaf_finite)
         apply = finite & ~carry.halted
         kept = jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)

@@ -22,9 +22,7 @@ def float_dtypes(dtype: DTypeLike) -> tuple[np.dtype, np.dtype]:
     """Return ``(output dtype, dtype to draw in)``; formats under 32 bits draw in float32."""
     out = jnp.dtype(dtype)
     if not jnp.issubdtype(out, jnp.floating):
-        raise ValueError(
-            f"`dtype` must be a floating-point dtype for a random initializer, got {out.name}"
-        )
+        raise ValueError(f"`dtype` must be a floating-point dtype for a random initializer, got {out.name}")
     draw = out if jnp.finfo(out).bits >= 32 else jnp.dtype(jnp.float32)
     return out, draw
 
@@ -64,4 +62,3 @@ def sample_truncated_normal(
 ) -> jax.Array:
     z = jax.random.truncated_normal(key, lower, upper, (math.prod(shape),), draw)  # (size,)
     return (stddev * z.reshape(shape)).astype(out)
-

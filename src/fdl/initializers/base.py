@@ -18,9 +18,7 @@ __all__ = ["Initializer", "compute_fans"]
 class Initializer(Protocol):
     """``init(key, shape, dtype=jnp.float32) -> array`` of exactly that ``shape`` and ``dtype``."""
 
-    def __call__(
-        self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32
-    ) -> jax.Array: ...
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array: ...
 
 
 def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
@@ -56,11 +54,8 @@ def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
     """
     shape = check_shape("shape", shape)
     if len(shape) == 0:
-        raise ValueError(
-            "`shape` must have at least one dimension to define fan_in and fan_out, got ()"
-        )
+        raise ValueError("`shape` must have at least one dimension to define fan_in and fan_out, got ()")
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = math.prod(shape[:-2])
     return shape[-2] * receptive, shape[-1] * receptive
-

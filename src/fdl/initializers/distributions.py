@@ -237,8 +237,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Initializer:
         ndim = len(shape)
         if ndim < 2:
             raise ValueError(
-                "`shape` must have at least 2 dimensions for an orthogonal initializer, "
-                f"got {shape}"
+                f"`shape` must have at least 2 dimensions for an orthogonal initializer, got {shape}"
             )
         if not -ndim <= column_axis < ndim:
             raise ValueError(

@@ -20,19 +20,23 @@ from fdl.nn.attention import (
     attention_weights,
     scaled_dot_product_attention,
 )
+from fdl.nn.batch_norm import BatchNorm
+from fdl.nn.bidirectional import Bidirectional
+from fdl.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
 from fdl.nn.combinators import (
     Branch,
-    Multiply,
     Concat,
     Elementwise,
     FanOut,
     Flatten,
     Identity,
+    Multiply,
     Parallel,
     Residual,
     Serial,
     Sum,
 )
+from fdl.nn.composites import Eval, composite
 from fdl.nn.conv import Conv1D, Conv2D
 from fdl.nn.conv_transpose import ConvTranspose1D, ConvTranspose2D
 from fdl.nn.dense import Dense
@@ -42,10 +46,10 @@ from fdl.nn.embedding import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
 )
-from fdl.nn.composites import Eval, composite
 from fdl.nn.layer import Layer, as_function, layer_factory
 from fdl.nn.masking import padding_mask
 from fdl.nn.mlp import MLP
+from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
 from fdl.nn.parts import (
     combine,
     eval_mode,
@@ -59,9 +63,6 @@ from fdl.nn.parts import (
     swap,
     tree_at,
 )
-from fdl.nn.summary import Summary, summary
-from fdl.nn.batch_norm import BatchNorm
-from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
 from fdl.nn.pooling import (
     AvgPool1D,
     AvgPool2D,
@@ -70,9 +71,8 @@ from fdl.nn.pooling import (
     MaxPool1D,
     MaxPool2D,
 )
-from fdl.nn.bidirectional import Bidirectional
-from fdl.nn.cells import Cell, GRUCell, LSTMCell, RNNCell
 from fdl.nn.recurrent import Recurrent, Stacked
+from fdl.nn.summary import Summary, summary
 from fdl.nn.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [

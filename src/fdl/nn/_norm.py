@@ -59,6 +59,4 @@ def check_channels(kind: str, x: jax.Array, channels: int | None) -> None:
     """Raise unless ``x`` has at least one axis and, if known, ``channels`` on the last one."""
     if x.ndim < 1 or (channels is not None and x.shape[-1] != channels):
         expected = "(..., C)" if channels is None else f"(..., {channels})"
-        raise ValueError(
-            f"{kind} expects inputs of shape {expected} (channels last), got shape {x.shape}"
-        )
+        raise ValueError(f"{kind} expects inputs of shape {expected} (channels last), got shape {x.shape}")

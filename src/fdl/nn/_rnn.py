@@ -30,8 +30,7 @@ def split_input(kind: str, x: Any) -> tuple[Any, Any]:
     if isinstance(x, (tuple, list)):
         if len(x) != 2:
             raise ValueError(
-                f"{kind} takes x or the pair (x, initial_carry), got a {type(x).__name__} of "
-                f"length {len(x)}"
+                f"{kind} takes x or the pair (x, initial_carry), got a {type(x).__name__} of length {len(x)}"
             )
         return x[0], x[1]
     return x, None

@@ -41,9 +41,7 @@ def int_tuple(arg: str, value: Any, ndim: int, *, minimum: int = 1) -> tuple[int
         items = None
     if items is None or len(items) != ndim or not all(is_int(v) and v >= minimum for v in items):
         what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(
-            f"`{arg}` must be a {what} int or a tuple of {ndim} {what} ints, got {value!r}"
-        )
+        raise ValueError(f"`{arg}` must be a {what} int or a tuple of {ndim} {what} ints, got {value!r}")
     return tuple(int(v) for v in items)
 
 
@@ -125,9 +123,7 @@ def check_input(where: str, x: jax.Array, ndim: int, channels: int | None) -> No
     if x.ndim < ndim + 1:
         raise ValueError(f"{where} expects inputs of shape {layout(ndim)}, got shape {x.shape}")
     if channels is not None and x.shape[-1] != channels:
-        raise ValueError(
-            f"{where} expects inputs of shape {layout(ndim, channels)}, got shape {x.shape}"
-        )
+        raise ValueError(f"{where} expects inputs of shape {layout(ndim, channels)}, got shape {x.shape}")
 
 
 def add_bias(y: jax.Array, params: dict, use_bias: bool) -> jax.Array:

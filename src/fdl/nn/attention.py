@@ -34,9 +34,9 @@ import jax.numpy as jnp
 
 from fdl import _dtypes, activations, initializers
 from fdl._checks import check_positive_int, check_rate
+from fdl.nn.composites import composite
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.composites import composite
 from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import (
     built_for_width,
@@ -219,7 +219,6 @@ def scaled_dot_product_attention(
     return jnp.einsum("...hqk,...khd->...qhd", weights, v.astype(compute))  # (*batch, T_q, H, d_v)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Multi-head attention.
 
@@ -358,8 +357,13 @@ def MultiHeadAttention(
     if out_features is not None:
         check_positive_int("out_features", out_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
-    dense = {"use_bias": use_bias, "w_init": w_init, "b_init": b_init,
-             "param_dtype": param_dtype, "dtype": dtype}
+    dense = {
+        "use_bias": use_bias,
+        "w_init": w_init,
+        "b_init": b_init,
+        "param_dtype": param_dtype,
+        "dtype": dtype,
+    }
 
     def split_heads(h: jax.Array) -> jax.Array:
         return h.reshape(h.shape[:-1] + (num_heads, h.shape[-1] // num_heads))  # (*batch, T, H, d)

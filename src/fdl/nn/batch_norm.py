@@ -128,9 +128,7 @@ def BatchNorm(
     >>> state["mean"].tolist(), [round(v, 4) for v in state["var"].tolist()]
     ([1.25], [1.3333])
     """
-    momentum = check_fraction(
-        "momentum", momentum, "the weight of the new batch, PyTorch's convention"
-    )
+    momentum = check_fraction("momentum", momentum, "the weight of the new batch, PyTorch's convention")
     epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
@@ -144,8 +142,13 @@ def BatchNorm(
             )
         channels = shape[-1]
         params = _norm.affine_init(
-            key, (channels,), use_scale=use_scale, use_bias=use_bias, scale_init=scale_init,
-            bias_init=bias_init, param_dtype=param_dtype,
+            key,
+            (channels,),
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            param_dtype=param_dtype,
         )
         state = {
             "mean": jnp.zeros((channels,), state_dtype),
@@ -153,9 +156,7 @@ def BatchNorm(
         }
         return params, state, shape
 
-    def apply(
-        params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, mask  # deterministic; padded time steps count in the batch statistics too
         if not isinstance(state, Mapping) or set(state) != {"mean", "var"}:
             got = "{}" if isinstance(state, Mapping) and not state else repr(state)
@@ -182,9 +183,7 @@ def BatchNorm(
             var = jnp.mean(jnp.square(xs - jnp.broadcast_to(mean, xs.shape)), axis=axes)  # (C,)
             batch_mean, batch_var = jax.lax.stop_gradient((mean, var * (n / (n - 1))))
             new_state: Mapping[str, Any] = {
-                k: ((1.0 - momentum) * state[k].astype(stats) + momentum * v).astype(
-                    state[k].dtype
-                )
+                k: ((1.0 - momentum) * state[k].astype(stats) + momentum * v).astype(state[k].dtype)
                 for k, v in (("mean", batch_mean), ("var", batch_var))
             }
         else:

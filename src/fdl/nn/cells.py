@@ -142,16 +142,21 @@ class _Settings:
         return tuple(items) + tuple(extra.items())
 
 
-def _settings(kind: str, gates: int, hidden_size: Any, input_init: Any, recurrent_init: Any,
-              bias_init: Any, param_dtype: Any, dtype: Any) -> _Settings:
+def _settings(
+    kind: str,
+    gates: int,
+    hidden_size: Any,
+    input_init: Any,
+    recurrent_init: Any,
+    bias_init: Any,
+    param_dtype: Any,
+    dtype: Any,
+) -> _Settings:
     check_positive_int("hidden_size", hidden_size)
-    return _Settings(kind, hidden_size, gates, input_init, recurrent_init, bias_init, param_dtype,
-                     dtype)
+    return _Settings(kind, hidden_size, gates, input_init, recurrent_init, bias_init, param_dtype, dtype)
 
 
-def _gate_blocks(
-    init: Any, key: jax.Array, shape: tuple[int, ...], gates: int, dtype: Any
-) -> jax.Array:
+def _gate_blocks(init: Any, key: jax.Array, shape: tuple[int, ...], gates: int, dtype: Any) -> jax.Array:
     """Call ``init`` once per gate on that gate's block and concatenate on the last axis."""
     blocks = [init(k, shape, dtype) for k in jax.random.split(key, gates)]
     return jnp.concatenate(blocks, axis=-1)  # (*shape[:-1], G*H)
@@ -182,9 +187,7 @@ def _zeros_carry(s: _Settings) -> Callable[..., jax.Array]:
     return initial_carry
 
 
-def _prepare(
-    s: _Settings, params: Params, carry: Carry, x_t: Any
-) -> tuple[Params, Carry, jax.Array]:
+def _prepare(s: _Settings, params: Params, carry: Carry, x_t: Any) -> tuple[Params, Carry, jax.Array]:
     """Check ``x_t (*batch, F)`` and cast ``params``, ``carry`` and ``x_t`` to the compute dtype:
     ``dtype`` if set, else the input's and the parameters' dtypes promoted."""
     x_t = jnp.asarray(x_t)
@@ -257,16 +260,14 @@ def RNNCell(
     >>> y.shape
     (2, 4)
     """
-    s = _settings("RNNCell", 1, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
-                  dtype)
+    s = _settings("RNNCell", 1, hidden_size, input_init, recurrent_init, bias_init, param_dtype, dtype)
 
     def step(params: Params, carry: jax.Array, x_t: Any) -> tuple[jax.Array, jax.Array]:
         params, h, x_t = _prepare(s, params, carry, x_t)
         h = jnp.tanh(_gate_sums(params, x_t, h))  # (*batch, H)
         return h, h
 
-    return Cell(functools.partial(_init_weights, s), step, _zeros_carry(s), kind=s.kind,
-                config=s.config())
+    return Cell(functools.partial(_init_weights, s), step, _zeros_carry(s), kind=s.kind, config=s.config())
 
 
 def LSTMCell(
@@ -344,8 +345,7 @@ def LSTMCell(
     >>> c.shape, bool((y == h).all())
     ((2,), True)
     """
-    s = _settings("LSTMCell", 4, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
-                  dtype)
+    s = _settings("LSTMCell", 4, hidden_size, input_init, recurrent_init, bias_init, param_dtype, dtype)
     fb = forget_bias
     if isinstance(fb, bool) or not isinstance(fb, (int, float)) or math.isnan(fb):
         raise ValueError(f"`forget_bias` must be a real number, got {forget_bias!r}")
@@ -435,8 +435,7 @@ def GRUCell(
     >>> {k: v.shape for k, v in params.items()}
     {'w_x': (3, 12), 'w_h': (4, 12), 'b': (12,), 'b_hn': (4,)}
     """
-    s = _settings("GRUCell", 3, hidden_size, input_init, recurrent_init, bias_init, param_dtype,
-                  dtype)
+    s = _settings("GRUCell", 3, hidden_size, input_init, recurrent_init, bias_init, param_dtype, dtype)
 
     def init(key: jax.Array, input_features: int) -> Params:
         k_weights, k_hn = jax.random.split(key)

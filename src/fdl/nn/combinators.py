@@ -50,8 +50,14 @@ def _apply_all(where, named, params, state, xs, key, train, mask):
     outs, states = [], []
     for (child_name, layer), x, k in zip(named, xs, split_key(key, len(named)), strict=True):
         y, s = apply_child(
-            child_name, layer, child_tree(where, params, child_name, "params"),
-            child_tree(where, state, child_name, "state"), x, key=k, train=train, mask=mask,
+            child_name,
+            layer,
+            child_tree(where, params, child_name, "params"),
+            child_tree(where, state, child_name, "state"),
+            x,
+            key=k,
+            train=train,
+            mask=mask,
         )
         outs.append(y)
         states.append((child_name, s))
@@ -113,14 +119,21 @@ def _serial(named: tuple[tuple[str, Layer], ...], name: str | None) -> Layer:
         new_states = []
         for (child_name, layer), k in zip(named, split_key(key, len(named)), strict=True):
             x, s = apply_child(
-                child_name, layer, child_tree(where, params, child_name, "params"),
-                child_tree(where, state, child_name, "state"), x, key=k, train=train, mask=mask,
+                child_name,
+                layer,
+                child_tree(where, params, child_name, "params"),
+                child_tree(where, state, child_name, "state"),
+                x,
+                key=k,
+                train=train,
+                mask=mask,
             )
             new_states.append((child_name, s))
         return x, gather(new_states)
 
-    return Layer(init, apply, name=name, kind="Serial", children=named,
-                 rebuild=lambda new: _serial(new, name))
+    return Layer(
+        init, apply, name=name, kind="Serial", children=named, rebuild=lambda new: _serial(new, name)
+    )
 
 
 @layer_factory
@@ -144,7 +157,9 @@ def Parallel(*layers: Layer, name: str | None = None) -> Layer:
 def _entries(where: str, value: Any, num: int, what: str) -> tuple[Any, ...]:
     if not isinstance(value, (tuple, list)) or len(value) != num:
         got = f"{type(value).__name__} of length {len(value)}" if hasattr(value, "__len__") else repr(value)
-        raise ValueError(f"{where} of {num} layers expects `{what}` to be a tuple of {num} entries, got {got}")
+        raise ValueError(
+            f"{where} of {num} layers expects `{what}` to be a tuple of {num} entries, got {got}"
+        )
     return tuple(value)
 
 
@@ -161,8 +176,9 @@ def _parallel(named: tuple[tuple[str, Layer], ...], name: str | None) -> Layer:
         ys, new_state = _apply_all(where, named, params, state, xs, key, train, mask)
         return tuple(ys), new_state
 
-    return Layer(init, apply, name=name, kind="Parallel", children=named,
-                 rebuild=lambda new: _parallel(new, name))
+    return Layer(
+        init, apply, name=name, kind="Parallel", children=named, rebuild=lambda new: _parallel(new, name)
+    )
 
 
 @layer_factory
@@ -189,21 +205,26 @@ def FanOut(num: int, *, name: str | None = None) -> Layer:
 def _merge_shapes(merge: str, shapes: Any, axis: int, where: str) -> Shape:
     """The output shape of concatenating (along ``axis``), summing or multiplying the
     per-example ``shapes``."""
-    if not isinstance(shapes, (tuple, list)) or not shapes or not all(isinstance(s, (tuple, list)) for s in shapes):
+    if (
+        not isinstance(shapes, (tuple, list))
+        or not shapes
+        or not all(isinstance(s, (tuple, list)) for s in shapes)
+    ):
         raise ValueError(f"{where} merges a tuple of inputs, got input_shape {shapes!r}")
     shapes = [check_shape("input_shape", s) for s in shapes]
     first = shapes[0]
     if merge in ("sum", "product"):
         if any(s != first for s in shapes):
-            raise ValueError(f"{where} needs inputs of equal shapes for its {merge}, got shapes {tuple(shapes)}")
+            raise ValueError(
+                f"{where} needs inputs of equal shapes for its {merge}, got shapes {tuple(shapes)}"
+            )
         return first
     if any(len(s) < -axis for s in shapes):
         raise ValueError(f"{where} concatenates along axis {axis}, got shapes {tuple(shapes)}")
     rest = [s[:axis] + s[axis:][1:] for s in shapes]
     if any(r != rest[0] for r in rest):
         raise ValueError(
-            f"{where} concatenates along axis {axis}: the other axes must match, "
-            f"got shapes {tuple(shapes)}"
+            f"{where} concatenates along axis {axis}: the other axes must match, got shapes {tuple(shapes)}"
         )
     size = sum(s[axis] for s in shapes)
     return first[:axis] + (size,) + first[axis:][1:]
@@ -311,8 +332,14 @@ def _branch(named, merge: str, axis: int, name: str | None) -> Layer:
         ys, new_state = _apply_all(where, named, params, state, (x,) * num, key, train, mask)
         return _merge(merge, ys, axis), new_state
 
-    return Layer(init, apply, name=name, kind="Branch", children=named,
-                 rebuild=lambda new: _branch(new, merge, axis, name))
+    return Layer(
+        init,
+        apply,
+        name=name,
+        kind="Branch",
+        children=named,
+        rebuild=lambda new: _branch(new, merge, axis, name),
+    )
 
 
 def Residual(layer: Layer, *, name: str | None = None) -> Layer:
@@ -351,8 +378,15 @@ def Residual(layer: Layer, *, name: str | None = None) -> Layer:
     def rebuild(children):
         return Residual(with_children(layer, children), name=name)
 
-    return Layer(init, apply, name=name, kind="Residual", children=layer.children,
-                 rebuild=rebuild if layer.rebuild is not None else None, wraps=layer)
+    return Layer(
+        init,
+        apply,
+        name=name,
+        kind="Residual",
+        children=layer.children,
+        rebuild=rebuild if layer.rebuild is not None else None,
+        wraps=layer,
+    )
 
 
 @layer_factory
@@ -402,9 +436,7 @@ def Flatten(ndim: int, *, name: str | None = None) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False, mask=None):
         if jnp.ndim(x) < ndim:
-            raise ValueError(
-                f"Flatten flattens the last {ndim} axes, got an input of shape {jnp.shape(x)}"
-            )
+            raise ValueError(f"Flatten flattens the last {ndim} axes, got an input of shape {jnp.shape(x)}")
         shape = jnp.shape(x)
         lead, tail = shape[: len(shape) - ndim], shape[len(shape) - ndim :]
         return jnp.reshape(x, lead + (math.prod(tail),)), state  # (*batch, d_1 ... d_ndim)
@@ -413,7 +445,9 @@ def Flatten(ndim: int, *, name: str | None = None) -> Layer:
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
+    return isinstance(value, (tuple, list)) and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    )
 
 
 @layer_factory
@@ -448,7 +482,9 @@ def Elementwise(fn: Callable[..., Any], *, name: str | None = None) -> Layer:
     def init(key: jax.Array, input_shape: Any):
         if _is_shape(input_shape):
             example: Any = jax.ShapeDtypeStruct(check_shape("input_shape", input_shape), jnp.float32)
-        elif isinstance(input_shape, (tuple, list)) and input_shape and all(_is_shape(s) for s in input_shape):
+        elif (
+            isinstance(input_shape, (tuple, list)) and input_shape and all(_is_shape(s) for s in input_shape)
+        ):
             example = tuple(jax.ShapeDtypeStruct(tuple(s), jnp.float32) for s in input_shape)
         else:
             raise ValueError(

@@ -98,8 +98,14 @@ def composite(
             if child_name not in index:
                 raise unknown(child_name)
             y, s = apply_child(
-                child_name, layers[child_name], child_tree(where, params, child_name, "params"),
-                new_state[child_name], h, key=keys[index[child_name]], train=train, mask=mask,
+                child_name,
+                layers[child_name],
+                child_tree(where, params, child_name, "params"),
+                new_state[child_name],
+                h,
+                key=keys[index[child_name]],
+                train=train,
+                mask=mask,
             )
             new_state[child_name] = s
             return y

@@ -77,9 +77,7 @@ def _conv(
             params["b"] = b_init(b_key, (features,), param_dtype)
         return params, {}, (*out, features)
 
-    def apply(
-        params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic; padded time steps are convolved like real ones
         w = params["w"]
         x = jnp.asarray(x)
@@ -174,8 +172,19 @@ def Conv1D(
     [[6.0], [9.0]]
     """
     return _conv(
-        "Conv1D", 1, features, kernel_size, strides, padding, dilation, groups, use_bias,
-        w_init, b_init, param_dtype, dtype,
+        "Conv1D",
+        1,
+        features,
+        kernel_size,
+        strides,
+        padding,
+        dilation,
+        groups,
+        use_bias,
+        w_init,
+        b_init,
+        param_dtype,
+        dtype,
     )
 
 
@@ -276,6 +285,17 @@ def Conv2D(
     (5, 14, 14, 8)
     """
     return _conv(
-        "Conv2D", 2, features, kernel_size, strides, padding, dilation, groups, use_bias,
-        w_init, b_init, param_dtype, dtype,
+        "Conv2D",
+        2,
+        features,
+        kernel_size,
+        strides,
+        padding,
+        dilation,
+        groups,
+        use_bias,
+        w_init,
+        b_init,
+        param_dtype,
+        dtype,
     )

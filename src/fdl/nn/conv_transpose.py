@@ -45,9 +45,7 @@ def _adjoint_kernel(w: jax.Array, groups: int) -> jax.Array:
     kernel = jnp.reshape(
         kernel, (*w.shape[:ndim], f_group, groups, channels // groups)
     )  # (*window, F/G, G, C/G)
-    kernel = jnp.transpose(
-        kernel, (*range(ndim), ndim + 2, ndim + 1, ndim)
-    )  # (*window, C/G, G, F/G)
+    kernel = jnp.transpose(kernel, (*range(ndim), ndim + 2, ndim + 1, ndim))  # (*window, C/G, G, F/G)
     shape = (*w.shape[:ndim], channels // groups, groups * f_group)
     return jnp.reshape(kernel, shape)  # (*window, C/G, F)
 
@@ -128,9 +126,7 @@ def _conv_transpose(
             params["b"] = b_init(b_key, (features,), param_dtype)
         return params, {}, (*out, features)
 
-    def apply(
-        params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic; padded time steps are scattered like real ones
         w = params["w"]  # (*window, features / G, C)
         x = jnp.asarray(x)
@@ -241,8 +237,20 @@ def ConvTranspose1D(
     [1.0, 1.0, 10.0, 10.0]
     """
     return _conv_transpose(
-        "ConvTranspose1D", 1, features, kernel_size, strides, padding, dilation, output_padding,
-        groups, use_bias, w_init, b_init, param_dtype, dtype,
+        "ConvTranspose1D",
+        1,
+        features,
+        kernel_size,
+        strides,
+        padding,
+        dilation,
+        output_padding,
+        groups,
+        use_bias,
+        w_init,
+        b_init,
+        param_dtype,
+        dtype,
     )
 
 
@@ -361,6 +369,18 @@ def ConvTranspose2D(
     [[1.0, 1.0, 10.0, 10.0]]
     """
     return _conv_transpose(
-        "ConvTranspose2D", 2, features, kernel_size, strides, padding, dilation, output_padding,
-        groups, use_bias, w_init, b_init, param_dtype, dtype,
+        "ConvTranspose2D",
+        2,
+        features,
+        kernel_size,
+        strides,
+        padding,
+        dilation,
+        output_padding,
+        groups,
+        use_bias,
+        w_init,
+        b_init,
+        param_dtype,
+        dtype,
     )

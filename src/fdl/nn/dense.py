@@ -71,9 +71,7 @@ def Dense(
     def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
         shape = check_shape("input_shape", input_shape)
         if len(shape) < 1:
-            raise ValueError(
-                f"Dense needs inputs with at least one axis, got input_shape {shape}"
-            )
+            raise ValueError(f"Dense needs inputs with at least one axis, got input_shape {shape}")
         w_key, b_key = jax.random.split(key)
         params = {"w": w_init(w_key, (shape[-1], features), param_dtype)}
         if use_bias:
@@ -85,10 +83,7 @@ def Dense(
         w = params["w"]
         x = jnp.asarray(x)
         if x.ndim < 1 or x.shape[-1] != w.shape[0]:
-            raise ValueError(
-                f"Dense expects inputs of shape (..., {w.shape[0]}), "
-                f"got shape {x.shape}"
-            )
+            raise ValueError(f"Dense expects inputs of shape (..., {w.shape[0]}), got shape {x.shape}")
         compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         z = jnp.matmul(x.astype(compute), w.astype(compute))  # (*batch, features)
         if use_bias:

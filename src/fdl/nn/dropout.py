@@ -62,8 +62,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
             return x, state
         if key is None:
             raise ValueError(
-                "Dropout needs a PRNG key in training: call "
-                "apply(params, state, x, key=key, train=True)"
+                "Dropout needs a PRNG key in training: call apply(params, state, x, key=key, train=True)"
             )
         keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state

@@ -100,8 +100,7 @@ def Embedding(
         params = {"embedding": embedding_init(key, (num_embeddings, features), param_dtype)}
         return params, {}, shape + (features,)
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
-              mask: Any = None):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic, id by id
         ids = jnp.asarray(x)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
@@ -209,8 +208,7 @@ def SinusoidalPositionalEncoding(
         _check_length(kind, shape[0], max_length)
         return {}, {}, shape
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
-              mask: Any = None):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del params, key, train, mask  # deterministic, position by position
         x = check_sequence_input(kind, x)
         length, features = x.shape[-2:]
@@ -223,9 +221,7 @@ def SinusoidalPositionalEncoding(
 
 def _check_length(kind: str, length: int, max_length: int | None) -> None:
     if max_length is not None and length > max_length:
-        raise ValueError(
-            f"{kind}: sequences may have at most max_length={max_length} steps, got T={length}"
-        )
+        raise ValueError(f"{kind}: sequences may have at most max_length={max_length} steps, got T={length}")
 
 
 @layer_factory
@@ -285,8 +281,7 @@ def LearnedPositionalEncoding(
         params = {"embedding": embedding_init(key, (max_length, shape[1]), param_dtype)}
         return params, {}, shape
 
-    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False,
-              mask: Any = None):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic, position by position
         table = params["embedding"]  # (max_length, D)
         x = check_sequence_input(kind, x)
@@ -301,4 +296,3 @@ def LearnedPositionalEncoding(
         return x.astype(compute) + jnp.broadcast_to(rows, x.shape), state
 
     return Layer(init, apply)
-

@@ -130,8 +130,7 @@ class Layer:
     def __post_init__(self) -> None:
         if not callable(self.init) or not callable(self.apply):
             raise TypeError(
-                f"Layer needs callable `init` and `apply`, got init={self.init!r}, "
-                f"apply={self.apply!r}"
+                f"Layer needs callable `init` and `apply`, got init={self.init!r}, apply={self.apply!r}"
             )
         if self.name is not None and (not isinstance(self.name, str) or not _NAME.fullmatch(self.name)):
             raise ValueError(
@@ -229,9 +228,7 @@ def layer_factory(fn: Callable[..., Layer]) -> Callable[..., Layer]:
             and not isinstance(value, Layer)
             and not _is_default(value, signature.parameters[arg].default)
         )
-        return dataclasses.replace(
-            layer, kind=fn.__name__, name=bound.arguments.get("name"), config=config
-        )
+        return dataclasses.replace(layer, kind=fn.__name__, name=bound.arguments.get("name"), config=config)
 
     return make
 

@@ -66,9 +66,7 @@ def check_mask(kind: str, mask: Any, x_shape: Shape) -> jax.Array:
     mask = jnp.asarray(mask)
     expected = tuple(x_shape[:-1])
     if mask.dtype != jnp.bool_:
-        raise ValueError(
-            f"{kind}: `mask` must be bool (True = real position), got dtype {mask.dtype}"
-        )
+        raise ValueError(f"{kind}: `mask` must be bool (True = real position), got dtype {mask.dtype}")
     if tuple(mask.shape) != expected:
         raise ValueError(
             f"{kind}: `mask` of shape {tuple(mask.shape)} does not fit the input of shape "
@@ -85,8 +83,7 @@ def check_kv_mask(kind: str, kv_mask: Any, q_shape: Shape, kv_shape: Shape) -> j
     batch, t_q, t_k = tuple(q_shape[:-2]), q_shape[-2], kv_shape[-2]
     if kv_mask.dtype != jnp.bool_:
         raise ValueError(
-            f"{kind}: the key/value mask must be bool (True = may attend), got dtype "
-            f"{kv_mask.dtype}"
+            f"{kind}: the key/value mask must be bool (True = may attend), got dtype {kv_mask.dtype}"
         )
     if tuple(kv_mask.shape) not in (batch + (t_k,), batch + (t_q, t_k)):
         raise ValueError(
@@ -102,9 +99,7 @@ def sequence_shape(kind: str, shape: Any) -> Shape:
     ``ValueError``."""
     shape = check_shape("input_shape", shape)
     if len(shape) != 2:
-        raise ValueError(
-            f"{kind} expects per-example inputs of shape (T, D), got input_shape {shape}"
-        )
+        raise ValueError(f"{kind} expects per-example inputs of shape (T, D), got input_shape {shape}")
     return shape
 
 

@@ -79,14 +79,17 @@ def _trailing_norm(
                 f"got input_shape {shape}"
             )
         params = _norm.affine_init(
-            key, shape[len(shape) - ndim :], use_scale=use_scale, use_bias=use_bias,
-            scale_init=scale_init, bias_init=bias_init, param_dtype=param_dtype,
+            key,
+            shape[len(shape) - ndim :],
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            param_dtype=param_dtype,
         )
         return params, {}, shape
 
-    def apply(
-        params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic, the same in training and evaluation
         x = jnp.asarray(x)
         normalized = _norm.param_shape(params)
@@ -191,8 +194,16 @@ def LayerNorm(
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
     return _trailing_norm(
-        "LayerNorm", ndim, epsilon, True, use_scale, use_bias, scale_init, bias_init,
-        param_dtype, dtype,
+        "LayerNorm",
+        ndim,
+        epsilon,
+        True,
+        use_scale,
+        use_bias,
+        scale_init,
+        bias_init,
+        param_dtype,
+        dtype,
     )
 
 
@@ -268,8 +279,16 @@ def RMSNorm(
     )
     scale_init = initializers.ones() if scale_init is None else scale_init
     return _trailing_norm(
-        "RMSNorm", ndim, epsilon, False, use_scale, False, scale_init, initializers.zeros(),
-        param_dtype, dtype,
+        "RMSNorm",
+        ndim,
+        epsilon,
+        False,
+        use_scale,
+        False,
+        scale_init,
+        initializers.zeros(),
+        param_dtype,
+        dtype,
     )
 
 
@@ -358,8 +377,7 @@ def GroupNorm(
     def check_groups(channels: int) -> None:
         if channels % num_groups:
             raise ValueError(
-                f"GroupNorm: `num_groups` ({num_groups}) must divide the channel "
-                f"count C ({channels})"
+                f"GroupNorm: `num_groups` ({num_groups}) must divide the channel count C ({channels})"
             )
 
     def init(key: jax.Array, input_shape: Shape) -> tuple[dict, dict, Shape]:
@@ -372,14 +390,17 @@ def GroupNorm(
             )
         check_groups(shape[-1])
         params = _norm.affine_init(
-            key, shape[-1:], use_scale=use_scale, use_bias=use_bias, scale_init=scale_init,
-            bias_init=bias_init, param_dtype=param_dtype,
+            key,
+            shape[-1:],
+            use_scale=use_scale,
+            use_bias=use_bias,
+            scale_init=scale_init,
+            bias_init=bias_init,
+            param_dtype=param_dtype,
         )
         return params, {}, shape
 
-    def apply(
-        params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: dict, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train, mask  # deterministic, the same in training and evaluation
         x = jnp.asarray(x)
         normalized = _norm.param_shape(params)

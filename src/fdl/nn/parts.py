@@ -31,7 +31,12 @@ from fdl.nn._children import recording_init, with_children
 from fdl.nn.composites import Eval
 from fdl.nn.layer import Layer
 
+#: How every message and record spells the path of a tree that is a single leaf (whose own
+#: path is empty): fit's NonFiniteError, checkpoints, regularizers and fdl.parallel.
+ROOT = "(root)"
+
 __all__ = [
+    "ROOT",
     "leaf_paths",
     "layer_paths",
     "tree_at",

@@ -73,9 +73,7 @@ def _pool(
         out = _window.output_spatial(kind, shape[:-1], pads, window, strides, "window")
         return {}, {}, (*out, shape[-1])
 
-    def apply(
-        params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del params, key, train, mask  # deterministic, no parameters; padding is pooled too
         x = jnp.asarray(x)
         _window.check_input(kind, x, ndim, None)
@@ -315,9 +313,7 @@ def _global_pool(kind: str, reduce: str, spatial_ndim: int) -> Layer:
             raise ValueError(f"{kind} needs a non-empty window, got input_shape {shape}")
         return {}, {}, shape[-1:]
 
-    def apply(
-        params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None
-    ):
+    def apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del params, key, train, mask  # deterministic, no parameters; padding is pooled too
         x = jnp.asarray(x)
         if x.ndim < spatial_ndim + 1:

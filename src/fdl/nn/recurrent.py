@@ -56,6 +56,7 @@ def _is_shape(value: Any) -> bool:
 def _step_types(cell: Cell, params: Params, batch: tuple[int, ...], x_t: Any) -> tuple[Any, Any]:
     """``(carry, y_t)`` of one step from the zero carry, as ``ShapeDtypeStruct``\\ s (nothing is
     computed). Raises the cell's own error for an ``x_t`` it does not take."""
+
     def one_step(p: Params, x: jax.Array) -> tuple[Carry, jax.Array]:
         return cell.step(p, cell.initial_carry(batch, x.dtype), x)
 
@@ -90,9 +91,7 @@ def _validate(
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_:
-            raise ValueError(
-                f"{kind} expects a bool mask (True at real steps), got dtype {mask.dtype}"
-            )
+            raise ValueError(f"{kind} expects a bool mask (True at real steps), got dtype {mask.dtype}")
         if mask.shape != x.shape[:-1]:
             raise ValueError(
                 f"{kind} expects a mask of shape (*batch, T) = {x.shape[:-1]} for inputs of shape "
@@ -102,9 +101,7 @@ def _validate(
     try:
         carry_type, _ = _step_types(cell, params, batch, x_t)
     except ValueError as err:
-        raise ValueError(
-            f"{kind} got inputs of shape {x.shape} (steps {x_t.shape}): {err}"
-        ) from err
+        raise ValueError(f"{kind} got inputs of shape {x.shape} (steps {x_t.shape}): {err}") from err
     if carry is not None:
         want, got = shapes(carry_type), shapes(carry)
         if want != got:  # nested tuples (dicts): the structure and every shape
@@ -150,8 +147,9 @@ def _run(
             return jnp.zeros(y_type.shape, y_type.dtype), carry
         # the last step read runs after the scan, so the scan itself outputs nothing
         rest, x_last = (xs[1:], xs[0]) if reverse else (xs[:-1], xs[-1])
-        final, _ = jax.lax.scan(lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, rest,
-                                reverse=reverse)
+        final, _ = jax.lax.scan(
+            lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, rest, reverse=reverse
+        )
         final, y = cell.step(params, final, x_last)
         return y, final
 
@@ -277,16 +275,17 @@ def Recurrent(
     ((2, 6, 4), (2, 4), (2, 4))
     """
     check_cell("Recurrent", "cell", cell)
-    for flag, value in (("return_sequences", return_sequences), ("return_carry", return_carry),
-                        ("reverse", reverse)):
+    for flag, value in (
+        ("return_sequences", return_sequences),
+        ("return_carry", return_carry),
+        ("reverse", reverse),
+    ):
         check_bool(flag, value)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[Params, dict, Any]:
         (t, features), carry_shapes = _split_input_shape("Recurrent", input_shape)
         params = cell.init(key, features)
-        carry_type, y_type = _step_types(
-            cell, params, (), jax.ShapeDtypeStruct((features,), jnp.float32)
-        )
+        carry_type, y_type = _step_types(cell, params, (), jax.ShapeDtypeStruct((features,), jnp.float32))
         want = shapes(carry_type)
         if carry_shapes is not None and _as_tuples(carry_shapes) != want:
             raise ValueError(
@@ -296,13 +295,11 @@ def Recurrent(
         out = (t, *y_type.shape) if return_sequences else tuple(y_type.shape)
         return params, {}, ((out, want) if return_carry else out)
 
-    def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False,
-              mask: Any = None):
+    def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train  # deterministic
         x, carry = split_input("Recurrent", x)
         x, mask, carry = _validate("Recurrent", cell, params, x, mask, carry)
-        y, final = _run(cell, params, x, mask, carry, reverse=reverse,
-                        return_sequences=return_sequences)
+        y, final = _run(cell, params, x, mask, carry, reverse=reverse, return_sequences=return_sequences)
         return ((y, final) if return_carry else y), state
 
     return Layer(init, apply)
@@ -317,9 +314,7 @@ def _as_tuples(tree: Any) -> Any:
     return tree
 
 
-def Stacked(
-    cells: Sequence[Cell], *, return_sequences: bool = True, name: str | None = None
-) -> Layer:
+def Stacked(cells: Sequence[Cell], *, return_sequences: bool = True, name: str | None = None) -> Layer:
     r"""A stack of :func:`Recurrent` layers: layer :math:`\ell` reads the outputs of layer
     :math:`\ell - 1`.
 

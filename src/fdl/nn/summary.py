@@ -63,7 +63,9 @@ def _count(tree: Any) -> tuple[int, tuple[str, ...]]:
     return sum(math.prod(leaf.shape) for leaf in leaves), dtypes
 
 
-def flops_per_example(model: Layer, params: Any, state: Any, input_shape: Any, dtype: Any = jnp.float32) -> float | None:
+def flops_per_example(
+    model: Layer, params: Any, state: Any, input_shape: Any, dtype: Any = jnp.float32
+) -> float | None:
     """XLA's FLOP count of ``model.apply`` (evaluation mode) on one example of ``input_shape``;
     ``None`` where the backend reports no cost analysis."""
     x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
@@ -106,7 +108,7 @@ def summary(model: Layer, input_shape: Any, *, dtype: Any = jnp.float32, flops: 
         return params, state
 
     with recording_init() as records:
-        params, state = jax.eval_shape(init, jax.random.key(0))
+        params, _state = jax.eval_shape(init, jax.random.key(0))
     out_shape = shapes["out"]
     total, dtypes = _count(params)
     rows = [SummaryRow("", model.kind, out_shape, total, dtypes)]

@@ -24,9 +24,9 @@ from fdl import initializers
 from fdl._checks import check_positive_int, check_rate
 from fdl.nn.activations import Gelu
 from fdl.nn.attention import MultiHeadAttention
+from fdl.nn.composites import composite
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
-from fdl.nn.composites import composite
 from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import built_for_width, sequence_shape, split_attention_shape
 from fdl.nn.normalization import LayerNorm
@@ -40,9 +40,7 @@ def _residual(x: jax.Array, branch: jax.Array) -> jax.Array:
     return x.astype(branch.dtype) + branch  # (*batch, T, D)
 
 
-def _mlp_children(
-    mlp_features: int, width: int, dropout_rate: float, dense: dict
-) -> dict[str, Layer]:
+def _mlp_children(mlp_features: int, width: int, dropout_rate: float, dense: dict) -> dict[str, Layer]:
     return {
         "mlp_hidden": Dense(mlp_features, name="mlp_hidden", **dense),
         "gelu": Gelu(name="gelu"),
@@ -140,11 +138,20 @@ def TransformerEncoderBlock(
     check_positive_int("mlp_features", mlp_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
     attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
-    dense = {"use_bias": use_bias, "w_init": w_init, "b_init": b_init,
-             "param_dtype": param_dtype, "dtype": dtype}
+    dense = {
+        "use_bias": use_bias,
+        "w_init": w_init,
+        "b_init": b_init,
+        "param_dtype": param_dtype,
+        "dtype": dtype,
+    }
     attention = MultiHeadAttention(
-        num_heads, qkv_features=qkv_features, causal=causal, dropout_rate=attention_dropout_rate,
-        name="attention", **dense,
+        num_heads,
+        qkv_features=qkv_features,
+        causal=causal,
+        dropout_rate=attention_dropout_rate,
+        name="attention",
+        **dense,
     )
 
     def norm(part: str) -> Layer:
@@ -259,13 +266,22 @@ def TransformerDecoderBlock(
     check_positive_int("mlp_features", mlp_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
     attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
-    dense = {"use_bias": use_bias, "w_init": w_init, "b_init": b_init,
-             "param_dtype": param_dtype, "dtype": dtype}
+    dense = {
+        "use_bias": use_bias,
+        "w_init": w_init,
+        "b_init": b_init,
+        "param_dtype": param_dtype,
+        "dtype": dtype,
+    }
 
     def attention(part: str, is_causal: bool) -> Layer:
         return MultiHeadAttention(
-            num_heads, qkv_features=qkv_features, causal=is_causal,
-            dropout_rate=attention_dropout_rate, name=part, **dense,
+            num_heads,
+            qkv_features=qkv_features,
+            causal=is_causal,
+            dropout_rate=attention_dropout_rate,
+            name=part,
+            **dense,
         )
 
     def norm(part: str) -> Layer:

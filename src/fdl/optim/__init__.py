@@ -50,8 +50,8 @@ from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
-    Schedule,
     ScaleByScheduleState,
+    Schedule,
     apply_updates,
     chain,
     identity,
@@ -69,6 +69,7 @@ from fdl.optim.clipping import (
 )
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
 from fdl.optim.momentum import TraceState, sgd, trace
+from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 from fdl.optim.rms import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
@@ -89,7 +90,6 @@ from fdl.optim.schedules import (
     warmup_cosine_decay_schedule,
 )
 from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
-from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 
 __all__ = [
     # the contract and combinators

@@ -103,9 +103,7 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
 
         steps = jax.tree.map(rescale, updates, e_g, state.e_x)
         e_x = update_moment(steps, state.e_x, rho, 2)
-        new_state = ScaleByAdaDeltaState(
-            e_g=cast_like(e_g, state.e_g), e_x=cast_like(e_x, state.e_x)
-        )
+        new_state = ScaleByAdaDeltaState(e_g=cast_like(e_g, state.e_g), e_x=cast_like(e_x, state.e_x))
         return cast_like(steps, updates), new_state
 
     return GradientTransformation(init, update)

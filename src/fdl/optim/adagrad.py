@@ -41,9 +41,7 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: PyTree
 
 
-def scale_by_rss(
-    initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7
-) -> GradientTransformation:
+def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) -> GradientTransformation:
     r"""Divide updates by the root of the sum of squared gradients to date (Adagrad).
 
     .. math::
@@ -98,9 +96,7 @@ def scale_by_rss(
         sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
 
         def rescale(g, total):
-            inverse_root = jnp.where(
-                total > 0, jax.lax.rsqrt(total + jnp.asarray(eps, total.dtype)), 0
-            )
+            inverse_root = jnp.where(total > 0, jax.lax.rsqrt(total + jnp.asarray(eps, total.dtype)), 0)
             dtype = _dtypes.result_type(inverse_root, g)
             return (inverse_root.astype(dtype) * g.astype(dtype)).astype(g.dtype)
 

@@ -152,9 +152,7 @@ def scale_by_adam(
             mu_hat = bias_correction(mu, b1, count)
         nu_hat = bias_correction(nu, b2, count)
         new_updates = cast_like(adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
-        new_state = ScaleByAdamState(
-            count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
-        )
+        new_state = ScaleByAdamState(count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
         return new_updates, new_state
 
     return GradientTransformation(init, update)
@@ -200,9 +198,7 @@ def adam(
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015.
     """
     return chain(
-        scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
-        ),
+        scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -297,9 +293,7 @@ def adamw(
       the parameters before the Adam step (same value, different rounding).
     """
     return chain(
-        scale_by_adam(
-            b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
-        ),
+        scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -338,7 +332,4 @@ def nadamw(
     References:
       Dozat, 2016; Loshchilov and Hutter, 2019 (see :func:`nadam`, :func:`adamw`).
     """
-    return adamw(
-        learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
-    )
-
+    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov)

@@ -26,9 +26,7 @@ PyTree = Any
 Scalar = float | jax.Array
 
 
-def scale_by_adamax(
-    b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8
-) -> GradientTransformation:
+def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) -> GradientTransformation:
     r"""Rescale updates by Adamax: Adam with an infinity-norm second moment.
 
     .. math::
@@ -70,9 +68,7 @@ def scale_by_adamax(
     check_non_negative("eps", eps)
 
     def init(params: PyTree) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params)
-        )
+        return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -93,9 +89,7 @@ def scale_by_adamax(
             return m.astype(dtype) / v.astype(dtype)
 
         new_updates = jax.tree.map(ratio, mu_hat, nu)
-        new_state = ScaleByAdamState(
-            count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu)
-        )
+        new_state = ScaleByAdamState(count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
         return cast_like(new_updates, updates), new_state
 
     return GradientTransformation(init, update)

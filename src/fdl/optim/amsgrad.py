@@ -103,9 +103,7 @@ def scale_by_amsgrad(
         count = safe_increment(state.count)
         mu_hat = bias_correction(mu, b1, count) if bias_correction_mu else mu
         nu_seen = bias_correction(nu, b2, count) if bias_correction_nu else nu
-        nu_max = jax.tree.map(
-            lambda old, new: jnp.maximum(old.astype(new.dtype), new), state.nu_max, nu_seen
-        )
+        nu_max = jax.tree.map(lambda old, new: jnp.maximum(old.astype(new.dtype), new), state.nu_max, nu_seen)
         new_updates = cast_like(adam_ratio(mu_hat, nu_max, eps, eps_root), updates)
         new_state = ScaleByAmsgradState(
             count=count,

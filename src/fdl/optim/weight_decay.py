@@ -133,18 +133,14 @@ def masked(
         if mask_compatible_extra_args:
             structure = jax.tree.structure(updates)
             extra_args = {
-                name: _select(mask_tree, value)
-                if jax.tree.structure(value) == structure
-                else value
+                name: _select(mask_tree, value) if jax.tree.structure(value) == structure else value
                 for name, value in extra_args.items()
             }
         chosen_params = None if params is None else _select(mask_tree, params)
         new_chosen, inner_state = inner.update(
             _select(mask_tree, updates), state.inner_state, chosen_params, **extra_args
         )
-        updates = jax.tree.map(
-            lambda m, new, old: new if m else old, mask_tree, new_chosen, updates
-        )
+        updates = jax.tree.map(lambda m, new, old: new if m else old, mask_tree, new_chosen, updates)
         return updates, MaskedState(inner_state=inner_state)
 
     return GradientTransformation(init, update)
@@ -211,8 +207,7 @@ def add_decayed_weights(
         del extra_args
         if params is None:
             raise ValueError(
-                "add_decayed_weights needs the parameters: call "
-                "`update(updates, state, params)`"
+                "add_decayed_weights needs the parameters: call `update(updates, state, params)`"
             )
         if scheduled:
             rate = weight_decay(state.count)

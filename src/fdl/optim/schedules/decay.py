@@ -152,12 +152,9 @@ def cosine_decay_schedule(
     """
     steps = check_concrete_number("decay_steps", decay_steps)
     if steps <= 0:
-        raise ValueError(
-            f"`decay_steps` must be > 0 (the length of the cosine), got {decay_steps!r}"
-        )
+        raise ValueError(f"`decay_steps` must be > 0 (the length of the cosine), got {decay_steps!r}")
     check_positive_exponent(
-        "exponent", exponent, "a negative exponent is infinite from `decay_steps` on, and 0 "
-        "ignores `alpha`"
+        "exponent", exponent, "a negative exponent is infinite from `decay_steps` on, and 0 ignores `alpha`"
     )
     dtype = _dtypes.with_default_float(init_value, alpha, exponent)
     init_value, alpha, exponent = (prepare(v, dtype) for v in (init_value, alpha, exponent))

@@ -2,6 +2,7 @@ r"""Piecewise schedules: constant pieces scaled at boundaries, and schedules joi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -52,13 +53,10 @@ def piecewise_constant_schedule(
         )
     steps = []
     for boundary, factor in boundaries_and_scales.items():
-        step = check_whole_steps(
-            "boundaries_and_scales", boundary, "its keys are the steps of the jumps"
-        )
+        step = check_whole_steps("boundaries_and_scales", boundary, "its keys are the steps of the jumps")
         if check_concrete_number("boundaries_and_scales", factor) < 0:
             raise ValueError(
-                "`boundaries_and_scales` scales must be >= 0, got scale "
-                f"{factor!r} at step {boundary!r}"
+                f"`boundaries_and_scales` scales must be >= 0, got scale {factor!r} at step {boundary!r}"
             )
         steps.append((step, factor))
     steps.sort(key=lambda item: item[0])
@@ -118,7 +116,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             raise ValueError(f"`schedules[{i}]` must be a schedule (a callable), got {sched!r}")
     why = "the steps at which the next schedule starts"
     steps = [check_whole_steps("boundaries", boundary, why) for boundary in boundaries]
-    if any(later < earlier for earlier, later in zip(steps, steps[1:])):
+    if any(later < earlier for earlier, later in itertools.pairwise(steps)):
         raise ValueError(f"`boundaries` must be non-decreasing, got {boundaries!r}")
 
     def schedule(count):
@@ -129,4 +127,3 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         return value
 
     return schedule
-

@@ -101,9 +101,7 @@ def dampened_trace(
     return GradientTransformation(init, update)
 
 
-def scale_by_rss(
-    initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10
-) -> GradientTransformation:
+def scale_by_rss(initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10) -> GradientTransformation:
     r"""PyTorch's Adagrad scaling: divide by the root of the summed squares, ``eps`` outside.
 
     .. math::
