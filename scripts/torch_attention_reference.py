@@ -98,27 +98,16 @@ def main() -> None:
     with torch.no_grad():
         plain = mha(xt, xt, xt, need_weights=False)[0]
         padded = mha(xt, xt, xt, key_padding_mask=tensor(~mask), need_weights=False)[0]
-        causal = mha(
-            xt, xt, xt, key_padding_mask=tensor(~mask), attn_mask=causal_disallowed(t), need_weights=False
-        )[0]
+        causal = mha(xt, xt, xt, key_padding_mask=tensor(~mask), attn_mask=causal_disallowed(t),
+                     need_weights=False)[0]
     out.update(params_of("mha_self", mha))
-    out.update(
-        {
-            "mha_self/x": x,
-            "mha_self/mask": mask,
-            "mha_self/y_plain": plain.numpy(),
-            "mha_self/y_padded": padded.numpy(),
-            "mha_self/y_causal_padded": causal.numpy(),
-        }
-    )
+    out.update({"mha_self/x": x, "mha_self/mask": mask, "mha_self/y_plain": plain.numpy(),
+                "mha_self/y_padded": padded.numpy(), "mha_self/y_causal_padded": causal.numpy()})
 
     # ---- cross-attention, key/value width 6
     t_q, t_k, kv_width = 4, 6, 6
-    mha = (
-        torch.nn.MultiheadAttention(WIDTH, HEADS, kdim=kv_width, vdim=kv_width, batch_first=True)
-        .double()
-        .train()
-    )
+    mha = torch.nn.MultiheadAttention(WIDTH, HEADS, kdim=kv_width, vdim=kv_width,
+                                      batch_first=True).double().train()
     randomize(mha, gen)
     x_q = rng.standard_normal((BATCH, t_q, WIDTH))
     x_kv = rng.standard_normal((BATCH, t_k, kv_width))
@@ -129,30 +118,16 @@ def main() -> None:
     with torch.no_grad():
         plain = mha(q, kv, kv, need_weights=False)[0]
         padded = mha(q, kv, kv, key_padding_mask=tensor(~kv_mask), need_weights=False)[0]
-        both = mha(
-            q, kv, kv, key_padding_mask=tensor(~kv_mask), attn_mask=tensor(~allowed), need_weights=False
-        )[0]
+        both = mha(q, kv, kv, key_padding_mask=tensor(~kv_mask), attn_mask=tensor(~allowed),
+                   need_weights=False)[0]
     out.update(params_of("mha_cross", mha))
-    out.update(
-        {
-            "mha_cross/x_q": x_q,
-            "mha_cross/x_kv": x_kv,
-            "mha_cross/kv_mask": kv_mask,
-            "mha_cross/attn_mask": allowed,
-            "mha_cross/y_plain": plain.numpy(),
-            "mha_cross/y_padded": padded.numpy(),
-            "mha_cross/y_attn_mask_padded": both.numpy(),
-        }
-    )
+    out.update({"mha_cross/x_q": x_q, "mha_cross/x_kv": x_kv, "mha_cross/kv_mask": kv_mask,
+                "mha_cross/attn_mask": allowed, "mha_cross/y_plain": plain.numpy(),
+                "mha_cross/y_padded": padded.numpy(), "mha_cross/y_attn_mask_padded": both.numpy()})
 
     # ---- pre-LN encoder layer
-    enc = (
-        torch.nn.TransformerEncoderLayer(
-            WIDTH, HEADS, MLP, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        .double()
-        .train()
-    )
+    enc = torch.nn.TransformerEncoderLayer(WIDTH, HEADS, MLP, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True).double().train()
     randomize(enc, gen)
     x = rng.standard_normal((BATCH, t, WIDTH))
     mask = lengths_mask([5, 2, 1], t)
@@ -160,24 +135,13 @@ def main() -> None:
         plain = enc(tensor(x))
         causal = enc(tensor(x), src_mask=causal_disallowed(t), src_key_padding_mask=tensor(~mask))
     out.update(params_of("encoder", enc))
-    out.update(
-        {
-            "encoder/x": x,
-            "encoder/mask": mask,
-            "encoder/y_plain": plain.numpy(),
-            "encoder/y_causal_padded": causal.numpy(),
-        }
-    )
+    out.update({"encoder/x": x, "encoder/mask": mask, "encoder/y_plain": plain.numpy(),
+                "encoder/y_causal_padded": causal.numpy()})
 
     # ---- pre-LN decoder layer
     s = 6
-    dec = (
-        torch.nn.TransformerDecoderLayer(
-            WIDTH, HEADS, MLP, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        .double()
-        .train()
-    )
+    dec = torch.nn.TransformerDecoderLayer(WIDTH, HEADS, MLP, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True).double().train()
     randomize(dec, gen)
     x = rng.standard_normal((BATCH, t, WIDTH))
     memory = rng.standard_normal((BATCH, s, WIDTH))
@@ -187,25 +151,12 @@ def main() -> None:
     with torch.no_grad():
         plain = dec(xt, mt)
         causal = dec(xt, mt, tgt_mask=causal_disallowed(t))
-        padded = dec(
-            xt,
-            mt,
-            tgt_mask=causal_disallowed(t),
-            tgt_key_padding_mask=tensor(~mask),
-            memory_key_padding_mask=tensor(~memory_mask),
-        )
+        padded = dec(xt, mt, tgt_mask=causal_disallowed(t), tgt_key_padding_mask=tensor(~mask),
+                     memory_key_padding_mask=tensor(~memory_mask))
     out.update(params_of("decoder", dec))
-    out.update(
-        {
-            "decoder/x": x,
-            "decoder/memory": memory,
-            "decoder/mask": mask,
-            "decoder/memory_mask": memory_mask,
-            "decoder/y_plain": plain.numpy(),
-            "decoder/y_causal": causal.numpy(),
-            "decoder/y_causal_padded": padded.numpy(),
-        }
-    )
+    out.update({"decoder/x": x, "decoder/memory": memory, "decoder/mask": mask,
+                "decoder/memory_mask": memory_mask, "decoder/y_plain": plain.numpy(),
+                "decoder/y_causal": causal.numpy(), "decoder/y_causal_padded": padded.numpy()})
 
     for key, value in out.items():
         assert value.dtype != object, key

@@ -46,24 +46,15 @@ OUT = ROOT / "tests" / "nn" / "fixtures"
 CASES: dict[str, tuple[str, dict, tuple[int, ...], float]] = {
     "layer_norm_2axes": ("LayerNorm", {"normalized_shape": [5, 6]}, (3, 4, 5, 6), 2.0),
     "layer_norm_3axes": (
-        "LayerNorm",
-        {"normalized_shape": [3, 4, 2], "eps": 1e-3},
-        (2, 3, 4, 2),
-        1.0,
+        "LayerNorm", {"normalized_shape": [3, 4, 2], "eps": 1e-3}, (2, 3, 4, 2), 1.0,
     ),
     "rms_norm_default_eps": ("RMSNorm", {"normalized_shape": [5, 6]}, (3, 4, 5, 6), 3e-4),
     "rms_norm_eps": ("RMSNorm", {"normalized_shape": [6], "eps": 1e-6}, (3, 4, 6), 1e-3),
     "conv_transpose2d_groups": (
         "ConvTranspose2d",
         {
-            "in_channels": 4,
-            "out_channels": 6,
-            "kernel_size": [3, 2],
-            "stride": 2,
-            "padding": 1,
-            "output_padding": 1,
-            "groups": 2,
-            "dilation": [1, 2],
+            "in_channels": 4, "out_channels": 6, "kernel_size": [3, 2], "stride": 2,
+            "padding": 1, "output_padding": 1, "groups": 2, "dilation": [1, 2],
         },
         (2, 4, 4, 3),
         1.0,
@@ -71,13 +62,8 @@ CASES: dict[str, tuple[str, dict, tuple[int, ...], float]] = {
     "conv_transpose2d_depthwise": (
         "ConvTranspose2d",
         {
-            "in_channels": 3,
-            "out_channels": 3,
-            "kernel_size": 3,
-            "stride": [2, 1],
-            "padding": [0, 1],
-            "groups": 3,
-            "bias": False,
+            "in_channels": 3, "out_channels": 3, "kernel_size": 3, "stride": [2, 1],
+            "padding": [0, 1], "groups": 3, "bias": False,
         },
         (2, 3, 3, 4),
         1.0,
@@ -85,14 +71,8 @@ CASES: dict[str, tuple[str, dict, tuple[int, ...], float]] = {
     "conv_transpose1d_groups": (
         "ConvTranspose1d",
         {
-            "in_channels": 4,
-            "out_channels": 2,
-            "kernel_size": 3,
-            "stride": 3,
-            "padding": 2,
-            "output_padding": 2,
-            "groups": 2,
-            "dilation": 2,
+            "in_channels": 4, "out_channels": 2, "kernel_size": 3, "stride": 3, "padding": 2,
+            "output_padding": 2, "groups": 2, "dilation": 2,
         },
         (2, 4, 5),
         1.0,
@@ -100,13 +80,8 @@ CASES: dict[str, tuple[str, dict, tuple[int, ...], float]] = {
     "conv2d_groups": (
         "Conv2d",
         {
-            "in_channels": 4,
-            "out_channels": 6,
-            "kernel_size": [3, 2],
-            "stride": 2,
-            "padding": 1,
-            "groups": 2,
-            "dilation": [1, 2],
+            "in_channels": 4, "out_channels": 6, "kernel_size": [3, 2], "stride": 2,
+            "padding": 1, "groups": 2, "dilation": [1, 2],
         },
         (2, 4, 7, 6),
         1.0,
@@ -166,12 +141,8 @@ def main() -> None:
         "seed": SEED,
         "loss": "sum(y * dy)",
         "cases": {
-            name: {
-                "module": f"torch.nn.{cls}",
-                "kwargs": kwargs,
-                "input_shape": list(shape),
-                "input_scale": scale,
-            }
+            name: {"module": f"torch.nn.{cls}", "kwargs": kwargs, "input_shape": list(shape),
+                   "input_scale": scale}
             for name, (cls, kwargs, shape, scale) in CASES.items()
         },
         "sha256": {path.name: sha256(path)},

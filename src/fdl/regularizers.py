@@ -33,8 +33,7 @@ of Python bools with the structure of ``params`` (``True`` = penalize), or a fun
 Penalties are accumulated and returned in float32 whatever the parameter dtype, since squaring and
 summing many bfloat16 values in bfloat16 loses most of the digits of the total.
 
-References
-----------
+References:
 * Krogh & Hertz (1992). A simple weight decay can improve generalization. NeurIPS.
 * Tibshirani (1996). Regression shrinkage and selection via the lasso. JRSS B 58(1).
 * Goodfellow, Bengio & Courville (2016). *Deep Learning*, chapter 7.

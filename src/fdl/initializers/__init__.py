@@ -9,8 +9,7 @@ One module per family: :mod:`~fdl.initializers.base` (the contract and :func:`co
 draws and orthogonal matrices) and :mod:`~fdl.initializers.scaling` (variance scaling: Glorot,
 He, LeCun).
 
-Why the variance matters
-------------------------
+**Why the variance matters.**
 Take a dense layer :math:`y = x W` with ``x`` of shape ``(in,)`` and ``W`` of shape ``(in, out)``,
 whose entries are independent with zero mean. Each output is a sum of ``fan_in`` products, so
 
@@ -49,21 +48,18 @@ Only the variance is fixed; the distribution is a free choice, matched to the ta
 singular value of ``W`` equals ``scale``, so a linear layer preserves the norm of *every* input
 (and of every back-propagated gradient), not just the average one.
 
-Shapes and fans
----------------
+**Shapes and fans.**
 fdl stores a dense weight as ``(in, out)`` and a convolution kernel as ``(*receptive, in, out)``
 (HWIO), so the fans of :func:`compute_fans` are read from the last two axes and multiplied by the
 receptive-field size.
 
-Dtypes
-------
+**Dtypes.**
 Random draws are made in float32 (float64 when that is requested and ``jax_enable_x64`` is on) and
 cast to the requested dtype afterwards, so a bfloat16 parameter is the rounding of the float32 one
 drawn with the same key. :func:`zeros`, :func:`ones` and :func:`constant` accept any dtype; the
 random initializers need a floating-point one.
 
-References
-----------
+References:
 * LeCun, Bottou, Orr & Müller (1998). Efficient BackProp. In *Neural Networks: Tricks of the Trade*.
 * Glorot & Bengio (2010). Understanding the difficulty of training deep feedforward neural
   networks. AISTATS.

@@ -39,8 +39,7 @@ clamps to 0; a ``decay_rate`` of 0, which it turns into a constant schedule; a n
 ``warmup_steps``; more boundaries than schedules, which its ``zip`` drops), fdl raises a
 ``ValueError`` naming the argument and its value. Each function's docstring lists its own cases.
 
-References
-----------
+References:
 * Robbins & Monro (1951). A stochastic approximation method. Ann. Math. Statist. 22(3).
 * He, Zhang, Ren & Sun (2016). Deep residual learning for image recognition. CVPR.
 * Loshchilov & Hutter (2017). SGDR: stochastic gradient descent with warm restarts. ICLR.
