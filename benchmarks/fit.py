@@ -84,7 +84,8 @@ def run_loop(hidden, steps: int) -> float:
 def run_raw(hidden, steps: int) -> float:
     data, _, params, _ = build(hidden)
     start = time.perf_counter()
-    weights = [(p["w"], p["b"]) for p in params if p]  # the same initial values
+    dense = [params[f"dense_{i}"] for i in range(len(params))]  # MLP's dense layers, in order
+    weights = [(p["w"], p["b"]) for p in dense]  # the same initial values
     optimizer = optax.adam(1e-3)
 
     def loss_fn(weights, x, y, key):
