@@ -101,7 +101,7 @@ def init_state(
     >>> int(state.step), state.layer_state
     (0, {})
     """
-    _check_optimizer(optimizer, "init_state")
+    check_optimizer("init_state", optimizer)
     params, layer_state = jax.tree.map(jnp.copy, (params, {} if layer_state is None else layer_state))
     opt_state = optimizer.init(trainable_part(params, trainable))
     return TrainState(params, layer_state, opt_state, jnp.zeros((), jnp.int32))
@@ -159,24 +159,17 @@ def make_step(
         lacks ``init``/``update``; when traced, ``loss_fn`` returns something other than
         ``(loss, (layer_state, metrics))`` with a scalar loss.
     """
-    _check_loss_fn(loss_fn, "make_step")
-    _check_optimizer(optimizer, "make_step")
+    check_arity("make_step", "loss_fn", loss_fn, 4, LOSS_SIGNATURE, hint=_SIMPLE_LOSS_HINT)
+    check_optimizer("make_step", optimizer)
     checked = _checked_loss(loss_fn)
 
     def step(state: TrainState, batch: Any, key: Any):
-        params = state.params
-        if trainable is None:
-            train, frozen = params, None
+        # The frozen part enters the loss as a constant: jax.grad never computes its gradient
+        # (nor the backward pass below the lowest trainable layer).
+        train, frozen = (state.params, None) if trainable is None else partition(state.params, trainable)
 
-            def of_trainable(train_params, *args):
-                return checked(train_params, *args)
-        else:
-            # The frozen part enters the loss as a constant: jax.grad never computes its gradient
-            # (nor the backward pass below the lowest trainable layer).
-            train, frozen = partition(params, trainable)
-
-            def of_trainable(train_params, *args):
-                return checked(combine(train_params, frozen), *args)
+        def of_trainable(train_params, *args):
+            return checked(train_params if frozen is None else combine(train_params, frozen), *args)
 
         (loss, (layer_state, aux)), grads = jax.value_and_grad(of_trainable, has_aux=True)(
             train, state.layer_state, batch, key
@@ -251,22 +244,10 @@ def make_train_step(
 # ---------------------------------------------------------------------------------------- checks
 
 
-def _check_optimizer(optimizer: Any, caller: str) -> None:
-    check_optimizer(caller, optimizer)
-
-
-def _check_loss_fn(loss_fn: Any, caller: str) -> None:
-    check_arity(
-        caller,
-        "loss_fn",
-        loss_fn,
-        4,
-        LOSS_SIGNATURE,
-        hint=(
-            ". For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
-            "fdl.train.simple_loss(loss_fn)"
-        ),
-    )
+_SIMPLE_LOSS_HINT = (
+    ". For a loss of (params, batch, key) returning the loss (or (loss, metrics)), pass "
+    "fdl.train.simple_loss(loss_fn)"
+)
 
 
 def _checked_loss(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
