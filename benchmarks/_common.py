@@ -1,26 +1,42 @@
-"""What every benchmark here shares: the machine description, interleaved timing, the output files.
+"""What every benchmark here shares: one timing method, the statistics, the machine, the files.
 
-A benchmark compares candidates in one process. Each *round* times every candidate once, for
-``calls`` calls and one block at the end, in an order that alternates between rounds (so no
-candidate always runs first, on a cold cache, or last). We report the median seconds per call
-over the rounds, the ratio of the medians, and the median of the per-round ratios (robust to a
-slow round that hits both).
+**The timing method.** Candidates are compiled functions, compared in one process:
+
+* each is compiled and warmed up first, so no timing includes tracing or compilation;
+* a *round* times every candidate once: ``calls`` calls, then one block on the last result
+  (``runner(calls)``), in an order that alternates between rounds, so no candidate always runs
+  first (on a cold cache) or last;
+* a round that another process disturbed is measured and dropped: the CPU time that the whole
+  machine spent during the round (``/proc/stat``) minus this process's own CPU time (all its
+  threads) is the time taken by *others*; a round where others took more than
+  ``max_others`` of one core is run again, up to ``3 * rounds`` rounds in all;
+* at least 11 kept rounds; every figure is reported as its median and interquartile range
+  (``q1``-``q3``), and every ratio as the ratio of the medians with the interquartile range
+  of the per-round ratios as its spread (a round's ratio compares candidates measured seconds
+  apart, so it cancels slow drifts of the machine).
+
+Two runs of a benchmark agree when each headline ratio of one lies within the spread that the
+other reports.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import optax
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MIN_ROUNDS = 11
 
 
 def machine() -> dict:
@@ -30,47 +46,226 @@ def machine() -> dict:
         "platform": device.platform,
         "device": getattr(device, "device_kind", str(device)),
         "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "python": platform.python_version(),
         "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _version("jaxlib"),
         "optax": optax.__version__,
         "machine": platform.machine(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+# ------------------------------------------------------------------------------- disturbance
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores), or ``None`` where
+    ``/proc/stat`` does not exist."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """The CPU time *other* processes took between :meth:`start` and :meth:`stop`, in seconds:
+    the machine's busy time minus this process's own (``time.process_time``, all threads).
+    ``/proc/stat`` counts in clock ticks (10 ms), so it is exact to about two ticks."""
+
+    def start(self) -> None:
+        self._busy, self._own, self._wall = _machine_busy_seconds(), time.process_time(), time.perf_counter()
+
+    def stop(self) -> tuple[float, float | None]:
+        """``(wall seconds, others' CPU seconds or None when not measurable)``."""
+        wall = time.perf_counter() - self._wall
+        busy = _machine_busy_seconds()
+        if busy is None or self._busy is None:
+            return wall, None
+        return wall, max(0.0, (busy - self._busy) - (time.process_time() - self._own))
+
+
+# ------------------------------------------------------------------------------------ timing
+
+
+@dataclass
+class Timings:
+    """Seconds per call of each candidate, one entry per kept round, and what was dropped."""
+
+    times: dict[str, list[float]]
+    calls: int
+    attempted: int = 0
+    dropped: int = 0
+    others: list[float] = field(default_factory=list)  # others' CPU, in cores, per kept round
+    measured: bool = True  # False where /proc/stat does not exist (nothing dropped)
+
+    def record(self) -> dict:
+        return {
+            "calls_per_round": self.calls,
+            "rounds_kept": len(next(iter(self.times.values()))),
+            "rounds_attempted": self.attempted,
+            "rounds_dropped_as_disturbed": self.dropped,
+            "disturbance_measured": self.measured,
+            "others_cpu_cores_per_kept_round": summary(self.others) if self.others else None,
+            "seconds_per_call": {name: summary(v) for name, v in self.times.items()},
+        }
+
+    def describe(self) -> str:
+        kept = len(next(iter(self.times.values())))
+        if not self.measured:
+            return f"{kept} rounds of {self.calls} calls (disturbance not measurable here)"
+        return (
+            f"{kept} rounds of {self.calls} calls kept, {self.dropped} dropped as disturbed by "
+            "other processes"
+        )
 
 
 def interleaved(
-    runners: Mapping[str, Callable[[int], None]], rounds: int, calls: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each runner, one entry per round.
+    runners: Mapping[str, Callable[[int], None]],
+    rounds: int,
+    calls: int,
+    *,
+    max_others: float = 0.1,
+) -> Timings:
+    """Time ``runners`` by the method of the module docstring.
 
-    ``runners[name](n)`` makes ``n`` calls and blocks on the last result. The order of the
-    runners is reversed every other round.
+    Args:
+      runners: ``runners[name](n)`` makes ``n`` calls of a compiled function, already warm,
+        and blocks on the last result.
+      rounds: rounds to keep (at least :data:`MIN_ROUNDS`).
+      calls: calls per candidate per round.
+      max_others: a round is dropped when other processes took more than this many cores of
+        CPU time over it (0.1: a tenth of one core); at least two clock ticks.
     """
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"rounds must be at least {MIN_ROUNDS}, got {rounds}")
     names = list(runners)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
+    out = Timings({name: [] for name in names}, calls)
+    meter = CpuMeter()
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    while len(out.times[names[0]]) < rounds and out.attempted < 3 * rounds:
+        order = names if out.attempted % 2 == 0 else names[::-1]
+        out.attempted += 1
+        this_round = {}
+        meter.start()
+        for name in order:
             start = time.perf_counter()
             runners[name](calls)
-            times[name].append((time.perf_counter() - start) / calls)
-    return times
+            this_round[name] = (time.perf_counter() - start) / calls
+        wall, others = meter.stop()
+        if others is None:
+            out.measured = False
+        elif others > max(max_others * wall, 2 * tick):
+            out.dropped += 1
+            continue
+        for name, seconds in this_round.items():
+            out.times[name].append(seconds)
+        if others is not None:
+            out.others.append(others / wall)
+    if len(out.times[names[0]]) < MIN_ROUNDS:
+        raise RuntimeError(
+            f"only {len(out.times[names[0]])} of {out.attempted} rounds were undisturbed by other "
+            "processes: run the benchmark on an idle machine"
+        )
+    return out
 
 
-def ratios(times: Mapping[str, list[float]], numerator: str, denominator: str) -> dict:
-    """Medians per call of both, the ratio of the medians and the median of the round ratios."""
+# -------------------------------------------------------------------------------- statistics
+
+
+def summary(values: list[float]) -> dict:
+    """Median and interquartile range (``q1``, ``q3``) of ``values``."""
+    if len(values) == 1:
+        return {"median": values[0], "q1": values[0], "q3": values[0], "n": 1}
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return {"median": median, "q1": q1, "q3": q3, "n": len(values)}
+
+
+def ratios(timings: Timings, numerator: str, denominator: str) -> dict:
+    """``numerator`` over ``denominator``: both medians with their spread, the ratio of the
+    medians and the spread (median, q1, q3) of the per-round ratios."""
+    times = timings.times
     med = {name: statistics.median(times[name]) for name in (numerator, denominator)}
     per_round = [a / b for a, b in zip(times[numerator], times[denominator], strict=True)]
     return {
+        "seconds_per_call": {name: summary(times[name]) for name in (numerator, denominator)},
         "median_s_per_call": med,
         "ratio": med[numerator] / med[denominator],
-        "median_of_round_ratios": statistics.median(per_round),
+        "round_ratios": summary(per_round),
     }
 
 
-def save(name: str, info: dict, results: object, table: str, out: Path = RESULTS) -> None:
+def fmt_ratio(r: dict, digits: int = 3) -> str:
+    """``ratio [q1-q3]``: the ratio of medians and the interquartile range of the round ratios."""
+    s = r["round_ratios"]
+    return f"{r['ratio']:.{digits}f} [{s['q1']:.{digits}f}–{s['q3']:.{digits}f}]"
+
+
+def fmt_time(s: dict, scale: float, digits: int = 1) -> str:
+    """A :func:`summary` of seconds, scaled (1e6 for µs), as ``median [q1-q3]``."""
+    return f"{s['median'] * scale:.{digits}f} [{s['q1'] * scale:.{digits}f}–{s['q3'] * scale:.{digits}f}]"
+
+
+def agrees(run_a: dict, run_b: dict) -> bool:
+    """Whether two :func:`ratios` results agree: each ratio within the other's spread."""
+
+    def within(r, other):
+        return other["round_ratios"]["q1"] <= r["ratio"] <= other["round_ratios"]["q3"]
+
+    return within(run_a, run_b) and within(run_b, run_a)
+
+
+# ---------------------------------------------------------------------------------- the files
+
+
+def settings(args: object) -> dict:
+    """The command that ran and its parsed arguments, for the results file."""
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def header(info: dict, run: dict) -> str:
+    """The first lines of every results table: the command, the machine, the method."""
+    return (
+        f"`{run['command']}` ({run['when']}). Device: {info['device']} ({info['platform']}), "
+        f"{info['cpu_count']} CPUs ({info['cpu_model']}), jax {info['jax']}, optax {info['optax']}. "
+        "Medians with their interquartile range in brackets; a ratio is the ratio of medians, "
+        "in brackets the interquartile range of the per-round ratios (`benchmarks/_common.py`)."
+    )
+
+
+def save(name: str, info: dict, run: dict, results: object, table: str, out: Path = RESULTS) -> None:
     """Write ``<out>/<name>-<platform>.json`` and ``.md`` and print the table."""
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{name}-{info['platform']}"
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    record = {"machine": info, "settings": run, "results": results}
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2))
     stem.with_suffix(".md").write_text(table)
     print(table)
 

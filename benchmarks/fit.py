@@ -5,17 +5,19 @@ digits), for a small MLP 64-32-10, where per-call dispatch dominates, and for th
 example's 64-256-256-10, where the arithmetic does:
 
 * ``fit``: ``fdl.fit.fit`` with ``steps_per_call`` steps fused into one ``lax.scan`` per XLA
-  call, the data on the device and shuffled there;
+  call, the data on the device and shuffled there. Each round is one whole ``fit(...)`` call of
+  ``--steps`` steps from the same start, as a user makes it (set-up, copies of the parameters,
+  history rows included); the loss and the optimizer are the same objects in every call, so
+  ``fit`` reuses its compiled program (a second call does not trace again);
 * ``loop``: the plain loop a user writes: host-side shuffled batches (``fdl.data.batches``) fed
-  one per call to the jitted step of ``fdl.train.make_stateful_train_step``;
+  one per call to the jitted step of ``fdl.train.make_train_step``;
 * ``raw``: the same loop around a hand-written raw-JAX MLP step (``jax.numpy`` + optax), the
   floor of per-step dispatch.
 
-Each is timed end to end for ``N`` and for ``2N`` steps in one process, and the steady-state
-throughput is ``N · batch / (T(2N) − T(N))`` examples per second: the difference cancels the
-compilation and set-up that both runs share. N is chosen per runner (probed) so that the N extra
-steps take ``--seconds``, far above the jitter of compilation. Repeats interleave the three;
-we report medians.
+Timed by the shared method of ``_common.py``: warm (every candidate runs once first, so no round
+compiles), interleaved rounds of ``--steps`` steps each, rounds disturbed by other processes
+dropped, medians with interquartile ranges. The first ``fit`` call (tracing and compiling) is
+reported apart, beside the second.
 
     python benchmarks/fit.py            # writes benchmarks/results/fit-<platform>.{json,md}
 """
@@ -23,7 +25,6 @@ we report medians.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 import optax
 
 import fdl
-from _common import RESULTS, machine, save
+from _common import RESULTS, fmt_ratio, fmt_time, header, interleaved, machine, ratios, save, settings
 
 BATCH = 32
 CASES = {"small 64-32-10": (32,), "example 64-256-256-10": (256, 256)}
@@ -44,48 +45,56 @@ def build(hidden):
     return data, model, params, state
 
 
-def run_fit(hidden, steps: int, steps_per_call: int) -> float:
-    data, model, params, state = build(hidden)
-    start = time.perf_counter()
-    result = fdl.fit.fit(
-        fdl.fit.classification_loss(model),
-        fdl.optim.adam(1e-3),
-        params,
-        (data.x_train, data.y_train),
-        layer_state=state,
-        key=jax.random.key(1),
-        batch_size=BATCH,
-        steps=steps,
-        execution=fdl.fit.Execution(steps_per_call=steps_per_call),
-        logging=fdl.fit.Logging(progress=False),
-    )
-    jax.block_until_ready(result.params)
-    return time.perf_counter() - start
-
-
 def host_batches(data, key):
     while True:
         key, sub = jax.random.split(key)
         yield from fdl.data.batches(sub, (data.x_train, data.y_train), BATCH)
 
 
-def run_loop(hidden, steps: int) -> float:
+def fit_runner(hidden, steps_per_call: int):
     data, model, params, state = build(hidden)
-    start = time.perf_counter()
+    loss, optimizer = fdl.fit.classification_loss(model), fdl.optim.adam(1e-3)
+    execution = fdl.fit.Execution(steps_per_call=steps_per_call)
+    logging = fdl.fit.Logging(progress=False)
+
+    def run(n: int) -> None:
+        result = fdl.fit.fit(
+            loss,
+            optimizer,
+            params,
+            (data.x_train, data.y_train),
+            layer_state=state,
+            key=jax.random.key(1),
+            batch_size=BATCH,
+            steps=n,
+            execution=execution,
+            logging=logging,
+        )
+        jax.block_until_ready(result.params)
+
+    return run
+
+
+def loop_runner(hidden):
+    data, model, params, state = build(hidden)
     optimizer = fdl.optim.adam(1e-3)
     step = fdl.train.make_train_step(fdl.fit.classification_loss(model), optimizer)
-    train_state, key = fdl.train.init_state(params, optimizer, layer_state=state), jax.random.key(1)
-    for i, batch in zip(range(steps), host_batches(data, key), strict=False):
-        train_state, _metrics = step(train_state, batch, jax.random.fold_in(key, i))
-    jax.block_until_ready(train_state)
-    return time.perf_counter() - start
+    carry = {"state": fdl.train.init_state(params, optimizer, layer_state=state)}
+    key = jax.random.key(1)
+    batches = host_batches(data, key)
+
+    def run(n: int) -> None:
+        train_state = carry["state"]
+        for i in range(n):
+            train_state, _metrics = step(train_state, next(batches), jax.random.fold_in(key, i))
+        carry["state"] = jax.block_until_ready(train_state)
+
+    return run
 
 
-def run_raw(hidden, steps: int) -> float:
+def raw_runner(hidden):
     data, _, params, _ = build(hidden)
-    start = time.perf_counter()
     dense = [params[f"dense_{i}"] for i in range(len(params))]  # MLP's dense layers, in order
-    weights = [(p["w"], p["b"]) for p in dense]  # the same initial values
     optimizer = optax.adam(1e-3)
 
     def loss_fn(weights, x, y, key):
@@ -104,87 +113,80 @@ def run_raw(hidden, steps: int) -> float:
         return optax.apply_updates(weights, updates), opt_state
 
     step = jax.jit(step, donate_argnums=(0, 1))
-    opt_state, key = optimizer.init(weights), jax.random.key(1)
-    for i, (x, y) in zip(range(steps), host_batches(data, key), strict=False):
-        weights, opt_state = step(weights, opt_state, x, y, jax.random.fold_in(key, i))
-    jax.block_until_ready(weights)
-    return time.perf_counter() - start
+    weights = [(jnp.array(p["w"]), jnp.array(p["b"])) for p in dense]  # the same initial values
+    carry = {"weights": weights, "opt_state": optimizer.init(weights)}
+    key = jax.random.key(1)
+    batches = host_batches(data, key)
 
+    def run(n: int) -> None:
+        weights, opt_state = carry["weights"], carry["opt_state"]
+        for i in range(n):
+            x, y = next(batches)
+            weights, opt_state = step(weights, opt_state, x, y, jax.random.fold_in(key, i))
+        carry["weights"], carry["opt_state"] = jax.block_until_ready((weights, opt_state))
 
-def steps_for(runner, seconds: float) -> int:
-    """A step count N whose extra N steps take about ``seconds``: probed from T(2n) - T(n)."""
-    n = 200
-    while True:
-        extra = runner(2 * n) - runner(n)
-        if extra > 0.2 * seconds or n >= 200_000:
-            return max(n, int(n * seconds / max(extra, 1e-9)))
-        n *= 4
+    return run
 
 
 def measure(args, hidden) -> dict:
     runners = {
-        "fit (fused)": lambda n: run_fit(hidden, n, args.steps_per_call),
-        "loop (per-step)": lambda n: run_loop(hidden, n),
-        "raw JAX (per-step)": lambda n: run_raw(hidden, n),
+        "fit": fit_runner(hidden, args.steps_per_call),
+        "loop": loop_runner(hidden),
+        "raw": raw_runner(hidden),
     }
-    # Each runner gets its own N, so that the N extra steps take ~args.seconds: the difference
-    # T(2N) - T(N) must dwarf the run-to-run jitter of compilation (about 0.1 s here).
-    steps = {name: steps_for(runner, args.seconds) for name, runner in runners.items()}
-    throughput: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(args.repeats):
-        names = list(runners) if r % 2 == 0 else list(runners)[::-1]
-        for name in names:
-            n = steps[name]
-            short, long = runners[name](n), runners[name](2 * n)
-            throughput[name].append(n * BATCH / (long - short))
-    med = {name: statistics.median(v) for name, v in throughput.items()}
+    first_calls = []
+    for _ in range(2):  # the first fit call traces and compiles; the second must not
+        start = time.perf_counter()
+        runners["fit"](args.steps)
+        first_calls.append(time.perf_counter() - start)
+    for name in ("loop", "raw"):  # compile and warm up
+        runners[name](args.steps)
+    timings = interleaved(runners, args.rounds, args.steps)
     return {
-        "steps": steps,
-        "examples_per_s": med,
-        "all_examples_per_s": throughput,
-        "fit_over_loop": med["fit (fused)"] / med["loop (per-step)"],
-        "fit_over_raw_loop": med["fit (fused)"] / med["raw JAX (per-step)"],
+        "timing": timings.record(),
+        "timing_summary": timings.describe(),
+        # speed-ups of fit: the loop's time per step over fit's
+        "fit_speedup_over_loop": ratios(timings, "loop", "fit"),
+        "fit_speedup_over_raw_loop": ratios(timings, "raw", "fit"),
+        "first_fit_call_s": first_calls[0],
+        "second_fit_call_s": first_calls[1],
     }
+
+
+def to_markdown(results: dict, info: dict, run: dict, args) -> str:
+    lines = [
+        header(info, run),
+        "",
+        f"Training throughput on the digits (dropout 0.1, Adam, batch {BATCH}); each round is "
+        f"{args.steps} steps of each candidate; fit fuses {args.steps_per_call} steps per call. "
+        "Speed-up: the per-step loop's time over fit's (above 1: fit is faster).",
+        "",
+        "| MLP | fit µs/step | per-step loop µs/step | raw JAX loop µs/step | fit speed-up over loop "
+        "| over raw loop | first / second fit call (s) | rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for case, r in results.items():
+        s = r["timing"]["seconds_per_call"]
+        lines.append(
+            f"| {case} | {fmt_time(s['fit'], 1e6)} | {fmt_time(s['loop'], 1e6)} | "
+            f"{fmt_time(s['raw'], 1e6)} | {fmt_ratio(r['fit_speedup_over_loop'], 2)} | "
+            f"{fmt_ratio(r['fit_speedup_over_raw_loop'], 2)} | "
+            f"{r['first_fit_call_s']:.2f} / {r['second_fit_call_s']:.2f} | {r['timing_summary']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
-    parser.add_argument(
-        "--seconds", type=float, default=1.5, help="target duration of the N extra steps of each runner"
-    )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15, help="undisturbed rounds to keep (>= 11)")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per candidate per round")
     parser.add_argument("--steps-per-call", type=int, default=50)
     args = parser.parse_args(argv)
-    results = {}
-    for case, hidden in CASES.items():
-        results[case] = measure(args, hidden)
-    info = machine()
-    lines = [
-        f"Training throughput on the digits (dropout 0.1, Adam, batch {BATCH}), steady state from "
-        f"T(2N) - T(N), N chosen per run so that N steps take ~{args.seconds} s, median of "
-        f"{args.repeats}; fit fuses "
-        f"{args.steps_per_call} steps per call. Device: {info['device']} ({info['platform']}), "
-        f"{info['cpu_count']} CPUs, jax {info['jax']}.",
-        "",
-        "| MLP | fit (fused) ex/s | per-step loop ex/s | raw JAX per-step ex/s | fit / loop "
-        "| fit / raw loop |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for case, r in results.items():
-        m = r["examples_per_s"]
-        lines.append(
-            f"| {case} | {m['fit (fused)']:,.0f} | {m['loop (per-step)']:,.0f} | "
-            f"{m['raw JAX (per-step)']:,.0f} | {r['fit_over_loop']:.2f} | "
-            f"{r['fit_over_raw_loop']:.2f} |"
-        )
-    record = {
-        "seconds": args.seconds,
-        "batch": BATCH,
-        "repeats": args.repeats,
-        "steps_per_call": args.steps_per_call,
-        "cases": results,
-    }
-    save("fit", info, record, "\n".join(lines) + "\n", RESULTS)
+    if args.steps % args.steps_per_call:
+        parser.error(f"--steps ({args.steps}) must be a multiple of --steps-per-call ({args.steps_per_call})")
+    results = {case: measure(args, hidden) for case, hidden in CASES.items()}
+    info, run = machine(), settings(args)
+    save("fit", info, run, results, to_markdown(results, info, run, args), RESULTS)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ and donated buffers. Rounds interleave (see ``_common.py``); we report medians, 
 cost model for both programs.
 
     python benchmarks/layers.py              # writes benchmarks/results/layers-<platform>.{json,md}
-    python benchmarks/layers.py --rounds 5   # quicker
+    python benchmarks/layers.py --rounds 11  # quicker
 """
 
 from __future__ import annotations
@@ -25,7 +25,18 @@ import jax.numpy as jnp
 import optax
 
 import fdl
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
+from _common import (
+    RESULTS,
+    compiled_cost,
+    fmt_ratio,
+    fmt_time,
+    header,
+    interleaved,
+    machine,
+    ratios,
+    save,
+    settings,
+)
 from fdl import nn
 from lstm import fdl_lstm, raw_lstm
 
@@ -115,33 +126,35 @@ def run_case(name, model, raw_forward, x, y, rounds, steps):
     runners = {which: runner(which) for which in steps_fns}
     for run in runners.values():  # compile and warm up
         run(3)
-    times = interleaved(runners, rounds, steps)
+    timings = interleaved(runners, rounds, steps)
     return {
         "case": name,
-        "rounds": rounds,
-        "steps_per_round": steps,
-        **ratios(times, "fdl", "raw"),
+        "timing": timings.record(),
+        "timing_summary": timings.describe(),
+        "fdl_over_raw": ratios(timings, "fdl", "raw"),
         "final_loss": losses,
         "xla_cost": costs,
     }
 
 
-def to_markdown(results, info) -> str:
+def to_markdown(results, info, run) -> str:
     lines = [
-        f"Jitted train step (Adam, donated), fdl layers vs raw JAX. Device: {info['device']} "
-        f"({info['platform']}), {info['cpu_count']} CPUs, jax {info['jax']}.",
+        header(info, run),
         "",
-        "| case | fdl ms/step | raw ms/step | fdl / raw | median of round ratios "
-        "| XLA flops fdl / raw | XLA bytes fdl / raw |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Jitted train step (Adam, donated), fdl layers vs raw JAX.",
+        "",
+        "| case | fdl ms/step | raw ms/step | fdl / raw | XLA flops fdl / raw | XLA bytes fdl / raw "
+        "| rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
-        m, cost = r["median_s_per_call"], r["xla_cost"]
+        s, cost = r["timing"]["seconds_per_call"], r["xla_cost"]
         lines.append(
-            f"| {r['case']} | {m['fdl'] * 1e3:.3f} | {m['raw'] * 1e3:.3f} | {r['ratio']:.3f} | "
-            f"{r['median_of_round_ratios']:.3f} | "
+            f"| {r['case']} | {fmt_time(s['fdl'], 1e3, 3)} | {fmt_time(s['raw'], 1e3, 3)} | "
+            f"{fmt_ratio(r['fdl_over_raw'])} | "
             f"{cost['fdl']['flops'] / cost['raw']['flops']:.3f} | "
-            f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} |"
+            f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} | "
+            f"{r['timing_summary']} |"
         )
     lines += [
         "",
@@ -179,8 +192,8 @@ def main(argv=None):
             args.steps,
         ),
     ]
-    info = machine()
-    save("layers", info, results, to_markdown(results, info), RESULTS)
+    info, run = machine(), settings(args)
+    save("layers", info, run, results, to_markdown(results, info, run), RESULTS)
 
 
 if __name__ == "__main__":

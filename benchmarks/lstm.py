@@ -12,24 +12,35 @@ all starting from the very same parameter values (read from fdl's tree):
   one matmul before the scan (what fdl did before: it shows what that costs on this machine);
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell(128))`` then ``nn.Dense(10)`` on the last output.
 
-Rounds interleave (see ``_common.py``); we report medians of wall time and of the process's CPU
-time, the ratios to raw and to Flax, and XLA's cost model for each program. Needs Flax:
+Timed by the shared method of ``_common.py`` (warm, interleaved rounds, rounds disturbed by
+other processes dropped); we report medians with their interquartile ranges, the ratios to raw
+and to Flax with the spread of the per-round ratios, and XLA's cost model for each program. Needs Flax:
 ``pip install -e '.[bench]'``.
 
     python benchmarks/lstm.py              # writes benchmarks/results/lstm-<platform>.{json,md}
-    python benchmarks/lstm.py --rounds 5   # quicker
+    python benchmarks/lstm.py --rounds 11  # quicker
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
+from _common import (
+    RESULTS,
+    compiled_cost,
+    fmt_ratio,
+    fmt_time,
+    header,
+    interleaved,
+    machine,
+    ratios,
+    save,
+    settings,
+)
 from fdl import nn
 
 HIDDEN, STEPS, FEATURES, BATCH, CLASSES = 128, 50, 32, 32, 10
@@ -143,16 +154,12 @@ def run(rounds: int, steps: int) -> dict:
         carries[name] = (copy, optimizer.init(copy))
         costs[name] = compiled_cost(steps_fns[name].lower(*carries[name], x, y).compile())
 
-    cpu = {name: [] for name in candidates}  # process CPU seconds per step, all threads
-
     def runner(name):
         def go(n):
-            start = time.process_time()
             p, s = carries[name]
             for _ in range(n):
                 p, s, loss = steps_fns[name](p, s, x, y)
             jax.block_until_ready((p, s))
-            cpu[name].append((time.process_time() - start) / n)
             carries[name] = (p, s)
             last_loss[name] = float(loss)
 
@@ -163,57 +170,38 @@ def run(rounds: int, steps: int) -> dict:
     runners = {name: runner(name) for name in candidates}
     for go in runners.values():  # compile and warm up
         go(3)
-    for times in cpu.values():
-        times.clear()
-    times = interleaved(runners, rounds, steps)
+    timings = interleaved(runners, rounds, steps)
     return {
         "case": f"lstm_h{HIDDEN}_t{STEPS}_f{FEATURES}_b{BATCH}",
-        "rounds": rounds,
-        "steps_per_round": steps,
-        "vs_raw": {name: ratios(times, name, "raw") for name in ("fdl", "raw_hoisted", "flax")},
-        "fdl_vs_flax": ratios(times, "fdl", "flax"),
-        "cpu_time": {
-            "vs_raw": {name: ratios(cpu, name, "raw") for name in ("fdl", "raw_hoisted", "flax")},
-            "fdl_vs_flax": ratios(cpu, "fdl", "flax"),
-        },
+        "timing": timings.record(),
+        "timing_summary": timings.describe(),
+        "vs_raw": {name: ratios(timings, name, "raw") for name in ("fdl", "raw_hoisted", "flax")},
+        "fdl_vs_flax": ratios(timings, "fdl", "flax"),
         "loss_before": first_loss,
         "loss_after_warmup_and_rounds": last_loss,
         "xla_cost": costs,
     }
 
 
-def to_markdown(result: dict, info: dict) -> str:
-    vs_raw = result["vs_raw"]
-    med = {name: r["median_s_per_call"][name] for name, r in vs_raw.items()}
-    med["raw"] = vs_raw["fdl"]["median_s_per_call"]["raw"]
+def to_markdown(result: dict, info: dict, run: dict) -> str:
+    vs_raw, s = result["vs_raw"], result["timing"]["seconds_per_call"]
     lines = [
-        f"LSTM train step ({result['case']}, Adam, donated), the same step around four forward "
-        f"passes. Device: {info['device']} ({info['platform']}), {info['cpu_count']} CPUs, "
-        f"jax {info['jax']}, flax {info['flax']}; {result['rounds']} interleaved rounds of "
-        f"{result['steps_per_round']} steps.",
+        header(info, run),
         "",
-        "| forward | ms/step | / raw | median of round ratios | CPU ms/step | CPU / raw | XLA fusions |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"LSTM train step ({result['case']}, Adam, donated), the same step around four forward "
+        f"passes; flax {info['flax']}; {result['timing_summary']}.",
+        "",
+        "| forward | ms/step | / raw | XLA fusions |",
+        "| --- | ---: | ---: | ---: |",
     ]
-    cpu = result["cpu_time"]["vs_raw"]
-    cpu_med = {name: r["median_s_per_call"][name] for name, r in cpu.items()}
-    cpu_med["raw"] = cpu["fdl"]["median_s_per_call"]["raw"]
     for name in ("fdl", "raw", "raw_hoisted", "flax"):
-        ratio = "1.000" if name == "raw" else f"{vs_raw[name]['ratio']:.3f}"
-        per_round = "1.000" if name == "raw" else f"{vs_raw[name]['median_of_round_ratios']:.3f}"
-        cpu_ratio = "1.000" if name == "raw" else f"{cpu[name]['ratio']:.3f}"
+        ratio = "1" if name == "raw" else fmt_ratio(vs_raw[name])
         lines.append(
-            f"| {name} | {med[name] * 1e3:.3f} | {ratio} | {per_round} "
-            f"| {cpu_med[name] * 1e3:.3f} | {cpu_ratio} | {result['xla_cost'][name]['fusions']} |"
+            f"| {name} | {fmt_time(s[name], 1e3, 3)} | {ratio} | {result['xla_cost'][name]['fusions']} |"
         )
-    ff, ff_cpu = result["fdl_vs_flax"], result["cpu_time"]["fdl_vs_flax"]
     lines += [
         "",
-        f"fdl / flax: {ff['ratio']:.3f} wall (median of round ratios "
-        f"{ff['median_of_round_ratios']:.3f}), {ff_cpu['ratio']:.3f} CPU time.",
-        "",
-        "Wall time is what a user waits; the process's CPU time (all its threads) is steadier "
-        "on a machine that other jobs share, as it leaves out the time spent waiting for a core.",
+        f"fdl / flax: {fmt_ratio(result['fdl_vs_flax'])}.",
         "",
         "raw_hoisted computes x W_x + b for all steps before the scan, which writes, transposes "
         "and re-reads a (T, B, 4H) array in the forward and the backward pass; fdl, raw and "
@@ -230,8 +218,8 @@ def main(argv=None):
     import flax
 
     result = run(args.rounds, args.steps)
-    info = {**machine(), "flax": flax.__version__}
-    save("lstm", info, result, to_markdown(result, info), RESULTS)
+    info, how = {**machine(), "flax": flax.__version__}, settings(args)
+    save("lstm", info, how, result, to_markdown(result, info, how), RESULTS)
 
 
 if __name__ == "__main__":

@@ -3,21 +3,21 @@
 1. **Update.** For every optimizer, one jitted step ``(params, state, grads) -> (params, state)``
    (``update`` then ``apply_updates``, each library its own), the params and state donated, on
    a pytree of 7 leaves and 1.07M float32 parameters (an MLP's shapes plus a scalar). Both
-   libraries' steps run interleaved in one process from the same start; we report median
-   microseconds per step and fdl / optax.
+   libraries' steps run from the same start, timed by the shared method of ``_common.py``
+   (warm, interleaved rounds, disturbed rounds dropped); we report median microseconds per step
+   with their interquartile range and fdl / optax with the spread of the per-round ratios.
 2. **Comparison run.** ``fdl.compare.compare`` with 6 optimizers x 1,000 steps on Rosenbrock,
    each with its optax twin (12 trajectories), timed end to end (tracing, compiling, running,
    building the table), cold and warm.
 
     python benchmarks/optimizers.py              # writes benchmarks/results/optimizers-<platform>.{json,md}
-    python benchmarks/optimizers.py --rounds 5   # quicker
+    python benchmarks/optimizers.py --rounds 11  # quicker
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 
 import jax
@@ -25,7 +25,18 @@ import jax.numpy as jnp
 import optax
 
 import fdl
-from _common import compiled_cost, interleaved, machine, ratios, save
+from _common import (
+    compiled_cost,
+    fmt_ratio,
+    fmt_time,
+    header,
+    interleaved,
+    machine,
+    ratios,
+    save,
+    settings,
+    summary,
+)
 from fdl.compare import compare
 
 # name: (fdl factory, optax factory, keyword arguments both take)
@@ -115,7 +126,7 @@ def bench_update(name: str, rounds: int, calls: int) -> dict:
     runners = {library: runner(library) for library in libraries}
     for run in runners.values():  # compile and warm up
         run(3)
-    times = interleaved(runners, rounds, calls)
+    timings = interleaved(runners, rounds, calls)
     # The same start, the same gradients: after the same number of steps, the same parameters.
     difference = max(
         float(jnp.max(jnp.abs(a - b)))
@@ -124,9 +135,9 @@ def bench_update(name: str, rounds: int, calls: int) -> dict:
     return {
         "optimizer": name,
         "kwargs": kwargs,
-        "rounds": rounds,
-        "steps_per_round": calls,
-        **ratios(times, "fdl", "optax"),
+        "timing": timings.record(),
+        "timing_summary": timings.describe(),
+        "fdl_over_optax": ratios(timings, "fdl", "optax"),
         "max_abs_param_difference": difference,
         "xla_cost": costs,
     }
@@ -145,46 +156,46 @@ def bench_comparison(repeats: int, steps: int) -> dict:
         "trajectories": 2 * len(COMPARISON),
         "steps": steps,
         "cold_s": seconds[0],
-        "warm_median_s": statistics.median(seconds[1:]) if repeats > 1 else None,
+        "warm_s": summary(seconds[1:]) if repeats > 1 else None,
         "max_twin_divergence": divergence,
     }
 
 
-def to_markdown(results: list[dict], comparison: dict, info: dict) -> str:
+def to_markdown(results: list[dict], comparison: dict, info: dict, run: dict) -> str:
     lines = [
-        f"Jitted optimizer step (update + apply_updates, donated), fdl vs optax {info['optax']}, "
-        f"7 leaves / 1,070,347 float32 parameters. Device: {info['device']} ({info['platform']}), "
-        f"{info['cpu_count']} CPUs, jax {info['jax']}.",
+        header(info, run),
         "",
-        "| optimizer | fdl µs/step | optax µs/step | fdl / optax | median of round ratios "
-        "| max abs param diff | XLA bytes fdl / optax | XLA fusions fdl / optax |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"Jitted optimizer step (update + apply_updates, donated), fdl vs optax {info['optax']}, "
+        "7 leaves / 1,070,347 float32 parameters.",
+        "",
+        "| optimizer | fdl µs/step | optax µs/step | fdl / optax | max abs param diff "
+        "| XLA bytes fdl / optax | XLA fusions fdl / optax | rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
-        m, cost = r["median_s_per_call"], r["xla_cost"]
+        s, cost = r["timing"]["seconds_per_call"], r["xla_cost"]
         lines.append(
-            f"| {r['optimizer']} | {m['fdl'] * 1e6:.0f} | {m['optax'] * 1e6:.0f} | "
-            f"{r['ratio']:.3f} | {r['median_of_round_ratios']:.3f} | "
-            f"{r['max_abs_param_difference']:.2g} | "
+            f"| {r['optimizer']} | {fmt_time(s['fdl'], 1e6, 0)} | {fmt_time(s['optax'], 1e6, 0)} | "
+            f"{fmt_ratio(r['fdl_over_optax'])} | {r['max_abs_param_difference']:.2g} | "
             f"{cost['fdl']['bytes_accessed'] / cost['optax']['bytes_accessed']:.3f} | "
-            f"{cost['fdl']['fusions']} / {cost['optax']['fusions']} |"
+            f"{cost['fdl']['fusions']} / {cost['optax']['fusions']} | {r['timing_summary']} |"
         )
-    ratios_all = [r["ratio"] for r in results]
+    ratios_all = [r["fdl_over_optax"]["ratio"] for r in results]
     geomean = math.exp(sum(math.log(x) for x in ratios_all) / len(ratios_all))
     lines += [
         "",
         f"Geometric mean of fdl / optax over the {len(results)} optimizers: {geomean:.3f} "
         f"(range {min(ratios_all):.3f}-{max(ratios_all):.3f}). Each pair compiles to programs of "
-        "identical XLA cost (bytes, fusions) and identical results, so the spread is timing "
-        "noise of this machine.",
+        "identical XLA cost (bytes, fusions) and identical results.",
     ]
-    warm = comparison["warm_median_s"]
+    warm = comparison["warm_s"]
     lines += [
         "",
         f"`fdl.compare.compare`: {comparison['optimizers']} optimizers x {comparison['steps']} "
         f"steps on Rosenbrock, each with its optax twin ({comparison['trajectories']} "
-        f"trajectories), end to end: {comparison['cold_s']:.2f} s cold"
-        + (f", {warm:.2f} s warm (median)" if warm is not None else "")
+        f"trajectories), end to end (tracing and compiling included): {comparison['cold_s']:.2f} s "
+        "the first time"
+        + (f", {fmt_time(warm, 1, 2)} s the next {warm['n']} times" if warm is not None else "")
         + f"; largest fdl-vs-optax twin divergence {comparison['max_twin_divergence']:.2g}.",
     ]
     return "\n".join(lines) + "\n"
@@ -194,15 +205,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs optax optimizer updates")
     parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--calls", type=int, default=60, help="steps per round")
-    parser.add_argument("--comparison-repeats", type=int, default=3)
+    parser.add_argument("--comparison-repeats", type=int, default=5)
     parser.add_argument("--comparison-steps", type=int, default=1000)
     parser.add_argument("--only", nargs="+", choices=list(OPTIMIZERS), help="a subset")
     args = parser.parse_args(argv)
     results = [bench_update(name, args.rounds, args.calls) for name in args.only or OPTIMIZERS]
     comparison = bench_comparison(args.comparison_repeats, args.comparison_steps)
-    info = machine()
-    table = to_markdown(results, comparison, info)
-    save("optimizers", info, {"updates": results, "comparison": comparison}, table)
+    info, run = machine(), settings(args)
+    table = to_markdown(results, comparison, info, run)
+    save("optimizers", info, run, {"updates": results, "comparison": comparison}, table)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ Two measurements per case:
 * **compiled**: the step runs ``--steps`` times inside one jitted ``lax.fori_loop``, so only the
   compiled step is timed (what named paths could cost inside XLA).
 
-Rounds interleave the candidates (the order alternates each round, see ``_common.py``). We
-report medians per step and the ratios fdl / raw and fdl / raw_dict.
+Timed by the shared method of ``_common.py`` (warm, interleaved rounds, disturbed rounds
+dropped); we report medians per step with their interquartile ranges, and the ratios fdl / raw
+and fdl / raw_dict with the interquartile range of the per-round ratios.
 
     python benchmarks/train_step.py                  # writes benchmarks/results/train_step-<platform>.{json,md}
-    python benchmarks/train_step.py --rounds 5       # quicker
+    python benchmarks/train_step.py --rounds 11      # quicker
 """
 
 from __future__ import annotations
@@ -33,7 +34,18 @@ import jax.numpy as jnp
 import optax
 
 import fdl
-from _common import RESULTS, compiled_cost, interleaved, machine, ratios, save
+from _common import (
+    RESULTS,
+    compiled_cost,
+    fmt_ratio,
+    fmt_time,
+    header,
+    interleaved,
+    machine,
+    ratios,
+    save,
+    settings,
+)
 
 CASES = {
     # name: (layer widths, batch, loss kind)
@@ -164,61 +176,54 @@ def run_case(name, widths, batch_size, loss_kind, rounds, steps):
         runners = {which: make(which) for which in steps_of if mode == "per_call" or which in loops}
         for run in runners.values():  # compile and warm up
             run(steps)
-        times = interleaved(runners, rounds, steps)
-        vs_raw, vs_dict = ratios(times, "fdl", "raw"), ratios(times, "fdl", "raw_dict")
+        timings = interleaved(runners, rounds, steps)
         out[mode] = {
-            "median_s_per_step": {**vs_raw["median_s_per_call"], **vs_dict["median_s_per_call"]},
-            "ratio_fdl_over_raw": vs_raw["ratio"],
-            "median_of_round_ratios": vs_raw["median_of_round_ratios"],
-            "ratio_fdl_over_raw_dict": vs_dict["ratio"],
-            "median_of_round_ratios_dict": vs_dict["median_of_round_ratios"],
+            "timing": timings.record(),
+            "timing_summary": timings.describe(),
+            "fdl_over_raw": ratios(timings, "fdl", "raw"),
+            "fdl_over_raw_dict": ratios(timings, "fdl", "raw_dict"),
         }
         if mode == "per_call":
-            donated = ratios(times, "fdl", "fdl_keep")
-            out[mode]["median_s_per_step"]["fdl_keep"] = donated["median_s_per_call"]["fdl_keep"]
-            out[mode]["ratio_donated_over_kept"] = donated["ratio"]
-            out[mode]["median_of_round_ratios_donated"] = donated["median_of_round_ratios"]
+            out[mode]["donated_over_kept"] = ratios(timings, "fdl", "fdl_keep")
     # Same start, same math, same number of steps: the losses agree.
     out["final_loss"] = {which: float(loss) for which, loss in losses.items()}
     return out
 
 
-def to_markdown(results: list[dict], info: dict) -> str:
+def to_markdown(results: list[dict], info: dict, run: dict) -> str:
     lines = [
-        f"Jitted train step, fdl vs raw JAX + optax (Adam, donated buffers). Device: "
-        f"{info['device']} ({info['platform']}), {info['cpu_count']} CPUs, jax {info['jax']}.",
+        header(info, run),
         "",
-        "`compiled`: the steps run inside one jitted loop (the compiled step alone); `per call`: "
-        "each step is called from Python (adds JAX's dispatch). `raw` keeps its parameters in a "
-        "list of tuples, `raw_dict` in fdl's dict of dicts. In brackets: the median of the "
-        "per-round ratios. Donation: fdl's step with `donate=True` (the default) over "
-        "`donate=False`, per call.",
+        "Jitted train step, fdl vs raw JAX + optax (Adam, donated buffers). `compiled`: the "
+        "steps run inside one jitted loop (the compiled step alone); `per call`: each step is "
+        "called from Python (adds JAX's dispatch). `raw` keeps its parameters in a list of "
+        "tuples, `raw_dict` in fdl's dict of dicts. Donation: fdl's step with `donate=True` (the "
+        "default) over `donate=False`, per call.",
         "",
         "| case | timing | fdl µs/step | raw µs/step | raw_dict µs/step | fdl / raw | fdl / raw_dict "
-        "| XLA flops fdl / raw | XLA bytes fdl / raw | donated / kept |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| XLA flops fdl / raw | XLA bytes fdl / raw | donated / kept | rounds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         cost = r["xla_cost"]
         for mode in ("compiled", "per_call"):
             t = r[mode]
-            m = t["median_s_per_step"]
-            donation = ""
-            if "ratio_donated_over_kept" in t:
-                donation = f"{t['ratio_donated_over_kept']:.3f} ({t['median_of_round_ratios_donated']:.3f})"
+            s = t["timing"]["seconds_per_call"]
+            donation = fmt_ratio(t["donated_over_kept"]) if "donated_over_kept" in t else ""
             lines.append(
-                f"| {r['case']} | {mode.replace('_', ' ')} | {m['fdl'] * 1e6:.1f} | {m['raw'] * 1e6:.1f} | "
-                f"{m['raw_dict'] * 1e6:.1f} | {t['ratio_fdl_over_raw']:.3f} ({t['median_of_round_ratios']:.3f}) | "
-                f"{t['ratio_fdl_over_raw_dict']:.3f} ({t['median_of_round_ratios_dict']:.3f}) | "
+                f"| {r['case']} | {mode.replace('_', ' ')} | {fmt_time(s['fdl'], 1e6)} | "
+                f"{fmt_time(s['raw'], 1e6)} | {fmt_time(s['raw_dict'], 1e6)} | "
+                f"{fmt_ratio(t['fdl_over_raw'])} | {fmt_ratio(t['fdl_over_raw_dict'])} | "
                 f"{cost['fdl']['flops'] / cost['raw']['flops']:.3f} | "
-                f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} | {donation} |"
+                f"{cost['fdl']['bytes_accessed'] / cost['raw']['bytes_accessed']:.3f} | {donation} | "
+                f"{t['timing_summary']} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs raw JAX jitted train step")
-    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--rounds", type=int, default=41, help="undisturbed rounds to keep (>= 11)")
     parser.add_argument("--steps-large", type=int, default=100)
     parser.add_argument("--steps-tiny", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -227,8 +232,8 @@ def main(argv=None):
     for name, (widths, batch, loss_kind) in CASES.items():
         steps = args.steps_large if widths[1] >= 512 else args.steps_tiny
         results.append(run_case(name, widths, batch, loss_kind, args.rounds, steps))
-    info = machine()
-    save("train_step", info, results, to_markdown(results, info), args.out)
+    info, run = machine(), settings(args)
+    save("train_step", info, run, results, to_markdown(results, info, run), args.out)
 
 
 if __name__ == "__main__":

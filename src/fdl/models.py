@@ -8,7 +8,7 @@
   Paths read ``body/block_1/conv2d_0/w`` and ``head/w``, so the body can be frozen
   (``trainable="head"``, :func:`fdl.nn.eval_mode`) and the head swapped (:func:`fdl.nn.swap`).
   Batch norm makes it stateful: train it with a step that threads the layer state
-  (``fdl.train.make_stateful_train_step`` or ``fdl.fit.fit``).
+  (``fdl.train.make_train_step`` with a ``fdl.train.TrainState``, or ``fdl.fit.fit``).
 """
 
 from __future__ import annotations

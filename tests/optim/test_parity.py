@@ -406,7 +406,16 @@ def _run_case(row: Row, dtype: str):
 
 @pytest.fixture(scope="module")
 def parity_runs(request):
-    """Every selected case, submitted at once to a pool of two threads, in test order."""
+    """Every selected case, submitted at once to a pool of two threads, in test order.
+
+    Not under pytest-xdist: there every worker collects the whole session but runs only the
+    cases the scheduler hands it, so a worker's pool would also compute the other workers'
+    cases (measured: each case compiled twice with ``-n 2``); and the workers already keep
+    every core busy. Each test then runs its own case.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        yield {}
+        return
     selected = [
         (item.callspec.params["row"], item.callspec.params["dtype"])
         for item in request.session.items
