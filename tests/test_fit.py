@@ -90,6 +90,22 @@ def test_fusing_steps_does_not_change_the_result():
     chex.assert_trees_all_equal(one.opt_state, fused.opt_state)
 
 
+def test_a_second_fit_with_the_same_loss_and_optimizer_does_not_trace_again():
+    """fit keeps its compiled program: calling it again (a notebook cell re-run, a benchmark)
+    with the same loss_fn and optimizer objects and same-shaped data neither traces the loss
+    again nor compiles, even from other parameter values, other data and another key."""
+    loss = chex.assert_max_traces(linear_loss, n=1)  # raises if the loss is traced twice
+    optimizer = fdl.optim.adam(0.05)
+    x, y = regression_data()
+    kwargs = dict(batch_size=8, steps=24, logging=QUIET, execution=Execution(steps_per_call=8))
+    first = fit(loss, optimizer, linear_params(), (x, y), key=jax.random.key(1), **kwargs)
+    second = fit(loss, optimizer, first.params, (x + 1.0, y), key=jax.random.key(2), **kwargs)
+    assert second.step == 24 and not np.allclose(first.params["w"], second.params["w"])
+    # another optimizer object is another program: the loss is traced again
+    with pytest.raises(AssertionError, match="traced > 1 times"):
+        fit(loss, fdl.optim.adam(0.05), linear_params(), (x, y), key=jax.random.key(1), **kwargs)
+
+
 def test_each_epoch_visits_every_example_once():
     x, _ = regression_data()
     ids = np.arange(48, dtype=np.float32)

@@ -189,7 +189,9 @@ def _step_along(updates: PyTree, atom_lr: float | None) -> PyTree:
 def _pack(tree: PyTree) -> tuple[dict[str, jax.Array], tuple[Any, list]]:
     """``tree``'s leaves raveled and concatenated into one vector per dtype, and the layout to
     undo it. Recording a step then writes one buffer per dtype instead of one per leaf, which
-    XLA compiles a fifth faster."""
+    XLA compiles a fifth faster. bfloat16 leaves are recorded as their bits (``uint16``, read
+    back bit for bit by :func:`_unpack`): the older code generator's concatenation of bfloat16
+    values ran 6x slower than the rest of a case (3.7 s of 500 MLP steps, against 0.1 s)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     groups: dict[str, list[jax.Array]] = {}
     layout = []
@@ -197,6 +199,8 @@ def _pack(tree: PyTree) -> tuple[dict[str, jax.Array], tuple[Any, list]]:
         key = jnp.dtype(leaf.dtype).name
         parts = groups.setdefault(key, [])
         layout.append((key, sum(part.size for part in parts), leaf.shape))
+        if leaf.dtype == jnp.bfloat16:
+            leaf = jax.lax.bitcast_convert_type(leaf, jnp.uint16)
         parts.append(jnp.ravel(leaf))
     return {key: jnp.concatenate(parts) for key, parts in groups.items()}, (treedef, layout)
 
@@ -204,9 +208,10 @@ def _pack(tree: PyTree) -> tuple[dict[str, jax.Array], tuple[Any, list]]:
 def _unpack(packed: dict[str, np.ndarray], spec: tuple[Any, list]) -> PyTree:
     """The tree of :func:`_pack`, each leaf with the leading (steps) axis of ``packed``."""
     treedef, layout = spec
-    leaves = [
-        packed[key][:, start : start + math.prod(shape)].reshape((-1, *shape)) for key, start, shape in layout
-    ]
+    leaves = []
+    for key, start, shape in layout:
+        leaf = packed[key][:, start : start + math.prod(shape)].reshape((-1, *shape))
+        leaves.append(leaf.view(jnp.bfloat16) if key == "bfloat16" else leaf)  # the bits, back
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -299,12 +304,9 @@ def run_trajectories(
 
 # XLA's CPU compiler has two code generators for fused elementwise kernels. The default, newer
 # one ("fusion emitters") takes ~1.5x as long to compile these many small kernels, most of the
-# parity test's runtime in float32 and float64 (1.6 s vs 1.1 s of CPU per case, measured). In
-# bfloat16 it is the other way round: the older generator's code *runs* 6x slower (3.7 s vs
-# 0.6 s for one case's 500 steps of the MLP, measured), more than the compile time it saves, so
-# programs with bfloat16 values keep the defaults. Both libraries' code is compiled together
-# with the same generator, so the choice favours neither; the tests pass with both (see
-# TOLERANCES). If a later jaxlib drops the option, ``compile_fast`` uses the defaults.
+# parity test's runtime (1.6 s vs 1.1 s of CPU per case, measured). Both libraries' code is
+# compiled together with the same generator, so the choice favours neither; the tests pass with
+# both (see TOLERANCES). If a later jaxlib drops the option, ``compile_fast`` uses the defaults.
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -321,10 +323,7 @@ def fast_compiler_options() -> dict | None:
 
 
 def compile_fast(lowered: Any) -> Any:
-    """Compile a lowered ``jax.jit`` computation with :func:`fast_compiler_options`, or with
-    XLA's defaults if it computes in bfloat16 (see :data:`COMPILER_OPTIONS`)."""
-    if "bf16" in lowered.as_text():
-        return lowered.compile()
+    """Compile a lowered ``jax.jit`` computation with :func:`fast_compiler_options`."""
     return lowered.compile(fast_compiler_options())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -136,8 +137,10 @@ def fit(
     eval_every = (evaluate.every or steps_per_epoch) if evaluate else 0  # 0: never
     checkpoint_every = (checkpoint.every or steps_per_epoch) if checkpoint else 0
 
-    if any(getattr(c, "needs_lr_scale", False) for c in callbacks):
-        optimizer = scale_by_control(optimizer)
+    lr_scale = any(getattr(c, "needs_lr_scale", False) for c in callbacks)
+    optimizer, run = _compiled_run(
+        loss_fn, optimizer, trainable, execution, batch_size, steps_per_epoch, mesh, lr_scale
+    )
     if layer_state is None:
         layer_state = initial_layer_state(loss_fn, data)
     state = init_state(params, optimizer, layer_state=layer_state, trainable=trainable)
@@ -148,22 +151,13 @@ def fit(
             state, history = restored
 
     device_data = tuple(jnp.asarray(a) for a in data)
-    constrain = None
     if mesh is not None:
-        from fdl.parallel import constrain_batch, replicate
+        from fdl.parallel import replicate
 
         device_data = replicate(device_data, mesh)
         state = replicate(state, mesh)
-
-        def constrain(batch):
-            return constrain_batch(batch, mesh)
-
-    loss = pieces.in_compute_dtype(loss_fn, execution.compute_dtype)
-    guarded = pieces.guard(make_step(loss, optimizer, trainable=trainable), execution.nan_policy)
-    run = pieces.make_run(
-        guarded, device_data, tuple(jax.random.split(key)), batch_size, steps_per_epoch, constrain
-    )
-    eval_jit = jax.jit(evaluate.fn) if evaluate else None
+    run_keys = tuple(jax.random.split(key))
+    eval_jit = _cached(("eval", evaluate.fn), lambda: jax.jit(evaluate.fn)) if evaluate else None
     paths = [p or ROOT for p in leaf_paths(trainable_part(params, trainable))]
     # Under jax.distributed every process runs this loop on identical rows; one writes the files.
     main = jax.process_index() == 0
@@ -189,7 +183,7 @@ def fit(
     try:
         while step < total and not control.stop:
             length = min([p - step % p for p in periods] + [total - step])
-            carry, record = run(carry, length)
+            carry, record = run(carry, device_data, run_keys, length)
             record = jax.device_get(record)
             row, bad = _row(record, skipped)
             skipped = int(row["skipped"])
@@ -223,6 +217,64 @@ def fit(
         save_history_plot(history, logging.plot)
     s = carry.state
     return FitResult(s.params, s.layer_state, s.opt_state, step, history, skipped, stopped)
+
+
+# ------------------------------------------------------------------------- compiled programs
+
+# The compiled programs of fit's last few configurations. A second fit call with the same
+# loss_fn and optimizer objects and the same settings (a notebook re-running a cell, a benchmark)
+# reuses the jitted run, so jax.jit's own cache skips tracing and compiling when the shapes
+# match too. Keyed by identity (functions hash by identity); an unhashable `trainable` (a list,
+# a tree of bools) skips the cache. Bounded, since entries hold the user's functions alive.
+_CACHE: OrderedDict[Any, Any] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _cached(key: Any, build: Callable[[], Any]) -> Any:
+    try:
+        hash(key)
+    except TypeError:
+        return build()
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = build()
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def _compiled_run(loss_fn, optimizer, trainable, execution, batch_size, steps_per_epoch, mesh, lr_scale):
+    """The optimizer fit steps with (wrapped for a learning-rate callback) and the jitted run of
+    :func:`fdl.fit.pieces.make_run`, built once per configuration."""
+    frozen = tuple(trainable) if isinstance(trainable, list) else trainable
+
+    def build():
+        opt = scale_by_control(optimizer) if lr_scale else optimizer
+        loss = pieces.in_compute_dtype(loss_fn, execution.compute_dtype)
+        guarded = pieces.guard(make_step(loss, opt, trainable=trainable), execution.nan_policy)
+        constrain = None
+        if mesh is not None:
+            from fdl.parallel import constrain_batch
+
+            def constrain(batch):
+                return constrain_batch(batch, mesh)
+
+        return opt, pieces.make_run(guarded, batch_size, steps_per_epoch, constrain)
+
+    key = (
+        "run",
+        loss_fn,
+        optimizer,
+        frozen,
+        execution.nan_policy,
+        execution.compute_dtype,
+        batch_size,
+        steps_per_epoch,
+        mesh,
+        lr_scale,
+    )
+    return _cached(key, build)
 
 
 def _check_record(name: str, value: Any, kind: type) -> Any:

@@ -111,22 +111,23 @@ def guard(step: Callable[..., Any], nan_policy: str) -> Callable[..., Any]:
 
 def make_run(
     guarded: Callable[..., Any],
-    data: tuple[jax.Array, ...],
-    keys: tuple[jax.Array, jax.Array],
     batch_size: int,
     steps_per_epoch: int,
     constrain: Callable[[Any], Any] | None = None,
-) -> Callable[[Carry, int], tuple[Carry, dict[str, Any]]]:
-    """``run(carry, length) -> (carry, records)``: ``length`` guarded steps in one
-    ``jax.lax.scan``, jitted (``length`` static) with the carry donated. ``constrain`` places
-    each batch (``fdl.parallel.constrain_batch`` for data parallelism)."""
-    data_key, step_key = keys
-    num_examples = data[0].shape[0]
+) -> Callable[..., tuple[Carry, dict[str, Any]]]:
+    """``run(carry, data, keys, length) -> (carry, records)``: ``length`` guarded steps in one
+    ``jax.lax.scan``, jitted (``length`` static) with the carry donated.
 
-    def run(carry: Carry, length: int):
+    ``data`` (the tuple of example arrays) and ``keys`` (the data and step keys) are arguments,
+    not constants of the program: calling ``run`` again with other arrays of the same shapes
+    reuses the compiled program. ``constrain`` places each batch
+    (``fdl.parallel.constrain_batch`` for data parallelism)."""
+
+    def run(carry: Carry, data: tuple[jax.Array, ...], keys: tuple[jax.Array, jax.Array], length: int):
+        data_key, step_key = keys
         first_epoch = carry.state.step // steps_per_epoch
         # every epoch a call of `length` steps can touch, permuted once per call
-        orders = epoch_orders(data_key, num_examples, first_epoch, length // steps_per_epoch + 2)
+        orders = epoch_orders(data_key, data[0].shape[0], first_epoch, length // steps_per_epoch + 2)
 
         def one(c: Carry, _):
             batch = batch_at(data, c.state.step, orders, first_epoch, batch_size, steps_per_epoch)
@@ -136,4 +137,4 @@ def make_run(
 
         return jax.lax.scan(one, carry, None, length=length)
 
-    return jax.jit(run, static_argnums=1, donate_argnums=0)
+    return jax.jit(run, static_argnums=3, donate_argnums=0)
