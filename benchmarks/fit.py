@@ -179,7 +179,7 @@ def to_markdown(results: dict, info: dict, run: dict, args) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
     parser.add_argument("--rounds", type=int, default=15, help="undisturbed rounds to keep (>= 11)")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps per candidate per round")
+    parser.add_argument("--steps", type=int, default=4000, help="training steps per candidate per round")
     parser.add_argument("--steps-per-call", type=int, default=50)
     args = parser.parse_args(argv)
     if args.steps % args.steps_per_call:
