@@ -229,15 +229,6 @@ def fmt_time(s: dict, scale: float, digits: int = 1) -> str:
     return f"{s['median'] * scale:.{digits}f} [{s['q1'] * scale:.{digits}f}–{s['q3'] * scale:.{digits}f}]"
 
 
-def agrees(run_a: dict, run_b: dict) -> bool:
-    """Whether two :func:`ratios` results agree: each ratio within the other's spread."""
-
-    def within(r, other):
-        return other["round_ratios"]["q1"] <= r["ratio"] <= other["round_ratios"]["q3"]
-
-    return within(run_a, run_b) and within(run_b, run_a)
-
-
 # ---------------------------------------------------------------------------------- the files
 
 

@@ -11,18 +11,19 @@ Plain functions, imported by the test modules (``from tests.optim.helpers import
   by step, leaf by leaf, by key path (fdl's state classes are not optax's, so fields are matched
   by name and position, never by type), with the tolerances of :data:`TOLERANCES`;
 * :func:`assert_same_tree` ``(fdl_tree, optax_tree, where)`` compares two trees the same way;
-* :func:`minimize` ``(optimizer, problem, steps)`` runs one optimizer alone, returns its losses;
-* :func:`fast_jit` and :func:`run_compiled` ``(fn, *args)`` compile with
-  :data:`COMPILER_OPTIONS`.
+* :func:`minimize` ``(optimizer, problem, steps)`` runs one optimizer alone, returns its losses.
+
+Programs compile with the suite's compiler settings (``tests/conftest.py``: XLA's older CPU code
+generator, which compiles these many small kernels in about two thirds of the time; both
+libraries' code is compiled together, so the choice favours neither).
 
 A problem *is* its data, not a random draw of a test: every problem starts from one fixed point.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -294,37 +295,12 @@ def run_trajectories(
             specs.append(spec)
         return outputs
 
-    outputs = jax.device_get(compile_fast(jax.jit(run_all).lower())())
+    outputs = jax.device_get(jax.jit(run_all)())
     records = []
     for (fdl_init, optax_init, packed), (spec,) in zip(outputs, specs, strict=True):
         fdl_steps, optax_steps = _unpack(packed, spec)
         records.append(({"init_state": fdl_init, **fdl_steps}, {"init_state": optax_init, **optax_steps}))
     return records
-
-
-# XLA's CPU compiler has two code generators for fused elementwise kernels. The default, newer
-# one ("fusion emitters") takes ~1.5x as long to compile these many small kernels, most of the
-# parity test's runtime (1.6 s vs 1.1 s of CPU per case, measured). Both libraries' code is
-# compiled together with the same generator, so the choice favours neither; the tests pass with
-# both (see TOLERANCES). If a later jaxlib drops the option, ``compile_fast`` uses the defaults.
-COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-
-
-@functools.cache
-def fast_compiler_options() -> dict | None:
-    """:data:`COMPILER_OPTIONS` if this jaxlib's CPU compiler knows them, else ``None``."""
-    if jax.default_backend() != "cpu":
-        return None
-    try:
-        jax.jit(lambda x: x + 1).lower(1.0).compile(COMPILER_OPTIONS)
-    except jax.errors.JaxRuntimeError:
-        return None
-    return COMPILER_OPTIONS
-
-
-def compile_fast(lowered: Any) -> Any:
-    """Compile a lowered ``jax.jit`` computation with :func:`fast_compiler_options`."""
-    return lowered.compile(fast_compiler_options())
 
 
 def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
@@ -342,7 +318,7 @@ def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
         (params, _), losses = jax.lax.scan(step, init, None, length=steps)
         return jnp.concatenate([losses, problem.loss(params)[None]])
 
-    return np.asarray(compile_fast(jax.jit(run).lower())(), np.float64)
+    return np.asarray(jax.jit(run)(), np.float64)
 
 
 # ---------------------------------------------------------------------------- the comparison
@@ -356,8 +332,8 @@ def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
 # excused by an absolute floor set for a large one. Integer leaves (step counts) must be equal.
 #
 # Measured on test_parity.py's 53 rows x 4 problems x 500 steps: every float leaf, in every
-# dtype, is bit-identical to optax's when compiled with COMPILER_OPTIONS (fdl performs optax's
-# operations in optax's order). With XLA's default code generator the largest difference is
+# dtype, is bit-identical to optax's when compiled with XLA's older CPU code generator, as the
+# suite compiles (``tests/conftest.py``; fdl performs optax's operations in optax's order). With XLA's default code generator the largest difference is
 # 8.3e-8 in float32 and 1.5e-16 in float64 (one program fuses a multiply-add the other does not,
 # a rounding apart), and none in bfloat16. So:
 #
@@ -454,13 +430,3 @@ def assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str) -> None:
     """Assert one step's trees (updates or a state) agree, as :func:`assert_same_trajectory`
     compares each step (same paths, dtypes, :data:`TOLERANCES`)."""
     _assert_same_tree(fdl_tree, optax_tree, where, stacked=False)
-
-
-def run_compiled(fn: Callable[..., Any], *args: Any) -> Any:
-    """``jax.jit(fn)(*args)``, compiled by :func:`compile_fast` (a one-off program)."""
-    return compile_fast(jax.jit(fn).lower(*args))(*args)
-
-
-def fast_jit(fun: Callable[..., Any], **kwargs: Any) -> Any:
-    """``jax.jit(fun, **kwargs)`` with :func:`fast_compiler_options`."""
-    return jax.jit(fun, compiler_options=fast_compiler_options(), **kwargs)

@@ -41,11 +41,9 @@ from fdl.optim import base, schedules
 from fdl.regularizers import skip_biases
 from tests.optim.helpers import (
     assert_same_tree,
-    fast_jit,
     make_problem,
     minimize,
     optax_promotion,
-    run_compiled,
     start,
 )
 
@@ -176,7 +174,7 @@ def run_steps(runs, grads_list, params):
                 outputs.append(jax.lax.scan(step, state, grads)[1])
         return outputs
 
-    return run_compiled(program, grads, params, [first for _, _, first in runs])
+    return jax.jit(program)(grads, params, [first for _, _, first in runs])
 
 
 # ------------------------------------------------------------------------------------ signatures
@@ -202,7 +200,7 @@ def test_jitted_update_compiles_once_and_keeps_dtypes_and_structure(alias, dtype
             return optimizer.update(grads, state, params)
 
         chex.clear_trace_counter()  # chex counts traces per function definition, across tests
-        step = fast_jit(chex.assert_max_traces(step, n=1))
+        step = jax.jit(chex.assert_max_traces(step, n=1))
         state0 = optimizer.init(params)
         grads1, grads2 = random_like(next(keys), params), random_like(next(keys), params)
         updates1, state1 = step(grads1, state0, params)
@@ -270,8 +268,8 @@ def test_scan_equals_step_by_step(alias):
         return (base.apply_updates(params, updates), state), None
 
     init = (start(problem), optimizer.init(start(problem)))
-    scanned, _ = fast_jit(lambda c: jax.lax.scan(step, c, None, length=10))(init)
-    one = fast_jit(lambda c: step(c, None)[0])
+    scanned, _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=10))(init)
+    one = jax.jit(lambda c: step(c, None)[0])
     carry = init
     for _ in range(10):
         carry = one(carry)
