@@ -13,7 +13,12 @@
 * at least 11 kept rounds; every figure is reported as its median and interquartile range
   (``q1``-``q3``), and every ratio as the ratio of the medians with the interquartile range
   of the per-round ratios as its spread (a round's ratio compares candidates measured seconds
-  apart, so it cancels slow drifts of the machine).
+  apart, so it cancels slow drifts of the machine);
+* the whole measurement runs in ``--processes`` fresh processes, one after the other (3 by
+  default), and their rounds are pooled: what differs from one process to the next (where the
+  allocator put the buffers, which core a thread landed on) then shows in the spread instead of
+  moving the median between two runs of the same command. Only the last process writes the
+  results; the others hand it their rounds (``--worker-out``, a JSON file).
 
 Two runs of a benchmark agree when each headline ratio of one lies within the spread that the
 other reports.
@@ -21,12 +26,15 @@ other reports.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +45,13 @@ import optax
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIN_ROUNDS = 11
+
+# Process pooling (see the module docstring): every `interleaved` call of this process is
+# recorded in order; a worker hands the record to the parent, which pools call i of every
+# worker into its own call i.
+_RECORDED: list[Timings] = []
+_POOLED: list[list[dict]] = []  # per worker, its recorded timings in call order
+_WORKER_OUT: list[Path] = []  # set in a worker: where its record goes
 
 
 def machine() -> dict:
@@ -121,10 +136,12 @@ class Timings:
     dropped: int = 0
     others: list[float] = field(default_factory=list)  # others' CPU, in cores, per kept round
     measured: bool = True  # False where /proc/stat does not exist (nothing dropped)
+    processes: int = 1
 
     def record(self) -> dict:
         return {
             "calls_per_round": self.calls,
+            "processes": self.processes,
             "rounds_kept": len(next(iter(self.times.values()))),
             "rounds_attempted": self.attempted,
             "rounds_dropped_as_disturbed": self.dropped,
@@ -135,11 +152,37 @@ class Timings:
 
     def describe(self) -> str:
         kept = len(next(iter(self.times.values())))
+        where = f" in {self.processes} processes" if self.processes > 1 else ""
         if not self.measured:
-            return f"{kept} rounds of {self.calls} calls (disturbance not measurable here)"
+            return f"{kept} rounds of {self.calls} calls{where} (disturbance not measurable here)"
         return (
-            f"{kept} rounds of {self.calls} calls kept, {self.dropped} dropped as disturbed by "
-            "other processes"
+            f"{kept} rounds of {self.calls} calls{where} kept, {self.dropped} dropped as "
+            "disturbed by other processes"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "times": self.times,
+            "calls": self.calls,
+            "attempted": self.attempted,
+            "dropped": self.dropped,
+            "others": self.others,
+            "measured": self.measured,
+            "processes": self.processes,
+        }
+
+    def pooled(self, other: dict) -> Timings:
+        """These rounds and another process's (a :meth:`to_json` record of the same call)."""
+        if set(other["times"]) != set(self.times) or other["calls"] != self.calls:
+            raise RuntimeError("a worker process measured different candidates: rerun the benchmark")
+        return Timings(
+            {name: v + other["times"][name] for name, v in self.times.items()},
+            self.calls,
+            self.attempted + other["attempted"],
+            self.dropped + other["dropped"],
+            self.others + other["others"],
+            self.measured and other["measured"],
+            self.processes + other["processes"],
         )
 
 
@@ -190,7 +233,41 @@ def interleaved(
             f"only {len(out.times[names[0]])} of {out.attempted} rounds were undisturbed by other "
             "processes: run the benchmark on an idle machine"
         )
+    _RECORDED.append(out)
+    for worker in _POOLED:
+        out = out.pooled(worker[len(_RECORDED) - 1])
     return out
+
+
+# -------------------------------------------------------------------------------- processes
+
+
+def add_process_options(parser, default: int = 3) -> None:
+    """``--processes`` (how many fresh processes measure, pooled) and the workers' hidden
+    ``--worker-out``."""
+    parser.add_argument(
+        "--processes", type=int, default=default, help="fresh processes to pool rounds from (>= 1)"
+    )
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+
+
+def run_processes(args) -> None:
+    """In the parent: run ``args.processes - 1`` workers (this same command), one after the
+    other, and keep their rounds for :func:`interleaved` to pool. In a worker: remember where
+    its rounds go (:func:`save` writes them there instead of the results)."""
+    if args.processes < 1:
+        raise SystemExit(f"--processes must be at least 1, got {args.processes}")
+    if args.worker_out is not None:
+        _WORKER_OUT.append(args.worker_out)
+        return
+    for i in range(args.processes - 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "rounds.json"
+            print(f"worker process {i + 1} of {args.processes - 1} ...", file=sys.stderr, flush=True)
+            subprocess.run(
+                [sys.executable, *sys.argv, "--worker-out", str(out)], check=True, stdout=subprocess.DEVNULL
+            )
+            _POOLED.append(json.loads(out.read_text()))
 
 
 # -------------------------------------------------------------------------------- statistics
@@ -247,12 +324,17 @@ def header(info: dict, run: dict) -> str:
         f"`{run['command']}` ({run['when']}). Device: {info['device']} ({info['platform']}), "
         f"{info['cpu_count']} CPUs ({info['cpu_model']}), jax {info['jax']}, optax {info['optax']}. "
         "Medians with their interquartile range in brackets; a ratio is the ratio of medians, "
-        "in brackets the interquartile range of the per-round ratios (`benchmarks/_common.py`)."
+        "in brackets the interquartile range of the per-round ratios; rounds are pooled over "
+        "fresh processes run one after the other (`benchmarks/_common.py`)."
     )
 
 
 def save(name: str, info: dict, run: dict, results: object, table: str, out: Path = RESULTS) -> None:
-    """Write ``<out>/<name>-<platform>.json`` and ``.md`` and print the table."""
+    """Write ``<out>/<name>-<platform>.json`` and ``.md`` and print the table; in a worker
+    process, write its rounds for the parent instead."""
+    if _WORKER_OUT:
+        _WORKER_OUT[0].write_text(json.dumps([t.to_json() for t in _RECORDED]))
+        return
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{name}-{info['platform']}"
     record = {"machine": info, "settings": run, "results": results}

@@ -32,7 +32,19 @@ import jax.numpy as jnp
 import optax
 
 import fdl
-from _common import RESULTS, fmt_ratio, fmt_time, header, interleaved, machine, ratios, save, settings
+from _common import (
+    RESULTS,
+    add_process_options,
+    fmt_ratio,
+    fmt_time,
+    header,
+    interleaved,
+    machine,
+    ratios,
+    run_processes,
+    save,
+    settings,
+)
 
 BATCH = 32
 CASES = {"small 64-32-10": (32,), "example 64-256-256-10": (256, 256)}
@@ -178,12 +190,16 @@ def to_markdown(results: dict, info: dict, run: dict, args) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fit's fused steps vs per-step loops")
-    parser.add_argument("--rounds", type=int, default=15, help="undisturbed rounds to keep (>= 11)")
+    parser.add_argument(
+        "--rounds", type=int, default=11, help="undisturbed rounds to keep per process (>= 11)"
+    )
     parser.add_argument("--steps", type=int, default=4000, help="training steps per candidate per round")
     parser.add_argument("--steps-per-call", type=int, default=50)
+    add_process_options(parser)
     args = parser.parse_args(argv)
     if args.steps % args.steps_per_call:
         parser.error(f"--steps ({args.steps}) must be a multiple of --steps-per-call ({args.steps_per_call})")
+    run_processes(args)
     results = {case: measure(args, hidden) for case, hidden in CASES.items()}
     info, run = machine(), settings(args)
     save("fit", info, run, results, to_markdown(results, info, run, args), RESULTS)

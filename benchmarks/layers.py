@@ -27,6 +27,7 @@ import optax
 import fdl
 from _common import (
     RESULTS,
+    add_process_options,
     compiled_cost,
     fmt_ratio,
     fmt_time,
@@ -34,6 +35,7 @@ from _common import (
     interleaved,
     machine,
     ratios,
+    run_processes,
     save,
     settings,
 )
@@ -166,9 +168,11 @@ def to_markdown(results, info, run) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl CNN/LSTM train steps vs raw JAX")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=11, help="rounds per process (>= 11)")
     parser.add_argument("--steps", type=int, default=10, help="steps per round")
+    add_process_options(parser)
     args = parser.parse_args(argv)
+    run_processes(args)
     k = jax.random.split(jax.random.key(2), 4)
     images = jax.random.normal(k[0], (64, 28, 28, 1))
     sequences = jax.random.normal(k[1], (32, 50, 32))

@@ -31,6 +31,7 @@ import optax
 
 from _common import (
     RESULTS,
+    add_process_options,
     compiled_cost,
     fmt_ratio,
     fmt_time,
@@ -38,6 +39,7 @@ from _common import (
     interleaved,
     machine,
     ratios,
+    run_processes,
     save,
     settings,
 )
@@ -212,9 +214,11 @@ def to_markdown(result: dict, info: dict, run: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="LSTM train step: fdl vs raw JAX vs Flax")
-    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--rounds", type=int, default=11, help="rounds per process (>= 11)")
     parser.add_argument("--steps", type=int, default=10, help="steps per round")
+    add_process_options(parser)
     args = parser.parse_args(argv)
+    run_processes(args)
     import flax
 
     result = run(args.rounds, args.steps)

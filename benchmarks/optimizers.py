@@ -26,6 +26,7 @@ import optax
 
 import fdl
 from _common import (
+    add_process_options,
     compiled_cost,
     fmt_ratio,
     fmt_time,
@@ -33,6 +34,7 @@ from _common import (
     interleaved,
     machine,
     ratios,
+    run_processes,
     save,
     settings,
     summary,
@@ -203,16 +205,19 @@ def to_markdown(results: list[dict], comparison: dict, info: dict, run: dict) ->
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs optax optimizer updates")
-    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per process (>= 11)")
     parser.add_argument("--calls", type=int, default=60, help="steps per round")
     parser.add_argument("--comparison-repeats", type=int, default=5)
     parser.add_argument("--comparison-steps", type=int, default=1000)
     parser.add_argument("--only", nargs="+", choices=list(OPTIMIZERS), help="a subset")
+    add_process_options(parser)
     args = parser.parse_args(argv)
+    run_processes(args)
     results = [bench_update(name, args.rounds, args.calls) for name in args.only or OPTIMIZERS]
-    comparison = bench_comparison(args.comparison_repeats, args.comparison_steps)
+    # timed once, in the process that writes the results (a worker only hands over its rounds)
+    comparison = None if args.worker_out else bench_comparison(args.comparison_repeats, args.comparison_steps)
     info, run = machine(), settings(args)
-    table = to_markdown(results, comparison, info, run)
+    table = "" if comparison is None else to_markdown(results, comparison, info, run)
     save("optimizers", info, run, {"updates": results, "comparison": comparison}, table)
 
 

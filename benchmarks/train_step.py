@@ -36,6 +36,7 @@ import optax
 import fdl
 from _common import (
     RESULTS,
+    add_process_options,
     compiled_cost,
     fmt_ratio,
     fmt_time,
@@ -43,6 +44,7 @@ from _common import (
     interleaved,
     machine,
     ratios,
+    run_processes,
     save,
     settings,
 )
@@ -223,11 +225,15 @@ def to_markdown(results: list[dict], info: dict, run: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fdl vs raw JAX jitted train step")
-    parser.add_argument("--rounds", type=int, default=41, help="undisturbed rounds to keep (>= 11)")
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="undisturbed rounds to keep per process (>= 11)"
+    )
     parser.add_argument("--steps-large", type=int, default=100)
     parser.add_argument("--steps-tiny", type=int, default=500)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    add_process_options(parser)
     args = parser.parse_args(argv)
+    run_processes(args)
     results = []
     for name, (widths, batch, loss_kind) in CASES.items():
         steps = args.steps_large if widths[1] >= 512 else args.steps_tiny
