@@ -207,3 +207,10 @@ def test_normaliser_keeps_bfloat16(name, fn, ref):
     # Same bfloat16 allowance as the elementwise functions (two roundings of 2**-8).
     expected = ref(np.asarray(x.astype(jnp.float32), dtype=np.float64), -1)
     np.testing.assert_allclose(np.asarray(value.astype(jnp.float32)), expected, rtol=2**-7, atol=2**-8)
+
+
+@pytest.mark.parametrize(("name", "fn", "ref", "ref_grad"), ELEMENTWISE, ids=ELEMENTWISE_IDS)
+def test_a_nan_input_stays_nan_as_in_jax_nn(name, fn, ref, ref_grad):
+    # a rectifier written as where(x > 0, x, 0) turned NaN into 0, hiding a broken input
+    out = np.asarray(fn(jnp.array([jnp.nan, 1.0], jnp.float32)))
+    assert np.isnan(out[0]) and np.isfinite(out[1]), out

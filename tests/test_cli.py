@@ -210,7 +210,7 @@ def test_out_must_not_be_a_file(tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("keep me")
     code, _, err = run(["compare", "--problem", "beale", "--opt", OK_OPT, "--out", str(target)], capsys)
-    assert code == 2 and err.startswith("error: --out") and "is not a directory" in err
+    assert code == 2 and err.startswith("error: --out") and "is a file, not a directory" in err
     assert target.read_text() == "keep me"
 
 
@@ -328,7 +328,7 @@ def test_train_then_resume_writes_history_plot_and_checkpoints(tmp_path, capsys)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(history.open()))
     assert rows[-1]["step"] == "88" and float(rows[-1]["eval_accuracy"]) > 0.85
-    assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-00000044.npz", "ckpt-00000088.npz"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-00000044.npz", "ckpt-00000088.npz", "run.json"]
     code, out, err = run([*common, "--epochs", "3", "--resume"], capsys)
     assert code == 0, err
     assert out.startswith("step 132: test accuracy")
@@ -417,6 +417,7 @@ def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, ca
         (["--opt", "adam:learning_rate=-1"], r"--opt: fdl:adam: `learning_rate` must be"),
         (["--opt", "nadam2"], r"--opt: unknown optimizer 'nadam2'"),
         (["--resume"], r"--resume needs --checkpoint-dir"),
+        (["--overwrite"], r"--overwrite needs --checkpoint-dir"),
         (["--checkpoint-every", "5"], r"--checkpoint-every needs --checkpoint-dir"),
         (["--history", "h.txt"], r"--history 'h.txt' must end in .jsonl or .csv"),
         (["--plot", "curves.jpg"], r"--plot 'curves.jpg' must end in .png"),

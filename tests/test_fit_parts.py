@@ -88,7 +88,12 @@ def test_guard_keeps_the_state_of_a_non_finite_step(policy):
     start = pieces.Carry(fdl.train.init_state(jnp.ones(2), optimizer), jnp.asarray(False))
     bad, record = guarded(start, jnp.array([1.0, jnp.nan]), None)
     chex.assert_trees_all_equal(bad.state.params, start.state.params)
-    assert not bool(record["finite"]) and list(np.asarray(record["leaf_finite"])) == [False]
+    # the gradient and the parameter it would make are both non-finite (sgd has no state)
+    assert pieces.guarded_leaves(start.state, start.state.params) == (
+        ["gradient", "parameter"],
+        ["(root)", "(root)"],
+    )
+    assert not bool(record["finite"]) and list(np.asarray(record["leaf_finite"])) == [False, False]
     assert bool(bad.halted) == (policy == "raise")
     assert int(bad.state.step) == 1  # the counter moves on; under "raise" the carry is halted
     good, record = guarded(bad, jnp.array([1.0, 1.0]), None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from fdl import _io
@@ -103,3 +106,12 @@ def test_bad_data_is_rejected_before_anything_is_written(tmp_path):
     ):
         _io.atomic_write(tmp_path / "f", 3)
     assert listing(tmp_path) == []
+
+
+def test_non_finite_numbers_are_spelled_as_strings_and_read_back():
+    row = {"step": 3, "loss": float("nan"), "a": np.float32("inf"), "b": -math.inf, "c": 0.5, "note": "x"}
+    encoded = _io.encode_non_finite(row)
+    assert encoded == {"step": 3, "loss": "nan", "a": "inf", "b": "-inf", "c": 0.5, "note": "x"}
+    decoded = _io.decode_non_finite(json.loads(json.dumps(encoded, allow_nan=False)))
+    assert math.isnan(decoded.pop("loss"))
+    assert decoded == {"step": 3, "a": math.inf, "b": -math.inf, "c": 0.5, "note": "x"}

@@ -156,7 +156,9 @@ def test_only_process_0_writes_checkpoints_and_only_through_a_renamed_temp_file(
     out, results = runs
     assert results[1]["writes"] == []  # process 1 opened, renamed and removed nothing there
     events = results[0]["writes"]
-    temp = re.compile(r"(ckpt-2p|from-1p)/\.(ckpt-\d{8}\.npz)\.\d+\.[0-9a-f]{8}\.tmp")
+    temp = re.compile(
+        r"(ckpt-2p|from-1p)/\.(ckpt-\d{8}\.npz|run\.json)\.[A-Za-z0-9-]+\.\d+\.[0-9a-f]{8}\.tmp"
+    )
     finals = []
     for opened, renamed in zip(events[::2], events[1::2], strict=True):
         kind, path, mode = opened
@@ -165,14 +167,17 @@ def test_only_process_0_writes_checkpoints_and_only_through_a_renamed_temp_file(
         assert renamed == ["rename", path, f"{match[1]}/{match[2]}"]  # then renamed to its name
         finals.append(renamed[2])
     assert finals == [
+        "ckpt-2p/run.json",  # the fresh run's marker, first
         "ckpt-2p/ckpt-00000010.npz",
         "ckpt-2p/ckpt-00000020.npz",
-        "from-1p/ckpt-00000020.npz",  # the resumed run's final checkpoint
+        "from-1p/ckpt-00000020.npz",  # the resumed run's final checkpoint, then its marker
+        "from-1p/run.json",
     ]
     for directory in ("ckpt-2p", "from-1p"):  # nothing else left behind
         assert sorted(p.name for p in (out / directory).iterdir()) == [
             "ckpt-00000010.npz",
             "ckpt-00000020.npz",
+            "run.json",
         ]
 
 

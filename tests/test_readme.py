@@ -38,7 +38,11 @@ def test_train_section_runs_as_written(tmp_path, monkeypatch):
     result = namespace["result"]
     assert result.step == 88 and result.history[-1]["eval_accuracy"] > 0.8
     assert (tmp_path / "curves.png").exists() and (tmp_path / "history.jsonl").exists()
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["ckpt-00000044.npz", "ckpt-00000088.npz"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "ckpt-00000044.npz",
+        "ckpt-00000088.npz",
+        "run.json",
+    ]
     exec("import fdl\n" + code, namespace)  # resume=True: already done, nothing more to train
     assert namespace["result"].step == 88
 

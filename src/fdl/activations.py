@@ -87,11 +87,12 @@ def relu(x: ArrayLike) -> jax.Array:
         Nair and Hinton, "Rectified Linear Units Improve Restricted Boltzmann Machines", ICML 2010.
 
     Differs from optax / PyTorch:
-        Same values; the derivative at 0 is 0, as in ``jax.nn.relu`` and ``torch.relu``
-        (``jnp.maximum(x, 0)`` alone would give 0.5 there).
+        Same values, NaN included (a NaN input stays NaN); the derivative at 0 is 0, as in
+        ``jax.nn.relu`` and ``torch.relu`` (``jnp.maximum(x, 0)`` alone would give 0.5 there).
     """
     x = jnp.asarray(x)
-    return jnp.where(x > 0, x, 0)
+    # `x <= 0` is False for NaN, so NaN passes through (as in jax.nn.relu and torch.relu)
+    return jnp.where(x <= 0, 0, x)
 
 
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> jax.Array:

@@ -103,6 +103,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -143,7 +153,9 @@ def _add_compare(commands: Any) -> None:
         help=f"an optimizer, {OPT_SYNTAX}; repeat for each",
     )
     parser.add_argument("--steps", type=_positive_int, default=500, help="steps per run (500)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial parameters (0)")
+    parser.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of the initial parameters (0)"
+    )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -197,8 +209,6 @@ def _run_compare(args: argparse.Namespace) -> int:
             )
     if not args.opt:
         raise UsageError(f"give at least one --opt {OPT_SYNTAX}, e.g. --opt adam:learning_rate=0.01")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {str(args.out)!r} exists and is not a directory")
     # Validate everything before computing anything: compare() would raise the same errors,
     # but only what is raised here is a mistake in the command line.
     optimizers: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -211,6 +221,13 @@ def _run_compare(args: argparse.Namespace) -> int:
             optimizers[text] = (name, hyperparams)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+    if args.out is not None:  # last of the checks (it creates --out), before the runs it keeps
+        from fdl._checks import prepare_output
+
+        try:
+            prepare_output("out", args.out, directory=True)
+        except ValueError as error:
+            raise UsageError(_as_flags(error)) from None
 
     result = compare(
         optimizers,
@@ -255,7 +272,9 @@ def _add_train(commands: Any) -> None:
     parser.add_argument("--dropout", type=_rate, default=0.1, help="drop probability (0.1)")
     parser.add_argument("--images", type=Path, help="IDX images file (with --labels)")
     parser.add_argument("--labels", type=Path, help="IDX labels file (with --images)")
-    parser.add_argument("--test-fraction", type=_rate, default=0.2, help="held-out share (0.2)")
+    parser.add_argument(
+        "--test-fraction", type=_open_rate, default=0.2, help="held-out share, in (0, 1) (0.2)"
+    )
     parser.add_argument(
         "--opt",
         default="adam:learning_rate=1e-3",
@@ -264,7 +283,7 @@ def _add_train(commands: Any) -> None:
     )
     parser.add_argument("--epochs", type=_positive_int, default=20, help="epochs (20)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (32)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of init, split and order (0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of init, split and order (0)")
     parser.add_argument(
         "--steps-per-call", type=_positive_int, default=16, help="steps fused into one XLA call (16)"
     )
@@ -288,6 +307,11 @@ def _add_train(commands: Any) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest valid checkpoint in --checkpoint-dir"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a fresh run in --checkpoint-dir, deleting the checkpoints of the run there",
+    )
     parser.add_argument("--history", type=Path, help="write the metrics history (.jsonl or .csv)")
     parser.add_argument("--plot", type=Path, help="save the training curves (PNG)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -301,6 +325,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _open_rate(text: str) -> float:
+    value = _finite_float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
+    return value
+
+
 # fit's record fields and the train flags that set them (the same words)
 _FLAGS = {
     "dir": "--checkpoint-dir",
@@ -310,6 +341,9 @@ _FLAGS = {
     "plot": "--plot",
     "steps_per_call": "--steps-per-call",
     "nan_policy": "--nan-policy",
+    "out": "--out",
+    "resume": "--resume",
+    "overwrite": "--overwrite",
 }
 
 
@@ -330,7 +364,11 @@ def _train_records(args: argparse.Namespace) -> dict[str, Any]:
             "checkpoint": None
             if args.checkpoint_dir is None
             else fit.Checkpoint(
-                args.checkpoint_dir, every=args.checkpoint_every, keep=args.keep, resume=args.resume
+                args.checkpoint_dir,
+                every=args.checkpoint_every,
+                keep=args.keep,
+                resume=args.resume,
+                overwrite=args.overwrite,
             ),
             "logging": fit.Logging(history=args.history, plot=args.plot, progress=args.progress),
             "execution": fit.Execution(
@@ -356,6 +394,8 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             )
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs --checkpoint-dir (the directory to resume from)")
+    if args.overwrite and args.checkpoint_dir is None:
+        raise UsageError("--overwrite needs --checkpoint-dir (the directory to start afresh)")
     if args.checkpoint_every is not None and args.checkpoint_dir is None:
         raise UsageError("--checkpoint-every needs --checkpoint-dir")
     try:
@@ -403,7 +443,18 @@ def _run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout,
     )
     init_key, run_key = jax.random.split(jax.random.key(args.seed))
-    params, layer_state, _ = model.init(init_key, x_train.shape[1:])
+    try:
+        params, layer_state, _ = model.init(init_key, x_train.shape[1:])
+    except ValueError as error:
+        shape = "x".join(map(str, x_train.shape[1:]))
+        raise UsageError(
+            f"--model {args.model} cannot take examples of shape {shape}: {error}; "
+            "choose --model mlp or larger images"
+        ) from None
+    try:  # the last check (it creates the output folders), before the training they keep
+        fit.prepare_outputs(records["checkpoint"], records["logging"])
+    except ValueError as error:
+        raise UsageError(_as_flags(error)) from None
     try:
         result = fit.fit(
             fit.classification_loss(model),
@@ -425,6 +476,9 @@ def _run_train(args: argparse.Namespace) -> int:
             f"--resume: {first}; resume with the --model/--hidden/--seed/--batch-size of the run "
             "that wrote it, or use a new --checkpoint-dir"
         ) from None
+    except FileExistsError as error:  # a fresh run into another run's checkpoint directory
+        text = str(error).replace("resume=True", "--resume").replace("overwrite=True", "--overwrite")
+        raise UsageError(f"--checkpoint-dir: {text}") from None
     except fit.NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -462,7 +462,7 @@ def test_invalid_hyperparameters_are_rejected_naming_argument_and_value(name, ar
     kwargs = {**_REQUIRED.get(name, {}), arg: value}
     if "learning_rate" in inspect.signature(factory).parameters and arg != "learning_rate":
         kwargs.setdefault("learning_rate", 0.1)
-    with pytest.raises(ValueError, match=rf"^`{arg}` must .*, got {re.escape(repr(value))}$"):
+    with pytest.raises(ValueError, match=rf"^{name}: `{arg}` must .*, got {re.escape(repr(value))}$"):
         factory(**kwargs)
 
 

@@ -338,7 +338,7 @@ ERRORS = [
         "`transition_begin` must be >= 0 (the number of steps spent at `init_value`), got -1",
     ),
     (
-        lambda: fdl.polynomial_schedule(1.0, 0.0, 2, transition_steps="10"),
+        lambda: fdl.polynomial_schedule(1.0, 0.0, 2, transition_steps=float("nan")),
         "`transition_steps` must be a concrete, finite real number",
     ),
     (

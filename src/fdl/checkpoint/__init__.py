@@ -34,7 +34,27 @@ Leaves that NumPy cannot store natively are stored as bit views and rebuilt on l
 Writes are atomic (temporary file in the same directory, ``fsync``, ``os.replace``, ``fsync`` of
 the directory), so a crash leaves either the old set of checkpoints or the new one, never a
 half-written file under a checkpoint's name; older checkpoints are kept (``keep``), and
-:func:`restore_latest_valid` resumes from the newest one that reads back intact.
+:func:`restore_latest_valid` resumes from the newest one that reads back intact. The temporary
+file of a writer killed mid-write (``.ckpt-XXXXXXXX.npz.<host>.<pid>.<random>.tmp``) is deleted
+by the next :func:`save` in the directory once that process is gone from this host; other
+hosts' files and live writers' files are never touched.
+
+**Runs.** A directory holds one training run's checkpoints, named by its marker ``run.json``
+(:func:`start_run`, :func:`current_run`), and :func:`save` with ``run=`` records the run in
+each checkpoint's manifest (an optional ``run`` field; files without it, from before run ids,
+read as before). A fresh run refuses a directory that holds checkpoints unless told to
+``overwrite`` them; it then writes its marker before deleting them, and
+:func:`restore_latest_valid` considers only the marked run's checkpoints, so neither a fresh
+run's resume nor an interrupted overwrite can continue a stale run.
+
+**Concurrency.** One writer per directory at a time (one process calling :func:`save`, or
+process 0 for all under ``jax.distributed``; a run saving with ``run=``, as ``fit`` does, is
+refused at its next save once another run has taken its directory over). Any number of readers, in any
+process, may call :func:`restore_latest_valid` (or :func:`restore` on the directory) while it
+writes: each gets an intact checkpoint, the newest one at the time of its listing or a newer
+one, never a half-written file; a checkpoint pruned between a reader's listing and its read
+(``keep``) sends the reader back to a fresh listing, where the newer checkpoint is. Readers
+rely on POSIX semantics (an open file stays readable after it is deleted).
 
 **Several processes** (``jax.distributed``): every process calls :func:`save` with the same
 tree; arrays split over several processes are gathered (a collective), process 0 alone writes
@@ -45,23 +65,27 @@ all processes. A checkpoint does not record how many processes wrote it: it rest
 number of them.
 
 The package reads like the life of a file: :mod:`~fdl.checkpoint.writing` (:func:`save`, the
-checkpoints in a directory), :mod:`~fdl.checkpoint.reading` (:func:`restore`,
+checkpoints in a directory), :mod:`~fdl.checkpoint.runs` (:func:`start_run`, the run a
+directory belongs to), :mod:`~fdl.checkpoint.reading` (:func:`restore`,
 :func:`restore_latest_valid`) and :mod:`~fdl.checkpoint.errors`; the format they share (the
-manifest, the digest, the encodings) is the kernel ``fdl.checkpoint._format``, the collectives of
-several processes ``fdl.checkpoint._multiprocess``.
+manifest, the digest, the encodings, the run marker) is the kernel ``fdl.checkpoint._format``,
+the collectives of several processes ``fdl.checkpoint._multiprocess``.
 """
 
 from fdl.checkpoint._format import FORMAT, MANIFEST, VERSION  # noqa: F401 (the format's constants)
 from fdl.checkpoint.errors import CheckpointError, CheckpointWarning
 from fdl.checkpoint.reading import restore, restore_latest_valid
+from fdl.checkpoint.runs import current_run, start_run
 from fdl.checkpoint.writing import all_steps, latest_step, save
 
 __all__ = [
     "CheckpointError",
     "CheckpointWarning",
     "all_steps",
+    "current_run",
     "latest_step",
     "restore",
     "restore_latest_valid",
     "save",
+    "start_run",
 ]

@@ -1,17 +1,23 @@
 """The checkpoint file format, shared by writing and reading (a kernel module): names, the
-manifest's constants, the leaves' key paths and encodings, and the digest (see
+manifest's constants, the leaves' key paths and encodings, the digest, and the run marker (see
 :mod:`fdl.checkpoint` for the format itself)."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
 import re
+import secrets
+import socket
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from fdl.checkpoint.errors import CheckpointError
 from fdl.nn.parts import ROOT
 
 PyTree = Any
@@ -38,8 +44,59 @@ SUPPORTED = (
 )
 
 
+# The run marker: the file naming the run a checkpoint directory belongs to.
+RUN_MARKER = "run.json"
+RUN_FORMAT = "fdl.checkpoint.run"
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The files save writes in a directory (their killed writers' temporary files are cleaned up).
+OWN_FILES = re.compile(r"ckpt-\d{8,}\.npz|" + re.escape(RUN_MARKER))
+
+
 def file_name(step: int) -> str:
     return f"ckpt-{step:08d}.npz"
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(8)
+
+
+def check_run_id(name: str, value: Any) -> str:
+    """``value`` if it is a run id (as :func:`fdl.checkpoint.start_run` returns), else raise."""
+    if not isinstance(value, str) or not RUN_ID.fullmatch(value):
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(
+            f"`{name}` must be a run id from fdl.checkpoint.start_run (1 to 64 letters, digits, "
+            f"'-' or '_'), got {value!r}"
+        )
+    return value
+
+
+def marker_text(run: str) -> str:
+    """The run marker's content: strict JSON naming the run, where and when it started."""
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    marker = {"format": RUN_FORMAT, "run": run, "started": started, "host": socket.gethostname()}
+    return json.dumps({**marker, "pid": os.getpid()}, indent=1) + "\n"
+
+
+def read_marker(directory: Path) -> str | None:
+    """The run named by ``directory``'s run marker; ``None`` when there is none."""
+    path = directory / RUN_MARKER
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        marker = json.loads(text)
+    except json.JSONDecodeError:
+        marker = None
+    run = marker.get("run") if isinstance(marker, dict) and marker.get("format") == RUN_FORMAT else None
+    if not isinstance(run, str) or not RUN_ID.fullmatch(run):
+        raise CheckpointError(
+            f'{path} is not an fdl run marker: expected JSON with "format": {RUN_FORMAT!r} and a '
+            f'"run" id, got {text[:80]!r}; delete it to start a fresh run in {directory}, or to '
+            f"resume from the newest checkpoint there"
+        )
+    return run
 
 
 def named_leaves(tree: PyTree, argument: str) -> tuple[list[tuple[str, Any]], Any]:

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import numpy as np
 
+from fdl.checkpoint.errors import CheckpointError
+
 MESSAGE_BYTES = 1024
+
+
+def on_process_0(action: Callable[[], str], what: str) -> str:
+    """Run ``action`` on process 0 alone and return its result (a short string) on every
+    process; in a single process, just run it.
+
+    Process 0 broadcasts its outcome, which is also the barrier: no process returns before
+    ``action`` has finished. If it failed, process 0 raises its own error and the others a
+    :class:`CheckpointError`: "process 0 failed to ``what``: ``error``".
+    """
+    if jax.process_count() == 1:
+        return action()
+    error: BaseException | None = None
+    result = ""
+    if jax.process_index() == 0:
+        try:
+            result = action()
+        except BaseException as err:  # re-raised below, after telling the other processes
+            error = err
+    outcome = broadcast_from_process_0(
+        "ok:" + result if error is None else f"{type(error).__name__}: {error}"
+    )
+    if error is not None:
+        raise error
+    if not outcome.startswith("ok:"):
+        raise CheckpointError(f"process 0 failed to {what}: {outcome}")
+    return outcome[len("ok:") :]
 
 
 def broadcast_from_process_0(message: str) -> str:

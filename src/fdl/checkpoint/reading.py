@@ -23,10 +23,12 @@ from fdl.checkpoint._format import (
     SUPPORTED,
     VERSION,
     ZIP_MAGIC,
+    check_run_id,
     digest,
     file_name,
     is_key,
     named_leaves,
+    read_marker,
     stored_shape_fits,
 )
 from fdl.checkpoint.errors import CheckpointError, CheckpointWarning
@@ -44,7 +46,9 @@ def restore(
     """Load a checkpoint into the structure of ``template``: ``(tree, metadata)``.
 
     ``path_or_directory`` is a checkpoint file, or a directory: then the checkpoint of ``step``
-    is loaded, or the highest step if ``step`` is None. The file's checksum is verified first.
+    is loaded, or the highest step if ``step`` is None (of any run: to resume a run, use
+    :func:`restore_latest_valid`). The file's checksum is verified first. A newest checkpoint
+    pruned by a concurrent writer between the listing and the read is looked up again.
 
     The structure (dicts, tuples, NamedTuples, ``None``) comes from ``template``, typically the
     freshly initialized state (``model.init``, ``optimizer.init``) or its ``jax.eval_shape``;
@@ -79,26 +83,53 @@ def restore(
     >>> tree["w"].tolist(), tree["step"], metadata
     ([0.0, 1.0, 2.0], 7, {'note': 'demo'})
     """
-    path = _resolve(Path(path_or_directory), step)
-    manifest, stored = _read(path)
-    return _rebuild(path, manifest, stored, template), manifest["metadata"]
+    source, tried = Path(path_or_directory), set()
+    while True:
+        path = _resolve(source, step)
+        try:
+            manifest, stored = _read(path)
+        except FileNotFoundError:
+            # The newest checkpoint, pruned by a writer since the listing: a newer one exists.
+            if step is not None or path == source or path in tried:
+                raise
+            tried.add(path)
+            continue
+        return _rebuild(path, manifest, stored, template), manifest["metadata"]
 
 
-def restore_latest_valid(directory: PathLike, template: PyTree) -> tuple[PyTree, dict[str, Any], int]:
-    """Restore the newest checkpoint in ``directory`` that reads back intact.
+def restore_latest_valid(
+    directory: PathLike, template: PyTree, *, run: str | None = None
+) -> tuple[PyTree, dict[str, Any], int]:
+    """Restore the newest checkpoint of the directory's run that reads back intact.
 
     Checkpoints are tried from the highest step down; each one that raises
     :class:`CheckpointError` (truncated, corrupt, failing its checksum) is skipped with a
     :class:`CheckpointWarning` naming it. A template mismatch is *not* skipped: it is the
     caller's error, and older checkpoints would not match either.
 
+    Only the checkpoints of one run count: ``run``, or by default the run named by the
+    directory's marker ``run.json`` (:func:`start_run`); checkpoints of other runs (the
+    leftovers of an interrupted ``overwrite``) are passed over silently. A directory without a
+    marker (checkpoints older than run ids) counts all its checkpoints.
+
+    A writer may save and prune meanwhile (one writer, any number of readers): a checkpoint
+    deleted between the listing and the read sends this back to a fresh listing, where a newer
+    one is, so the reader gets an intact checkpoint, never a spurious ``FileNotFoundError``.
+
+    Args:
+      directory: the checkpoint directory.
+      template: a tree with the structure, dtypes and shapes of the saved one (see
+        :func:`restore`).
+      run: the run whose checkpoints to consider (default: the marker's, else all).
+
     Returns:
       ``(tree, metadata, step)`` of the checkpoint restored.
 
     Raises:
-      FileNotFoundError: the directory holds no checkpoint.
-      CheckpointError: every checkpoint is unreadable (the message lists each and why).
-      ValueError: the template does not match the newest readable checkpoint.
+      FileNotFoundError: the directory holds no checkpoint, or none of the run.
+      CheckpointError: every checkpoint is unreadable (the message lists each and why), or the
+        run marker is malformed.
+      ValueError: the template does not match the newest readable checkpoint; a malformed ``run``.
 
     >>> import tempfile, warnings, jax.numpy as jnp
     >>> from pathlib import Path
@@ -113,22 +144,43 @@ def restore_latest_valid(directory: PathLike, template: PyTree) -> tuple[PyTree,
     (1, [1.0, 1.0])
     """
     directory = Path(directory)
+    run = read_marker(directory) if run is None else check_run_id("run", run)
+    failures, others, tried = [], [], set()
     steps = all_steps(directory)
-    if not steps:
-        raise FileNotFoundError(f"no checkpoints (ckpt-XXXXXXXX.npz) in {directory}")
-    failures = []
-    for step in reversed(steps):
+    for _ in range(2):  # a listing that overlapped a writer's replace-then-prune may miss both
+        if steps:
+            break
+        steps = all_steps(directory)
+    while steps:
+        step = steps.pop()
+        if step in tried:
+            continue
+        tried.add(step)
         path = directory / file_name(step)
         try:
             manifest, stored = _read(path)
+        except FileNotFoundError:
+            # Pruned by a writer since the listing, so a newer checkpoint exists: list again.
+            steps = [s for s in all_steps(directory) if s not in tried]
+            continue
         except CheckpointError as err:
             warnings.warn(f"skipping unreadable checkpoint: {err}", CheckpointWarning, stacklevel=2)
             failures.append(str(err))
             continue
+        if run is not None and manifest.get("run") != run:
+            others.append(step)
+            continue
         return _rebuild(path, manifest, stored, template), manifest["metadata"], step
-    raise CheckpointError(
-        f"no readable checkpoint in {directory}; tried {len(failures)}:\n  " + "\n  ".join(failures)
-    )
+    if failures:
+        raise CheckpointError(
+            f"no readable checkpoint in {directory}; tried {len(failures)}:\n  " + "\n  ".join(failures)
+        )
+    if others:
+        raise FileNotFoundError(
+            f"no checkpoints of run {run!r} in {directory}; its {len(others)} checkpoint(s) "
+            f"(steps {sorted(others)}) belong to other runs"
+        )
+    raise FileNotFoundError(f"no checkpoints (ckpt-XXXXXXXX.npz) in {directory}")
 
 
 def _resolve(path: Path, step: int | None) -> Path:
@@ -217,6 +269,7 @@ def _parse_manifest(path: Path, raw: np.ndarray) -> dict[str, Any]:
     leaves = manifest.get("leaves")
     well_formed = (
         isinstance(manifest.get("step"), int)
+        and isinstance(manifest.get("run", ""), str)
         and isinstance(manifest.get("metadata"), dict)
         and isinstance(manifest.get("sha256"), str)
         and isinstance(leaves, list)

@@ -3,6 +3,7 @@ checkpoints a directory holds."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,26 +13,30 @@ import jax
 import numpy as np
 
 from fdl._checks import check_json_dict, check_keep, check_step
-from fdl._io import atomic_write
+from fdl._io import atomic_write, remove_stale_temporaries
 from fdl.checkpoint._format import (
     FORMAT,
     MANIFEST,
     NAME,
     NATIVE,
+    OWN_FILES,
     PYTHON,
+    RUN_MARKER,
     SUPPORTED,
     VERSION,
     bit_view_dtype,
     canonical_json,
+    check_run_id,
     digest,
     file_name,
     is_key,
     little_endian,
     manifest_entry,
+    marker_text,
     named_leaves,
+    read_marker,
 )
-from fdl.checkpoint._multiprocess import broadcast_from_process_0, fetch
-from fdl.checkpoint.errors import CheckpointError
+from fdl.checkpoint._multiprocess import fetch, on_process_0
 
 __all__ = ["all_steps", "latest_step", "save"]
 
@@ -48,6 +53,7 @@ def save(
     keep: int | None = 3,
     overwrite: bool = False,
     compress: bool = False,
+    run: str | None = None,
 ) -> Path:
     """Write ``tree`` and ``metadata`` to ``directory/ckpt-{step:08d}.npz``, atomically.
 
@@ -56,7 +62,18 @@ def save(
     ``fsync``-ed. If anything fails on the way (an unsupported leaf, a full disk, an interrupt),
     no file appears under the final name and the temporary file is removed. Then all but the
     ``keep`` highest-step checkpoints are deleted; only files named exactly like this function
-    names them are ever deleted, and never the one just written.
+    names them are ever deleted, and never the one just written. Before writing, the temporary
+    files of earlier writers on this host that were killed mid-write are deleted (never a live
+    writer's, nor another host's: :func:`fdl._io.remove_stale_temporaries`).
+
+    With ``run`` (an id from :func:`start_run`), the checkpoint records the run it belongs to,
+    the directory's run marker ``run.json`` must name that run (it is written after the
+    checkpoint when the directory has none, e.g. for a run resumed from checkpoints older than
+    run ids), and ``keep`` deletes other runs' checkpoints (and unreadable ones) before this
+    run's, whatever their steps.
+
+    One process writes to a directory at a time; any number may read it meanwhile (see
+    :mod:`fdl.checkpoint`).
 
     Under ``jax.distributed`` (several processes) every process calls ``save`` with the same
     arguments. Leaves split over several processes are gathered from all of them; process 0
@@ -70,19 +87,24 @@ def save(
         included), typed PRNG keys, or Python bool/int/float. Dicts, tuples, lists, NamedTuples
         and ``None`` are structure; the structure itself comes back from the template given to
         :func:`restore`.
-      metadata: a JSON-serializable dict (strict JSON: no NaN or infinity), returned by
-        :func:`restore` as JSON reads it back (tuples become lists, keys strings).
+      metadata: a JSON-serializable dict (strict JSON: no NaN or infinity; spell non-finite
+        numbers as ``fdl.fit`` does for its history, the strings ``"nan"``, ``"inf"``,
+        ``"-inf"``), returned by :func:`restore` as JSON reads it back (tuples become lists,
+        keys strings).
       keep: how many checkpoints to keep, counting the new one; ``None`` keeps all.
       overwrite: replace an existing checkpoint of the same step instead of refusing.
       compress: deflate the arrays (``np.savez_compressed``): smaller, slower.
+      run: the run this checkpoint belongs to, from :func:`start_run`; ``None`` records none.
 
     Returns:
       The path of the checkpoint written.
 
     Raises:
-      ValueError: a negative ``step``, ``keep`` < 1, metadata that is not strict JSON, or two
-        leaves with the same key path.
-      TypeError: a non-integer ``step`` or ``keep``, a non-dict ``metadata``, an unsupported leaf.
+      ValueError: a negative ``step``, ``keep`` < 1, metadata that is not strict JSON, two
+        leaves with the same key path, a malformed ``run``, or a ``run`` that the directory's
+        marker does not name (another run took the directory over).
+      TypeError: a non-integer ``step`` or ``keep``, a non-dict ``metadata``, an unsupported
+        leaf, a non-string ``run``.
       FileExistsError: the step's checkpoint exists and ``overwrite`` is False.
       CheckpointError: on a process other than 0, when process 0 failed to write (the message
         names the file and process 0's error, which process 0 raises itself).
@@ -98,6 +120,8 @@ def save(
     if keep is not None:
         keep = check_keep("keep", keep)
     metadata = check_json_dict("metadata", metadata)
+    if run is not None:
+        run = check_run_id("run", run)
     entries, arrays = [], []
     for i, (name, leaf) in enumerate(named_leaves(tree, "tree")[0]):
         entry, stored = _encode_leaf(name, leaf)
@@ -109,31 +133,21 @@ def save(
         "step": step,
         "metadata": metadata,
         "leaves": entries,
+        **({} if run is None else {"run": run}),
     }
     manifest["sha256"] = digest(manifest, arrays)
     members = {MANIFEST: np.frombuffer(canonical_json(manifest), np.uint8)}
     members.update((entry["entry"], stored) for entry, stored in zip(entries, arrays, strict=True))
 
-    directory = Path(directory)
-    final = directory / file_name(step)
-    if jax.process_count() == 1:
-        _write_and_prune(final, step, members, keep=keep, overwrite=overwrite, compress=compress)
-        return final
+    final = Path(directory) / file_name(step)
+
+    def write() -> str:
+        _write_and_prune(final, step, members, keep=keep, overwrite=overwrite, compress=compress, run=run)
+        return ""
+
     # Several processes: process 0 writes; the broadcast of its outcome is also the barrier that
     # holds the others until the file is in place.
-    error: BaseException | None = None
-    if jax.process_index() == 0:
-        try:
-            _write_and_prune(final, step, members, keep=keep, overwrite=overwrite, compress=compress)
-        except BaseException as err:  # re-raised below, after telling the other processes
-            error = err
-    failure = broadcast_from_process_0("" if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    if failure:
-        raise CheckpointError(
-            f"process 0 failed to write the checkpoint of step {step} to {final}: {failure}"
-        )
+    on_process_0(write, f"write the checkpoint of step {step} to {final}")
     return final
 
 
@@ -155,10 +169,14 @@ def all_steps(directory: PathLike) -> list[int]:
     if not directory.exists():
         return []
     steps = []
-    for entry in directory.iterdir():
-        match = NAME.fullmatch(entry.name)
-        if match and entry.name == file_name(int(match.group(1))) and entry.is_file():
-            steps.append(int(match.group(1)))
+    # os.scandir: is_file() comes from the listing itself (no stat where the file system reports
+    # entry types), so a checkpoint pruned by a concurrent writer after the listing still counts
+    # here; the reader that then finds it gone lists again.
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            match = NAME.fullmatch(entry.name)
+            if match and entry.name == file_name(int(match.group(1))) and entry.is_file():
+                steps.append(int(match.group(1)))
     return sorted(steps)
 
 
@@ -222,19 +240,47 @@ def _write_and_prune(
     keep: int | None,
     overwrite: bool,
     compress: bool,
+    run: str | None,
 ) -> None:
     """Write the checkpoint file ``final`` atomically, then delete all but the ``keep`` newest."""
     directory = final.parent
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory, OWN_FILES)
+    marker = None if run is None else read_marker(directory)
+    if marker is not None and marker != run:
+        raise ValueError(
+            f"`run` {run!r} no longer owns the checkpoint directory {directory}: its {RUN_MARKER} "
+            f"names run {marker!r} (a fresh run took the directory over); stop this run, or "
+            f"save it to another directory"
+        )
     if final.exists() and not overwrite:
         raise FileExistsError(
             f"a checkpoint of step {step} already exists at {final}; pass overwrite=True to replace it"
         )
     _write_atomic(final, members, compress)
+    if run is not None and marker is None:
+        # After the checkpoint: a run resumed from unmarked checkpoints stays resumable from
+        # them until it has one of its own.
+        atomic_write(directory / RUN_MARKER, marker_text(run))
     if keep is not None:
-        for old in all_steps(directory)[:-keep]:
+        steps = all_steps(directory)
+        if run is not None:  # other runs' files (and unreadable ones) go first
+            runs = {s: _run_of(directory / file_name(s)) for s in steps}
+            steps = [s for s in steps if runs[s] != run] + [s for s in steps if runs[s] == run]
+        for old in steps[:-keep]:
             if old != step:
                 (directory / file_name(old)).unlink(missing_ok=True)
+
+
+def _run_of(path: Path) -> str | None:
+    """The run recorded in a checkpoint's manifest (read alone, unverified); ``None`` when it
+    records none or cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            run = json.loads(npz[MANIFEST].tobytes().decode("utf-8")).get("run")
+    except Exception:  # damaged files count as no run's, like files without a run id
+        return None
+    return run if isinstance(run, str) else None
 
 
 def _write_atomic(final: Path, members: dict[str, np.ndarray], compress: bool) -> None:

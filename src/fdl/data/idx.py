@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fdl._checks import check_labels
+
 __all__ = ["load_idx", "load_idx_dataset", "save_idx"]
 
 PathLike = str | os.PathLike[str]
@@ -240,7 +242,8 @@ def load_idx_dataset(
     Raises:
         FileNotFoundError: if either file does not exist.
         ValueError: if either file is not valid IDX (see :func:`load_idx`), the images are not
-            uint8 of shape ``(N, rows, cols)``, the labels are not integers of shape ``(N,)``, or
+            uint8 of shape ``(N, rows, cols)``, the labels are not integers of shape ``(N,)`` or
+            hold a negative label (naming the file, the value and its index), or
             the two files hold different numbers of examples.
 
     Example:
@@ -276,6 +279,7 @@ def load_idx_dataset(
             f"IDX labels '{os.fspath(labels_path)}' must be integers of shape (N,), got "
             f"{labels.dtype} of shape {labels.shape}"
         )
+    check_labels(f"IDX labels '{os.fspath(labels_path)}'", labels)
     if len(images) != len(labels):
         raise ValueError(
             f"IDX image and label counts differ: '{os.fspath(images_path)}' holds {len(images)} "

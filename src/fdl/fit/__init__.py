@@ -35,8 +35,10 @@ between compiled calls (evaluate, log, checkpoint, progress, callbacks), each co
 own record (:mod:`fdl.fit.config`); :mod:`fdl.fit.callbacks` and :mod:`fdl.fit.loggers` the
 callbacks and loggers users pass in.
 
-**NaN guard.** Every step checks that the loss and every gradient leaf are finite. A non-finite
-step is never applied. ``Execution(nan_policy="raise")`` stops: the call freezes the state before the bad
+**NaN guard.** Every step checks that the loss, every gradient leaf, and every leaf of the
+parameters and optimizer state the update would produce are finite (an overflowing update is
+caught at the step that makes it). A non-finite step is never applied, so neither the returned
+parameters nor a checkpoint ever hold non-finite values that training made. ``Execution(nan_policy="raise")`` stops: the call freezes the state before the bad
 step and ``fit`` raises :class:`NonFiniteError` naming the step and the first offending
 parameter path (the last checkpoint stays valid). ``nan_policy="skip"`` drops that update,
 counts it, and goes on.
@@ -52,7 +54,7 @@ XLA partitions the step and inserts the gradient all-reduce (data parallelism).
 """
 
 from fdl.fit.callbacks import Control, EarlyStopping, Every, ReduceLROnPlateau
-from fdl.fit.config import NAN_POLICIES, Checkpoint, Eval, Execution, Logging
+from fdl.fit.config import NAN_POLICIES, Checkpoint, Eval, Execution, Logging, prepare_outputs
 from fdl.fit.loggers import HistoryFile, TensorBoardLogger, save_history_plot
 from fdl.fit.loop import FitResult, NonFiniteError, fit
 from fdl.fit.tasks import classification_eval, classification_loss
@@ -66,6 +68,7 @@ __all__ = [
     "Logging",
     "Execution",
     "NAN_POLICIES",
+    "prepare_outputs",
     "Control",
     "EarlyStopping",
     "Every",

@@ -22,9 +22,18 @@ from fdl._checks import (
     check_positive_int,
     check_prng_key,
     check_suffix,
+    prepare_output,
 )
 
-__all__ = ["Eval", "Checkpoint", "Logging", "Execution", "NAN_POLICIES", "HISTORY_SUFFIXES"]
+__all__ = [
+    "Eval",
+    "Checkpoint",
+    "Logging",
+    "Execution",
+    "NAN_POLICIES",
+    "HISTORY_SUFFIXES",
+    "prepare_outputs",
+]
 
 NAN_POLICIES = ("raise", "skip")
 HISTORY_SUFFIXES = (".jsonl", ".csv")
@@ -51,13 +60,20 @@ class Eval:
 @dataclass(frozen=True)
 class Checkpoint:
     """Save checkpoints (:mod:`fdl.checkpoint`) to ``dir`` every ``every`` steps (default: once
-    per epoch) and at the end, keeping the newest ``keep``; with ``resume``, continue from the
-    newest valid one there (bit for bit)."""
+    per epoch) and at the end, keeping the newest ``keep``; with ``resume``, continue the run
+    in ``dir`` from its newest valid checkpoint (bit for bit).
+
+    ``dir`` belongs to one run (:func:`fdl.checkpoint.start_run`). A fresh run (``resume``
+    False) refuses a ``dir`` that already holds checkpoints, unless ``overwrite`` is True: then
+    it deletes them (after marking the directory as its own, so that an interruption cannot
+    bring the old run back). ``resume`` continues the run that last started in ``dir``, never
+    an older one whose files remain there."""
 
     dir: str | Path
     every: int | None = None
     keep: int = 3
     resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.dir, (str, Path)):
@@ -70,6 +86,12 @@ class Checkpoint:
             check_positive_int("every", self.every)
         check_positive_int("keep", self.keep)
         check_bool("resume", self.resume)
+        check_bool("overwrite", self.overwrite)
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "Checkpoint: `overwrite` deletes another run's checkpoints for a fresh run and "
+                "`resume` continues the run in `dir`: pass one of them, got resume=True, overwrite=True"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,7 +119,8 @@ class Logging:
 @dataclass(frozen=True)
 class Execution:
     """How the steps run: ``steps_per_call`` steps fused into one XLA call; ``nan_policy``
-    ``"raise"`` or ``"skip"`` for a non-finite loss or gradient; ``compute_dtype`` (e.g.
+    ``"raise"`` or ``"skip"`` for a step with a non-finite loss or gradient, or whose update
+    would make a parameter or optimizer-state leaf non-finite; ``compute_dtype`` (e.g.
     ``jnp.bfloat16``) for mixed precision."""
 
     steps_per_call: int = 16
@@ -114,6 +137,20 @@ def check_run(*, batch_size: Any, steps: Any, epochs: Any, key: Any) -> None:
     check_positive_int("batch_size", batch_size)
     check_duration(steps, epochs)
     check_prng_key("key", key)
+
+
+def prepare_outputs(checkpoint: Checkpoint | None, logging: Logging | None) -> None:
+    """Before any training: create the directories of every output of a run (the checkpoint
+    directory, the history file's and the plot's folders) and probe that each can be written,
+    so a bad path fails at once, naming its argument, instead of after the training it was
+    meant to keep (see :func:`fdl._checks.prepare_output`)."""
+    if checkpoint is not None:
+        prepare_output("dir", checkpoint.dir, directory=True)
+    if logging is not None:
+        for name in ("history", "plot"):
+            path = getattr(logging, name)
+            if path is not None:
+                prepare_output(name, path)
 
 
 def total_steps(steps: int | None, epochs: int | None, steps_per_epoch: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,27 +21,46 @@ Row = dict[str, float]
 
 class HistoryFile:
     """The whole history in one file, rewritten atomically after each row: JSON lines for
-    ``.jsonl``, CSV (columns ``step`` first, then sorted) for ``.csv``."""
+    ``.jsonl``, CSV for ``.csv``; keys (columns) ``step`` first, then sorted, so that a resumed
+    run's file (whose earlier rows come back from a checkpoint) equals an uninterrupted run's
+    byte for byte.
+
+    Both are strict: a non-finite value (a NaN evaluation metric, an infinite loss) is written
+    as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (in JSON lines, a JSON string, never the
+    non-standard ``NaN`` token), which ``float()`` reads back;
+    ``fdl._io.decode_non_finite`` turns a parsed row's strings back into floats. The first
+    write deletes the temporary files of earlier writers of the same file that were killed
+    mid-write.
+    """
 
     def __init__(self, path: str | Path):
         from fdl._checks import check_suffix
 
         self.path = Path(check_suffix("history", path, (".jsonl", ".csv")))
+        self._cleaned = False
 
     def write(self, history: Sequence[Row]) -> None:
-        from fdl._io import atomic_write
+        from fdl._io import atomic_write, encode_non_finite, remove_stale_temporaries
 
+        rows = [encode_non_finite(dict(sorted(row.items(), key=_step_first))) for row in history]
         if self.path.suffix == ".csv":
             buffer = io.StringIO()
-            fields = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
+            fields = sorted({k for row in rows for k in row}, key=lambda k: _step_first((k, None)))
             writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
             writer.writeheader()
-            writer.writerows(history)
+            writer.writerows(rows)
             text = buffer.getvalue()
         else:
-            text = "".join(json.dumps(row) + "\n" for row in history)
+            text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._cleaned:
+            remove_stale_temporaries(self.path.parent, re.compile(re.escape(self.path.name)))
+            self._cleaned = True
         atomic_write(self.path, text)
+
+
+def _step_first(item: tuple[str, Any]) -> tuple[bool, str]:
+    return item[0] != "step", item[0]
 
 
 class TensorBoardLogger:

@@ -13,12 +13,12 @@ import numpy as np
 
 from fdl import checkpoint as ckpt
 from fdl._checks import check_data, check_instance
+from fdl._io import decode_non_finite, encode_non_finite
 from fdl.fit import pieces
 from fdl.fit.callbacks import Control, scale_by_control
-from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_run, total_steps
+from fdl.fit.config import Checkpoint, Eval, Execution, Logging, check_run, prepare_outputs, total_steps
 from fdl.fit.loggers import HistoryFile, close_all, save_history_plot
 from fdl.fit.tasks import initial_layer_state
-from fdl.nn.parts import ROOT, leaf_paths
 from fdl.train import TrainState, init_state, make_step, trainable_part
 
 __all__ = ["fit", "FitResult", "NonFiniteError"]
@@ -43,8 +43,9 @@ class FitResult(NamedTuple):
 class NonFiniteError(FloatingPointError):
     """A non-finite loss or gradient stopped ``fit`` (``nan_policy="raise"``).
 
-    Attributes: ``step`` (the bad step, not applied), ``path`` (the first parameter path with a
-    non-finite gradient, or ``None`` when only the loss was), ``result`` (a :class:`FitResult`
+    Attributes: ``step`` (the bad step, not applied), ``path`` (the path of the first
+    non-finite leaf: a gradient, or a parameter or optimizer-state leaf the update would have
+    made non-finite; ``None`` when only the loss was), ``result`` (a :class:`FitResult`
     holding the state before the bad step and the history so far).
     """
 
@@ -78,6 +79,8 @@ def fit(
       loss_fn: the one loss signature, :data:`fdl.train.LOSS_SIGNATURE`; ``batch`` is a tuple
         like ``data`` with ``batch_size`` examples (:func:`classification_loss` builds one for a
         classifier; :func:`fdl.train.simple_loss` adapts ``(params, batch, key) -> loss``).
+        A loss may carry ``loss_fn.check_data(data)``, which ``fit`` calls once before
+        training (:func:`classification_loss` checks its labels' range there).
       optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
       params: the initial parameters (copied: the caller's arrays stay usable).
       data: a tuple of arrays sharing their leading (example) axis, e.g. ``(x, y)``; placed on
@@ -89,7 +92,8 @@ def fit(
         ``loss_fn.model.init`` when the loss carries its model, else ``{}``.
       trainable: train only these leaves (see :func:`fdl.train.make_step`).
       evaluate: an :class:`Eval` (function and period).
-      checkpoint: a :class:`Checkpoint` (directory, period, how many to keep, resume).
+      checkpoint: a :class:`Checkpoint` (directory, period, how many to keep, resume or
+        overwrite); the history rows it carries spell non-finite values "nan", "inf", "-inf".
       logging: a :class:`Logging` (history file, plot, progress bar, loggers); default: a
         progress bar only.
       callbacks: objects with ``on_row(row, control)`` (:class:`EarlyStopping`,
@@ -103,10 +107,16 @@ def fit(
       evaluation ran.
 
     Raises:
-      ValueError, TypeError: invalid arguments (each names the argument and the value).
-      NonFiniteError: a non-finite loss or gradient with ``nan_policy="raise"``.
+      ValueError, TypeError: invalid arguments (each names the argument and the value),
+        checked before any training; this includes an output (``checkpoint.dir``,
+        ``logging.history``, ``logging.plot``) that cannot be created or written (the
+        directories it needs are created).
+      NonFiniteError: a non-finite loss, gradient, or updated parameter or optimizer state
+        with ``nan_policy="raise"``.
       fdl.checkpoint.CheckpointError: ``resume`` found checkpoints but none valid for this
         state's structure.
+      FileExistsError: a fresh run (``resume`` False) in a checkpoint directory that holds
+        checkpoints, without ``overwrite``.
 
     >>> import jax, jax.numpy as jnp, numpy as np, fdl
     >>> x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
@@ -122,6 +132,9 @@ def fit(
     """
     check_run(batch_size=batch_size, steps=steps, epochs=epochs, key=key)
     data = check_data(data, batch_size)
+    task_check = getattr(loss_fn, "check_data", None)
+    if task_check is not None:  # e.g. classification_loss: labels in range, host-side, once
+        task_check(data)
     execution = Execution() if execution is None else _check_record("execution", execution, Execution)
     logging = Logging() if logging is None else _check_record("logging", logging, Logging)
     if evaluate is not None:
@@ -132,6 +145,7 @@ def fit(
     for callback in callbacks:
         if not callable(getattr(callback, "on_row", None)):
             raise TypeError(f"each of `callbacks` must have on_row(row, control), got {callback!r}")
+    prepare_outputs(checkpoint, logging)
     steps_per_epoch = data[0].shape[0] // batch_size
     total = total_steps(steps, epochs, steps_per_epoch)
     eval_every = (evaluate.every or steps_per_epoch) if evaluate else 0  # 0: never
@@ -145,6 +159,9 @@ def fit(
         layer_state = initial_layer_state(loss_fn, data)
     state = init_state(params, optimizer, layer_state=layer_state, trainable=trainable)
     history: list[dict[str, float]] = []
+    run_id = None
+    if checkpoint is not None:
+        run_id = ckpt.start_run(checkpoint.dir, resume=checkpoint.resume, overwrite=checkpoint.overwrite)
     if checkpoint is not None and checkpoint.resume:
         restored = _resume(checkpoint.dir, state, key, steps_per_epoch)
         if restored is not None:
@@ -158,7 +175,7 @@ def fit(
         state = replicate(state, mesh)
     run_keys = tuple(jax.random.split(key))
     eval_jit = _cached(("eval", evaluate.fn), lambda: jax.jit(evaluate.fn)) if evaluate else None
-    paths = [p or ROOT for p in leaf_paths(trainable_part(params, trainable))]
+    guarded = pieces.guarded_leaves(state, trainable_part(state.params, trainable))
     # Under jax.distributed every process runs this loop on identical rows; one writes the files.
     main = jax.process_index() == 0
     loggers = (
@@ -188,7 +205,7 @@ def fit(
             row, bad = _row(record, skipped)
             skipped = int(row["skipped"])
             if execution.nan_policy == "raise" and len(bad):
-                raise _non_finite(record, int(bad[0]), paths, carry.state, history, skipped)
+                raise _non_finite(record, int(bad[0]), guarded, carry.state, history, skipped)
             step = int(carry.state.step)
             if eval_jit is not None and (step % eval_every == 0 or step == total):  # eval_every > 0
                 for name, value in eval_jit(carry.state.params, carry.state.layer_state).items():
@@ -208,7 +225,7 @@ def fit(
             if checkpoint is not None and (
                 step % checkpoint_every == 0 or step == total or control.stop
             ):  # > 0
-                _save(checkpoint, carry.state, key, steps_per_epoch, history)
+                _save(checkpoint, carry.state, key, steps_per_epoch, history, run_id)
             carry = _apply_lr_scale(carry, control)
     finally:
         bar.close()
@@ -294,11 +311,20 @@ def _row(record: dict[str, Any], skipped: int) -> tuple[dict[str, float], np.nda
     return row, bad
 
 
-def _non_finite(record, first, paths, state, history, skipped) -> NonFiniteError:
+def _non_finite(record, first, guarded, state, history, skipped) -> NonFiniteError:
     leaf_ok = record["leaf_finite"][first]
-    path = paths[int(np.argmin(leaf_ok))] if not leaf_ok.all() else None
+    kinds, paths = guarded
     bad_step = int(record["step"][first])
-    what = f"gradient of parameter {path!r}" if path else "loss"
+    if leaf_ok.all():
+        what, path = "loss", None
+    else:
+        leaf = int(np.argmin(leaf_ok))
+        kind, path = kinds[leaf], paths[leaf]
+        what = (
+            f"gradient of parameter {path!r}"
+            if kind == "gradient"
+            else f"{kind} {path!r} after the update (the update overflowed)"
+        )
     result = FitResult(state.params, state.layer_state, state.opt_state, bad_step, history, skipped)
     return NonFiniteError(
         f"non-finite {what} at step {bad_step} (loss {float(record['loss'][first])}); "
@@ -322,7 +348,7 @@ def _apply_lr_scale(carry: pieces.Carry, control: Control) -> pieces.Carry:
 # ---------------------------------------------------------------------------------- checkpoints
 
 
-def _save(config: Checkpoint, state: TrainState, key: jax.Array, steps_per_epoch: int, history) -> None:
+def _save(config: Checkpoint, state: TrainState, key: jax.Array, steps_per_epoch: int, history, run) -> None:
     step = int(state.step)
     tree = {
         "params": state.params,
@@ -333,10 +359,10 @@ def _save(config: Checkpoint, state: TrainState, key: jax.Array, steps_per_epoch
     metadata = {
         "step": step,
         "data": {"epoch": step // steps_per_epoch, "position": step % steps_per_epoch},
-        "history": history,
+        "history": [encode_non_finite(row) for row in history],  # strict JSON: NaN as "nan"
     }
     # overwrite: after falling back past a corrupt newest checkpoint, its step is written anew.
-    ckpt.save(config.dir, step, tree, metadata=metadata, keep=config.keep, overwrite=True)
+    ckpt.save(config.dir, step, tree, metadata=metadata, keep=config.keep, overwrite=True, run=run)
 
 
 def _key_bits(key: jax.Array) -> np.ndarray:
@@ -347,16 +373,18 @@ def _key_bits(key: jax.Array) -> np.ndarray:
 
 
 def _resume(directory: str | Path, state: TrainState, key: jax.Array, steps_per_epoch: int):
-    """The newest valid checkpoint's state and history, or ``None`` when there is none."""
-    if not Path(directory).exists() or ckpt.latest_step(directory) is None:
-        return None
+    """The newest valid checkpoint of the directory's run: its state and history, or ``None``
+    when there is none."""
     template = {
         "params": state.params,
         "layer_state": state.layer_state,
         "opt_state": state.opt_state,
         "key": key,
     }
-    tree, metadata, step = ckpt.restore_latest_valid(directory, template)
+    try:
+        tree, metadata, step = ckpt.restore_latest_valid(directory, template)
+    except FileNotFoundError:  # no checkpoint of the run (yet): it starts from the beginning
+        return None
     if not np.array_equal(_key_bits(tree["key"]), _key_bits(key)):
         raise ValueError(
             f"the checkpoint in {str(directory)!r} was made with another `key` (seed): resuming "
@@ -371,4 +399,4 @@ def _resume(directory: str | Path, state: TrainState, key: jax.Array, steps_per_
     restored = TrainState(
         tree["params"], tree["layer_state"], tree["opt_state"], jnp.asarray(step, jnp.int32)
     )
-    return restored, list(metadata["history"])
+    return restored, [decode_non_finite(row) for row in metadata["history"]]

@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fdl.nn.parts import ROOT, leaf_paths
 from fdl.train import TrainState
 
-__all__ = ["epoch_orders", "batch_at", "in_compute_dtype", "guard", "Carry", "make_run"]
+__all__ = ["epoch_orders", "batch_at", "in_compute_dtype", "guard", "guarded_leaves", "Carry", "make_run"]
 
 PyTree = Any
 
@@ -74,23 +75,46 @@ class Carry(NamedTuple):
     halted: jax.Array  # bool scalar
 
 
+def _leaf_finite(tree: PyTree) -> list[jax.Array]:
+    """Per leaf of ``tree``: are all its values finite (integer and key leaves always are)."""
+    return [
+        jnp.all(jnp.isfinite(a)) if jnp.issubdtype(jnp.result_type(a), jnp.inexact) else jnp.asarray(True)
+        for a in jax.tree.leaves(tree)
+    ]
+
+
+def guarded_leaves(state: TrainState, grads: PyTree) -> tuple[list[str], list[str]]:
+    """What the guard's ``leaf_finite`` record covers, in its order: ``(kinds, paths)``, one
+    entry per gradient leaf (kind ``"gradient"``), per leaf of the updated parameters
+    (``"parameter"``) and per leaf of the updated optimizer state (``"optimizer state"``)."""
+    parts = (("gradient", grads), ("parameter", state.params), ("optimizer state", state.opt_state))
+    kinds, paths = [], []
+    for kind, tree in parts:
+        for path in leaf_paths(tree):
+            kinds.append(kind)
+            paths.append(path or ROOT)
+    return kinds, paths
+
+
 def guard(step: Callable[..., Any], nan_policy: str) -> Callable[..., Any]:
     """The non-finite guard around a pure step ``step(state, batch, key) -> (state, metrics,
     grads)`` (:func:`fdl.train.make_step`).
 
-    Returns ``guarded(carry, batch, key) -> (carry, record)``. A step whose loss or any
-    gradient leaf is not finite is never applied. With ``"raise"`` the carry halts there (later
-    steps of the call change nothing); with ``"skip"`` the step counter moves on past it. The
-    record holds the loss, metrics, ``finite``, ``leaf_finite`` (per gradient leaf, to name
-    the offending parameter) and ``active`` (the step ran before any halt).
+    Returns ``guarded(carry, batch, key) -> (carry, record)``. A step is never applied when its
+    loss, any gradient leaf, or any leaf of the parameters or optimizer state it *would* produce
+    is not finite: an update that overflows finite gradients into ``inf`` parameters is caught
+    at the step that makes it. With ``"raise"`` the carry halts there (later steps of the call
+    change nothing); with ``"skip"`` the step counter moves on past it. The record holds the
+    loss, metrics, ``finite``, ``leaf_finite`` (per gradient leaf, then per leaf of the new
+    parameters and the new optimizer state, as :func:`guarded_leaves` names them) and
+    ``active`` (the step ran before any halt).
     """
 
     def guarded(carry: Carry, batch: Any, key: jax.Array):
         old = carry.state
         new, metrics, grads = step(old, batch, key)
-        leaf_finite = jnp.stack(
-            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)] or [jnp.asarray(True)]
-        )
+        checks = _leaf_finite(grads) + _leaf_finite(new.params) + _leaf_finite(new.opt_state)
+        leaf_finite = jnp.stack(checks or [jnp.asarray(True)])
         finite = jnp.isfinite(metrics["loss"]) & jnp.all(leaf_finite)
         apply = finite & ~carry.halted
         kept = jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)

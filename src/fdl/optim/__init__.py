@@ -27,6 +27,15 @@ One module per idea, each readable on its own:
                               here, since their names repeat optax's
 ============================  ==============================================================
 
+Hyperparameters are checked where they are given: every factory here refuses a value that is
+not a real number (a string, a bool, ``None`` where it is not the default) with a ``TypeError``
+and one out of range with a ``ValueError``, each message naming the function called, the
+argument and the value (``adam: `b1` must be a real number, got '0.9' (str)``). A traced value
+(a hyperparameter swept under ``jit`` or ``vmap``) is accepted unchecked. Updates are never
+broadcast: :func:`apply_updates`, and the ``update`` of every transformation with a
+per-parameter state, raise a ``ValueError`` naming the leaf and both shapes when an update's
+shape differs from its parameter's.
+
 The names exported here shadow the modules of the same name: ``fdl.optim.adam`` is the
 optimizer, as ``optax.adam`` is. The module's other names are imported from it directly
 (``from fdl.optim.adam import ScaleByAdamState``), or from here.

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative
+from fdl._checks import check_decay, check_non_negative, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -46,6 +46,7 @@ class ScaleByAdaDeltaState(NamedTuple):
     e_x: PyTree
 
 
+@names_errors("scale_by_adadelta")
 def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransformation:
     r"""Rescale updates by Adadelta's ratio of RMS update to RMS gradient.
 
@@ -90,6 +91,7 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
         return ScaleByAdaDeltaState(e_g=zeros_like(params), e_x=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_adadelta", updates, params, "e_g", state.e_g)
         del params, extra_args
         e_g = update_moment(updates, state.e_g, rho, 2)
 
@@ -109,6 +111,7 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
     return GradientTransformation(init, update)
 
 
+@names_errors("adadelta")
 def adadelta(
     learning_rate: ScalarOrSchedule | None = None,
     rho: Scalar = 0.9,

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_non_negative
+from fdl._checks import check_non_negative, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -41,6 +41,7 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: PyTree
 
 
+@names_errors("scale_by_rss")
 def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) -> GradientTransformation:
     r"""Divide updates by the root of the sum of squared gradients to date (Adagrad).
 
@@ -86,6 +87,7 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) ->
         return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_rss", updates, params, "sum_of_squares", state.sum_of_squares)
         del params, extra_args
 
         def accumulate(g, total):
@@ -106,6 +108,7 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) ->
     return GradientTransformation(init, update)
 
 
+@names_errors("adagrad")
 def adagrad(
     learning_rate: ScalarOrSchedule,
     initial_accumulator_value: Scalar = 0.1,

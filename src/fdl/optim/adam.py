@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
+from fdl._checks import check_update_shapes, names_errors
 from fdl.optim._adam import adam_ratio, check_adam_args, weighted_sum
 from fdl.optim.base import (
     GradientTransformation,
@@ -62,6 +63,7 @@ class ScaleByAdamState(NamedTuple):
     nu: PyTree
 
 
+@names_errors("scale_by_adam")
 def scale_by_adam(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
@@ -138,6 +140,7 @@ def scale_by_adam(
         )
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_adam", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, b1, 1)
         nu = update_moment(updates, state.nu, b2, 2)
@@ -161,6 +164,7 @@ def scale_by_adam(
 # ------------------------------------------------------------------------------------- aliases
 
 
+@names_errors("adam")
 def adam(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,
@@ -203,6 +207,7 @@ def adam(
     )
 
 
+@names_errors("nadam")
 def nadam(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,
@@ -241,6 +246,7 @@ def nadam(
     return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
 
+@names_errors("adamw")
 def adamw(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,
@@ -299,6 +305,7 @@ def adamw(
     )
 
 
+@names_errors("nadamw")
 def nadamw(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative
+from fdl._checks import check_decay, check_non_negative, check_update_shapes, names_errors
 from fdl.optim.adam import ScaleByAdamState
 from fdl.optim.base import (
     GradientTransformation,
@@ -26,6 +26,7 @@ PyTree = Any
 Scalar = float | jax.Array
 
 
+@names_errors("scale_by_adamax")
 def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) -> GradientTransformation:
     r"""Rescale updates by Adamax: Adam with an infinity-norm second moment.
 
@@ -71,6 +72,7 @@ def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) ->
         return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_adamax", updates, params, "nu", state.nu)
         del params, extra_args
         count = safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1, 1)
@@ -95,6 +97,7 @@ def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) ->
     return GradientTransformation(init, update)
 
 
+@names_errors("adamax")
 def adamax(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,

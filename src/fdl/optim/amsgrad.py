@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
+from fdl._checks import check_update_shapes, names_errors
 from fdl.optim._adam import adam_ratio, check_adam_args
 from fdl.optim.base import (
     GradientTransformation,
@@ -34,6 +35,7 @@ class ScaleByAmsgradState(NamedTuple):
     nu_max: PyTree
 
 
+@names_errors("scale_by_amsgrad")
 def scale_by_amsgrad(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
@@ -97,6 +99,7 @@ def scale_by_amsgrad(
         )
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_amsgrad", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, b1, 1)
         nu = update_moment(updates, state.nu, b2, 2)
@@ -116,6 +119,7 @@ def scale_by_amsgrad(
     return GradientTransformation(init, update)
 
 
+@names_errors("amsgrad")
 def amsgrad(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,

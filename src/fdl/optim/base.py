@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_learning_rate
+from fdl._checks import check_learning_rate, check_real, check_same_shapes, names_errors
 
 __all__ = [
     "GradientTransformation",
@@ -162,11 +162,26 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 
     The sum is computed in the promoted dtype of parameter and update, then cast back to the
     parameter's dtype (so bfloat16 parameters stay bfloat16 whatever the update's dtype).
+    ``updates`` must have the tree structure of ``params`` and each leaf its parameter's shape;
+    a ``None`` parameter (a frozen part, see :func:`fdl.nn.partition`) takes a ``None`` update
+    and stays ``None``.
+
+    Raises:
+      ValueError: a tree structure that differs from the parameters' (the message lists the
+        paths only one of them has), or an update whose shape differs from its parameter's
+        (the message names the leaf path and both shapes). Shapes are static, so under ``jit``
+        this is checked once, while tracing.
 
     >>> import jax.numpy as jnp
     >>> apply_updates({"w": jnp.ones(2)}, {"w": jnp.full(2, -0.5)})["w"].tolist()
     [0.5, 0.5]
+
+    Differs from optax:
+      ``optax.apply_updates`` broadcasts: an update of shape ``(1,)`` on a parameter of shape
+      ``(3,)`` returns shape ``(3,)``, and per-example gradients of shape ``(B, 3)`` turn the
+      parameter into a ``(B, 3)`` array, silently. fdl raises instead.
     """
+    check_same_shapes("apply_updates", "`updates`", updates, "`params`", params)
 
     def add(p, u):
         if p is None:
@@ -182,16 +197,21 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 # ------------------------------------------------------------------------------------ scaling
 
 
+@names_errors("scale")
 def scale(step_size: float | jax.Array) -> GradientTransformation:
     r"""Multiply updates by a constant: :math:`u = c\, g`.
 
     The product keeps the updates' dtype (the constant is cast to it).
+
+    Raises:
+      TypeError: a ``step_size`` that is not a real number (a string, a bool, ``None``).
 
     >>> import jax.numpy as jnp
     >>> u, _ = scale(0.5).update(jnp.asarray([2.0], jnp.bfloat16), EmptyState())
     >>> u.tolist(), u.dtype
     ([1.0], dtype(bfloat16))
     """
+    check_real("step_size", step_size)
 
     def init(params: PyTree) -> EmptyState:
         del params
@@ -205,6 +225,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+@names_errors("scale_by_schedule")
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     r"""Multiply updates by a schedule of the step: :math:`u_t = c(t)\, g_t`, :math:`t = 0, 1, \ldots`
 
@@ -220,7 +241,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     ([0.5], 2)
     """
     if not callable(step_size_fn):
-        raise TypeError(f"scale_by_schedule: `step_size_fn` must be callable, got {step_size_fn!r}")
+        raise TypeError(f"`step_size_fn` must be callable, got {step_size_fn!r}")
 
     def init(params: PyTree) -> ScaleByScheduleState:
         del params
@@ -235,6 +256,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+@names_errors("scale_by_learning_rate")
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
 ) -> GradientTransformation:
@@ -244,6 +266,7 @@ def scale_by_learning_rate(
     (:func:`scale_by_schedule`). ``flip_sign=False`` drops the minus sign (for ascent).
 
     Raises:
+      TypeError: a learning rate that is neither a real number nor a schedule.
       ValueError: a negative learning rate.
 
     >>> import jax.numpy as jnp

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_non_negative
+from fdl._checks import check_non_negative, names_errors
 from fdl.optim.base import EmptyState, GradientTransformation
 from fdl.tree import norm
 
@@ -42,6 +42,7 @@ def _empty_init(params: PyTree) -> EmptyState:
     return EmptyState()
 
 
+@names_errors("clip")
 def clip(max_delta: Scalar) -> GradientTransformation:
     r"""Clip every coordinate of the updates to ``[-max_delta, max_delta]``.
 
@@ -91,6 +92,7 @@ def global_norm(updates: PyTree) -> jax.Array:
     return norm(updates)
 
 
+@names_errors("clip_by_global_norm")
 def clip_by_global_norm(max_norm: Scalar) -> GradientTransformation:
     r"""Rescale the updates so that their global norm is at most ``max_norm``.
 

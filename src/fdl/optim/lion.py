@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative
+from fdl._checks import check_decay, check_non_negative, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -47,6 +47,7 @@ class ScaleByLionState(NamedTuple):
     mu: PyTree
 
 
+@names_errors("scale_by_lion")
 def scale_by_lion(
     b1: Scalar = 0.9,
     b2: Scalar = 0.99,
@@ -115,6 +116,7 @@ def scale_by_lion(
         return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_lion", updates, params, "mu", state.mu)
         del params, extra_args
 
         def step(g, m):
@@ -131,6 +133,7 @@ def scale_by_lion(
     return GradientTransformation(init, update)
 
 
+@names_errors("lion")
 def lion(
     learning_rate: ScalarOrSchedule,
     b1: Scalar = 0.9,

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay
+from fdl._checks import check_decay, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -55,6 +55,7 @@ class TraceState(NamedTuple):
     trace: PyTree
 
 
+@names_errors("trace")
 def trace(
     decay: float | jax.Array,
     nesterov: bool = False,
@@ -110,6 +111,7 @@ def trace(
         return TraceState(trace=zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("trace", updates, params, "trace", state.trace)
         del params, extra_args
 
         def accumulate(g, t):
@@ -124,6 +126,7 @@ def trace(
     return GradientTransformation(init, update)
 
 
+@names_errors("sgd")
 def sgd(
     learning_rate: ScalarOrSchedule,
     momentum: float | jax.Array | None = None,

@@ -184,7 +184,8 @@ def make_optimizer(name: str, hyperparams: Mapping[str, Any] | None = None) -> A
       ValueError: an unknown name, or a value the factory rejects (the message says which
         optimizer, then the factory's own message naming the argument).
       TypeError: an argument name the factory does not take, or a missing required one; the
-        message lists the valid argument names.
+        message lists the valid argument names. Also a value of the wrong type (``"0.9"``,
+        ``True``), which fdl's factories reject naming the argument.
 
     >>> opt = make_optimizer("optax:sgd", {"learning_rate": 0.1})
     >>> sorted(opt._fields)
@@ -210,7 +211,11 @@ def make_optimizer(name: str, hyperparams: Mapping[str, Any] | None = None) -> A
         raise TypeError(f"{qualified}: {error}; valid arguments: {valid}") from None
     try:
         return factory(**hyperparams)
-    except ValueError as error:
-        raise ValueError(f"{qualified}: {error}") from error
-    except TypeError as error:
-        raise TypeError(f"{qualified}: {error} (valid arguments: {valid})") from error
+    except (ValueError, TypeError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        message = str(error)
+        if message.startswith(f"{base}: "):  # an fdl factory's own message, complete as it is
+            message = message.removeprefix(f"{base}: ")
+        elif kind is TypeError:
+            message += f" (valid arguments: {valid})"
+        raise kind(f"{qualified}: {message}") from error

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative
+from fdl._checks import check_decay, check_non_negative, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -102,6 +102,7 @@ def _times(scaling: PyTree, updates: PyTree) -> PyTree:
     return jax.tree.map(one, scaling, updates)
 
 
+@names_errors("scale_by_rms")
 def scale_by_rms(
     decay: Scalar = 0.9,
     eps: Scalar = 1e-8,
@@ -162,6 +163,7 @@ def scale_by_rms(
         return ScaleByRmsState(nu=nu)
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_rms", updates, params, "nu", state.nu)
         del params, extra_args
         nu = update_moment(updates, state.nu, decay, 2)
         if bias_correction:
@@ -178,6 +180,7 @@ def scale_by_rms(
     return GradientTransformation(init, update)
 
 
+@names_errors("scale_by_stddev")
 def scale_by_stddev(
     decay: Scalar = 0.9,
     eps: Scalar = 1e-8,
@@ -233,6 +236,7 @@ def scale_by_stddev(
         return ScaleByRStdDevState(mu=mu, nu=nu)
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("scale_by_stddev", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, decay, 1)
         nu = update_moment(updates, state.nu, decay, 2)
@@ -259,6 +263,7 @@ def scale_by_stddev(
     return GradientTransformation(init, update)
 
 
+@names_errors("rmsprop")
 def rmsprop(
     learning_rate: ScalarOrSchedule,
     decay: Scalar = 0.9,

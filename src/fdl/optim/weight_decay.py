@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import _dtypes
-from fdl._checks import check_learning_rate
+from fdl._checks import check_learning_rate, check_same_shapes, names_errors
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -146,6 +146,7 @@ def masked(
     return GradientTransformation(init, update)
 
 
+@names_errors("add_decayed_weights")
 def add_decayed_weights(
     weight_decay: ScalarOrSchedule = 0.0,
     mask: Mask | None = None,
@@ -209,6 +210,7 @@ def add_decayed_weights(
             raise ValueError(
                 "add_decayed_weights needs the parameters: call `update(updates, state, params)`"
             )
+        check_same_shapes("add_decayed_weights", "`updates`", updates, "`params`", params)
         if scheduled:
             rate = weight_decay(state.count)
             state = ScaleByScheduleState(count=safe_increment(state.count))

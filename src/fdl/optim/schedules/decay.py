@@ -10,7 +10,9 @@ from fdl._checks import (
     check_concrete_non_negative,
     check_concrete_number,
     check_positive_exponent,
+    check_real,
     check_whole_steps,
+    names_errors,
 )
 from fdl.optim.base import Schedule
 from fdl.optim.schedules._values import Value, float_count, prepare
@@ -20,6 +22,7 @@ from fdl.optim.schedules.polynomial import constant_schedule, linear_schedule
 __all__ = ["cosine_decay_schedule", "exponential_decay", "warmup_cosine_decay_schedule"]
 
 
+@names_errors("exponential_decay")
 def exponential_decay(
     init_value: Value,
     transition_steps: int,
@@ -70,6 +73,9 @@ def exponential_decay(
     >>> [float(sched(t)) for t in range(6)]
     [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
+    check_real("init_value", init_value)
+    if end_value is not None:
+        check_real("end_value", end_value)
     steps = check_concrete_number("transition_steps", transition_steps)
     rate = check_concrete_number("decay_rate", decay_rate)
     if rate <= 0:
@@ -111,6 +117,7 @@ def exponential_decay(
     return schedule
 
 
+@names_errors("cosine_decay_schedule")
 def cosine_decay_schedule(
     init_value: Value,
     decay_steps: float,
@@ -150,6 +157,8 @@ def cosine_decay_schedule(
     >>> [round(float(sched(t)), 4) for t in range(6)]
     [1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1]
     """
+    check_real("init_value", init_value)
+    check_real("alpha", alpha)
     steps = check_concrete_number("decay_steps", decay_steps)
     if steps <= 0:
         raise ValueError(f"`decay_steps` must be > 0 (the length of the cosine), got {decay_steps!r}")
@@ -168,6 +177,7 @@ def cosine_decay_schedule(
     return schedule
 
 
+@names_errors("warmup_cosine_decay_schedule")
 def warmup_cosine_decay_schedule(
     init_value: Value,
     peak_value: Value,
@@ -214,6 +224,8 @@ def warmup_cosine_decay_schedule(
     >>> [round(float(sched(t)), 4) for t in range(8)]
     [0.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
     """
+    for name, value in (("init_value", init_value), ("peak_value", peak_value), ("end_value", end_value)):
+        check_real(name, value)
     warmup = check_whole_steps("warmup_steps", warmup_steps, "the length of the warmup")
     total = check_concrete_number("decay_steps", decay_steps)
     if total <= warmup:

@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_concrete_number, check_whole_steps
+from fdl._checks import check_concrete_number, check_real, check_whole_steps, names_errors
 from fdl.optim.base import Schedule
 from fdl.optim.schedules._values import Value, prepare
 
 __all__ = ["join_schedules", "piecewise_constant_schedule"]
 
 
+@names_errors("piecewise_constant_schedule")
 def piecewise_constant_schedule(
     init_value: Value,
     boundaries_and_scales: Mapping[int, float] | None = None,
@@ -44,6 +45,7 @@ def piecewise_constant_schedule(
     >>> [round(float(sched(t)), 4) for t in range(6)]
     [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
     """
+    check_real("init_value", init_value)
     if boundaries_and_scales is None:
         boundaries_and_scales = {}
     if not isinstance(boundaries_and_scales, Mapping):
@@ -73,6 +75,7 @@ def piecewise_constant_schedule(
     return schedule
 
 
+@names_errors("join_schedules")
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     r"""Run schedules one after the other, each restarting its count at its boundary.
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_concrete_non_negative, check_concrete_number, check_positive_exponent
+from fdl._checks import (
+    check_concrete_non_negative,
+    check_concrete_number,
+    check_positive_exponent,
+    check_real,
+    names_errors,
+)
 from fdl.optim.base import Schedule
 from fdl.optim.schedules._values import Value, float_count, prepare
 
 __all__ = ["constant_schedule", "linear_schedule", "polynomial_schedule"]
 
 
+@names_errors("constant_schedule")
 def constant_schedule(value: Value) -> Schedule:
     r"""The same value at every step.
 
@@ -30,6 +37,7 @@ def constant_schedule(value: Value) -> Schedule:
     >>> [round(float(sched(t)), 6) for t in (0, 1000)]
     [0.1, 0.1]
     """
+    check_real("value", value)
     dtype = _dtypes.with_default_float(value)
     value = prepare(value, dtype)
 
@@ -39,6 +47,7 @@ def constant_schedule(value: Value) -> Schedule:
     return schedule
 
 
+@names_errors("polynomial_schedule")
 def polynomial_schedule(
     init_value: Value,
     end_value: Value,
@@ -95,6 +104,8 @@ def polynomial_schedule(
     >>> [round(float(sched(t)), 4) for t in range(6)]
     [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
+    check_real("init_value", init_value)
+    check_real("end_value", end_value)
     steps = check_concrete_number("transition_steps", transition_steps)
     begin = check_concrete_non_negative(
         "transition_begin", transition_begin, "the number of steps spent at `init_value`"
@@ -117,6 +128,7 @@ def polynomial_schedule(
     return schedule
 
 
+@names_errors("linear_schedule")
 def linear_schedule(
     init_value: Value,
     end_value: Value,

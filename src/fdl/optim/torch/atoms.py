@@ -9,7 +9,13 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative, check_unit_interval
+from fdl._checks import (
+    check_decay,
+    check_non_negative,
+    check_unit_interval,
+    check_update_shapes,
+    names_errors,
+)
 from fdl.optim.adagrad import ScaleByRssState
 from fdl.optim.base import GradientTransformation, safe_increment
 from fdl.tree import full_like, zeros_like
@@ -27,6 +33,7 @@ class DampenedTraceState(NamedTuple):
     trace: PyTree
 
 
+@names_errors("fdl.optim.torch.dampened_trace")
 def dampened_trace(
     momentum: Scalar, dampening: Scalar = 0.0, nesterov: bool = False
 ) -> GradientTransformation:
@@ -76,6 +83,7 @@ def dampened_trace(
         return DampenedTraceState(count=jnp.zeros([], jnp.int32), trace=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes("fdl.optim.torch.dampened_trace", updates, params, "trace", state.trace)
         del params, extra_args
         first = state.count == 0
 
@@ -101,6 +109,7 @@ def dampened_trace(
     return GradientTransformation(init, update)
 
 
+@names_errors("fdl.optim.torch.scale_by_rss")
 def scale_by_rss(initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10) -> GradientTransformation:
     r"""PyTorch's Adagrad scaling: divide by the root of the summed squares, ``eps`` outside.
 
@@ -144,6 +153,9 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10) -
         return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
+        check_update_shapes(
+            "fdl.optim.torch.scale_by_rss", updates, params, "sum_of_squares", state.sum_of_squares
+        )
         del params, extra_args
 
         def accumulate(g, total):

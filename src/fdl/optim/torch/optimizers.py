@@ -15,6 +15,7 @@ from fdl._checks import (
     check_learning_rate,
     check_non_negative,
     check_unit_interval,
+    names_errors,
 )
 from fdl.optim.adam import scale_by_adam
 from fdl.optim.base import (
@@ -64,6 +65,7 @@ def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransfor
     return GradientTransformation(inner.init, update)
 
 
+@names_errors("fdl.optim.torch.sgd")
 def sgd(
     learning_rate: ScalarOrSchedule,
     momentum: Scalar = 0.0,
@@ -137,6 +139,7 @@ def sgd(
     )
 
 
+@names_errors("fdl.optim.torch.rmsprop")
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     alpha: Scalar = 0.99,
@@ -208,6 +211,7 @@ def rmsprop(
     )
 
 
+@names_errors("fdl.optim.torch.adagrad")
 def adagrad(
     learning_rate: ScalarOrSchedule = 1e-2,
     lr_decay: Scalar = 0.0,
@@ -279,6 +283,7 @@ def adagrad(
     )
 
 
+@names_errors("fdl.optim.torch.adam")
 def adam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Scalar = 0.9,
@@ -335,6 +340,7 @@ def adam(
     )
 
 
+@names_errors("fdl.optim.torch.adamw")
 def adamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: Scalar = 0.9,
