@@ -231,10 +231,13 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_save_a_live_ones
         finished.wait(timeout=60)
         kept = [
             f".ckpt-00000006.npz.other-host.{killed.pid}.0123abcd.tmp",  # another machine's
-            f".ckpt-00000006.npz.{killed.pid}.0123abcd.tmp",  # the older form: no host
+            f".ckpt-00000006.npz.{live.pid}.0123abcd.tmp",  # the older form, a live pid
             f".notes.txt.{host}.{killed.pid}.0123abcd.tmp",  # not a checkpoint's
         ]
-        removed = [f".ckpt-00000007.npz.{host}.{finished.pid}.0123abcd.tmp"]  # a finished writer's
+        removed = [
+            f".ckpt-00000007.npz.{host}.{finished.pid}.0123abcd.tmp",  # a finished writer's
+            f".ckpt-00000006.npz.{killed.pid}.0123abcd.tmp",  # the older form (no host), writer gone
+        ]
         for name in kept + removed:
             (tmp_path / name).write_bytes(b"partial")
         checkpoint.save(tmp_path, 8, tree(8))

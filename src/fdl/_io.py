@@ -36,6 +36,8 @@ NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 # .<name>.<host>.<pid>.<random>.tmp; the host has no dots, so the split is unambiguous.
 _UNKNOWN_HOST = "unknown-host"  # no host name: such files are never removed
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+# what fdl wrote before temporary names carried the host (``.<name>.<pid>.<random>.tmp``)
+_OLD_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 
 
 def atomic_write(path: str | os.PathLike, data: Content) -> Path:
@@ -100,9 +102,10 @@ def remove_stale_temporaries(directory: str | os.PathLike, names: re.Pattern[str
     A temporary file is deleted only when it is certainly stale: it was written on this host
     (its name carries the host name, so another machine's files on a shared file system are never
     touched) by a process that no longer exists here (``kill(pid, 0)`` finds no such process).
-    The files of live writers, of other hosts, of an unknown host, and temporary files in the
-    older ``.<name>.<pid>.<random>.tmp`` form (which name no host) are left alone; so is
-    everything on platforms without POSIX signals. A writer that dies after this check leaves
+    Files in the older ``.<name>.<pid>.<random>.tmp`` form (written before names carried the
+    host, by single-host fdl) are stale when their process is gone here. The files of live
+    writers, of other hosts and of an unknown host are left alone; so is everything on
+    platforms without POSIX signals. A writer that dies after this check leaves
     its file for the next call. Processes of other PID namespaces (containers) sharing this host
     name and directory would look dead: give such containers their own host names (the default).
 
@@ -122,10 +125,13 @@ def remove_stale_temporaries(directory: str | os.PathLike, names: re.Pattern[str
     with os.scandir(os.fspath(directory)) as entries:
         for entry in entries:
             match = _TEMPORARY.fullmatch(entry.name)
+            if not (match and match["host"] == host):
+                # the older host-less form: its writers ran fdl on this machine (the form
+                # predates multi-host checkpoints), so a pid that is gone here is stale
+                match = _OLD_TEMPORARY.fullmatch(entry.name)
             if (
                 match
                 and names.fullmatch(match["name"])
-                and match["host"] == host
                 and not _alive(int(match["pid"]))
                 and entry.is_file(follow_symlinks=False)
             ):
