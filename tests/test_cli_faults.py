@@ -1,6 +1,7 @@
 """The command line refuses bad arguments and unusable output paths before any work: one
-``error:`` line, exit status 2, nothing trained and nothing written. Each case runs ``fdl`` as
-a real program (``python -m fdl``), as a user's shell does."""
+``error:`` line, exit status 2, nothing trained and nothing written. Each refusal runs ``fdl``
+as a real program (``python -m fdl``), as a user's shell does; the trainings that must
+succeed run in process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fdl.cli import main
 from fdl.data import save_idx
 from tests.unwritable import unwritable_dir
 
@@ -92,9 +94,17 @@ def test_compare_refuses_an_unwritable_out_before_running(tmp_path):
         )
 
 
-def test_outputs_in_missing_directories_are_created(tmp_path):
+def train_in_process(*argv: str, capsys) -> tuple[int, str, str]:
+    """A training that succeeds runs in this process (it shares the worker's compiled programs):
+    what the program prints or refuses is checked in subprocesses above."""
+    code = main(["train", "--hidden", "8", "--epochs", "1", "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_outputs_in_missing_directories_are_created(tmp_path, capsys):
     history, plot = tmp_path / "logs" / "run" / "h.jsonl", tmp_path / "figures" / "curves.png"
-    code, out, err = train("--history", str(history), "--plot", str(plot), cwd=tmp_path)
+    code, out, err = train_in_process("--history", str(history), "--plot", str(plot), capsys=capsys)
     assert code == 0, err
     assert history.is_file() and plot.is_file() and "test accuracy" in out
 
@@ -123,9 +133,9 @@ def test_negative_idx_labels_are_refused_naming_the_file_and_the_value(tmp_path)
     )
 
 
-def test_a_fresh_run_into_another_runs_checkpoints_is_refused_unless_overwrite(tmp_path):
+def test_a_fresh_run_into_another_runs_checkpoints_is_refused_unless_overwrite(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
-    code, _, err = train("--checkpoint-dir", str(ckpt), cwd=tmp_path)
+    code, _, err = train_in_process("--checkpoint-dir", str(ckpt), capsys=capsys)
     assert code == 0, err
     before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
     assert_usage_error(
@@ -139,6 +149,6 @@ def test_a_fresh_run_into_another_runs_checkpoints_is_refused_unless_overwrite(t
         train("--checkpoint-dir", str(ckpt), "--resume", "--overwrite", cwd=tmp_path),
         r"^error: --overwrite deletes another run's checkpoints for a fresh run and --resume continues",
     )
-    code, out, err = train("--checkpoint-dir", str(ckpt), "--overwrite", cwd=tmp_path)
+    code, out, err = train_in_process("--checkpoint-dir", str(ckpt), "--overwrite", capsys=capsys)
     assert code == 0 and "test accuracy" in out, err
     assert (ckpt / "run.json").read_bytes() != before["run.json"]
