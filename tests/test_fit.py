@@ -29,25 +29,15 @@ from fdl.fit import (
     classification_loss,
     fit,
 )
+from tests.fit_helpers import linear_params, regression_data
 
 WORKER = Path(__file__).parent / "fit_worker.py"
-
-
-def regression_data(n=48):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 3)).astype(np.float32)
-    y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.3)[:, None].astype(np.float32)
-    return x, y
 
 
 def linear_loss(params, state, batch, key):
     x, y = batch
     pred = x @ params["w"] + jnp.broadcast_to(params["b"], (x.shape[0], 1))  # (b, 1)
     return jnp.mean((pred - y) ** 2), (state, {"abs_error": jnp.mean(jnp.abs(pred - y))})
-
-
-def linear_params():
-    return {"w": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
 
 
 QUIET = Logging(progress=False)
