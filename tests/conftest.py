@@ -59,3 +59,10 @@ def keys(request):
 def key(keys):
     """One fresh PRNG key."""
     return next(keys)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Close the run with the counts of optax's own suite (tests/optax_suite), when it ran."""
+    from tests.optax_suite import summary
+
+    summary.write(terminalreporter)

@@ -57,6 +57,10 @@ def test_public_and_exported():
         "full_like",
         "cast",
         "cast_like",
+        "abs_sq",
+        "float_dtype",
+        "as_float",
+        "floats",
     }
 
 

@@ -37,6 +37,10 @@ import jax.numpy as jnp
 from fdl import _dtypes
 
 __all__ = [
+    "abs_sq",
+    "float_dtype",
+    "as_float",
+    "floats",
     "update_moment",
     "bias_correction",
     "norm",
@@ -49,10 +53,29 @@ __all__ = [
 PyTree = Any
 
 
+def abs_sq(x: jax.Array) -> jax.Array:
+    r"""The squared magnitude :math:`|x|^2 = x \bar x`, elementwise: ``x * x`` for real ``x``
+    and the real ``(x * conj(x)).real`` for complex ``x`` (whose plain square ``x * x`` is not
+    a magnitude: :math:`j^2 = -1`). Every second moment and norm in fdl squares through it.
+
+    >>> import jax.numpy as jnp
+    >>> from fdl.tree import abs_sq
+    >>> abs_sq(jnp.asarray([1j, 1 + 1j], jnp.complex64)).tolist()
+    [1.0, 2.0]
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        return (x * jnp.conj(x)).real
+    return x * x
+
+
 def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> PyTree:
     r"""One step of the exponential moving average of the ``order``-th power of the updates.
 
     .. math:: m_t = (1 - \text{decay})\, g_t^{\text{order}} + \text{decay}\; m_{t-1}
+
+    For ``order=2`` the power is the squared magnitude :math:`|g_t|^2` (:func:`abs_sq`), real
+    for complex gradients.
 
     Each term is computed in its own operand's dtype and the sum in the two promoted together
     (JAX's standard rule, written out so it also runs under strict promotion): a bfloat16
@@ -80,7 +103,8 @@ def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> P
     """
 
     def one(g, m):
-        power = g if order == 1 else g * g if order == 2 else g**order
+        g, m = as_float(g), as_float(m)
+        power = g if order == 1 else abs_sq(g) if order == 2 else g**order
         fresh = jnp.asarray(1 - decay, power.dtype) * power
         old = jnp.asarray(decay, m.dtype) * m
         dtype = _dtypes.result_type(fresh, old)
@@ -145,7 +169,7 @@ def norm(tree: PyTree, *, squared: bool = False) -> jax.Array:
     Differs from optax:
       ``optax.tree.norm`` also takes ``ord`` (1 and infinity); only the 2-norm is needed here.
     """
-    sums = [jnp.sum(g * g) for g in jax.tree.leaves(tree)]
+    sums = [jnp.sum(abs_sq(g)) for g in jax.tree.leaves(tree)]
     if not sums:
         return jnp.zeros([], jnp.float32)
     total = sums[0]
@@ -155,13 +179,41 @@ def norm(tree: PyTree, *, squared: bool = False) -> jax.Array:
     return total if squared else jnp.sqrt(total)
 
 
+def float_dtype(x: Any) -> jnp.dtype:
+    """The dtype an optimizer computes ``x`` in: its own when inexact (float or complex), else
+    JAX's default float. Integer, boolean and Python-number parameters take float updates and
+    float optimizer state (an int32 state would truncate every step to 0).
+
+    >>> import jax.numpy as jnp
+    >>> from fdl.tree import float_dtype
+    >>> float_dtype(jnp.ones(1, jnp.bfloat16)), float_dtype(3), float_dtype(jnp.ones(1, jnp.int32))
+    (dtype(bfloat16), dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.result_type(x)
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else _dtypes.default_float()
+
+
+def as_float(x: Any) -> jax.Array:
+    """``x`` as an array of :func:`float_dtype` (unchanged when already inexact)."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(float_dtype(x))
+
+
+def floats(tree: PyTree) -> PyTree:
+    """Every leaf of ``tree`` through :func:`as_float` (``None`` leaves stay ``None``): what
+    each fdl transformation does to the updates it receives, so integer and Python-number
+    gradients are transformed as floats. A float or complex leaf is returned as it is."""
+    return jax.tree.map(lambda x: None if x is None else as_float(x), tree, is_leaf=lambda x: x is None)
+
+
 def full_like(tree: PyTree, value: Any, dtype: Any = None) -> PyTree:
     r"""``value`` shaped like every leaf of ``tree``: :math:`x_{\ell i} = \text{value}`.
 
     Args:
       tree: a pytree of arrays (or scalars).
       value: the fill value.
-      dtype: the dtype of every leaf (default: each leaf's own).
+      dtype: the dtype of every leaf (default: each leaf's :func:`float_dtype`, its own for
+        float and complex leaves).
 
     Returns:
       A tree of the same structure and shapes.
@@ -171,11 +223,12 @@ def full_like(tree: PyTree, value: Any, dtype: Any = None) -> PyTree:
     >>> full_like({"w": jnp.zeros(2, jnp.bfloat16)}, 0.5)
     {'w': Array([0.5, 0.5], dtype=bfloat16)}
     """
-    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, dtype or jnp.result_type(p)), tree)
+    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, dtype or float_dtype(p)), tree)
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like every leaf of ``tree``, in ``dtype`` (default: each leaf's own).
+    """Zeros shaped like every leaf of ``tree``, in ``dtype`` (default: each leaf's
+    :func:`float_dtype`).
 
     >>> import jax.numpy as jnp
     >>> from fdl.tree import zeros_like
@@ -199,11 +252,12 @@ def cast(tree: PyTree, dtype: Any) -> PyTree:
 
 
 def cast_like(tree: PyTree, like: PyTree) -> PyTree:
-    """Each leaf of ``tree`` cast to the dtype of the matching leaf of ``like``.
+    """Each leaf of ``tree`` cast to the :func:`float_dtype` of the matching leaf of ``like``
+    (its dtype, for float and complex leaves).
 
     >>> import jax.numpy as jnp
     >>> from fdl.tree import cast_like
     >>> cast_like({"w": jnp.ones(1)}, {"w": jnp.zeros(1, jnp.bfloat16)})["w"].dtype
     dtype(bfloat16)
     """
-    return jax.tree.map(lambda x, y: x.astype(jnp.result_type(y)), tree, like)
+    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(float_dtype(y)), tree, like)

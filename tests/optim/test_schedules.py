@@ -279,6 +279,15 @@ def test_non_positive_transition_steps_hold_init_value_as_optax(steps):
         assert float(optax_sched(3)) == pytest.approx(0.4)
 
 
+@pytest.mark.parametrize("staircase", [False, True])
+def test_a_zero_decay_rate_holds_init_value_as_optax(staircase):
+    fdl_sched = fdl.exponential_decay(0.4, 2, 0.0, staircase=staircase)
+    optax_sched = optax.exponential_decay(0.4, 2, 0.0, staircase=staircase)
+    values = _tabulate(fdl_sched, 6)
+    np.testing.assert_array_equal(values, np.full(7, 0.4, np.float32))
+    np.testing.assert_array_equal(values, np.asarray([optax_sched(t) for t in range(7)], np.float32))
+
+
 def test_numpy_step_counts_are_accepted_under_strict_promotion():
     """NumPy integers (say, from a config array) are not weakly typed; fdl converts them."""
     sched = fdl.polynomial_schedule(1.0, 0.0, 2, np.int64(4), np.int64(1))
@@ -347,11 +356,9 @@ ERRORS = [
     ),
     (lambda: fdl.polynomial_schedule(1.0, 0.0, 0, 10), "`power` must be > 0"),
     (
-        lambda: fdl.exponential_decay(1.0, 10, 0.0),
-        "`decay_rate` must be > 0 (for a constant schedule use constant_schedule; a negative "
-        "rate has no real fractional powers), got 0.0",
+        lambda: fdl.exponential_decay(1.0, 10, -0.5),
+        "`decay_rate` must be >= 0 (a negative rate has no real fractional powers), got -0.5",
     ),
-    (lambda: fdl.exponential_decay(1.0, 10, -0.5), "`decay_rate` must be > 0"),
     (
         lambda: fdl.exponential_decay(1.0, 10, 0.5, transition_begin=-2),
         "`transition_begin` must be >= 0",
@@ -435,7 +442,6 @@ def test_optax_accepts_what_fdl_rejects():
     """The documented differences: optax silently accepts these, fdl raises (tested above)."""
     clamped = optax.linear_schedule(1.0, 0.0, 10, transition_begin=-1)
     assert float(clamped(0)) == pytest.approx(1.0)  # begin silently clamped to 0
-    assert float(optax.exponential_decay(1.0, 10, 0.0)(100)) == 1.0  # rate 0 -> constant
     dropped = optax.join_schedules([optax.constant_schedule(1.0)] * 2, [3, 4])
     assert float(dropped(10)) == 1.0  # the extra boundary is dropped by zip
     assert math.isinf(float(optax.polynomial_schedule(1.0, 0.0, -1.0, 10)(10)))

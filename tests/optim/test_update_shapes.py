@@ -81,15 +81,19 @@ def test_apply_updates_lists_at_most_five_paths_of_each_side():
     )
 
 
-def test_apply_updates_keeps_frozen_none_leaves_and_refuses_a_mismatched_none():
+def test_apply_updates_keeps_none_parameters_none_as_optax_and_refuses_a_missing_update():
     params = {"body": {"w": None}, "head": {"w": jnp.ones(2)}}
     updates = {"body": {"w": None}, "head": {"w": jnp.full(2, -0.5)}}
     new = apply_updates(params, updates)
     assert new["body"]["w"] is None
     np.testing.assert_array_equal(new["head"]["w"], [0.5, 0.5])
-    wrong = {"body": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
-    message = _message("apply_updates", "'body/w'", (2,), "`params`", None, FROZEN)
-    _raises_exactly(ValueError, message, apply_updates, params, wrong)
+    # a None parameter stays None whatever its update, as in optax (its own suite tests
+    # apply_updates(None, x)); an array parameter without an update is still refused
+    for update_of_none in (jnp.ones(2), {"a": jnp.ones(3)}):
+        wrong = {"body": {"w": update_of_none}, "head": {"w": jnp.ones(2)}}
+        assert apply_updates(params, wrong)["body"]["w"] is None
+        assert optax.apply_updates(params, wrong)["body"]["w"] is None
+    assert apply_updates(None, jnp.ones(3)) is None
     missing = {"body": {"w": None}, "head": {"w": None}}
     message = _message("apply_updates", "'head/w'", None, "`params`", (2,), FROZEN)
     _raises_exactly(ValueError, message, apply_updates, params, missing)

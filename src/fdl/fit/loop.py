@@ -200,7 +200,7 @@ def fit(
     try:
         while step < total and not control.stop:
             length = min([p - step % p for p in periods] + [total - step])
-            carry, record = run(carry, device_data, run_keys, length)
+            carry, record = run(carry, device_data, run_keys, jnp.asarray(length, jnp.int32))
             record = jax.device_get(record)
             row, bad = _row(record, skipped)
             skipped = int(row["skipped"])
@@ -277,7 +277,7 @@ def _compiled_run(loss_fn, optimizer, trainable, execution, batch_size, steps_pe
             def constrain(batch):
                 return constrain_batch(batch, mesh)
 
-        return opt, pieces.make_run(guarded, batch_size, steps_per_epoch, constrain)
+        return opt, pieces.make_run(guarded, batch_size, steps_per_epoch, execution.steps_per_call, constrain)
 
     key = (
         "run",
@@ -286,6 +286,7 @@ def _compiled_run(loss_fn, optimizer, trainable, execution, batch_size, steps_pe
         frozen,
         execution.nan_policy,
         execution.compute_dtype,
+        execution.steps_per_call,
         batch_size,
         steps_per_epoch,
         mesh,

@@ -137,28 +137,40 @@ def make_run(
     guarded: Callable[..., Any],
     batch_size: int,
     steps_per_epoch: int,
+    length: int,
     constrain: Callable[[Any], Any] | None = None,
 ) -> Callable[..., tuple[Carry, dict[str, Any]]]:
-    """``run(carry, data, keys, length) -> (carry, records)``: ``length`` guarded steps in one
-    ``jax.lax.scan``, jitted (``length`` static) with the carry donated.
+    """``run(carry, data, keys, count) -> (carry, records)``: the first ``count`` of ``length``
+    guarded steps in one ``jax.lax.scan``, jitted with the carry donated.
 
-    ``data`` (the tuple of example arrays) and ``keys`` (the data and step keys) are arguments,
-    not constants of the program: calling ``run`` again with other arrays of the same shapes
-    reuses the compiled program. ``constrain`` places each batch
-    (``fdl.parallel.constrain_batch`` for data parallelism)."""
+    ``length`` is fixed, ``count`` (at most ``length``) is an argument: a call cut short by an
+    evaluation, a checkpoint or the end of training runs the same compiled program as a full
+    one, its surplus steps (and any after a ``"raise"`` halt) skipped by a ``jax.lax.cond``, so a
+    configuration compiles once. Their records are zeros with ``active`` false. ``data`` (the
+    tuple of example arrays) and ``keys`` (the data and step keys) are arguments too: calling
+    ``run`` again with other arrays of the same shapes reuses the compiled program.
+    ``constrain`` places each batch (``fdl.parallel.constrain_batch`` for data parallelism)."""
 
-    def run(carry: Carry, data: tuple[jax.Array, ...], keys: tuple[jax.Array, jax.Array], length: int):
+    def run(carry: Carry, data: tuple[jax.Array, ...], keys: tuple[jax.Array, jax.Array], count: jax.Array):
         data_key, step_key = keys
         first_epoch = carry.state.step // steps_per_epoch
         # every epoch a call of `length` steps can touch, permuted once per call
         orders = epoch_orders(data_key, data[0].shape[0], first_epoch, length // steps_per_epoch + 2)
 
-        def one(c: Carry, _):
+        @jax.jit  # traced once: the skip branch reads its output shapes from jit's trace cache
+        def step(c: Carry) -> tuple[Carry, dict[str, Any]]:
             batch = batch_at(data, c.state.step, orders, first_epoch, batch_size, steps_per_epoch)
             if constrain is not None:
                 batch = constrain(batch)
             return guarded(c, batch, jax.random.fold_in(step_key, c.state.step))
 
-        return jax.lax.scan(one, carry, None, length=length)
+        def skip(c: Carry) -> tuple[Carry, dict[str, Any]]:
+            shapes = jax.eval_shape(step, c)[1]
+            return c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    return jax.jit(run, static_argnums=3, donate_argnums=0)
+        def one(c: Carry, i: jax.Array):
+            return jax.lax.cond((i < count) & ~c.halted, step, skip, c)
+
+        return jax.lax.scan(one, carry, jnp.arange(length))
+
+    return jax.jit(run, donate_argnums=0)

@@ -30,7 +30,7 @@ from fdl.optim.base import (
     scale_by_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
-from fdl.tree import cast_like, update_moment, zeros_like
+from fdl.tree import cast_like, floats, update_moment, zeros_like
 
 __all__ = ["ScaleByAdaDeltaState", "scale_by_adadelta", "adadelta"]
 
@@ -91,6 +91,7 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
         return ScaleByAdaDeltaState(e_g=zeros_like(params), e_x=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_adadelta", updates, params, "e_g", state.e_g)
         del params, extra_args
         e_g = update_moment(updates, state.e_g, rho, 2)

@@ -27,7 +27,7 @@ from fdl.optim.base import (
     chain,
     scale_by_learning_rate,
 )
-from fdl.tree import full_like
+from fdl.tree import abs_sq, floats, full_like
 
 __all__ = ["ScaleByRssState", "scale_by_rss", "adagrad"]
 
@@ -87,11 +87,12 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.1, eps: Scalar = 1e-7) ->
         return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_rss", updates, params, "sum_of_squares", state.sum_of_squares)
         del params, extra_args
 
         def accumulate(g, total):
-            square = g * g
+            square = abs_sq(g)
             dtype = _dtypes.result_type(square, total)
             return (square.astype(dtype) + total.astype(dtype)).astype(total.dtype)
 

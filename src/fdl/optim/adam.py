@@ -40,7 +40,7 @@ from fdl.optim.base import (
     scale_by_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
-from fdl.tree import bias_correction, cast_like, update_moment, zeros_like
+from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
 __all__ = [
     "ScaleByAdamState",
@@ -140,6 +140,7 @@ def scale_by_adam(
         )
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_adam", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, b1, 1)

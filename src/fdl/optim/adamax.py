@@ -18,7 +18,7 @@ from fdl.optim.base import (
     safe_increment,
     scale_by_learning_rate,
 )
-from fdl.tree import bias_correction, cast_like, update_moment, zeros_like
+from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
 __all__ = ["adamax", "scale_by_adamax"]
 
@@ -72,6 +72,7 @@ def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) ->
         return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_adamax", updates, params, "nu", state.nu)
         del params, extra_args
         count = safe_increment(state.count)

@@ -18,7 +18,7 @@ from fdl.optim.base import (
     safe_increment,
     scale_by_learning_rate,
 )
-from fdl.tree import bias_correction, cast_like, update_moment, zeros_like
+from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
 __all__ = ["ScaleByAmsgradState", "amsgrad", "scale_by_amsgrad"]
 
@@ -99,6 +99,7 @@ def scale_by_amsgrad(
         )
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_amsgrad", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, b1, 1)

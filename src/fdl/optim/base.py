@@ -11,20 +11,27 @@ An optimizer (a *gradient transformation*) is a pair of pure functions:
 :math:`\theta_{t+1} = \theta_t + u_t` (:func:`apply_updates`). A descent step therefore carries
 its minus sign: :func:`scale_by_learning_rate` multiplies by :math:`-\eta`.
 
-The pair is structurally optax's ``GradientTransformation``, so fdl's transformations go into
-``optax.chain`` and optax's into :func:`chain`, in either order. Step counts live in the state
+fdl's pair *is* optax's interface type: :class:`GradientTransformation` subclasses
+``optax.GradientTransformationExtraArgs`` (a ``NamedTuple`` of ``init`` and ``update``), so
+``isinstance(fdl.optim.adam(1e-3), optax.GradientTransformation)`` holds and optax's wrappers
+treat fdl's transformations as their own. Only the contract is shared; every update rule here is
+fdl's own code. fdl's transformations go into ``optax.chain`` and optax's into :func:`chain`, in
+either order. Step counts live in the state
 as int32 and saturate at :math:`2^{31}-1` (:func:`safe_increment`), never overflow.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from fdl._checks import check_learning_rate, check_real, check_same_shapes, names_errors
+from fdl.tree import floats
 
 __all__ = [
     "GradientTransformation",
@@ -56,15 +63,31 @@ class UpdateFn(Protocol):
     ) -> tuple[PyTree, PyTree]: ...
 
 
-class GradientTransformation(NamedTuple):
-    """An optimizer: ``init(params) -> state`` and ``update(updates, state, params=None)``.
+class GradientTransformation(optax.GradientTransformationExtraArgs):
+    """An optimizer: ``init(params) -> state`` and ``update(updates, state, params=None,
+    **extra_args)``.
 
-    ``update`` also accepts (and ignores, unless it needs them) optax's extra keyword
-    arguments, so an fdl transformation can sit inside ``optax.chain``.
+    A subclass of optax's ``GradientTransformationExtraArgs`` (and so of its
+    ``GradientTransformation``): the interface is optax's, the update rules are fdl's.
+    ``update`` accepts optax's extra keyword arguments (``value``, ``grad``, ``loss``, ...) and
+    ignores those it does not need, so an fdl transformation sits inside ``optax.chain`` as it is.
     """
 
-    init: InitFn
-    update: UpdateFn
+    __slots__ = ()
+
+
+def takes_extra_args(transformation: Any) -> bool:
+    """Whether ``transformation.update`` accepts optax's extra keyword arguments: an instance
+    of optax's ``GradientTransformationExtraArgs`` (fdl's are), or an ``update`` with
+    ``**kwargs``. optax's plain ``GradientTransformation`` (``optax.scale_by_adam``, say) does
+    not, and :func:`chain` calls it without them, as optax's ``with_extra_args_support`` does."""
+    if isinstance(transformation, optax.GradientTransformationExtraArgs):
+        return True
+    try:
+        parameters = inspect.signature(transformation.update).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass nothing extra
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 class EmptyState(NamedTuple):
@@ -121,7 +144,10 @@ def chain(*transformations: Any) -> GradientTransformation:
 
     The state is the tuple of the transformations' states, in order (as optax's ``chain``), so
     states of fdl and optax chains compare leaf by leaf. Any object with optax's
-    ``init``/``update`` works, optax's own transformations included.
+    ``init``/``update`` works, optax's own transformations included. Extra keyword arguments
+    of ``update`` (optax's protocol: ``value``, ``grad``, ``loss``, ...) reach each member that
+    accepts them (:func:`takes_extra_args`); a member without ``**kwargs`` is called without
+    them.
 
     >>> import jax.numpy as jnp
     >>> from fdl.optim import chain, scale
@@ -137,6 +163,8 @@ def chain(*transformations: Any) -> GradientTransformation:
                 f"(e.g. fdl.optim.scale(0.1) or optax.scale(0.1)), got {t!r}"
             )
 
+    extras = [takes_extra_args(t) for t in transformations]
+
     def init(params: PyTree) -> tuple[PyTree, ...]:
         return tuple(t.init(params) for t in transformations)
 
@@ -147,12 +175,16 @@ def chain(*transformations: Any) -> GradientTransformation:
                 f"{len(transformations)} entries (as its init returned), got {type(state).__name__}"
             )
         new_state = []
-        for t, s in zip(transformations, state, strict=True):
-            updates, s = t.update(updates, s, params, **extra_args)
+        for t, s, extra in zip(transformations, state, extras, strict=True):
+            updates, s = t.update(updates, s, params, **(extra_args if extra else {}))
             new_state.append(s)
         return updates, tuple(new_state)
 
     return GradientTransformation(init, update)
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
@@ -163,8 +195,8 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     The sum is computed in the promoted dtype of parameter and update, then cast back to the
     parameter's dtype (so bfloat16 parameters stay bfloat16 whatever the update's dtype).
     ``updates`` must have the tree structure of ``params`` and each leaf its parameter's shape;
-    a ``None`` parameter (a frozen part, see :func:`fdl.nn.partition`) takes a ``None`` update
-    and stays ``None``.
+    a ``None`` parameter (a frozen part, see :func:`fdl.nn.partition`) stays ``None``, whatever
+    its update (as in optax).
 
     Raises:
       ValueError: a tree structure that differs from the parameters' (the message lists the
@@ -181,7 +213,11 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
       ``(3,)`` returns shape ``(3,)``, and per-example gradients of shape ``(B, 3)`` turn the
       parameter into a ``(B, 3)`` array, silently. fdl raises instead.
     """
-    check_same_shapes("apply_updates", "`updates`", updates, "`params`", params)
+    try:  # a None parameter stays None whatever its update (as in optax); only the rest is checked
+        seen = jax.tree.map(lambda p, u: None if p is None else u, params, updates, is_leaf=_is_none)
+    except ValueError:
+        seen = updates  # not a prefix: the check names the paths that differ
+    check_same_shapes("apply_updates", "`updates`", seen, "`params`", params)
 
     def add(p, u):
         if p is None:
@@ -191,7 +227,7 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
             total = p + u
         return total.astype(p.dtype)
 
-    return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)
+    return jax.tree.map(add, params, seen, is_leaf=_is_none)
 
 
 # ------------------------------------------------------------------------------------ scaling
@@ -218,6 +254,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
         return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         del params, extra_args
         updates = jax.tree.map(lambda g: jnp.asarray(step_size, jnp.result_type(g)) * g, updates)
         return updates, state
@@ -248,6 +285,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
         return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         del params, extra_args
         step_size = step_size_fn(state.count)
         updates = jax.tree.map(lambda g: jnp.asarray(step_size, jnp.result_type(g)) * g, updates)

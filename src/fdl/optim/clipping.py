@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from fdl._checks import check_non_negative, names_errors
 from fdl.optim.base import EmptyState, GradientTransformation
-from fdl.tree import norm
+from fdl.tree import floats, norm
 
 __all__ = ["ClipState", "ClipByGlobalNormState", "clip", "clip_by_global_norm", "global_norm"]
 
@@ -70,6 +70,7 @@ def clip(max_delta: Scalar) -> GradientTransformation:
     check_non_negative("max_delta", max_delta)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         del params, extra_args
 
         def one(g):
@@ -132,6 +133,7 @@ def clip_by_global_norm(max_norm: Scalar) -> GradientTransformation:
     check_non_negative("max_norm", max_norm)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         del params, extra_args
         norm = global_norm(updates)
         keep = norm < jnp.asarray(max_norm, norm.dtype)

@@ -30,7 +30,7 @@ from fdl.optim.base import (
     scale_by_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
-from fdl.tree import cast_like, update_moment, zeros_like
+from fdl.tree import cast_like, floats, update_moment, zeros_like
 
 __all__ = ["ScaleByLionState", "scale_by_lion", "lion"]
 
@@ -116,6 +116,7 @@ def scale_by_lion(
         return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_lion", updates, params, "mu", state.mu)
         del params, extra_args
 

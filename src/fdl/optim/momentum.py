@@ -42,7 +42,7 @@ from fdl.optim.base import (
     identity,
     scale_by_learning_rate,
 )
-from fdl.tree import cast_like, zeros_like
+from fdl.tree import cast_like, floats, zeros_like
 
 __all__ = ["TraceState", "trace", "sgd"]
 
@@ -111,6 +111,7 @@ def trace(
         return TraceState(trace=zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("trace", updates, params, "trace", state.trace)
         del params, extra_args
 

@@ -33,8 +33,15 @@ from fdl.optim.base import (
     scale_by_learning_rate,
 )
 from fdl.optim.momentum import trace
-from fdl.tree import bias_correction as _bias_correct  # the argument shadows the name
-from fdl.tree import cast_like, full_like, update_moment, zeros_like
+from fdl.tree import (  # the argument shadows the name
+    abs_sq,
+    cast_like,
+    floats,
+    full_like,
+    update_moment,
+    zeros_like,
+)
+from fdl.tree import bias_correction as _bias_correct
 
 __all__ = [
     "ScaleByRmsState",
@@ -163,6 +170,7 @@ def scale_by_rms(
         return ScaleByRmsState(nu=nu)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_rms", updates, params, "nu", state.nu)
         del params, extra_args
         nu = update_moment(updates, state.nu, decay, 2)
@@ -236,6 +244,7 @@ def scale_by_stddev(
         return ScaleByRStdDevState(mu=mu, nu=nu)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("scale_by_stddev", updates, params, "nu", state.nu)
         del params, extra_args
         mu = update_moment(updates, state.mu, decay, 1)
@@ -250,7 +259,7 @@ def scale_by_stddev(
         def one(m, v):
             dtype = _dtypes.result_type(m, v)
             m, v = m.astype(dtype), v.astype(dtype)
-            return _inverse_root(v - m * m, eps, eps_in_sqrt)
+            return _inverse_root(v - abs_sq(m), eps, eps_in_sqrt)
 
         scaling = jax.tree.map(one, mu_hat, nu_hat)
         mu, nu = cast_like(mu, state.mu), cast_like(nu, state.nu)

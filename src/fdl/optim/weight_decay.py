@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from fdl import _dtypes
 from fdl._checks import check_learning_rate, check_same_shapes, names_errors
@@ -35,6 +36,7 @@ from fdl.optim.base import (
     ScaleByScheduleState,
     safe_increment,
 )
+from fdl.tree import floats
 
 __all__ = ["MaskedState", "MaskedNode", "masked", "add_decayed_weights"]
 
@@ -56,9 +58,29 @@ class MaskedNode(NamedTuple):
     """
 
 
+def _is_mask_function(mask: Mask) -> bool:
+    """Whether ``mask`` is a function of the parameters rather than a mask tree: every leaf of
+    it is callable. A plain function is its own single leaf; a callable *pytree* (an
+    Equinox-style module whose leaves are bools) is a mask tree, as in optax."""
+    callable_leaves = [callable(leaf) for leaf in jax.tree.leaves(mask)]
+    return bool(callable_leaves) and all(callable_leaves)
+
+
+def _is_placeholder(params: PyTree) -> bool:
+    """Whether ``init`` is being called by ``optax.tree.map_params``, which passes one
+    placeholder object in place of the whole parameter tree to find where the state copies it."""
+    module = getattr(optax.tree_utils, "_state_utils", None)
+    placeholder = getattr(module, "_ParamsPlaceholder", None)
+    return placeholder is not None and isinstance(params, placeholder)
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
 def _mask_tree(mask: Mask, tree: PyTree) -> PyTree:
-    """The boolean mask for ``tree``: ``mask`` itself, or ``mask(tree)`` for a callable."""
-    mask_tree = mask(tree) if callable(mask) else mask
+    """The boolean mask for ``tree``: ``mask`` itself, or ``mask(tree)`` for a function."""
+    mask_tree = mask(tree) if _is_mask_function(mask) else mask
     for path, leaf in jax.tree_util.tree_leaves_with_path(mask_tree):
         if not isinstance(leaf, bool | np.bool_):
             raise TypeError(
@@ -101,7 +123,9 @@ def masked(
       inner: the transformation to restrict.
       mask: a pytree of Python bools with the parameters' structure (or a prefix of it: a bool
         at a subtree covers the whole subtree), or a function ``params -> such a pytree``,
-        called on the parameters in ``init`` and on the updates in ``update``.
+        called on the parameters in ``init`` and on the updates in ``update``. A callable
+        pytree (an Equinox-style module of bools) is a mask tree, not a function: only a mask
+        whose every leaf is callable is called.
       mask_compatible_extra_args: also mask every extra keyword argument of ``update`` whose
         tree structure equals the updates'.
 
@@ -126,6 +150,8 @@ def masked(
     """
 
     def init(params: PyTree) -> MaskedState:
+        if _is_placeholder(params):  # optax.tree.map_params: the placeholder goes in unmasked
+            return MaskedState(inner_state=inner.init(params))
         return MaskedState(inner_state=inner.init(_select(_mask_tree(mask, params), params)))
 
     def update(updates, state, params=None, **extra_args):
@@ -210,7 +236,13 @@ def add_decayed_weights(
             raise ValueError(
                 "add_decayed_weights needs the parameters: call `update(updates, state, params)`"
             )
-        check_same_shapes("add_decayed_weights", "`updates`", updates, "`params`", params)
+        updates, params = floats(updates), floats(params)  # integer parameters decay as floats
+        none = _is_none
+        try:  # a None update (a leaf or the whole tree) stays None, as in optax
+            seen = jax.tree.map(lambda g, p: None if g is None else p, updates, params, is_leaf=none)
+        except ValueError:
+            seen = params  # not a prefix: the check below names the paths that differ
+        check_same_shapes("add_decayed_weights", "`updates`", updates, "`params`", seen)
         if scheduled:
             rate = weight_decay(state.count)
             state = ScaleByScheduleState(count=safe_increment(state.count))
@@ -220,6 +252,8 @@ def add_decayed_weights(
             rate = weight_decay
 
         def decay(g, p):
+            if g is None:
+                return None
             # JAX's standard promotion, written out (a Python number takes the parameter's
             # dtype, a float32 schedule value promotes it), then back to the gradient's dtype.
             rate_dtype = _dtypes.result_type(rate, p)
@@ -227,7 +261,7 @@ def add_decayed_weights(
             dtype = _dtypes.result_type(g, shrink)
             return (g.astype(dtype) + shrink.astype(dtype)).astype(g.dtype)
 
-        return jax.tree.map(decay, updates, params), state
+        return jax.tree.map(decay, updates, params, is_leaf=none), state
 
     transformation = GradientTransformation(init, update)
     return transformation if mask is None else masked(transformation, mask)

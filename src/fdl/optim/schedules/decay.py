@@ -56,7 +56,8 @@ def exponential_decay(
       init_value: :math:`I`.
       transition_steps: :math:`T`, the number of steps per factor :math:`r`. If :math:`T \le 0`
         the schedule is the constant ``init_value`` (as in optax).
-      decay_rate: :math:`r > 0` (a concrete number).
+      decay_rate: :math:`r \ge 0` (a concrete number). :math:`r = 0` gives the constant
+        ``init_value`` (as in optax).
       transition_begin: :math:`B \ge 0`, the number of steps spent at ``init_value``.
       staircase: decay in whole factors of :math:`r` (a step function) instead of smoothly.
       end_value: optional bound :math:`E` on the decayed value.
@@ -65,8 +66,8 @@ def exponential_decay(
       A schedule ``count -> value``.
 
     Raises:
-      ValueError: a ``decay_rate`` that is not a positive concrete number (optax turns 0 into a
-        constant schedule and gives NaN for a negative rate), a negative ``transition_begin``
+      ValueError: a negative ``decay_rate`` or one that is not a concrete number (optax gives
+        NaN for a negative rate), a negative ``transition_begin``
         (optax clamps it to 0), or non-numeric ``transition_steps``.
 
     >>> sched = exponential_decay(1.0, transition_steps=2, decay_rate=0.5, staircase=True)
@@ -78,16 +79,15 @@ def exponential_decay(
         check_real("end_value", end_value)
     steps = check_concrete_number("transition_steps", transition_steps)
     rate = check_concrete_number("decay_rate", decay_rate)
-    if rate <= 0:
+    if rate < 0:
         raise ValueError(
-            "`decay_rate` must be > 0 (for a constant schedule use constant_schedule; a negative "
-            f"rate has no real fractional powers), got {decay_rate!r}"
+            f"`decay_rate` must be >= 0 (a negative rate has no real fractional powers), got {decay_rate!r}"
         )
     begin = check_concrete_non_negative(
         "transition_begin", transition_begin, "the number of steps spent at `init_value`"
     )
     dtype = _dtypes.with_default_float(init_value, end_value)
-    if steps <= 0:
+    if steps <= 0 or rate == 0:
         return constant_schedule(jnp.asarray(init_value, dtype))
     init_value, decay_rate = prepare(init_value, dtype), prepare(decay_rate, dtype)
     bound = None

@@ -18,7 +18,7 @@ from fdl._checks import (
 )
 from fdl.optim.adagrad import ScaleByRssState
 from fdl.optim.base import GradientTransformation, safe_increment
-from fdl.tree import full_like, zeros_like
+from fdl.tree import abs_sq, floats, full_like, zeros_like
 
 __all__ = ["DampenedTraceState", "dampened_trace", "scale_by_rss"]
 
@@ -83,6 +83,7 @@ def dampened_trace(
         return DampenedTraceState(count=jnp.zeros([], jnp.int32), trace=zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes("fdl.optim.torch.dampened_trace", updates, params, "trace", state.trace)
         del params, extra_args
         first = state.count == 0
@@ -153,6 +154,7 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10) -
         return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         check_update_shapes(
             "fdl.optim.torch.scale_by_rss", updates, params, "sum_of_squares", state.sum_of_squares
         )
@@ -161,7 +163,7 @@ def scale_by_rss(initial_accumulator_value: Scalar = 0.0, eps: Scalar = 1e-10) -
         def accumulate(g, total):
             dtype = _dtypes.result_type(g, total)
             g = g.astype(dtype)
-            return (total.astype(dtype) + g * g).astype(total.dtype)
+            return (total.astype(dtype) + abs_sq(g)).astype(total.dtype)
 
         sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
 

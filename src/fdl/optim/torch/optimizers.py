@@ -29,6 +29,7 @@ from fdl.optim.momentum import trace
 from fdl.optim.rms import scale_by_rms, scale_by_stddev
 from fdl.optim.torch.atoms import dampened_trace, scale_by_rss
 from fdl.optim.weight_decay import add_decayed_weights
+from fdl.tree import floats
 
 __all__ = ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
 
@@ -54,6 +55,7 @@ def _weight_decay(weight_decay: ScalarOrSchedule, name: str) -> GradientTransfor
     inner = add_decayed_weights(weight_decay)
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
         if params is None:
             raise ValueError(
                 f"fdl.optim.torch.{name} with weight_decay={weight_decay!r} adds "
