@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,16 +51,6 @@ __all__ = [
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
-
-
-class InitFn(Protocol):
-    def __call__(self, params: PyTree) -> PyTree: ...
-
-
-class UpdateFn(Protocol):
-    def __call__(
-        self, updates: PyTree, state: PyTree, params: PyTree | None = None, **extra_args: Any
-    ) -> tuple[PyTree, PyTree]: ...
 
 
 class GradientTransformation(optax.GradientTransformationExtraArgs):
@@ -187,6 +177,16 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
+def none_where(reference: PyTree, tree: PyTree) -> PyTree:
+    """``tree`` with ``None`` wherever ``reference`` has a ``None`` (leaf or subtree), as optax
+    skips ``None`` parameters and updates; ``tree`` unchanged when ``reference``'s structure is
+    not a prefix of it (the caller's shape check then names the paths that differ)."""
+    try:
+        return jax.tree.map(lambda r, x: None if r is None else x, reference, tree, is_leaf=_is_none)
+    except ValueError:
+        return tree
+
+
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     r"""Add the updates to the parameters, keeping each parameter's dtype.
 
@@ -213,10 +213,7 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
       ``(3,)`` returns shape ``(3,)``, and per-example gradients of shape ``(B, 3)`` turn the
       parameter into a ``(B, 3)`` array, silently. fdl raises instead.
     """
-    try:  # a None parameter stays None whatever its update (as in optax); only the rest is checked
-        seen = jax.tree.map(lambda p, u: None if p is None else u, params, updates, is_leaf=_is_none)
-    except ValueError:
-        seen = updates  # not a prefix: the check names the paths that differ
+    seen = none_where(params, updates)  # a None parameter stays None whatever its update
     check_same_shapes("apply_updates", "`updates`", seen, "`params`", params)
 
     def add(p, u):

@@ -34,6 +34,7 @@ from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     ScaleByScheduleState,
+    none_where,
     safe_increment,
 )
 from fdl.tree import floats
@@ -72,10 +73,6 @@ def _is_placeholder(params: PyTree) -> bool:
     module = getattr(optax.tree_utils, "_state_utils", None)
     placeholder = getattr(module, "_ParamsPlaceholder", None)
     return placeholder is not None and isinstance(params, placeholder)
-
-
-def _is_none(x: Any) -> bool:
-    return x is None
 
 
 def _mask_tree(mask: Mask, tree: PyTree) -> PyTree:
@@ -237,11 +234,7 @@ def add_decayed_weights(
                 "add_decayed_weights needs the parameters: call `update(updates, state, params)`"
             )
         updates, params = floats(updates), floats(params)  # integer parameters decay as floats
-        none = _is_none
-        try:  # a None update (a leaf or the whole tree) stays None, as in optax
-            seen = jax.tree.map(lambda g, p: None if g is None else p, updates, params, is_leaf=none)
-        except ValueError:
-            seen = params  # not a prefix: the check below names the paths that differ
+        seen = none_where(updates, params)  # a None update (leaf or whole tree) stays None
         check_same_shapes("add_decayed_weights", "`updates`", updates, "`params`", seen)
         if scheduled:
             rate = weight_decay(state.count)
@@ -261,7 +254,7 @@ def add_decayed_weights(
             dtype = _dtypes.result_type(g, shrink)
             return (g.astype(dtype) + shrink.astype(dtype)).astype(g.dtype)
 
-        return jax.tree.map(decay, updates, params, is_leaf=none), state
+        return jax.tree.map(decay, updates, seen, is_leaf=lambda x: x is None), state
 
     transformation = GradientTransformation(init, update)
     return transformation if mask is None else masked(transformation, mask)
