@@ -298,6 +298,22 @@ def check_whole_steps(name: str, value: Any, why: str) -> int:
 # ---------------------------------------------------------------------- training (train, fit, cli)
 
 
+def check_state_dtype(name: str, dtype: Any, params: Any) -> None:
+    """A real state dtype (``mu_dtype=bfloat16``) refused for complex parameters: storing a
+    complex moment in it would silently drop the imaginary part (optax does drop it)."""
+    if dtype is None or np.issubdtype(dtype, np.complexfloating):
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        leaf_dtype = getattr(leaf, "dtype", None)
+        if leaf_dtype is not None and np.issubdtype(leaf_dtype, np.complexfloating):
+            raise ValueError(
+                f"{name}={np.dtype(dtype).name} is a real dtype, but the parameter at "
+                f"{jax.tree_util.keystr(path) or 'the root'} is {np.dtype(leaf_dtype).name}: its state "
+                f"would lose the imaginary part; pass a complex {name} (e.g. complex64) or None "
+                "(the parameters' dtype)"
+            )
+
+
 def check_instance(name: str, value: Any, kind: type, spelled: str) -> Any:
     """Return ``value`` if it is a ``kind``, else a ``TypeError`` showing how to build one."""
     if not isinstance(value, kind):

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 import fdl.optim.base as fdl_base
+import fdl.tree
 from fdl import problems
 from fdl.problems import Problem
 
@@ -150,12 +151,75 @@ def _mlp(dtype: Any) -> Problem:
     return Problem("mlp", description, loss, lambda key: params)
 
 
-_BUILDERS = {"quadratic": _quadratic, "rosenbrock": _rosenbrock, "logistic": _logistic, "mlp": _mlp}
+def _complex_quadratic(dtype: Any) -> Problem:
+    r"""The test quadratic over complex parameters: the bowl of :func:`_quadratic` in the real
+    and in the imaginary part at once, its minimum moved to :math:`(1 + i)\,(1, -1)`.
+
+    .. math:: L(z) = \tfrac{1}{200} \big(|u_1|^2 + 100\, |u_2|^2\big),
+              \quad u = R_{30^\circ} (z - z^\star)
+
+    A real-valued loss of complex parameters, as in optax's own complex tests. The parameters
+    are one bare complex array of shape (2,), starting at :math:`(1 - 2i)` times the real
+    quadratic's start, so real and imaginary parts differ from the first step.
+    """
+    c, s = math.cos(QUADRATIC_ANGLE), math.sin(QUADRATIC_ANGLE)
+    rotation = jnp.asarray([[c, -s], [s, c]], dtype)  # (2, 2), real values in the complex dtype
+    minimum = jnp.asarray([1 + 1j, -1 - 1j], dtype)
+    start_ = (1 - 2j) * (np.array([[c, s], [-s, c]]) @ np.asarray(problems.get_problem("quadratic").start))
+
+    def loss(z: jax.Array) -> jax.Array:
+        u = rotation @ (z - minimum)  # (2,)
+        return (fdl.tree.abs_sq(u[0]) + 100.0 * fdl.tree.abs_sq(u[1])) / 200.0
+
+    return Problem(
+        "complex_quadratic",
+        "the rotated quadratic bowl over complex parameters",
+        loss,
+        lambda key: jnp.asarray(start_, dtype),
+    )
+
+
+def _complex_regression(dtype: Any) -> Problem:
+    r"""Complex least squares, :math:`L = \tfrac1n \sum_k |x_k^\top W + b - y_k|^2`, on fixed
+    complex data (64 examples of 8 features, 3 outputs).
+
+    Parameters: a nested dict with a scalar leaf, ``{"linear": {"w": (8, 3), "b": (3,)},
+    "gain": ()}`` (the output is multiplied by the gain), starting at ``w = 0``, ``b = 0``,
+    ``gain = 1``: a tree of complex leaves of several shapes, the optimizers' usual case.
+    """
+    rng = np.random.default_rng(1017)
+    x = rng.normal(size=(EXAMPLES, 8)) + 1j * rng.normal(size=(EXAMPLES, 8))
+    w_true = rng.normal(size=(8, 3)) + 1j * rng.normal(size=(8, 3))
+    y = x @ w_true / math.sqrt(8)
+    x_, y_ = jnp.asarray(x / math.sqrt(8), dtype), jnp.asarray(y, dtype)
+    params = {
+        "linear": {"w": jnp.zeros((8, 3), dtype), "b": jnp.zeros((3,), dtype)},
+        "gain": jnp.ones((), dtype),
+    }
+
+    def loss(p: PyTree) -> jax.Array:
+        residual = p["gain"] * (x_ @ p["linear"]["w"] + p["linear"]["b"][None, :]) - y_  # (EXAMPLES, 3)
+        return jnp.mean(jnp.sum(fdl.tree.abs_sq(residual), axis=-1))
+
+    return Problem("complex_regression", "complex least squares", loss, lambda key: params)
+
+
+COMPLEX_PROBLEM_NAMES = ("complex_quadratic", "complex_regression")
+
+_BUILDERS = {
+    "quadratic": _quadratic,
+    "rosenbrock": _rosenbrock,
+    "logistic": _logistic,
+    "mlp": _mlp,
+    "complex_quadratic": _complex_quadratic,
+    "complex_regression": _complex_regression,
+}
 
 
 def make_problem(name: str, dtype: Any) -> Problem:
-    """The test problem called ``name`` (one of :data:`PROBLEM_NAMES`), built from
-    :mod:`fdl.problems`, with its data and parameters in ``dtype``."""
+    """The test problem called ``name`` (one of :data:`PROBLEM_NAMES`, built from
+    :mod:`fdl.problems`, or of :data:`COMPLEX_PROBLEM_NAMES` for a complex ``dtype``), with its
+    data and parameters in ``dtype``."""
     return _BUILDERS[name](dtype)
 
 
@@ -216,6 +280,21 @@ def _unpack(packed: dict[str, np.ndarray], spec: tuple[Any, list]) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def descent_gradient(loss: Any) -> Any:
+    """``jax.grad(loss)``, conjugated at complex leaves.
+
+    For a real loss of complex parameters ``jax.grad`` returns the conjugate of the direction of
+    steepest ascent; conjugated, it is the gradient an optimizer descends along (what optax's
+    own complex tests feed their optimizers). Real leaves are returned as they are.
+    """
+    grad = jax.grad(loss)
+    return lambda params: _conjugate(grad(params))
+
+
+def _conjugate(grads: PyTree) -> PyTree:
+    return jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grads)
+
+
 def _trajectory(fdl_opt, optax_opt, problem: Problem, steps: int, teacher_forcing: bool, atom_lr):
     """Scan both optimizers over ``steps`` steps of ``problem``.
 
@@ -229,7 +308,7 @@ def _trajectory(fdl_opt, optax_opt, problem: Problem, steps: int, teacher_forcin
     Returns the two initial states, the per-step records packed by :func:`_pack` and a list
     that holds the packing layout once the function has been traced.
     """
-    grad = jax.grad(problem.loss)
+    grad = descent_gradient(problem.loss)
     spec: list = []
 
     def step(carry, _):
@@ -310,7 +389,7 @@ def minimize(optimizer: Any, problem: Problem, steps: int) -> np.ndarray:
     def step(carry, _):
         params, state = carry
         loss, grads = jax.value_and_grad(problem.loss)(params)
-        updates, state = optimizer.update(grads, state, params)
+        updates, state = optimizer.update(_conjugate(grads), state, params)
         return (fdl_base.apply_updates(params, updates), state), loss
 
     def run():
@@ -346,6 +425,8 @@ TOLERANCES = {
     "float32": 1e-6,
     "float64": 1e-12,
     "bfloat16": 0.0,
+    "complex64": 1e-6,  # float32 parts: the error is the complex modulus |fdl - optax|
+    "complex128": 1e-12,
 }
 
 
@@ -405,16 +486,17 @@ def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked:
         a, b = np.asarray(a), np.asarray(b)
         assert a.dtype == b.dtype, f"{where}{path}: dtype {a.dtype} (fdl) vs {b.dtype} (optax)"
         assert a.shape == b.shape, f"{where}{path}: shape {a.shape} (fdl) vs {b.shape} (optax)"
-        if not (np.issubdtype(a.dtype, np.floating) or a.dtype == jnp.bfloat16):
+        if not (np.issubdtype(a.dtype, np.inexact) or a.dtype == jnp.bfloat16):
             np.testing.assert_array_equal(a, b, err_msg=f"{where}{path}")
             continue
         rtol = TOLERANCES[a.dtype.name]
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        wide = np.complex128 if np.iscomplexobj(a) else np.float64
+        a64, b64 = a.astype(wide), b.astype(wide)
         size = np.maximum(np.abs(a64), np.abs(b64))
         if stacked:  # each element's largest magnitude over the steps (axis 0)
             size = np.broadcast_to(size.max(axis=0, keepdims=True), size.shape)
         error = np.abs(a64 - b64)
-        bad = ~((a64 == b64) | (np.isnan(a64) & np.isnan(b64)) | (error <= rtol * size))
+        bad = ~((a64 == b64) | (np.isnan(a64) & np.isnan(b64)) | (error <= rtol * size))  # NaN: either part
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             at = f"step {first[0] + 1}, index {first[1:]}" if stacked else f"index {first}"

@@ -83,6 +83,10 @@ def scale_by_adadelta(rho: Scalar = 0.9, eps: Scalar = 1e-6) -> GradientTransfor
       ``torch.optim.Adadelta`` computes the same quantities; it multiplies by ``lr``
       (default 1.0) afterwards and adds ``weight_decay`` as coupled L2 to the gradient
       first, as :func:`adadelta` does.
+
+    Differs from optax:
+      For complex gradients the squares are :math:`|g_t|^2` and :math:`|u_t|^2` (real, as in
+      every fdl second moment); optax 0.2.8 squares :math:`g_t` itself.
     """
     check_decay("rho", rho)
     check_non_negative("eps", eps)

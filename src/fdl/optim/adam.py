@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_update_shapes, names_errors
+from fdl._checks import check_state_dtype, check_update_shapes, names_errors
 from fdl.optim._adam import adam_ratio, check_adam_args, weighted_sum
 from fdl.optim.base import (
     GradientTransformation,
@@ -133,6 +133,7 @@ def scale_by_adam(
     mu_dtype = _dtypes.canonical(mu_dtype)
 
     def init(params: PyTree) -> ScaleByAdamState:
+        check_state_dtype("mu_dtype", mu_dtype, params)
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params, mu_dtype),

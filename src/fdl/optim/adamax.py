@@ -79,7 +79,8 @@ def scale_by_adamax(b1: Scalar = 0.9, b2: Scalar = 0.999, eps: Scalar = 1e-8) ->
         mu = update_moment(updates, state.mu, b1, 1)
 
         def infinity_norm(g, v):
-            fresh = jnp.abs(g) + jnp.asarray(eps, g.dtype)
+            size = jnp.abs(g)  # real, also for complex g
+            fresh = size + jnp.asarray(eps, size.dtype)
             old = jnp.asarray(b2, v.dtype) * v
             dtype = _dtypes.result_type(fresh, old)
             return jnp.maximum(fresh.astype(dtype), old.astype(dtype))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_non_negative, check_update_shapes, names_errors
+from fdl._checks import check_decay, check_non_negative, check_state_dtype, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -112,6 +112,7 @@ def scale_by_lion(
         return jnp.where(jnp.abs(c) < 1, c, jnp.sign(c))
 
     def init(params: PyTree) -> ScaleByLionState:
+        check_state_dtype("mu_dtype", mu_dtype, params)
         mu = zeros_like(params, mu_dtype)
         return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 

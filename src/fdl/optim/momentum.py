@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_update_shapes, names_errors
+from fdl._checks import check_decay, check_state_dtype, check_update_shapes, names_errors
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -108,6 +108,7 @@ def trace(
     accumulator_dtype = _dtypes.canonical(accumulator_dtype)
 
     def init(params: PyTree) -> TraceState:
+        check_state_dtype("accumulator_dtype", accumulator_dtype, params)
         return TraceState(trace=zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):

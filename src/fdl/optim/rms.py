@@ -259,7 +259,7 @@ def scale_by_stddev(
         def one(m, v):
             dtype = _dtypes.result_type(m, v)
             m, v = m.astype(dtype), v.astype(dtype)
-            return _inverse_root(v - abs_sq(m), eps, eps_in_sqrt)
+            return _inverse_root(v - abs_sq(m).astype(dtype), eps, eps_in_sqrt)  # |m|^2 is real
 
         scaling = jax.tree.map(one, mu_hat, nu_hat)
         mu, nu = cast_like(mu, state.mu), cast_like(nu, state.nu)

@@ -152,6 +152,7 @@ def masked(
         return MaskedState(inner_state=inner.init(_select(_mask_tree(mask, params), params)))
 
     def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer updates, masked out or not, come back as floats
         mask_tree = _mask_tree(mask, updates)
         if mask_compatible_extra_args:
             structure = jax.tree.structure(updates)
