@@ -216,6 +216,7 @@ def temporaries(directory):
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
 
 
+@pytest.mark.slow  # real processes
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_save_a_live_ones_never(tmp_path):
     killed = hold_a_temporary_file(tmp_path, "ckpt-00000004.npz")
     live = hold_a_temporary_file(tmp_path, "ckpt-00000005.npz")
@@ -279,6 +280,7 @@ def fast_directory(tmp_path):
         yield Path(directory)
 
 
+@pytest.mark.slow  # real processes
 def test_a_reader_racing_a_pruning_writer_always_gets_an_intact_checkpoint(fast_directory):
     """One writer process saves with keep=1 in a loop; a reader process restores meanwhile."""
     stop = fast_directory / "stop"

@@ -250,6 +250,7 @@ def test_parse_opt(text, expected):
     assert parse_opt(text) == expected
 
 
+@pytest.mark.slow  # fresh processes
 def test_console_script_is_declared_and_the_module_runs_as_a_program(tmp_path):
     scripts = importlib.metadata.entry_points(group="console_scripts")
     assert [ep.value for ep in scripts if ep.name == "fdl"] == ["fdl.cli:main"]
@@ -472,6 +473,7 @@ def test_summary_bad_input_exits_2_with_one_line(argv, pattern, capsys):
     assert re.search(pattern, lines[0]), lines[0]
 
 
+@pytest.mark.slow  # fresh processes
 def test_version_and_python_dash_m(capsys):
     assert fdl.cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"fdl {fdl.__version__}"

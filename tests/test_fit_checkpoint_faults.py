@@ -141,6 +141,7 @@ def test_history_files_are_strict_and_read_back(tmp_path):
     assert same_rows([{k: float(v) for k, v in row.items() if v} for row in table], as_floats)
 
 
+@pytest.mark.slow  # real processes
 def test_the_history_file_removes_its_killed_writers_temporary_files(tmp_path):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait(timeout=60)

@@ -9,9 +9,14 @@ directory's ``conftest.py``.
 import contextlib
 import unittest
 
+import pytest
 from absl import flags
 
 from tests.optax_suite import swap
+
+# About 1,700 cases of another project's suite (two minutes of the suite's wall time on two
+# cores): run in CI, skipped by the quick local loop `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 @contextlib.contextmanager

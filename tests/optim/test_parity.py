@@ -462,8 +462,12 @@ def _complex_case(row: Row) -> bool:
     return row.name not in NOT_COMPLEX and not any(name in row.kwargs for name in REAL_STATE_DTYPE)
 
 
+# The 64-bit tiers repeat the float32 and complex64 code paths at double precision: marked
+# slow (run in CI, skipped by the quick local loop `-m "not slow"`).
+X64 = ("float64", "complex128")
+
 CASES = [
-    pytest.param(row, dtype, id=f"{row.id}-{dtype}")
+    pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=[pytest.mark.slow] if dtype in X64 else [])
     for row in ROWS
     for dtype in DTYPES + COMPLEX_DTYPES
     if dtype not in COMPLEX_DTYPES or _complex_case(row)
