@@ -51,6 +51,15 @@ QUADRATIC_ANGLE = math.pi / 6
 # -------------------------------------------------------------------------------------- problems
 
 
+def _rotated_bowl() -> tuple[np.ndarray, np.ndarray]:
+    """The test quadratic's rotation by :data:`QUADRATIC_ANGLE` (``(2, 2)``: parameters -> the
+    bowl's axes) and ``fdl.problems``' quadratic start, :math:`u = (-4, 1)`, in parameter
+    coordinates (``(2,)``), both float64 NumPy."""
+    c, s = math.cos(QUADRATIC_ANGLE), math.sin(QUADRATIC_ANGLE)
+    rotation = np.array([[c, -s], [s, c]])
+    return rotation, rotation.T @ np.asarray(problems.get_problem("quadratic").start)
+
+
 def _quadratic(dtype: Any) -> Problem:
     r""":func:`fdl.problems.quadratic` divided by 100, in coordinates rotated by 30 degrees.
 
@@ -63,9 +72,7 @@ def _quadratic(dtype: Any) -> Problem:
     away. It starts where ``fdl.problems``' quadratic does, :math:`u = (-4, 1)`. The parameters
     are one bare array of shape (2,).
     """
-    c, s = math.cos(QUADRATIC_ANGLE), math.sin(QUADRATIC_ANGLE)
-    rotation = np.array([[c, -s], [s, c]])  # (2, 2): parameters -> the bowl's axes
-    start_ = rotation.T @ np.asarray(problems.get_problem("quadratic").start)  # (2,)
+    rotation, start_ = _rotated_bowl()
     rotation_ = jnp.asarray(rotation, dtype)
 
     def loss(p: jax.Array) -> jax.Array:
@@ -162,10 +169,10 @@ def _complex_quadratic(dtype: Any) -> Problem:
     are one bare complex array of shape (2,), starting at :math:`(1 - 2i)` times the real
     quadratic's start, so real and imaginary parts differ from the first step.
     """
-    c, s = math.cos(QUADRATIC_ANGLE), math.sin(QUADRATIC_ANGLE)
-    rotation = jnp.asarray([[c, -s], [s, c]], dtype)  # (2, 2), real values in the complex dtype
+    rotation_np, real_start = _rotated_bowl()
+    rotation = jnp.asarray(rotation_np, dtype)  # real values in the complex dtype
     minimum = jnp.asarray([1 + 1j, -1 - 1j], dtype)
-    start_ = (1 - 2j) * (np.array([[c, s], [-s, c]]) @ np.asarray(problems.get_problem("quadratic").start))
+    start_ = (1 - 2j) * real_start
 
     def loss(z: jax.Array) -> jax.Array:
         u = rotation @ (z - minimum)  # (2,)

@@ -33,15 +33,8 @@ from fdl.optim.base import (
     scale_by_learning_rate,
 )
 from fdl.optim.momentum import trace
-from fdl.tree import (  # the argument shadows the name
-    abs_sq,
-    cast_like,
-    floats,
-    full_like,
-    update_moment,
-    zeros_like,
-)
-from fdl.tree import bias_correction as _bias_correct
+from fdl.tree import abs_sq, cast_like, floats, full_like, update_moment, zeros_like
+from fdl.tree import bias_correction as _bias_correct  # the argument shadows the name
 
 __all__ = [
     "ScaleByRmsState",
