@@ -9,7 +9,8 @@
 * a round that another process disturbed is measured and dropped: the CPU time that the whole
   machine spent during the round (``/proc/stat``) minus this process's own CPU time (all its
   threads) is the time taken by *others*; a round where others took more than
-  ``max_others`` of one core is run again, up to ``3 * rounds`` rounds in all;
+  ``max_others`` of one core (and more than ``/proc/stat``'s resolution, two clock ticks per
+  core) is run again, up to ``3 * rounds`` rounds in all;
 * at least 11 kept rounds; every figure is reported as its median and interquartile range
   (``q1``-``q3``), and every ratio as the ratio of the medians with the interquartile range
   of the per-round ratios as its spread (a round's ratio compares candidates measured seconds
@@ -109,7 +110,9 @@ def _machine_busy_seconds() -> float | None:
 class CpuMeter:
     """The CPU time *other* processes took between :meth:`start` and :meth:`stop`, in seconds:
     the machine's busy time minus this process's own (``time.process_time``, all threads).
-    ``/proc/stat`` counts in clock ticks (10 ms), so it is exact to about two ticks."""
+    ``/proc/stat`` samples each core's state once per clock tick (10 ms) and charges it the
+    whole tick, so the machine's busy time is exact only to about two ticks *per core* (one at
+    each end of the interval); this process's own time is exact."""
 
     def start(self) -> None:
         self._busy, self._own, self._wall = _machine_busy_seconds(), time.process_time(), time.perf_counter()
@@ -201,14 +204,16 @@ def interleaved(
       rounds: rounds to keep (at least :data:`MIN_ROUNDS`).
       calls: calls per candidate per round.
       max_others: a round is dropped when other processes took more than this many cores of
-        CPU time over it (0.1: a tenth of one core); at least two clock ticks.
+        CPU time over it (0.1: a tenth of one core), and at least the resolution of
+        ``/proc/stat``, two clock ticks per core (below that, "others" is rounding: on an idle
+        2-core machine a round of 0.2 s reads anywhere from 0 to 0.16 cores of others).
     """
     if rounds < MIN_ROUNDS:
         raise ValueError(f"rounds must be at least {MIN_ROUNDS}, got {rounds}")
     names = list(runners)
     out = Timings({name: [] for name in names}, calls)
     meter = CpuMeter()
-    tick = 1 / os.sysconf("SC_CLK_TCK")
+    resolution = 2 * (os.cpu_count() or 1) / os.sysconf("SC_CLK_TCK")  # seconds
     while len(out.times[names[0]]) < rounds and out.attempted < 3 * rounds:
         order = names if out.attempted % 2 == 0 else names[::-1]
         out.attempted += 1
@@ -221,7 +226,7 @@ def interleaved(
         wall, others = meter.stop()
         if others is None:
             out.measured = False
-        elif others > max(max_others * wall, 2 * tick):
+        elif others > max(max_others * wall, resolution):
             out.dropped += 1
             continue
         for name, seconds in this_round.items():

@@ -56,6 +56,8 @@ NOT_NUMERIC = {
     "Mapping[int, float] | None",
     "Sequence[Schedule]",
     "Sequence[int]",
+    "str",
+    "Iterable[Mapping[str, Any]]",
 }
 
 # A valid value for each argument that has no numeric default.
@@ -78,10 +80,20 @@ VALID = {
     "warmup_steps": 2,
     "schedules": [fdl.optim.constant_schedule(1.0), fdl.optim.constant_schedule(0.5)],
     "boundaries": [3],
+    "interpolate_type": "linear",
+    "cosine_kwargs": [dict(init_value=0.0, peak_value=1.0, warmup_steps=1, decay_steps=4)],
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.
-CONCRETE_ONLY = {"transition_steps", "transition_begin", "decay_rate", "decay_steps", "warmup_steps"}
+CONCRETE_ONLY = {
+    "transition_steps",
+    "transition_begin",
+    "decay_rate",
+    "decay_steps",
+    "warmup_steps",
+    "pct_start",  # a one-cycle's fractions place its boundaries
+    "pct_final",
+}
 
 SCHEDULE_ALSO = " or a schedule (a function of the step)"
 

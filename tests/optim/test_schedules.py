@@ -70,6 +70,45 @@ def np_piecewise(t, init, boundaries_and_scales):
     return value
 
 
+def np_interpolate(t, kind, init, phases):
+    """The piecewise interpolation written out: ``phases`` ``[(boundary, scale), ...]`` sorted,
+    values the running products, linear or cosine between consecutive boundaries."""
+    bounds = [0] + [b for b, _ in phases]
+    values = [init]
+    for _, scale in phases:
+        values.append(values[-1] * scale)
+    out = np.full(t.shape, values[-1])
+    for k in reversed(range(len(phases))):
+        a, b, va, vb = bounds[k], bounds[k + 1], values[k], values[k + 1]
+        p = (t - a) / max(b - a, 1)
+        interp = va + (vb - va) * p if kind == "linear" else vb + 0.5 * (va - vb) * (1 + np.cos(np.pi * p))
+        out = np.where((t >= a) & (t < b), interp, out)
+    return out
+
+
+def np_sgdr(t, cycles):
+    out, start = np.zeros(t.shape), 0
+    for c in cycles:
+        inside = t >= start
+        warm = np_warmup_cosine(
+            t - start,
+            c["init_value"],
+            c["peak_value"],
+            c["warmup_steps"],
+            c["decay_steps"],
+            c.get("end_value", 0.0),
+        )
+        out = np.where(inside, warm, out)
+        start += c["decay_steps"]
+    return out
+
+
+SGDR_CYCLES = [
+    dict(init_value=0.0, peak_value=1.6, warmup_steps=3, decay_steps=12, end_value=0.1),
+    dict(init_value=0.1, peak_value=0.8, warmup_steps=2, decay_steps=9),
+    dict(init_value=0.0, peak_value=0.4, warmup_steps=0, decay_steps=6),
+]
+
 # ------------------------------------------------------------------------------ the table
 
 WARMUP_PARTS = dict(init_value=0.0, end_value=1.0, transition_steps=5)
@@ -176,7 +215,105 @@ CASES = [
         lambda t: np.full(t.shape, 0.7),
         3,
     ),
+    (
+        "warmup-constant",
+        "warmup_constant_schedule",
+        dict(init_value=1e-3, peak_value=0.3, warmup_steps=7),
+        lambda t: np_polynomial(t, 1e-3, 0.3, 1, 7),
+        12,
+    ),
+    (
+        "warmup-exponential",
+        "warmup_exponential_decay_schedule",
+        dict(init_value=0.0, peak_value=0.5, warmup_steps=4, transition_steps=3, decay_rate=0.6),
+        lambda t: np.where(t < 4, np_polynomial(t, 0.0, 0.5, 1, 4), np_exponential(t - 4, 0.5, 3, 0.6)),
+        25,
+    ),
+    (
+        "warmup-exponential-staircase-begin-floor",
+        "warmup_exponential_decay_schedule",
+        dict(
+            init_value=0.01,
+            peak_value=1.0,
+            warmup_steps=3,
+            transition_steps=2,
+            decay_rate=0.5,
+            transition_begin=2,
+            staircase=True,
+            end_value=0.1,
+        ),
+        lambda t: np.where(
+            t < 3, np_polynomial(t, 0.01, 1.0, 1, 3), np_exponential(t - 3, 1.0, 2, 0.5, 2, True, 0.1)
+        ),
+        20,
+    ),
+    (
+        "interpolate-linear",
+        "piecewise_interpolate_schedule",
+        dict(interpolate_type="linear", init_value=0.2, boundaries_and_scales={9: 0.25, 4: 1.5, 12: 2.0}),
+        lambda t: np_interpolate(t, "linear", 0.2, [(4, 1.5), (9, 0.25), (12, 2.0)]),
+        15,
+    ),
+    (
+        "interpolate-cosine-from-0",
+        "piecewise_interpolate_schedule",
+        dict(interpolate_type="cosine", init_value=3.0, boundaries_and_scales={0: 0.5, 6: 0.1, 7: 4.0}),
+        lambda t: np_interpolate(t, "cosine", 3.0, [(0, 0.5), (6, 0.1), (7, 4.0)]),
+        10,
+    ),
+    (
+        "interpolate-none",
+        "piecewise_interpolate_schedule",
+        dict(interpolate_type="cosine", init_value=0.7),
+        lambda t: np.full(t.shape, 0.7),
+        3,
+    ),
+    (
+        "onecycle-linear",
+        "linear_onecycle_schedule",
+        dict(transition_steps=23, peak_value=0.4),
+        lambda t: np_interpolate(t, "linear", 0.4 / 25, [(6, 25.0), (19, 1 / 25), (23, 1e-4)]),
+        26,
+    ),
+    (
+        "onecycle-linear-args",
+        "linear_onecycle_schedule",
+        dict(
+            transition_steps=10,
+            peak_value=2.0,
+            pct_start=0.4,
+            pct_final=0.7,
+            div_factor=5.0,
+            final_div_factor=50.0,
+        ),
+        lambda t: np_interpolate(t, "linear", 0.4, [(4, 5.0), (7, 0.2), (10, 0.02)]),
+        12,
+    ),
+    (
+        "onecycle-cosine",
+        "cosine_onecycle_schedule",
+        dict(transition_steps=17, peak_value=0.1),
+        lambda t: np_interpolate(t, "cosine", 0.1 / 25, [(5, 25.0), (17, 1 / (25 * 1e4))]),
+        19,
+    ),
+    (
+        "onecycle-cosine-args",
+        "cosine_onecycle_schedule",
+        dict(transition_steps=8, peak_value=1.0, pct_start=0.5, div_factor=10.0, final_div_factor=4.0),
+        lambda t: np_interpolate(t, "cosine", 0.1, [(4, 10.0), (8, 1 / 40)]),
+        10,
+    ),
+    ("sgdr", "sgdr_schedule", dict(cosine_kwargs=SGDR_CYCLES), lambda t: np_sgdr(t, SGDR_CYCLES), 30),
 ]
+
+
+# optax 0.2.8's interpolating schedules take a scalar count only (a dot with an indicator of the
+# count's interval); fdl's take any array of counts.
+OPTAX_SCALAR_COUNT_ONLY = {
+    "piecewise_interpolate_schedule",
+    "linear_onecycle_schedule",
+    "cosine_onecycle_schedule",
+}
 
 
 def _build(module, name, kwargs):
@@ -200,7 +337,11 @@ def test_every_step_matches_optax_and_formula(case_id, name, kwargs, formula, n)
     values = _tabulate(_build(fdl, name, kwargs), n)
     assert values.dtype == np.float32 and values.shape == (n + 1,)
     with optax_promotion():
-        reference = np.asarray(_build(optax, name, kwargs)(jnp.arange(n + 1, dtype=jnp.int32)), np.float32)
+        reference = _build(optax, name, kwargs)
+        if name in OPTAX_SCALAR_COUNT_ONLY:  # optax's takes one count at a time
+            reference = np.array([reference(jnp.int32(t)) for t in range(n + 1)], np.float32)
+        else:
+            reference = np.asarray(reference(jnp.arange(n + 1, dtype=jnp.int32)), np.float32)
     scale = float(np.max(np.abs(reference)))
     np.testing.assert_allclose(values, reference, rtol=0, atol=OPTAX_RTOL * scale, err_msg=case_id)
     _assert_formula(values, formula(np.arange(n + 1, dtype=np.float64)), case_id)
@@ -429,6 +570,73 @@ ERRORS = [
         lambda: fdl.join_schedules([fdl.constant_schedule(1.0)] * 2, [-1]),
         "`boundaries` must be >= 0",
     ),
+    (
+        lambda: fdl.warmup_constant_schedule(0.0, 1.0, warmup_steps=-2),
+        "warmup_constant_schedule: `warmup_steps` must be >= 0 (the length of the warmup), got -2",
+    ),
+    (
+        lambda: fdl.warmup_exponential_decay_schedule(0.0, 1.0, 1.5, 3, 0.5),
+        "warmup_exponential_decay_schedule: `warmup_steps` must be a whole number of steps (the "
+        "length of the warmup), got 1.5",
+    ),
+    (
+        lambda: fdl.warmup_exponential_decay_schedule(0.0, 1.0, 2, 3, 0.5, transition_begin=-1),
+        "warmup_exponential_decay_schedule: `transition_begin` must be >= 0",
+    ),
+    (
+        lambda: fdl.piecewise_interpolate_schedule("linar", 1.0),
+        "piecewise_interpolate_schedule: `interpolate_type` must be 'linear' or 'cosine', got 'linar'",
+    ),
+    (
+        lambda: fdl.piecewise_interpolate_schedule(None, 1.0, {}),
+        "`interpolate_type` must be 'linear' or 'cosine', got None",
+    ),
+    (
+        lambda: fdl.piecewise_interpolate_schedule("cosine", 1.0, {5: -3.0}),
+        "piecewise_interpolate_schedule: `boundaries_and_scales` scales must be >= 0, got scale -3.0 at step 5",
+    ),
+    (
+        lambda: fdl.piecewise_interpolate_schedule("cosine", 1.0, {-5: 3.0}),
+        "`boundaries_and_scales` must be >= 0 (its keys are steps), got -5",
+    ),
+    (
+        lambda: fdl.piecewise_interpolate_schedule("linear", 1.0, [(5, 2.0)]),
+        "`boundaries_and_scales` must be a mapping {step: scale} or None, got [(5, 2.0)]",
+    ),
+    (
+        lambda: fdl.linear_onecycle_schedule(0, 1.0),
+        "linear_onecycle_schedule: `transition_steps` must be a positive number of steps, got 0",
+    ),
+    (
+        lambda: fdl.cosine_onecycle_schedule(-4, 1.0),
+        "cosine_onecycle_schedule: `transition_steps` must be >= 0 (the length of the cycle), got -4",
+    ),
+    (
+        lambda: fdl.cosine_onecycle_schedule(10, 1.0, pct_start=1.3),
+        "`pct_start` must be a fraction of the cycle in [0, 1], got 1.3",
+    ),
+    (
+        lambda: fdl.linear_onecycle_schedule(10, 1.0, pct_start=0.5, pct_final=0.4),
+        "`pct_final` must be >= `pct_start`, got pct_final=0.4, pct_start=0.5",
+    ),
+    (
+        lambda: fdl.linear_onecycle_schedule(10, 1.0, div_factor=0.0),
+        "linear_onecycle_schedule: `div_factor` must be a finite number > 0 (it divides the peak), got 0.0",
+    ),
+    (
+        lambda: fdl.cosine_onecycle_schedule(10, 1.0, final_div_factor=float("inf")),
+        "cosine_onecycle_schedule: `final_div_factor` must be a finite number > 0 (it divides the peak), got inf",
+    ),
+    (lambda: fdl.sgdr_schedule([]), "sgdr_schedule: `cosine_kwargs` must hold at least one cycle, got none"),
+    (
+        lambda: fdl.sgdr_schedule([SGDR_CYCLES[0], 5]),
+        "`cosine_kwargs[1]` must be a mapping of warmup_cosine_decay_schedule's arguments, got 5",
+    ),
+    (
+        lambda: fdl.sgdr_schedule([SGDR_CYCLES[0], dict(SGDR_CYCLES[1], decay_steps=2)]),
+        "sgdr_schedule: `cosine_kwargs[1]`: `decay_steps` is the total length of the schedule, warmup "
+        "included, so it must be greater than `warmup_steps`; got decay_steps=2, warmup_steps=2",
+    ),
 ]
 
 
@@ -436,6 +644,49 @@ ERRORS = [
 def test_invalid_arguments_raise_naming_the_argument(make, message):
     with pytest.raises(ValueError, match=_message(message)):
         make()
+
+
+def test_sgdr_cycle_with_a_wrong_argument_names_the_cycle():
+    with pytest.raises(
+        TypeError, match=r"^sgdr_schedule: `cosine_kwargs\[0\]`: .*unexpected keyword argument 'warmup'"
+    ):
+        fdl.sgdr_schedule([dict(init_value=0.0, peak_value=1.0, warmup=2, decay_steps=5)])
+
+
+def test_warmup_constant_without_warmup_is_the_peak_where_optax_stays_at_init():
+    """The documented difference: a warmup of 0 steps means no warmup."""
+    counts = jnp.arange(4, dtype=jnp.int32)
+    np.testing.assert_array_equal(fdl.warmup_constant_schedule(0.1, 1.0, 0)(counts), np.ones(4, np.float32))
+    with optax_promotion():
+        np.testing.assert_allclose(
+            optax.warmup_constant_schedule(0.1, 1.0, 0)(counts), np.full(4, 0.1), rtol=1e-7
+        )
+
+
+def test_onecycle_with_phases_on_one_step_keeps_every_phase():
+    """The documented difference: with ``pct_final == pct_start`` the descent to P/d takes no
+    steps (a jump) and the peak is still reached; optax's dict keeps only the second scale for
+    step 5, so its cycle falls from P/d at once and never rises to P."""
+    sched = fdl.linear_onecycle_schedule(
+        10, 1.0, pct_start=0.5, pct_final=0.5, div_factor=4.0, final_div_factor=2.0
+    )
+    values = np.asarray(jax.jit(sched)(jnp.arange(12, dtype=jnp.int32)))
+    # up from 1/4 to 1 over 5 steps, a jump back to 1/4 at step 5, down to 1/8 over 5 steps
+    expected = np_interpolate(np.arange(12.0), "linear", 0.25, [(5, 4.0), (5, 0.25), (10, 0.5)])
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    assert values[4] == pytest.approx(0.85) and values[5] == pytest.approx(0.25)
+    with optax_promotion():
+        reference = optax.linear_onecycle_schedule(
+            10, 1.0, pct_start=0.5, pct_final=0.5, div_factor=4.0, final_div_factor=2.0
+        )
+        assert max(float(reference(jnp.int32(t))) for t in range(12)) == pytest.approx(0.25)  # at t = 0
+
+
+def test_interpolation_before_step_0_is_the_initial_value():
+    sched = fdl.piecewise_interpolate_schedule("linear", 2.0, {3: 0.5})
+    np.testing.assert_array_equal(sched(jnp.array([-2, -1, 0])), np.full(3, 2.0, np.float32))
+    with optax_promotion():
+        assert float(optax.piecewise_interpolate_schedule("linear", 2.0, {3: 0.5})(-1)) == 0.0
 
 
 def test_optax_accepts_what_fdl_rejects():

@@ -91,12 +91,18 @@ from fdl.optim.rms import (
 from fdl.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
+    cosine_onecycle_schedule,
     exponential_decay,
     join_schedules,
+    linear_onecycle_schedule,
     linear_schedule,
     piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
     polynomial_schedule,
+    sgdr_schedule,
+    warmup_constant_schedule,
     warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
 )
 from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
 
@@ -162,8 +168,14 @@ __all__ = [
     "exponential_decay",
     "cosine_decay_schedule",
     "warmup_cosine_decay_schedule",
+    "warmup_constant_schedule",
+    "warmup_exponential_decay_schedule",
     "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
     "join_schedules",
+    "sgdr_schedule",
+    "linear_onecycle_schedule",
+    "cosine_onecycle_schedule",
     # PyTorch's conventions
     "torch",
     # optimizers by name (fdl.optim.registry)

@@ -12,7 +12,9 @@ with a constant rate the iterates keep bouncing in a noise ball of radius
 :math:`\propto \eta`. In practice one trains with a large rate to travel fast, then lowers it to
 settle: in steps (:func:`piecewise_constant_schedule`, He et al., 2016), smoothly
 (:func:`exponential_decay`, :func:`polynomial_schedule`) or along half a cosine
-(:func:`cosine_decay_schedule`, Loshchilov & Hutter, 2017).
+(:func:`cosine_decay_schedule`, Loshchilov & Hutter, 2017), restarting now and then
+(:func:`sgdr_schedule`), or in one cycle up and down (:func:`cosine_onecycle_schedule`, Smith &
+Topin, 2018).
 
 **Why warm up.** Early in training the gradients are large and Adam's second-moment estimate
 is built from few samples, so a large first step can throw the weights far away. A short linear
@@ -47,14 +49,24 @@ References:
   arXiv:1706.02677.
 
 One module per family: :mod:`~fdl.optim.schedules.polynomial` (constant, polynomial, linear),
-:mod:`~fdl.optim.schedules.decay` (exponential, cosine, warmup then cosine) and
-:mod:`~fdl.optim.schedules.piecewise` (piecewise constant, joined schedules).
+:mod:`~fdl.optim.schedules.decay` (exponential, cosine, and a warmup followed by a constant, an
+exponential or a cosine decay), :mod:`~fdl.optim.schedules.piecewise` (piecewise constant,
+joined schedules) and :mod:`~fdl.optim.schedules.cycles` (piecewise interpolation, the one-cycle
+policy, warm restarts).
 """
 
+from fdl.optim.schedules.cycles import (
+    cosine_onecycle_schedule,
+    linear_onecycle_schedule,
+    piecewise_interpolate_schedule,
+    sgdr_schedule,
+)
 from fdl.optim.schedules.decay import (
     cosine_decay_schedule,
     exponential_decay,
+    warmup_constant_schedule,
     warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
 )
 from fdl.optim.schedules.piecewise import join_schedules, piecewise_constant_schedule
 from fdl.optim.schedules.polynomial import constant_schedule, linear_schedule, polynomial_schedule
@@ -66,6 +78,12 @@ __all__ = [
     "exponential_decay",
     "cosine_decay_schedule",
     "warmup_cosine_decay_schedule",
+    "warmup_constant_schedule",
+    "warmup_exponential_decay_schedule",
     "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
     "join_schedules",
+    "sgdr_schedule",
+    "linear_onecycle_schedule",
+    "cosine_onecycle_schedule",
 ]

@@ -1,4 +1,5 @@
-r"""Decaying schedules: exponential, cosine, and a linear warmup followed by a cosine decay."""
+r"""Decaying schedules: exponential and cosine, and a linear warmup followed by a constant, an
+exponential or a cosine decay."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from fdl.optim.schedules._values import Value, float_count, prepare
 from fdl.optim.schedules.piecewise import join_schedules
 from fdl.optim.schedules.polynomial import constant_schedule, linear_schedule
 
-__all__ = ["cosine_decay_schedule", "exponential_decay", "warmup_cosine_decay_schedule"]
+__all__ = [
+    "cosine_decay_schedule",
+    "exponential_decay",
+    "warmup_constant_schedule",
+    "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
+]
 
 
 @names_errors("exponential_decay")
@@ -249,3 +256,94 @@ def warmup_cosine_decay_schedule(
         ],
         [warmup],
     )
+
+
+@names_errors("warmup_constant_schedule")
+def warmup_constant_schedule(init_value: Value, peak_value: Value, warmup_steps: int) -> Schedule:
+    r"""A linear warmup from ``init_value`` to ``peak_value``, then ``peak_value`` for good.
+
+    .. math::
+
+        \eta(t) = \begin{cases}
+            I + (P - I)\,\dfrac{t}{W}, & t < W \quad (\text{computed as } (I - P)(1 - t/W) + P), \\
+            P, & t \ge W.
+        \end{cases}
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, reached at step ``warmup_steps`` and kept.
+      warmup_steps: :math:`W`, a whole number of steps >= 0.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: a ``warmup_steps`` that is not a whole number >= 0.
+
+    Differs from optax: with ``warmup_steps=0`` the schedule is ``peak_value`` from step 0 (no
+    warmup); optax's (a :func:`linear_schedule` of 0 steps) stays at ``init_value`` for good.
+
+    >>> sched = warmup_constant_schedule(0.0, 1.0, warmup_steps=4)
+    >>> [float(sched(t)) for t in range(6)]
+    [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    check_real("init_value", init_value)
+    check_real("peak_value", peak_value)
+    warmup = check_whole_steps("warmup_steps", warmup_steps, "the length of the warmup")
+    # join at W: from W on the constant takes over (the linear schedule also ends exactly at P)
+    return join_schedules(
+        [linear_schedule(init_value, peak_value, warmup), constant_schedule(peak_value)], [warmup]
+    )
+
+
+@names_errors("warmup_exponential_decay_schedule")
+def warmup_exponential_decay_schedule(
+    init_value: Value,
+    peak_value: Value,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: Value | None = None,
+) -> Schedule:
+    r"""A linear warmup to ``peak_value``, then an exponential decay from it.
+
+    .. math::
+
+        \eta(t) = \begin{cases}
+            I + (P - I)\,\dfrac{t}{W}, & t < W, \\
+            \operatorname{exponential\_decay}(P, K, r, B, \text{staircase}, E)(t - W), & t \ge W,
+        \end{cases}
+
+    with :math:`K` = ``transition_steps``, :math:`r` = ``decay_rate``, :math:`B` =
+    ``transition_begin`` (counted from the end of the warmup) and :math:`E` = ``end_value``: the
+    :func:`linear_schedule` and the :func:`exponential_decay` joined at step :math:`W`
+    (:func:`join_schedules`).
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, reached at step ``warmup_steps``, where the decay starts.
+      warmup_steps: :math:`W`, a whole number of steps >= 0.
+      transition_steps, decay_rate, transition_begin, staircase, end_value: as in
+        :func:`exponential_decay`.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: a ``warmup_steps`` that is not a whole number >= 0, and the errors of
+        :func:`exponential_decay`.
+
+    >>> sched = warmup_exponential_decay_schedule(0.0, 1.0, warmup_steps=2, transition_steps=1,
+    ...                                           decay_rate=0.5)
+    >>> [float(sched(t)) for t in range(6)]
+    [0.0, 0.5, 1.0, 0.5, 0.25, 0.125]
+    """
+    check_real("init_value", init_value)
+    check_real("peak_value", peak_value)
+    warmup = check_whole_steps("warmup_steps", warmup_steps, "the length of the warmup")
+    decay = exponential_decay(
+        peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
+    )
+    return join_schedules([linear_schedule(init_value, peak_value, warmup), decay], [warmup])
