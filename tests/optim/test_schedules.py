@@ -682,6 +682,21 @@ def test_onecycle_with_phases_on_one_step_keeps_every_phase():
         assert max(float(reference(jnp.int32(t))) for t in range(12)) == pytest.approx(0.25)  # at t = 0
 
 
+def test_cosine_onecycle_rising_for_the_whole_cycle_keeps_the_rise():
+    """``pct_start=1``: the rise takes the whole cycle, then the value drops to P/(d f); optax's
+    dict drops the rise, so its cycle falls from P/d."""
+    sched = fdl.cosine_onecycle_schedule(4, 1.0, pct_start=1.0, div_factor=10.0, final_div_factor=10.0)
+    values = np.asarray(sched(jnp.arange(6, dtype=jnp.int32)))
+    expected = np_interpolate(np.arange(6.0), "cosine", 0.1, [(4, 10.0), (4, 0.01)])
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    assert np.all(np.diff(values[:4]) > 0) and values[4] == pytest.approx(0.01)
+    with optax_promotion():
+        reference = optax.cosine_onecycle_schedule(
+            4, 1.0, pct_start=1.0, div_factor=10.0, final_div_factor=10.0
+        )
+        assert np.all(np.diff([float(reference(jnp.int32(t))) for t in range(5)]) < 0)
+
+
 def test_interpolation_before_step_0_is_the_initial_value():
     sched = fdl.piecewise_interpolate_schedule("linear", 2.0, {3: 0.5})
     np.testing.assert_array_equal(sched(jnp.array([-2, -1, 0])), np.full(3, 2.0, np.float32))

@@ -238,7 +238,8 @@ def cosine_onecycle_schedule(
       ValueError: as :func:`linear_onecycle_schedule`.
 
     Differs from optax: as :func:`linear_onecycle_schedule` when the rise ends at step
-    :math:`T` (``pct_start=1`` or a one-step cycle).
+    :math:`T` (``pct_start=1``): fdl rises towards the peak for the whole cycle, then drops to
+    :math:`P/(d f)`; optax falls from :math:`P/d` instead.
 
     >>> sched = cosine_onecycle_schedule(4, 1.0, pct_start=0.5, div_factor=10.0,
     ...                                  final_div_factor=10.0)
