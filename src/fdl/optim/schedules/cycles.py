@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from fdl import _dtypes
 from fdl._checks import as_number, check_concrete_number, check_real, check_whole_steps, names_errors
 from fdl.optim.base import Schedule
-from fdl.optim.schedules._values import Value, float_count, prepare
+from fdl.optim.schedules._values import Value, float_count, prepare, sorted_phases
 from fdl.optim.schedules.decay import warmup_cosine_decay_schedule
 from fdl.optim.schedules.piecewise import join_schedules
 
@@ -108,22 +108,8 @@ def piecewise_interpolate_schedule(
     """
     _check_interpolate_type(interpolate_type)
     check_real("init_value", init_value)
-    if boundaries_and_scales is None:
-        boundaries_and_scales = {}
-    if not isinstance(boundaries_and_scales, Mapping):
-        raise ValueError(
-            "`boundaries_and_scales` must be a mapping {step: scale} or None, got "
-            f"{boundaries_and_scales!r}"
-        )
-    phases = []
-    for boundary, scale in boundaries_and_scales.items():
-        step = check_whole_steps("boundaries_and_scales", boundary, "its keys are steps")
-        if check_concrete_number("boundaries_and_scales", scale) < 0:
-            raise ValueError(
-                f"`boundaries_and_scales` scales must be >= 0, got scale {scale!r} at step {boundary!r}"
-            )
-        phases.append((step, scale))
-    return _interpolated(interpolate_type, init_value, sorted(phases, key=lambda phase: phase[0]))
+    phases = sorted_phases(boundaries_and_scales, "its keys are steps")
+    return _interpolated(interpolate_type, init_value, phases)
 
 
 def _check_onecycle(transition_steps: Any, peak_value: Any, fractions: dict, factors: dict) -> int:

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_concrete_number, check_real, check_whole_steps, names_errors
+from fdl._checks import check_real, check_whole_steps, names_errors
 from fdl.optim.base import Schedule
-from fdl.optim.schedules._values import Value, prepare
+from fdl.optim.schedules._values import Value, prepare, sorted_phases
 
 __all__ = ["join_schedules", "piecewise_constant_schedule"]
 
@@ -46,22 +46,7 @@ def piecewise_constant_schedule(
     [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
     """
     check_real("init_value", init_value)
-    if boundaries_and_scales is None:
-        boundaries_and_scales = {}
-    if not isinstance(boundaries_and_scales, Mapping):
-        raise ValueError(
-            "`boundaries_and_scales` must be a mapping {step: scale} or None, got "
-            f"{boundaries_and_scales!r}"
-        )
-    steps = []
-    for boundary, factor in boundaries_and_scales.items():
-        step = check_whole_steps("boundaries_and_scales", boundary, "its keys are the steps of the jumps")
-        if check_concrete_number("boundaries_and_scales", factor) < 0:
-            raise ValueError(
-                f"`boundaries_and_scales` scales must be >= 0, got scale {factor!r} at step {boundary!r}"
-            )
-        steps.append((step, factor))
-    steps.sort(key=lambda item: item[0])
+    steps = sorted_phases(boundaries_and_scales, "its keys are the steps of the jumps")
     dtype = _dtypes.with_default_float(init_value)
     init_value = prepare(init_value, dtype)
 
