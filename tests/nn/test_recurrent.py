@@ -9,12 +9,14 @@ padded inputs) and at 1e-12 in float64 where the batch shapes differ (a padded b
 sequence alone).
 """
 
+import dataclasses
 import functools
 import math
 import re
 
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -343,6 +345,82 @@ def test_recurrent_equals_loop_of_steps(kind, reverse, keys):
         np.testing.assert_allclose(y_last, ys[..., 0 if reverse else -1, :], rtol=TOL, atol=TOL)
         h = carry[0] if kind == "lstm" else carry
         np.testing.assert_allclose(y_last, h, rtol=TOL, atol=TOL)
+
+
+def _plain(cell):
+    """The same cell without its whole-sequence ``scan``: ``Recurrent`` scans ``step``."""
+    return dataclasses.replace(cell, scan=None)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
+def test_lstm_scan_equals_autodiff_through_the_plain_scan(masked, reverse, return_sequences, keys):
+    # LSTMCell's own scan (a custom JVP, so that reverse mode takes the weight gradients in one
+    # matmul) against autodiff through a scan of its step: values, reverse mode, forward mode,
+    # and second order, through the initial and the final carry.
+    cell = LSTMCell(3)
+    fused, plain = (
+        Recurrent(c, reverse=reverse, return_sequences=return_sequences, return_carry=True)
+        for c in (cell, _plain(cell))
+    )
+    assert cell.scan is not None and _plain(cell).scan is None
+    with jax.enable_x64(True):
+        params = random_params(cell, 2, keys)
+        x = normal(next(keys), (2, 5, 2))
+        carry = (normal(next(keys), (2, 3)), normal(next(keys), (2, 3)))
+        mask = padding_mask([5, 2], 5) if masked else None
+
+        def loss(layer, params, x, carry):
+            (y, (h, c)), _ = layer.apply(params, {}, (x, carry), mask=mask)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(h * jnp.cos(c)) + jnp.sum(c**2)
+
+        args = (params, x, carry)
+        value_and_grad = jax.value_and_grad(loss, argnums=(1, 2, 3))
+        chex.assert_trees_all_close(
+            value_and_grad(fused, *args), value_and_grad(plain, *args), rtol=TOL, atol=TOL
+        )
+        tangents = jax.tree.map(lambda a: jnp.cos(a + 1.0), args)  # any direction
+        chex.assert_trees_all_close(
+            jax.jvp(functools.partial(loss, fused), args, tangents),
+            jax.jvp(functools.partial(loss, plain), args, tangents),
+            rtol=TOL,
+            atol=TOL,
+        )
+        hessians = [
+            jax.hessian(lambda p, layer=layer: loss(layer, p, x, carry))(params) for layer in (fused, plain)
+        ]
+        chex.assert_trees_all_close(*hessians, rtol=1e-10, atol=1e-10)
+        check_grads(functools.partial(loss, fused), args, order=2, modes=("fwd", "rev"), eps=1e-6)
+
+
+def _dots_in_scan_bodies(jaxpr):
+    """The number of ``dot_general``s in the body of every ``scan`` in ``jaxpr``, in order."""
+    counts = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            body = eqn.params["jaxpr"].jaxpr
+            counts.append(sum(e.primitive.name == "dot_general" for e in body.eqns))
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            if eqn.primitive.name != "scan":
+                counts += _dots_in_scan_bodies(sub)
+    return counts
+
+
+def test_lstm_backward_loop_computes_no_weight_gradient():
+    # Reverse mode through the plain scan accumulates dW_x and dW_h inside the backward loop (three
+    # matmuls a step); through LSTMCell's scan the backward loop does only dh_{t-1} = du_t W_h^T,
+    # and the weight gradients are taken after it, over all steps at once.
+    cell = LSTMCell(4)
+    x = jnp.ones((3, 6, 2))
+    counts = {}
+    for name, c in (("fused", cell), ("plain", _plain(cell))):
+        layer = Recurrent(c, return_sequences=False)
+        params, state, _ = layer.init(jax.random.key(0), (6, 2))
+        grad = jax.grad(lambda p, layer=layer, state=state: jnp.sum(layer.apply(p, state, x)[0]))
+        counts[name] = _dots_in_scan_bodies(jax.make_jaxpr(grad)(params).jaxpr)
+    assert counts["plain"][-1] == 3  # the backward loop: dh, dW_x, dW_h
+    assert counts["fused"][-1] == 1  # the backward loop: dh only
 
 
 @pytest.mark.parametrize("kind", CELLS)
@@ -701,6 +779,8 @@ def test_invalid_cell_options(key):
         LSTMCell(2).step(params, LSTMCell(2).initial_carry((2,)), jnp.ones((2, 4)))
     with pytest.raises(TypeError, match=r"Cell needs a callable `step`, got None"):
         Cell(init=lambda k, f: {}, step=None, initial_carry=lambda *a: None)
+    with pytest.raises(TypeError, match=r"Cell's `scan` must be callable or None, got 'fast'"):
+        Cell(init=lambda k, f: {}, step=lambda p, c, x: (c, x), initial_carry=lambda *a: None, scan="fast")
 
 
 def test_invalid_layer_construction():

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int
+from fdl.nn._lstm_scan import lstm_scan
 
 __all__ = ["Cell", "GRUCell", "LSTMCell", "RNNCell"]
 
@@ -58,6 +59,11 @@ class Cell:
         the first step (zeros for the cells here).
       kind: the constructor's name, shown by ``repr`` and in errors.
       config: ``((argument, value), ...)`` shown by ``repr``.
+      scan: optional, the whole sequence at once,
+        ``scan(params, carry, xs, keep, *, reverse) -> (carry_T, ys)`` with ``xs (T, *batch, F)``
+        time-major, ``keep (T, *batch)`` bool or ``None`` (a padded step keeps the carry and
+        outputs 0) and ``ys (T, *batch, H)``; it must compute what scanning ``step`` computes.
+        :func:`Recurrent` uses it when given (:func:`LSTMCell`'s has a hand-written backward pass).
 
     It unpacks like a triple, ``init, step, initial_carry = fdl.nn.GRUCell(4)``.
 
@@ -90,12 +96,15 @@ class Cell:
     initial_carry: Callable[..., Carry]
     kind: str = "Cell"
     config: tuple[tuple[str, Any], ...] = ()
+    scan: Callable[..., tuple[Carry, jax.Array]] | None = None
 
     def __post_init__(self) -> None:
         for field in ("init", "step", "initial_carry"):
             value = getattr(self, field)
             if not callable(value):
                 raise TypeError(f"Cell needs a callable `{field}`, got {value!r}")
+        if self.scan is not None and not callable(self.scan):
+            raise TypeError(f"Cell's `scan` must be callable or None, got {self.scan!r}")
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter((self.init, self.step, self.initial_carry))
@@ -319,7 +328,6 @@ def LSTMCell(
         found it closes most of the gap to the GRU). Use ``0.0`` for all-zero biases.
       param_dtype: dtype of the stored parameters.
       dtype: compute dtype; ``None`` promotes the input's and the parameters' dtypes.
-
     Returns:
       A :class:`Cell` whose carry is ``(h, c)``.
 
@@ -369,8 +377,12 @@ def LSTMCell(
     def initial_carry(batch_shape: Sequence[int] = (), dtype: Any = jnp.float32):
         return zeros(batch_shape, dtype), zeros(batch_shape, dtype)  # (h, c)
 
+    def scan(params: Params, carry: tuple[jax.Array, jax.Array], xs: Any, keep: Any, *, reverse: bool):
+        params, carry, xs = _prepare(s, params, tuple(carry), xs)  # xs: (T, *batch, F)
+        return lstm_scan(params, carry, xs, keep, reverse=reverse)
+
     extra = {} if forget_bias == 1.0 else {"forget_bias": forget_bias}
-    return Cell(init, step, initial_carry, kind=s.kind, config=s.config(**extra))
+    return Cell(init, step, initial_carry, kind=s.kind, config=s.config(**extra), scan=scan)
 
 
 def GRUCell(

@@ -142,6 +142,15 @@ def _run(
     if carry is None:
         carry = cell.initial_carry(batch, x.dtype)
     carry = jax.tree.map(lambda a, t: jnp.asarray(a).astype(t.dtype), carry, carry_type)
+    if cell.scan is not None:  # the cell runs the whole sequence itself
+        final, ys = cell.scan(params, carry, xs, keep, reverse=reverse)  # ys: (T, *batch, H)
+        if return_sequences:
+            return jnp.moveaxis(ys, 0, -2), final  # (*batch, T, H)
+        if keep is not None:
+            return _last_output(ys, keep, reverse=reverse), final
+        if xs.shape[0] == 0:
+            return jnp.zeros(y_type.shape, y_type.dtype), final
+        return ys[0 if reverse else -1], final
     if keep is None and not return_sequences:  # only the last output: stack none
         if xs.shape[0] == 0:
             return jnp.zeros(y_type.shape, y_type.dtype), carry
