@@ -18,12 +18,14 @@ a right-padded sequence is reversed within its own length.
 
 **Speed.** Every cell computes all its gates with one matmul on :math:`x_t` and one on
 :math:`h_{t-1}` (the gates' kernels concatenated, ``w_x: (F, G·H)``, ``w_h: (H, G·H)``), both
-inside the scan's step, as Flax's ``OptimizedLSTMCell`` does. Computing :math:`x W_x + b` for all
-``T`` steps before the scan (one big matmul) was measured slower on CPU: it writes, transposes
-and re-reads a ``(T, *batch, G·H)`` array both ways (16 times the size of ``x`` for the LSTM of
-the benchmark), where the in-step matmul reads a ``(*batch, F)`` slice. When only the last output
-is wanted (``return_sequences=False``, no mask) the last step runs after the scan, so the scan
-stacks no outputs. See ``docs/design.md`` and ``benchmarks/lstm.py``.
+inside the scan's step, as Flax's ``OptimizedLSTMCell`` does: computing :math:`x W_x + b` for all
+``T`` steps before the scan was measured slower on CPU (it writes, transposes and re-reads a
+``(T, *batch, G·H)`` array both ways). A cell may run the whole sequence itself
+(:attr:`Cell.scan`); :func:`~fdl.nn.LSTMCell`'s does, with its own JVP, so that reverse mode takes
+the weight gradients in one matmul over all steps after the backward loop instead of
+accumulating them at every step. When only the last output is wanted (``return_sequences=False``,
+no mask) a cell without ``scan`` runs its last step after the scan, so the scan stacks no outputs.
+See ``docs/design.md`` and ``benchmarks/lstm.py``.
 """
 
 from __future__ import annotations
