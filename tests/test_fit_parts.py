@@ -105,6 +105,71 @@ def test_guard_keeps_the_state_of_a_non_finite_step(policy):
         assert int(good.state.step) == 2
 
 
+def _nan_row_data():
+    x, y = regression_data(16)
+    x[5, 1] = np.nan  # one bad example: its step's loss and gradients are NaN
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+@pytest.mark.parametrize(
+    "case, data, lr",
+    [
+        ("finite", lambda: tuple(jnp.asarray(a) for a in regression_data(16)), 0.05),
+        ("nan_example", _nan_row_data, 0.05),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_checked_run_equals_the_full_guard_and_replays_only_a_bad_call(policy, case, data, lr):
+    traces = []
+
+    def loss_fn(params, state, batch, key):
+        traces.append(1)  # once per trace of the step
+        return linear_loss(params, state, batch, key)
+
+    optimizer = fdl.optim.sgd(lr)
+    step = fdl.train.make_step(loss_fn, optimizer)
+    data = data()
+    keys = tuple(jax.random.split(jax.random.key(0)))
+    start = pieces.Carry(fdl.train.init_state(linear_params(), optimizer), jnp.asarray(False))
+    checked = pieces.make_checked_run(step, policy, 4, 4, 8)
+    full = pieces.make_run(pieces.guard(step, policy), 4, 4, 8, donate=False)
+    want, want_records = full(start, data, keys, jnp.asarray(8))
+    got, got_records = checked(start, data, keys, jnp.asarray(8))  # may donate `start`
+    chex.assert_trees_all_equal(got, want)
+    for name in ("step", "loss", "finite", "active"):
+        np.testing.assert_array_equal(got_records[name], want_records[name])
+    bad = not bool(np.all(want_records["finite"]))
+    assert bad == (case != "finite")
+    # the cheap run traced the step once; the full guard's run only for a call with a bad step
+    assert len(traces) == 1 + 1 + int(bad)  # (+1: `full` above, traced for the comparison)
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_checked_run_sees_parameters_that_overflow_from_finite_gradients(policy):
+    # A one-step call whose loss (0) and gradients (1e30) are finite, but whose update overflows
+    # the parameters to -inf: only the check of the final state at the end of the call sees it,
+    # and the replay under the full guard refuses the step.
+    def loss_fn(params, state, batch, key):
+        return 1e30 * (jnp.sum(params["w"]) + jnp.sum(params["b"])), (state, {})
+
+    optimizer = fdl.optim.sgd(1e9)
+    step = fdl.train.make_step(loss_fn, optimizer)
+    data = tuple(jnp.asarray(a) for a in regression_data(16))
+    keys = tuple(jax.random.split(jax.random.key(0)))
+    start = pieces.Carry(fdl.train.init_state(linear_params(), optimizer), jnp.asarray(False))
+    fast, fast_records = pieces.make_run(pieces.fast_guard(step), 4, 4, 1, donate=False)(
+        start, data, keys, jnp.asarray(1)
+    )
+    assert bool(fast_records["finite"][0]) and np.isneginf(fast.state.params["b"]).all()
+    got, records = pieces.make_checked_run(step, policy, 4, 4, 1)(start, data, keys, jnp.asarray(1))
+    assert not bool(records["finite"][0])
+    # gradients of b and w finite, the parameters b and w after the update not
+    assert list(np.asarray(records["leaf_finite"][0])) == [True, True, False, False]
+    chex.assert_trees_all_equal(got.state.params, linear_params())
+    assert bool(got.halted) == (policy == "raise")
+
+
 # ------------------------------------------------------------------------------------ callbacks
 
 

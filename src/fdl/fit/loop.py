@@ -269,7 +269,7 @@ def _compiled_run(loss_fn, optimizer, trainable, execution, batch_size, steps_pe
     def build():
         opt = scale_by_control(optimizer) if lr_scale else optimizer
         loss = pieces.in_compute_dtype(loss_fn, execution.compute_dtype)
-        guarded = pieces.guard(make_step(loss, opt, trainable=trainable), execution.nan_policy)
+        step = make_step(loss, opt, trainable=trainable)
         constrain = None
         if mesh is not None:
             from fdl.parallel import constrain_batch
@@ -277,7 +277,10 @@ def _compiled_run(loss_fn, optimizer, trainable, execution, batch_size, steps_pe
             def constrain(batch):
                 return constrain_batch(batch, mesh)
 
-        return opt, pieces.make_run(guarded, batch_size, steps_per_epoch, execution.steps_per_call, constrain)
+        run = pieces.make_checked_run(
+            step, execution.nan_policy, batch_size, steps_per_epoch, execution.steps_per_call, constrain
+        )
+        return opt, run
 
     key = (
         "run",
