@@ -2,7 +2,7 @@
 
 The same train step (``fdl.train.make_step``: the 64-256-256-10 MLP of ``fit.py``, dropout 0.1,
 Adam, batch 32) runs ``--steps`` times inside one jitted ``lax.fori_loop``, so only compiled
-work is timed, in three forms:
+work is timed, in these forms:
 
 * ``plain``: the step alone, as ``fdl.train.make_train_step`` compiles it;
 * ``guard``: the step inside fit's guard (``fdl.fit.pieces.guard``, ``nan_policy="raise"``): the
