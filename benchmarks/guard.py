@@ -78,12 +78,16 @@ def candidates():
         finite = jnp.isfinite(metrics["loss"]) & all_finite(grads) & all_finite((new.params, new.opt_state))
         return carry._replace(state=new, halted=carry.halted | ~finite)
 
+    def fast_form(carry, batch, key):  # the flag kept alive, as fit's stacked records keep it
+        new, record = fast(carry, batch, key)
+        return new._replace(halted=new.halted | ~record["finite"])
+
     forms = {
         "plain": plain,
         "guard": lambda c, b, k: guarded(c, b, k)[0],
         "loss_check": loss_check,
         "state_flag": flag,
-        "fast_guard": lambda c, b, k: fast(c, b, k)[0],
+        "fast_guard": fast_form,
     }
     start = pieces.Carry(fdl.train.init_state(params, optimizer, layer_state=state), jnp.asarray(False))
     batch = (jnp.asarray(data.x_train[:BATCH]), jnp.asarray(data.y_train[:BATCH]))
