@@ -156,8 +156,8 @@ def test_twins_can_be_turned_off_and_failures_are_noted():
 
 
 def test_optax_only_names_have_no_twin():
-    result = compare({"yogi": ("optax:yogi", {"learning_rate": 1e-2})}, "beale", steps=5)
-    assert result.runs["yogi"].divergence is None and result.notes == ()
+    result = compare({"novograd": ("optax:novograd", {"learning_rate": 1e-2})}, "beale", steps=5)
+    assert result.runs["novograd"].divergence is None and result.notes == ()
 
 
 # ------------------------------------------------------------------------------------ exports

@@ -8,6 +8,20 @@ DELIBERATE: dict[str, str] = {
         "fdl's scale_by_lion rejects an unknown `mode` when it is built, naming the argument and "
         "the valid modes; optax's test expects the error only at the first update"
     ),
+    "_freezing_test__FreezeTest::test_bad_structure_raises": (
+        "fdl's masked refuses a mask that is not a prefix of the parameters with a message that "
+        "shows both structures; optax's test expects JAX's own 'Dict key mismatch'"
+    ),
+    "_freezing_test__SelectiveTransformTest::test_selective_bad_structure": (
+        "as test_bad_structure_raises: fdl's message shows the mask's and the parameters' structures"
+    ),
+    "_freezing_test__FreezeTest::test_scalar_bool_broadcast_jax_bool": (
+        "fdl's masks are Python bools (static configuration, refused up front otherwise); optax "
+        "also accepts a 0-d JAX bool array"
+    ),
+    "_freezing_test__SelectiveTransformTest::test_scalar_freeze_all_jax_bool": (
+        "as test_scalar_bool_broadcast_jax_bool: fdl's freeze masks are Python bools"
+    ),
 }
 
 # optax's test_explicit_dtype builds sgd (momentum), adam and adamw with a real state dtype for

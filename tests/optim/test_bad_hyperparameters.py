@@ -28,6 +28,18 @@ NOT_FACTORIES = {
     "safe_increment",
     "global_norm",
     "masked",
+    "partition",
+    "multi_transform",
+    "freeze",
+    "selective_transform",
+    "labels_by_path",
+    "conditionally_transform",
+    "conditionally_mask",
+    "inject_hyperparams",
+    "inject_stateful_hyperparams",
+    "skip_not_finite",
+    "skip_large_updates",
+    "with_extra_args_support",
     "get_optimizer",
     "make_optimizer",
     "optimizer_names",
@@ -58,6 +70,8 @@ NOT_NUMERIC = {
     "Sequence[int]",
     "str",
     "Iterable[Mapping[str, Any]]",
+    "Mask",
+    "GradientTransformation",
 }
 
 # A valid value for each argument that has no numeric default.
@@ -82,6 +96,8 @@ VALID = {
     "boundaries": [3],
     "interpolate_type": "linear",
     "cosine_kwargs": [dict(init_value=0.0, peak_value=1.0, warmup_steps=1, decay_steps=4)],
+    "inner": fdl.optim.sgd(0.1),
+    "max_consecutive_errors": 2,
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.

@@ -180,6 +180,12 @@ POLYNOMIAL = schedules.polynomial_schedule(0.02, 0.002, power=2.0, transition_st
 OPTAX_EXPONENTIAL = optax.exponential_decay(0.05, transition_steps=50, decay_rate=0.8)
 BF16 = jnp.bfloat16
 
+
+def EVERY_THIRD(step):
+    """A condition for the conditional wrappers: skip every third step."""
+    return step % 3 != 2
+
+
 # Learning rates are chosen so that no run diverges on any problem in any dtype (the quadratic's
 # curvature is at most 1, Rosenbrock's, divided by 100, about 13 at the start).
 ROWS = [
@@ -319,6 +325,66 @@ ROWS = [
         mu_dtype=BF16,
         weight_decay=0.0,
     ),
+    alias("adabelief", "belief", "adabelief", learning_rate=1e-2),
+    alias(
+        "adabelief-b1-b2-nesterov",
+        "belief",
+        "adabelief",
+        learning_rate=1e-2,
+        b1=0.8,
+        b2=0.99,
+        nesterov=True,
+    ),
+    alias("adabelief-schedule", "belief", "adabelief", learning_rate=WARMUP_COSINE, eps=1e-8),
+    alias("yogi", "yogi", "yogi", learning_rate=1e-2),
+    alias("yogi-b1-b2-eps", "yogi", "yogi", learning_rate=2e-2, b1=0.5, b2=0.99, eps=1e-4),
+    alias("radam", "radam", "radam", learning_rate=1e-2),
+    alias(
+        "radam-b2-threshold-nesterov",
+        "radam",
+        "radam",
+        learning_rate=1e-2,
+        b2=0.99,
+        threshold=4.0,
+        nesterov=True,
+    ),
+    alias("sign_sgd", "sign", "sign_sgd", learning_rate=1e-3),
+    alias("sign_sgd-schedule", "sign", "sign_sgd", learning_rate=COSINE),
+    alias("signum", "sign", "signum", learning_rate=1e-3),
+    alias(
+        "signum-beta-accumulator_dtype",
+        "sign",
+        "signum",
+        learning_rate=2e-3,
+        beta=0.5,
+        accumulator_dtype=BF16,
+    ),
+    alias("adamaxw", "adamax", "adamaxw", learning_rate=1e-2),
+    alias("adamaxw-mask", "adamax", "adamaxw", learning_rate=1e-2, weight_decay=0.1, mask=skip_biases),
+    alias("lamb", "trust_ratio", "lamb", learning_rate=1e-2),
+    alias(
+        "lamb-weight_decay-mask",
+        "trust_ratio",
+        "lamb",
+        learning_rate=1e-2,
+        b1=0.8,
+        weight_decay=0.1,
+        mask=MASK_TREE,
+    ),
+    alias("lars", "trust_ratio", "lars", learning_rate=0.1),
+    alias(
+        "lars-options",
+        "trust_ratio",
+        "lars",
+        learning_rate=0.05,
+        weight_decay=1e-3,
+        weight_decay_mask=skip_biases,
+        trust_coefficient=0.01,
+        eps=1e-6,
+        trust_ratio_mask=MASK_TREE,
+        momentum=0.5,
+        nesterov=True,
+    ),
     # ---- atoms, with settings no alias row above already gives them (adam(1e-2) already is
     # scale_by_adam() followed by a step of -1e-2, and so on)
     atom("trace-nesterov", "momentum", "trace", 0.02, decay=0.8, nesterov=True),
@@ -400,6 +466,80 @@ ROWS = [
         inner=Both("adam", "scale_by_adam", {"b1": 0.8}),
         mask=MASK_TREE,
     ),
+    atom("ema", "momentum", "ema", 0.02, decay=0.9),
+    atom(
+        "ema-no_debias-accumulator_dtype",
+        "momentum",
+        "ema",
+        0.03,
+        decay=0.5,
+        debias=False,
+        accumulator_dtype=BF16,
+    ),
+    atom("scale_by_belief-eps", "belief", "scale_by_belief", 1e-2, b1=0.5, eps=1e-8, eps_root=0.0),
+    atom(
+        "scale_by_yogi-eps_root-initial_accumulator_value",
+        "yogi",
+        "scale_by_yogi",
+        1e-2,
+        eps_root=1e-8,
+        initial_accumulator_value=0.1,
+    ),
+    atom("scale_by_radam-b1-eps_root", "radam", "scale_by_radam", 1e-2, b1=0.5, eps_root=1e-8),
+    atom("scale_by_sign", "sign", "scale_by_sign", 1e-3),
+    atom(
+        "scale_by_trust_ratio-options",
+        "trust_ratio",
+        "scale_by_trust_ratio",
+        1e-2,
+        min_norm=1e-3,
+        trust_coefficient=0.5,
+        eps=1e-6,
+    ),
+    atom("scale_by_param_block_norm", "trust_ratio", "scale_by_param_block_norm", 1e-3),
+    atom(
+        "scale_by_param_block_rms-min_scale",
+        "trust_ratio",
+        "scale_by_param_block_rms",
+        1e-2,
+        min_scale=1e-2,
+    ),
+    atom("centralize", "normalize", "centralize", 1e-2),
+    atom(
+        "normalize_by_update_norm-options",
+        "normalize",
+        "normalize_by_update_norm",
+        1e-3,
+        scale_factor=2.0,
+        eps=1e-4,
+    ),
+    atom("keep_params_nonnegative", "constraints", "keep_params_nonnegative", 1e-2),
+    atom("zero_nans", "constraints", "zero_nans", 1e-2),
+    atom("apply_every", "accumulate", "apply_every", 1e-2, k=3),
+    atom(
+        "conditionally_transform-scale_by_adam",
+        "conditional",
+        "conditionally_transform",
+        1e-2,
+        inner=Both("adam", "scale_by_adam", {}),
+        should_transform_fn=EVERY_THIRD,
+    ),
+    atom(
+        "conditionally_mask-scale_by_rms",
+        "conditional",
+        "conditionally_mask",
+        1e-2,
+        inner=Both("rms", "scale_by_rms", {}),
+        should_transform_fn=EVERY_THIRD,
+    ),
+    atom(
+        "apply_if_finite-scale_by_adam",
+        "conditional",
+        "apply_if_finite",
+        1e-2,
+        inner=Both("adam", "scale_by_adam", {"b1": 0.8}),
+        max_consecutive_errors=2,
+    ),
     atom("clip", "clipping", "clip", 0.05, max_delta=0.5),
     atom("clip_by_global_norm", "clipping", "clip_by_global_norm", 0.05, max_norm=1.0),
 ]
@@ -462,9 +602,10 @@ def _complex_case(row: Row) -> bool:
     return row.name not in NOT_COMPLEX and not any(name in row.kwargs for name in REAL_STATE_DTYPE)
 
 
-# The 64-bit tiers repeat the float32 and complex64 code paths at double precision: marked
-# slow (run in CI, skipped by the quick local loop `-m "not slow"`).
-X64 = ("float64", "complex128")
+# The quick local loop (`-m "not slow"`) runs the real tiers, float32 and bfloat16; the complex
+# tiers and float64 repeat those code paths on complex numbers or at double precision and are
+# marked slow: they run in CI (`.ci/run` runs every test), not in the quick loop.
+X64 = ("float64", "complex64", "complex128")
 
 CASES = [
     pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=[pytest.mark.slow] if dtype in X64 else [])
@@ -485,7 +626,25 @@ def test_same_updates_and_states_as_optax(row, dtype, parity_runs):
         assert_same_trajectory(fdl_record, optax_record, f"{row.id}, {dtype}, {name}:")
 
 
-FDL_MODULES = ("momentum", "adam", "rms", "adagrad", "adadelta", "lion", "weight_decay", "clipping")
+FDL_MODULES = (
+    "momentum",
+    "adam",
+    "rms",
+    "adagrad",
+    "adadelta",
+    "lion",
+    "belief",
+    "yogi",
+    "radam",
+    "sign",
+    "trust_ratio",
+    "normalize",
+    "constraints",
+    "accumulate",
+    "conditional",
+    "weight_decay",
+    "clipping",
+)
 
 
 def test_the_table_covers_every_transformation_fdl_defines():

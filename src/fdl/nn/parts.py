@@ -18,8 +18,6 @@ another, ``None`` where a leaf went to the other tree (Equinox's convention), so
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fdl._paths import nearest, path_matches, path_string, split_path
 from fdl.nn._children import recording_init, with_children
 from fdl.nn.composites import Eval
 from fdl.nn.layer import Layer
@@ -52,11 +51,6 @@ __all__ = [
 
 PyTree = Any
 Where = str | Sequence[str] | Callable[[str, Any], bool] | PyTree
-
-
-def path_string(path: Sequence[Any]) -> str:
-    """A ``jax.tree_util`` key path as ``a/b/0/w`` (``""`` for the root)."""
-    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def leaf_paths(tree: PyTree) -> list[str]:
@@ -98,18 +92,6 @@ def _check_layer(model: Any) -> None:
         raise TypeError(f"`model` must be a fdl.nn.Layer, got {model!r}")
 
 
-def _split(path: Any) -> list[str]:
-    if not isinstance(path, str):
-        raise TypeError(f"`path` must be a string like 'encoder/conv_1', got {path!r}")
-    return [part for part in path.strip("/").split("/") if part]
-
-
-def _nearest(wanted: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(wanted, known, n=5, cutoff=0.3)
-    shown = close or list(known)[:10]
-    return f"nearest: {shown}" if close else f"known paths include {shown}"
-
-
 def tree_at(tree: PyTree, path: str) -> PyTree:
     """The subtree of ``tree`` (params or state) at ``path``; ``""`` is the whole tree.
 
@@ -123,15 +105,15 @@ def tree_at(tree: PyTree, path: str) -> PyTree:
     (3, 2)
     """
     node = tree
-    for i, part in enumerate(_split(path)):
+    for i, part in enumerate(split_path(path)):
         if isinstance(node, Mapping) and part in node:
             node = node[part]
         elif isinstance(node, (tuple, list)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
             known = sorted({p for leaf in leaf_paths(tree) for p in _prefixes(leaf)})
-            where = "/".join(_split(path)[: i + 1])
-            raise KeyError(f"no path {path!r} in the tree ({where!r} is missing); {_nearest(path, known)}")
+            where = "/".join(split_path(path)[: i + 1])
+            raise KeyError(f"no path {path!r} in the tree ({where!r} is missing); {nearest(path, known)}")
     return node
 
 
@@ -154,10 +136,10 @@ def layer_at(model: Layer, path: str) -> Layer:
     """
     _check_layer(model)
     layer = model
-    for part in _split(path):
+    for part in split_path(path):
         children = dict(layer.children)
         if part not in children:
-            raise KeyError(f"no layer at {path!r}; {_nearest(path, layer_paths(model))}")
+            raise KeyError(f"no layer at {path!r}; {nearest(path, layer_paths(model))}")
         layer = children[part]
     return layer
 
@@ -173,7 +155,7 @@ def replace_layer(model: Layer, path: str, new: Layer) -> Layer:
     """
     _check_layer(model)
     _check_layer(new)
-    parts = _split(path)
+    parts = split_path(path)
     if not parts:
         raise ValueError("`path` must name a part of the model, got the root ''")
     layer_at(model, path)  # raises with the nearest paths
@@ -226,7 +208,7 @@ def swap(
     with recording_init() as rows:
         fresh_params, fresh_state, _ = new_model.init(key, input_shape)
     new_shapes = {row[0]: row[3] for row in rows}
-    prefix = "/".join(_split(path))
+    prefix = "/".join(split_path(path))
 
     def keep(tree: PyTree, fresh: PyTree, what: str) -> PyTree:
         def pick(keypath, fresh_leaf):
@@ -259,22 +241,6 @@ def _shapes(model: Layer, input_shape: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------- selection, freezing
 
 
-def _segment_match(parts: list[str], pattern: list[str]) -> bool:
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_segment_match(parts[i:], rest) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _segment_match(parts[1:], rest)
-
-
-def path_matches(path: str, pattern: str) -> bool:
-    """Whether the leaf path matches ``pattern`` (``*`` within a segment, ``**`` any segments;
-    a pattern also matches every leaf under the part it names)."""
-    parts, pat = path.split("/"), _split(pattern)
-    return _segment_match(parts, pat) or _segment_match(parts, pat + ["**"])
-
-
 def select(tree: PyTree, where: Where) -> PyTree:
     """A tree of bools like ``tree``: True at the leaves ``where`` selects.
 
@@ -305,7 +271,7 @@ def select(tree: PyTree, where: Where) -> PyTree:
             hits = [path_matches(p, pattern) for p in paths]
             if not any(hits):
                 known = sorted({q for p in paths for q in _prefixes(p)})
-                raise ValueError(f"the pattern {pattern!r} matches no leaf; {_nearest(pattern, known)}")
+                raise ValueError(f"the pattern {pattern!r} matches no leaf; {nearest(pattern, known)}")
             flags = [f or h for f, h in zip(flags, hits, strict=True)]
     else:
         # jax's PyTreeDef alias is untyped

@@ -10,15 +10,26 @@ One module per idea, each readable on its own:
 
 ============================  ==============================================================
 ``fdl.optim.base``            the contract, ``chain``, ``apply_updates``, learning-rate scaling
-``fdl.optim.momentum``        heavy-ball and Nesterov momentum, EMAs and bias correction; SGD
+``fdl.optim.momentum``        heavy-ball and Nesterov momentum, EMAs (``ema``); SGD
 ``fdl.optim.adam``            Adam, NAdam, AdamW, NAdamW
 ``fdl.optim.amsgrad``         AMSGrad (Adam with a never-decreasing second moment)
-``fdl.optim.adamax``          Adamax (Adam with an infinity-norm second moment)
+``fdl.optim.adamax``          Adamax and AdamaxW (Adam with an infinity-norm second moment)
 ``fdl.optim.rms``             RMSProp (plain and centered)
 ``fdl.optim.adagrad``         Adagrad (root of the sum of squares)
 ``fdl.optim.adadelta``        Adadelta
 ``fdl.optim.lion``            Lion (the sign of an interpolated momentum)
+``fdl.optim.belief``          AdaBelief (the variance of the gradient around its average)
+``fdl.optim.yogi``            Yogi (an additive second moment)
+``fdl.optim.radam``           RAdam (Adam rectified for its early variance)
+``fdl.optim.sign``            signSGD and Signum
+``fdl.optim.trust_ratio``     LARS and LAMB (layer-wise trust ratios), steps relative to params
 ``fdl.optim.weight_decay``    decoupled weight decay and masks
+``fdl.optim.freezing``        a transformation per part (``partition``), freezing, labels by path
+``fdl.optim.accumulate``      gradient accumulation: ``MultiSteps``, ``apply_every``
+``fdl.optim.conditional``     steps taken on a condition; ``apply_if_finite``
+``fdl.optim.constraints``     non-negative parameters, NaNs zeroed
+``fdl.optim.normalize``       gradient centralization, normalization by the update's norm
+``fdl.optim.inject``          hyperparameters as state (``inject_hyperparams``)
 ``fdl.optim.clipping``        clipping by value and by global norm
 ``fdl.optim.schedules``       learning-rate schedules
 ``fdl.optim.registry``        optimizers by name (``"adam"``, ``"optax:adam"``), derived from
@@ -50,14 +61,23 @@ optimizer, as ``optax.adam`` is. The module's other names are imported from it d
 """
 
 from fdl.optim import torch
+from fdl.optim.accumulate import (
+    ApplyEvery,
+    MultiSteps,
+    MultiStepsState,
+    apply_every,
+    skip_large_updates,
+    skip_not_finite,
+)
 from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
 from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
 from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
-from fdl.optim.adamax import adamax, scale_by_adamax
+from fdl.optim.adamax import adamax, adamaxw, scale_by_adamax
 from fdl.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
+    GradientTransformationExtraArgs,
     ScalarOrSchedule,
     ScaleByScheduleState,
     Schedule,
@@ -68,7 +88,9 @@ from fdl.optim.base import (
     scale,
     scale_by_learning_rate,
     scale_by_schedule,
+    with_extra_args_support,
 )
+from fdl.optim.belief import ScaleByBeliefState, adabelief, scale_by_belief
 from fdl.optim.clipping import (
     ClipByGlobalNormState,
     ClipState,
@@ -76,8 +98,36 @@ from fdl.optim.clipping import (
     clip_by_global_norm,
     global_norm,
 )
+from fdl.optim.conditional import (
+    ApplyIfFiniteState,
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    apply_if_finite,
+    conditionally_mask,
+    conditionally_transform,
+)
+from fdl.optim.constraints import NonNegativeParamsState, ZeroNansState, keep_params_nonnegative, zero_nans
+from fdl.optim.freezing import (
+    PartitionState,
+    freeze,
+    labels_by_path,
+    multi_transform,
+    partition,
+    selective_transform,
+    set_to_zero,
+)
+from fdl.optim.inject import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    WrappedSchedule,
+    WrappedScheduleState,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+)
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
-from fdl.optim.momentum import TraceState, sgd, trace
+from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
+from fdl.optim.normalize import centralize, normalize_by_update_norm
+from fdl.optim.radam import radam, scale_by_radam
 from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 from fdl.optim.rms import (
     ScaleByRmsState,
@@ -104,11 +154,22 @@ from fdl.optim.schedules import (
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
 )
+from fdl.optim.sign import scale_by_sign, sign_sgd, signum
+from fdl.optim.trust_ratio import (
+    lamb,
+    lars,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_trust_ratio,
+)
 from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
+from fdl.optim.yogi import scale_by_yogi, yogi
 
 __all__ = [
     # the contract and combinators
     "GradientTransformation",
+    "GradientTransformationExtraArgs",
+    "with_extra_args_support",
     "EmptyState",
     "Schedule",
     "ScalarOrSchedule",
@@ -123,6 +184,8 @@ __all__ = [
     "ScaleByScheduleState",
     "trace",
     "TraceState",
+    "ema",
+    "EmaState",
     "scale_by_adam",
     "ScaleByAdamState",
     "scale_by_amsgrad",
@@ -140,10 +203,49 @@ __all__ = [
     "ScaleByAdaDeltaState",
     "scale_by_lion",
     "ScaleByLionState",
+    "scale_by_belief",
+    "ScaleByBeliefState",
+    "scale_by_yogi",
+    "scale_by_radam",
+    "scale_by_sign",
+    "scale_by_trust_ratio",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
+    "centralize",
+    "normalize_by_update_norm",
+    "keep_params_nonnegative",
+    "NonNegativeParamsState",
+    "zero_nans",
+    "ZeroNansState",
     "add_decayed_weights",
     "masked",
     "MaskedState",
     "MaskedNode",
+    "set_to_zero",
+    "partition",
+    "multi_transform",
+    "PartitionState",
+    "freeze",
+    "selective_transform",
+    "labels_by_path",
+    "apply_every",
+    "ApplyEvery",
+    "MultiSteps",
+    "MultiStepsState",
+    "skip_not_finite",
+    "skip_large_updates",
+    "conditionally_transform",
+    "ConditionallyTransformState",
+    "conditionally_mask",
+    "ConditionallyMaskState",
+    "apply_if_finite",
+    "ApplyIfFiniteState",
+    "inject_hyperparams",
+    "InjectHyperparamsState",
+    "inject_stateful_hyperparams",
+    "InjectStatefulHyperparamsState",
+    "WrappedSchedule",
+    "WrappedScheduleState",
     "clip",
     "ClipState",
     "clip_by_global_norm",
@@ -161,6 +263,14 @@ __all__ = [
     "adagrad",
     "adadelta",
     "lion",
+    "adabelief",
+    "yogi",
+    "radam",
+    "sign_sgd",
+    "signum",
+    "adamaxw",
+    "lars",
+    "lamb",
     # schedules
     "constant_schedule",
     "linear_schedule",

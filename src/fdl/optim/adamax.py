@@ -18,9 +18,10 @@ from fdl.optim.base import (
     safe_increment,
     scale_by_learning_rate,
 )
+from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
-__all__ = ["adamax", "scale_by_adamax"]
+__all__ = ["adamax", "adamaxw", "scale_by_adamax"]
 
 PyTree = Any
 Scalar = float | jax.Array
@@ -124,3 +125,51 @@ def adamax(
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
     """
     return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))
+
+
+@names_errors("adamaxw")
+def adamaxw(
+    learning_rate: ScalarOrSchedule,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Mask | None = None,
+) -> GradientTransformation:
+    r"""AdamaxW: Adamax with decoupled weight decay.
+
+    .. math::
+
+        \theta_{t+1} = \theta_t - \eta_t \Big(\frac{m_t}{(1 - \text{b1}^t)\, v_t}
+            + \lambda_t\, \theta_t\Big)
+
+    ``chain(scale_by_adamax(b1, b2, eps), add_decayed_weights(weight_decay, mask),
+    scale_by_learning_rate(learning_rate))``, as optax composes it: the decay is scaled by the
+    learning rate, as AdamW's (:func:`~fdl.optim.adam.adamw`).
+
+    Args:
+      learning_rate: :math:`\eta \ge 0`, a number or a schedule.
+      b1, b2, eps: as in :func:`scale_by_adamax`.
+      weight_decay: :math:`\lambda \ge 0`, a number or a schedule.
+      mask: which leaves are decayed (``None``: all; a tree of bools or a function of the
+        parameters returning one).
+
+    Raises:
+      ValueError: a negative learning rate or decay, or an invalid :func:`scale_by_adamax`
+        argument.
+
+    >>> import jax.numpy as jnp
+    >>> opt = adamaxw(learning_rate=0.1, weight_decay=0.5)
+    >>> params = jnp.asarray([2.0])
+    >>> updates, _ = opt.update(jnp.asarray([3.0]), opt.init(params), params)
+    >>> [round(x, 4) for x in updates.tolist()]  # -0.1 * (1 + 0.5 * 2)
+    [-0.2]
+
+    References:
+      Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
+    """
+    return chain(
+        scale_by_adamax(b1=b1, b2=b2, eps=eps),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,8 @@ __all__ = [
     "Schedule",
     "ScalarOrSchedule",
     "identity",
+    "with_extra_args_support",
+    "GradientTransformationExtraArgs",
     "chain",
     "apply_updates",
     "safe_increment",
@@ -80,8 +82,36 @@ def takes_extra_args(transformation: Any) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-class EmptyState(NamedTuple):
-    """The state of a stateless transformation (no leaves)."""
+def with_extra_args_support(transformation: Any) -> GradientTransformation:
+    """``transformation`` with an ``update`` that accepts optax's extra keyword arguments: as
+    it is when it takes them (:func:`takes_extra_args`), else wrapped to drop them (optax's
+    plain ``GradientTransformation``, a user's ``update(updates, state, params)``).
+
+    >>> import jax.numpy as jnp, optax
+    >>> tx = with_extra_args_support(optax.scale(2.0))
+    >>> tx.update(jnp.ones(1), tx.init(jnp.ones(1)), None, loss=3.0)[0].tolist()
+    [2.0]
+    """
+    if isinstance(transformation, GradientTransformation):
+        return transformation
+    if takes_extra_args(transformation):
+        return GradientTransformation(transformation.init, transformation.update)
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return transformation.update(updates, state, params)
+
+    return GradientTransformation(transformation.init, update)
+
+
+GradientTransformationExtraArgs = GradientTransformation
+"""optax's name for a transformation whose ``update`` takes extra keyword arguments: every fdl
+:class:`GradientTransformation` does."""
+
+
+EmptyState: TypeAlias = optax.EmptyState
+"""The state of a stateless transformation (no leaves): optax's own class, so that the states
+of stateless transformations compare equal across the two libraries, structure included."""
 
 
 class ScaleByScheduleState(NamedTuple):

@@ -40,11 +40,12 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     identity,
+    safe_increment,
     scale_by_learning_rate,
 )
-from fdl.tree import cast_like, floats, zeros_like
+from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
-__all__ = ["TraceState", "trace", "sgd"]
+__all__ = ["TraceState", "trace", "EmaState", "ema", "sgd"]
 
 PyTree = Any
 
@@ -124,6 +125,70 @@ def trace(
         new_trace = jax.tree.map(accumulate, updates, state.trace)
         out = jax.tree.map(accumulate, updates, new_trace) if nesterov else new_trace
         return cast_like(out, updates), TraceState(trace=cast_like(new_trace, state.trace))
+
+    return GradientTransformation(init, update)
+
+
+class EmaState(NamedTuple):
+    """The step count :math:`t` (int32) and the moving average :math:`m` (optax's ``EmaState``)."""
+
+    count: jax.Array  # type: ignore[assignment]  # NamedTuple field shadows tuple.count
+    ema: PyTree
+
+
+@names_errors("ema")
+def ema(
+    decay: float | jax.Array,
+    debias: bool = True,
+    accumulator_dtype: Any | None = None,
+) -> GradientTransformation:
+    r"""An exponential moving average of past updates, optionally bias-corrected.
+
+    .. math::
+
+        m_t = \text{decay}\; m_{t-1} + (1 - \text{decay})\, g_t, \quad m_0 = 0, \qquad
+        u_t = \begin{cases}
+            m_t / (1 - \text{decay}^t) & \text{debias=True} \\
+            m_t & \text{debias=False}
+        \end{cases}
+
+    An *average*, where :func:`trace` is a decaying *sum*: with a constant gradient :math:`g`,
+    :math:`m_t` rises to :math:`g` (and the debiased :math:`u_t` is :math:`g` from the first
+    step), where the trace rises to :math:`g / (1 - \text{decay})`.
+
+    Args:
+      decay: :math:`\beta \in [0, 1)`.
+      debias: divide by :math:`1 - \beta^t` (Adam's bias correction of the zero start).
+      accumulator_dtype: dtype to store :math:`m` in (default: the parameters').
+
+    Returns:
+      A transformation with state :class:`EmaState` ``(count, ema)``.
+
+    Raises:
+      ValueError: ``decay`` outside ``[0, 1)``.
+
+    >>> import jax.numpy as jnp
+    >>> opt = ema(decay=0.5)
+    >>> state = opt.init(jnp.zeros(1))
+    >>> u, state = opt.update(jnp.asarray([2.0]), state)  # m = 1, debiased 1 / 0.5
+    >>> u.tolist(), state.ema.tolist()
+    ([2.0], [1.0])
+    """
+    check_decay("decay", decay)
+    accumulator_dtype = _dtypes.canonical(accumulator_dtype)
+
+    def init(params: PyTree) -> EmaState:
+        check_state_dtype("accumulator_dtype", accumulator_dtype, params)
+        return EmaState(count=jnp.zeros([], jnp.int32), ema=zeros_like(params, accumulator_dtype))
+
+    def update(updates, state, params=None, **extra_args):
+        updates = floats(updates)  # integer / Python-number updates as floats
+        check_update_shapes("ema", updates, params, "ema", state.ema)
+        del params, extra_args
+        new_ema = update_moment(updates, state.ema, decay, 1)
+        count = safe_increment(state.count)
+        out = bias_correction(new_ema, decay, count) if debias else new_ema
+        return cast_like(out, updates), EmaState(count=count, ema=cast_like(new_ema, state.ema))
 
     return GradientTransformation(init, update)
 

@@ -132,8 +132,8 @@ def resolve_name(name: str) -> tuple[str, str]:
       ValueError: an unknown name; the message lists the valid ones, or says where an fdl name
         that only optax has lives.
 
-    >>> resolve_name("adam"), resolve_name("optax:yogi")
-    (('fdl', 'adam'), ('optax', 'yogi'))
+    >>> resolve_name("adam"), resolve_name("optax:novograd")
+    (('fdl', 'adam'), ('optax', 'novograd'))
     """
     if not isinstance(name, str):
         raise _unknown(name)
@@ -148,7 +148,7 @@ def resolve_name(name: str) -> tuple[str, str]:
 def twin_name(name: str) -> str | None:
     """The other library's optimizer of the same name, or ``None`` if it has none.
 
-    >>> twin_name("adam"), twin_name("optax:adam"), twin_name("optax:yogi")
+    >>> twin_name("adam"), twin_name("optax:adam"), twin_name("optax:novograd")
     ('optax:adam', 'fdl:adam', None)
     """
     library, base = resolve_name(name)

@@ -36,6 +36,7 @@ from fdl.optim.base import (
     ScaleByScheduleState,
     none_where,
     safe_increment,
+    with_extra_args_support,
 )
 from fdl.tree import floats
 
@@ -145,6 +146,8 @@ def masked(
       optax accepts any truthy leaf; fdl asks for Python bools, so that an array mask (which
       would fail under ``jit`` with an obscure message) is rejected up front.
     """
+
+    inner = with_extra_args_support(inner)  # optax's plain transformations too
 
     def init(params: PyTree) -> MaskedState:
         if _is_placeholder(params):  # optax.tree.map_params: the placeholder goes in unmasked
