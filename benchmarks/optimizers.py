@@ -64,14 +64,6 @@ OPTIMIZERS = {
     "adagrad": (fdl.optim.adagrad, optax.adagrad, {"learning_rate": 1e-2}),
     "adadelta": (fdl.optim.adadelta, optax.adadelta, {"learning_rate": 1.0}),
     "lion": (fdl.optim.lion, optax.lion, {"learning_rate": 1e-4, "weight_decay": 1e-3}),
-    "adabelief": (fdl.optim.adabelief, optax.adabelief, {"learning_rate": 1e-3}),
-    "yogi": (fdl.optim.yogi, optax.yogi, {"learning_rate": 1e-3}),
-    "radam": (fdl.optim.radam, optax.radam, {"learning_rate": 1e-3}),
-    "adamaxw": (fdl.optim.adamaxw, optax.adamaxw, {"learning_rate": 1e-3}),
-    "lamb": (fdl.optim.lamb, optax.lamb, {"learning_rate": 1e-3, "weight_decay": 1e-4}),
-    "lars": (fdl.optim.lars, optax.lars, {"learning_rate": 1e-2}),
-    "sign_sgd": (fdl.optim.sign_sgd, optax.sign_sgd, {"learning_rate": 1e-3}),
-    "signum": (fdl.optim.signum, optax.signum, {"learning_rate": 1e-3}),
 }
 
 COMPARISON = {

@@ -40,6 +40,8 @@ NOT_FACTORIES = {
     "skip_not_finite",
     "skip_large_updates",
     "with_extra_args_support",
+    "init_empty_state",
+    "safe_int32_increment",
     "get_optimizer",
     "make_optimizer",
     "optimizer_names",

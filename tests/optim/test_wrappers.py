@@ -161,3 +161,12 @@ def test_wrapper_errors_name_the_argument():
         optim.apply_every(0)
     with pytest.raises(TypeError, match=r"apply_every: `k` must be a real number, got '2' \(str\)"):
         optim.apply_every("2")
+
+
+def test_optax_state_aliases_are_the_same_classes():
+    assert optim.MultiTransformState is optim.PartitionState
+    for alias in (optim.ScaleState, optim.AddDecayedWeightsState, optim.ScaleByTrustRatioState):
+        assert alias is optim.EmptyState is optax.EmptyState
+    assert optim.init_empty_state({"w": jnp.ones(2)}) == optim.EmptyState()
+    top = jnp.asarray(jnp.iinfo(jnp.int32).max, jnp.int32)
+    assert int(optim.safe_int32_increment(top)) == int(top)  # saturates, as safe_increment

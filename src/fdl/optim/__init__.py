@@ -80,11 +80,14 @@ from fdl.optim.base import (
     GradientTransformationExtraArgs,
     ScalarOrSchedule,
     ScaleByScheduleState,
+    ScaleState,
     Schedule,
     apply_updates,
     chain,
     identity,
+    init_empty_state,
     safe_increment,
+    safe_int32_increment,
     scale,
     scale_by_learning_rate,
     scale_by_schedule,
@@ -108,6 +111,7 @@ from fdl.optim.conditional import (
 )
 from fdl.optim.constraints import NonNegativeParamsState, ZeroNansState, keep_params_nonnegative, zero_nans
 from fdl.optim.freezing import (
+    MultiTransformState,
     PartitionState,
     freeze,
     labels_by_path,
@@ -156,13 +160,20 @@ from fdl.optim.schedules import (
 )
 from fdl.optim.sign import scale_by_sign, sign_sgd, signum
 from fdl.optim.trust_ratio import (
+    ScaleByTrustRatioState,
     lamb,
     lars,
     scale_by_param_block_norm,
     scale_by_param_block_rms,
     scale_by_trust_ratio,
 )
-from fdl.optim.weight_decay import MaskedNode, MaskedState, add_decayed_weights, masked
+from fdl.optim.weight_decay import (
+    AddDecayedWeightsState,
+    MaskedNode,
+    MaskedState,
+    add_decayed_weights,
+    masked,
+)
 from fdl.optim.yogi import scale_by_yogi, yogi
 
 __all__ = [
@@ -170,6 +181,12 @@ __all__ = [
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "with_extra_args_support",
+    "init_empty_state",
+    "safe_int32_increment",
+    "ScaleState",
+    "AddDecayedWeightsState",
+    "ScaleByTrustRatioState",
+    "MultiTransformState",
     "EmptyState",
     "Schedule",
     "ScalarOrSchedule",

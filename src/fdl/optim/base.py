@@ -41,6 +41,9 @@ __all__ = [
     "ScalarOrSchedule",
     "identity",
     "with_extra_args_support",
+    "init_empty_state",
+    "safe_int32_increment",
+    "ScaleState",
     "GradientTransformationExtraArgs",
     "chain",
     "apply_updates",
@@ -112,6 +115,15 @@ GradientTransformationExtraArgs = GradientTransformation
 EmptyState: TypeAlias = optax.EmptyState
 """The state of a stateless transformation (no leaves): optax's own class, so that the states
 of stateless transformations compare equal across the two libraries, structure included."""
+
+ScaleState: TypeAlias = EmptyState
+"""The state of :func:`scale` (no leaves), as optax names it."""
+
+
+def init_empty_state(params: Any) -> EmptyState:
+    """The ``init`` of a stateless transformation: ``EmptyState()`` whatever the parameters."""
+    del params
+    return EmptyState()
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -344,3 +356,7 @@ def scale_by_learning_rate(
     if callable(learning_rate):
         return scale_by_schedule(lambda count: sign * learning_rate(count))
     return scale(sign * learning_rate)
+
+
+safe_int32_increment = safe_increment
+"""optax's older name for :func:`safe_increment`."""

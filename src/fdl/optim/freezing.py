@@ -39,6 +39,7 @@ from fdl.tree import floats
 __all__ = [
     "set_to_zero",
     "PartitionState",
+    "MultiTransformState",
     "partition",
     "multi_transform",
     "freeze",
@@ -175,6 +176,7 @@ def partition(
 
 
 multi_transform = partition
+MultiTransformState = PartitionState
 """optax's older name for :func:`partition` (``optax.multi_transform``), kept by optax for
 backward compatibility."""
 

@@ -38,6 +38,7 @@ from fdl.optim.weight_decay import Mask, add_decayed_weights, masked
 from fdl.tree import abs_sq, floats
 
 __all__ = [
+    "ScaleByTrustRatioState",
     "scale_by_trust_ratio",
     "scale_by_param_block_norm",
     "scale_by_param_block_rms",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 PyTree = Any
+
+ScaleByTrustRatioState = EmptyState
+"""The state of :func:`scale_by_trust_ratio` (no leaves), as optax names it."""
 Scalar = float | jax.Array
 
 

@@ -40,7 +40,7 @@ from fdl.optim.base import (
 )
 from fdl.tree import floats
 
-__all__ = ["MaskedState", "MaskedNode", "masked", "add_decayed_weights"]
+__all__ = ["MaskedState", "MaskedNode", "masked", "add_decayed_weights", "AddDecayedWeightsState"]
 
 PyTree = Any
 Mask = PyTree | Callable[[PyTree], PyTree]
@@ -97,6 +97,10 @@ def _select(mask_tree: PyTree, tree: PyTree) -> PyTree:
             "masked: the mask must have the structure of the parameters (or a prefix of it); "
             f"mask: {jax.tree.structure(mask_tree)}, parameters: {jax.tree.structure(tree)}"
         ) from error
+
+
+AddDecayedWeightsState = EmptyState
+"""The state of :func:`add_decayed_weights` with a constant decay (no leaves), as optax names it."""
 
 
 def masked(
