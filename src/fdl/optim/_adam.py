@@ -10,6 +10,8 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import check_decay, check_non_negative
+from fdl.optim.base import safe_increment
+from fdl.tree import bias_correction
 
 PyTree = Any
 
@@ -43,3 +45,16 @@ def adam_ratio(mu_hat: PyTree, nu_hat: PyTree, eps: Any, eps_root: Any) -> PyTre
         return m.astype(common) / denominator.astype(common)
 
     return jax.tree.map(one, mu_hat, nu_hat)
+
+
+def first_moment_hat(mu: PyTree, updates: PyTree, b1: Any, count: jax.Array, nesterov: bool) -> PyTree:
+    r"""Adam's bias-corrected first moment :math:`\hat m_t`, or NAdam's look-ahead with
+    ``nesterov``: :math:`\text{b1}\, m_t / (1 - \text{b1}^{t+1}) + (1 - \text{b1})\, g_t /
+    (1 - \text{b1}^t)`."""
+    if nesterov:
+        return jax.tree.map(
+            weighted_sum(b1),
+            bias_correction(mu, b1, safe_increment(count)),
+            bias_correction(updates, b1, count),
+        )
+    return bias_correction(mu, b1, count)

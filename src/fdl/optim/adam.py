@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import check_state_dtype, check_update_shapes, names_errors
-from fdl.optim._adam import adam_ratio, check_adam_args, weighted_sum
+from fdl.optim._adam import adam_ratio, check_adam_args, first_moment_hat
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -147,14 +147,7 @@ def scale_by_adam(
         mu = update_moment(updates, state.mu, b1, 1)
         nu = update_moment(updates, state.nu, b2, 2)
         count = safe_increment(state.count)
-        if nesterov:
-            mu_hat = jax.tree.map(
-                weighted_sum(b1),
-                bias_correction(mu, b1, safe_increment(count)),
-                bias_correction(updates, b1, count),
-            )
-        else:
-            mu_hat = bias_correction(mu, b1, count)
+        mu_hat = first_moment_hat(mu, updates, b1, count, nesterov)
         nu_hat = bias_correction(nu, b2, count)
         new_updates = cast_like(adam_ratio(mu_hat, nu_hat, eps, eps_root), updates)
         new_state = ScaleByAdamState(count=count, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_update_shapes, names_errors
-from fdl.optim._adam import adam_ratio, check_adam_args, weighted_sum
+from fdl.optim._adam import adam_ratio, check_adam_args, first_moment_hat
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -118,14 +118,7 @@ def scale_by_belief(
         nu = update_moment(surprise, state.nu, b2, 2)
         nu = jax.tree.map(lambda v: v + jnp.asarray(eps_root, v.dtype), nu)
         count = safe_increment(state.count)
-        if nesterov:
-            mu_hat = jax.tree.map(
-                weighted_sum(b1),
-                bias_correction(mu, b1, safe_increment(count)),
-                bias_correction(updates, b1, count),
-            )
-        else:
-            mu_hat = bias_correction(mu, b1, count)
+        mu_hat = first_moment_hat(mu, updates, b1, count, nesterov)
         nu_hat = bias_correction(nu, b2, count)
         new_updates = cast_like(adam_ratio(mu_hat, nu_hat, eps, 0.0), updates)
         return new_updates, ScaleByBeliefState(count, cast_like(mu, state.mu), cast_like(nu, state.nu))

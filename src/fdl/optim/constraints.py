@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_same_shapes
-from fdl.optim.base import EmptyState, GradientTransformation
+from fdl.optim.base import EmptyState, GradientTransformation, init_empty_state
 from fdl.tree import floats
 
 __all__ = ["keep_params_nonnegative", "NonNegativeParamsState", "zero_nans", "ZeroNansState"]
@@ -57,10 +57,6 @@ def keep_params_nonnegative() -> GradientTransformation:
     [-1.0, -0.5]
     """
 
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return NonNegativeParamsState()
-
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
@@ -72,7 +68,7 @@ def keep_params_nonnegative() -> GradientTransformation:
         check_same_shapes("keep_params_nonnegative", "`updates`", updates, "`params`", params)
         return jax.tree.map(lambda g, p: jnp.where((p + g) < 0.0, -p, g), updates, params), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def zero_nans() -> GradientTransformation:

@@ -32,7 +32,7 @@ import numpy as np
 
 from fdl._checks import check_same_shapes, names_errors
 from fdl._paths import nearest, path_matches, path_string
-from fdl.optim.base import EmptyState, GradientTransformation, with_extra_args_support
+from fdl.optim.base import GradientTransformation, init_empty_state, with_extra_args_support
 from fdl.optim.weight_decay import Mask, masked
 from fdl.tree import floats
 
@@ -56,14 +56,10 @@ def set_to_zero() -> GradientTransformation:
     partition, the parameters it covers stay exactly where they are.
 
     >>> import jax.numpy as jnp
-    >>> u, _ = set_to_zero().update(jnp.asarray([1.0, -2.0]), EmptyState())
+    >>> u, _ = set_to_zero().update(jnp.asarray([1.0, -2.0]), init_empty_state(None))
     >>> u.tolist()
     [0.0, 0.0]
     """
-
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
         updates = floats(updates)  # integer / Python-number updates as floats
@@ -72,7 +68,7 @@ def set_to_zero() -> GradientTransformation:
         del params, extra_args
         return jax.tree.map(lambda g: jax.numpy.zeros_like(g), updates), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 class PartitionState(NamedTuple):

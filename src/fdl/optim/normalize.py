@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_non_negative, check_real, check_same_shapes, names_errors
-from fdl.optim.base import EmptyState, GradientTransformation
+from fdl.optim.base import GradientTransformation, init_empty_state
 from fdl.tree import floats, norm
 
 __all__ = ["centralize", "normalize_by_update_norm"]
@@ -26,9 +26,6 @@ Scalar = float | jax.Array
 
 
 def _stateless(caller: str, fn) -> GradientTransformation:
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
         updates = floats(updates)  # integer / Python-number updates as floats
@@ -37,7 +34,7 @@ def _stateless(caller: str, fn) -> GradientTransformation:
         del params, extra_args
         return fn(updates), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def centralize() -> GradientTransformation:
@@ -51,7 +48,7 @@ def centralize() -> GradientTransformation:
     weights over its inputs, the rows of PyTorch's ``(out, in)`` layout.)
 
     >>> import jax.numpy as jnp
-    >>> u, _ = centralize().update({"w": jnp.asarray([[1.0, 3.0], [0.0, 4.0]]), "b": jnp.ones(2)}, EmptyState())
+    >>> u, _ = centralize().update({"w": jnp.asarray([[1.0, 3.0], [0.0, 4.0]]), "b": jnp.ones(2)}, init_empty_state(None))
     >>> u["w"].tolist(), u["b"].tolist()
     ([[-1.0, 1.0], [-2.0, 2.0]], [1.0, 1.0])
 
@@ -79,7 +76,7 @@ def normalize_by_update_norm(scale_factor: Scalar = 1.0, eps: Scalar = 1e-6) -> 
 
     >>> import jax.numpy as jnp
     >>> opt = normalize_by_update_norm(eps=0.0)
-    >>> u, _ = opt.update({"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}, EmptyState())
+    >>> u, _ = opt.update({"a": jnp.asarray([3.0]), "b": jnp.asarray([4.0])}, init_empty_state(None))
     >>> u["a"].tolist(), u["b"].tolist()
     ([0.6000000238418579], [0.800000011920929])
     """

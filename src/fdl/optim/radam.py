@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import check_real, check_update_shapes, names_errors
-from fdl.optim._adam import check_adam_args, weighted_sum
+from fdl.optim._adam import check_adam_args, first_moment_hat
 from fdl.optim.adam import ScaleByAdamState
 from fdl.optim.base import (
     GradientTransformation,
@@ -125,14 +125,7 @@ def scale_by_radam(
         with jax.numpy_dtype_promotion("standard"):  # the count is an int32, b2 a number
             b2t = b2**count
             rho = rho_inf - 2 * count * b2t / (1 - b2t)
-        if nesterov:
-            mu_hat = jax.tree.map(
-                weighted_sum(b1),
-                bias_correction(mu, b1, safe_increment(count)),
-                bias_correction(updates, b1, count),
-            )
-        else:
-            mu_hat = bias_correction(mu, b1, count)
+        mu_hat = first_moment_hat(mu, updates, b1, count, nesterov)
         nu_hat = bias_correction(nu, b2, count)
         r = rectification(rho)
 

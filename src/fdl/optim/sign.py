@@ -26,10 +26,10 @@ import jax.numpy as jnp
 
 from fdl._checks import check_decay, check_same_shapes, names_errors
 from fdl.optim.base import (
-    EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
     chain,
+    init_empty_state,
     scale_by_learning_rate,
 )
 from fdl.optim.momentum import ema
@@ -55,10 +55,6 @@ def scale_by_sign() -> GradientTransformation:
     [-1.0, 0.0, 1.0]
     """
 
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         updates = floats(updates)  # integer / Python-number updates as floats
         if params is not None:
@@ -66,7 +62,7 @@ def scale_by_sign() -> GradientTransformation:
         del params, extra_args
         return jax.tree.map(jnp.sign, updates), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 @names_errors("sign_sgd")

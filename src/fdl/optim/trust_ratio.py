@@ -31,6 +31,7 @@ from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
+    init_empty_state,
     scale_by_learning_rate,
 )
 from fdl.optim.momentum import trace
@@ -75,10 +76,6 @@ def _rms_at_least(x: jax.Array, min_rms: Any) -> jax.Array:
 def _scaled_by_params(caller: str, size) -> GradientTransformation:
     """The stateless transformation ``u = g * size(params)``, leaf by leaf."""
 
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
@@ -90,7 +87,7 @@ def _scaled_by_params(caller: str, size) -> GradientTransformation:
         check_same_shapes(caller, "`updates`", updates, "`params`", params)
         return jax.tree.map(lambda u, p: u * size(p).astype(u.dtype), updates, params), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 @names_errors("scale_by_param_block_norm")
@@ -183,10 +180,6 @@ def scale_by_trust_ratio(
     check_non_negative("trust_coefficient", trust_coefficient)
     check_non_negative("eps", eps)
 
-    def init(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
@@ -206,7 +199,7 @@ def scale_by_trust_ratio(
 
         return jax.tree.map(one, updates, params), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 @names_errors("lars")
