@@ -334,3 +334,83 @@ def test_a_trainable_pattern_that_matches_nothing_is_a_clear_error(keys):
     params, _loss_fn, _batch = frozen_body_problem(keys)
     with pytest.raises(ValueError, match=r"the pattern 'haed' matches no leaf; nearest: \['head'"):
         fdl.train.trainable_part(params, "haed")
+
+
+# ----------------------------------------------------- optimizers that take optax's extra args
+
+QUADRATIC_A = np.array([[3.0, 0.5], [0.5, 1.0]], np.float32)
+QUADRATIC_B = np.array([1.0, -2.0], np.float32)
+
+
+def _quadratic(p):
+    return 0.5 * p @ jnp.asarray(QUADRATIC_A) @ p - jnp.asarray(QUADRATIC_B) @ p
+
+
+def test_optax_lbfgs_through_the_one_step_equals_optaxs_documented_loop():
+    """The step passes value, grad and value_fn: optax's L-BFGS (zoom line search) follows the
+    loop of optax's documentation step for step, and reaches the minimizer A^{-1} b."""
+    opt = optax.lbfgs()
+    step = jax.jit(fdl.train.make_step(fdl.train.simple_loss(lambda p, batch, key: _quadratic(p)), opt))
+    state = fdl.train.init_state(jnp.zeros(2), opt)
+    params, opt_state = jnp.zeros(2), opt.init(jnp.zeros(2))
+    value_and_grad = optax.value_and_grad_from_state(_quadratic)
+    for _ in range(6):
+        state, metrics, _ = step(state, None, jax.random.key(0))
+        value, grad = value_and_grad(params, state=opt_state)
+        updates, opt_state = opt.update(grad, opt_state, params, value=value, grad=grad, value_fn=_quadratic)
+        params = optax.apply_updates(params, updates)
+        np.testing.assert_array_equal(np.asarray(state.params), np.asarray(params))
+        np.testing.assert_array_equal(np.asarray(metrics["loss"]), np.asarray(value))
+    solution = np.linalg.solve(QUADRATIC_A.astype(np.float64), QUADRATIC_B.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(state.params), solution, rtol=1e-5)
+
+
+def test_the_value_fn_holds_a_frozen_part_fixed():
+    """A line search under ``trainable=`` sees the loss as a function of the trainable part."""
+    seen = []
+
+    def probe():
+        def init(params):
+            return optax.EmptyState()
+
+        def update(updates, state, params=None, *, value_fn=None, value=None, **extra):
+            seen.append(jax.eval_shape(value_fn, params))
+            # value_fn at params equals the loss the step computed
+            return jax.tree.map(lambda u: u * (value_fn(params) - value), updates), state
+
+        return optax.GradientTransformationExtraArgs(init, update)
+
+    def loss(p, batch, key):
+        return jnp.sum(p["a"] ** 2) + 3.0 * jnp.sum(p["b"])
+
+    opt = probe()
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    step = fdl.train.make_step(fdl.train.simple_loss(loss), opt, trainable="a")
+    state = fdl.train.init_state(params, opt, trainable="a")
+    new, metrics, _ = step(state, None, None)
+    assert seen[0].shape == () and float(metrics["loss"]) == 2.0 + 9.0
+    np.testing.assert_array_equal(np.asarray(new.params["a"]), [1.0, 1.0])  # value_fn(p) - value == 0
+    np.testing.assert_array_equal(np.asarray(new.params["b"]), np.ones(3))
+
+
+def test_fit_with_reduce_on_plateau_gets_the_loss_as_value():
+    """optax's reduce_on_plateau reads ``value``: under fit it sees the loss and cuts the scale
+    once the loss stops improving."""
+    opt = optax.chain(optax.sgd(0.5), optax.contrib.reduce_on_plateau(patience=2, factor=0.5, cooldown=0))
+    data = (np.zeros((8, 1), np.float32), np.zeros((8, 1), np.float32))
+
+    def loss(p, batch, key):  # a loss with a floor: stops improving after a few steps
+        return jnp.maximum(jnp.sum((p - 1.0) ** 2), 0.25)
+
+    result = fdl.fit.fit(
+        fdl.train.simple_loss(loss),
+        opt,
+        jnp.zeros(1),
+        data,
+        batch_size=8,
+        steps=20,
+        key=jax.random.key(0),
+        logging=fdl.fit.Logging(progress=False),
+    )
+    plateau_state = result.opt_state[1]
+    assert float(plateau_state.scale) < 1.0

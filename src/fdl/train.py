@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from fdl._checks import check_arity, check_optimizer
 from fdl.nn.parts import combine, partition
-from fdl.optim.base import GradientTransformation, apply_updates
+from fdl.optim.base import GradientTransformation, apply_updates, takes_extra_args
 
 __all__ = [
     "TrainState",
@@ -154,6 +154,20 @@ def make_step(
         also run a frozen part in evaluation mode (batch norm keeping its statistics), wrap it
         with :func:`fdl.nn.eval_mode`.
 
+    **Optimizers that need more than the gradient.** When ``optimizer.update`` takes optax's
+    extra keyword arguments (a ``GradientTransformationExtraArgs``: fdl's transformations,
+    ``optax.lbfgs``, ``optax.contrib.reduce_on_plateau``, ...), the step passes, as optax's
+    documented loops do:
+
+    * ``value``: the loss at the current parameters (before the update);
+    * ``grad``: the gradient there (the same tree as the updates);
+    * ``value_fn``: ``params -> loss`` on the same batch, key and layer state (for line
+      searches; it evaluates the trainable part with the frozen part held fixed).
+
+    A transformation that does not use them ignores them, and XLA drops ``value_fn`` unless a
+    line search calls it. An optimizer whose ``update`` takes only ``(updates, state, params)``
+    gets nothing extra.
+
     Raises:
       TypeError: ``loss_fn`` is not callable or does not take four arguments, ``optimizer``
         lacks ``init``/``update``; when traced, ``loss_fn`` returns something other than
@@ -162,6 +176,7 @@ def make_step(
     check_arity("make_step", "loss_fn", loss_fn, 4, LOSS_SIGNATURE, hint=_SIMPLE_LOSS_HINT)
     check_optimizer("make_step", optimizer)
     checked = _checked_loss(loss_fn)
+    extra_args = takes_extra_args(optimizer)
 
     def step(state: TrainState, batch: Any, key: Any):
         # The frozen part enters the loss as a constant: jax.grad never computes its gradient
@@ -174,7 +189,16 @@ def make_step(
         (loss, (layer_state, aux)), grads = jax.value_and_grad(of_trainable, has_aux=True)(
             train, state.layer_state, batch, key
         )
-        updates, opt_state = optimizer.update(grads, state.opt_state, train)
+        if extra_args:
+
+            def value_fn(train_params):
+                return of_trainable(train_params, state.layer_state, batch, key)[0]
+
+            updates, opt_state = optimizer.update(
+                grads, state.opt_state, train, value=loss, grad=grads, value_fn=value_fn
+            )
+        else:
+            updates, opt_state = optimizer.update(grads, state.opt_state, train)
         new = apply_updates(train, updates)
         params = new if frozen is None else combine(new, frozen)
         metrics = {"loss": loss, **aux}

@@ -71,11 +71,17 @@ def test_reading_optax_names_warns_nothing():
 
 @pytest.mark.parametrize("name", OPTAX_NAMES)
 def test_every_optax_name_builds_and_takes_a_step(name):
+    """Through the one train step, which passes value, grad and value_fn to those that take
+    them (the line searches of lbfgs)."""
     opt = make_optimizer(f"optax:{name}", {"learning_rate": 1e-2})
+    loss = fdl.train.simple_loss(lambda p, batch, key: 0.5 * jnp.sum(p["w"] ** 2))
     params = {"w": jnp.ones((3, 2))}
     with jax.numpy_dtype_promotion("standard"):  # optax needs it (design.md §11)
-        updates, _ = opt.update({"w": jnp.ones((3, 2))}, opt.init(params), params)
-    assert updates["w"].shape == (3, 2) and bool(jnp.all(jnp.isfinite(updates["w"])))
+        state = fdl.train.init_state(params, opt)
+        new, metrics, _ = fdl.train.make_step(loss, opt)(state, None, None)
+    assert float(metrics["loss"]) == 3.0
+    w = new.params["w"]  # a descent step (rprop's first step is 0, as optax's)
+    assert w.shape == (3, 2) and bool(jnp.all(jnp.isfinite(w)) & jnp.all(w <= 1.0))
 
 
 def test_resolve_and_twin_names():

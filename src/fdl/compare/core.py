@@ -30,7 +30,7 @@ from jax.flatten_util import ravel_pytree
 from fdl._checks import check_positive_int
 from fdl.fit.pieces import batch_at as step_batch
 from fdl.fit.pieces import epoch_orders
-from fdl.optim.base import GradientTransformation
+from fdl.optim.base import GradientTransformation, takes_extra_args
 from fdl.train import init_state, make_step, simple_loss
 
 __all__ = ["Trajectories", "is_transformation", "minibatches", "simulate"]
@@ -74,9 +74,11 @@ def _scoped(transform: Transformation) -> Transformation:
         with standard():
             return transform.init(params)
 
+    extra = takes_extra_args(transform)
+
     def update(updates, state, params=None, **extra_args):
         with standard():
-            return transform.update(updates, state, params, **extra_args)
+            return transform.update(updates, state, params, **(extra_args if extra else {}))
 
     return GradientTransformation(init, update)
 

@@ -156,13 +156,15 @@ class ScaleState(NamedTuple):
 def scale_by_control(optimizer: Any) -> Any:
     """``optimizer`` with its updates multiplied by ``state.scale`` (initially 1), a value the
     host loop sets between calls (:class:`ReduceLROnPlateau`)."""
-    from fdl.optim.base import GradientTransformation
+    from fdl.optim.base import GradientTransformation, takes_extra_args
+
+    extra_args = takes_extra_args(optimizer)
 
     def init(params):
         return ScaleState(optimizer.init(params), jnp.ones((), jnp.float32))
 
     def update(updates, state, params=None, **extra):
-        updates, inner = optimizer.update(updates, state.inner, params, **extra)
+        updates, inner = optimizer.update(updates, state.inner, params, **(extra if extra_args else {}))
         scaled = jax.tree.map(lambda u: (u * state.scale).astype(u.dtype), updates)
         return scaled, ScaleState(inner, state.scale)
 

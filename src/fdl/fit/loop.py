@@ -82,6 +82,10 @@ def fit(
         A loss may carry ``loss_fn.check_data(data)``, which ``fit`` calls once before
         training (:func:`classification_loss` checks its labels' range there).
       optimizer: an ``(init, update)`` pair with optax's interface (fdl's or optax's).
+        One whose ``update`` takes optax's extra arguments gets the minibatch loss as
+        ``value``, the gradient as ``grad`` and the minibatch loss function as ``value_fn``
+        (:func:`fdl.train.make_step`): line searches (``lbfgs``) and ``reduce_on_plateau``
+        work under ``fit``, on the minibatch of each step.
       params: the initial parameters (copied: the caller's arrays stay usable).
       data: a tuple of arrays sharing their leading (example) axis, e.g. ``(x, y)``; placed on
         the device once.

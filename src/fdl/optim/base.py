@@ -72,16 +72,17 @@ class GradientTransformation(optax.GradientTransformationExtraArgs):
 
 
 def takes_extra_args(transformation: Any) -> bool:
-    """Whether ``transformation.update`` accepts optax's extra keyword arguments: an instance
-    of optax's ``GradientTransformationExtraArgs`` (fdl's are), or an ``update`` with
-    ``**kwargs``. optax's plain ``GradientTransformation`` (``optax.scale_by_adam``, say) does
-    not, and :func:`chain` calls it without them, as optax's ``with_extra_args_support`` does."""
-    if isinstance(transformation, optax.GradientTransformationExtraArgs):
-        return True
+    """Whether ``transformation.update`` accepts optax's extra keyword arguments: an ``update``
+    with ``**kwargs``, as every fdl transformation's and every optax
+    ``GradientTransformationExtraArgs``'s is. optax's plain ``GradientTransformation``
+    (``optax.scale_by_adam``, say) and a user's ``update(updates, state, params)`` do not, and
+    :func:`chain` calls them without extras, as optax's ``with_extra_args_support`` does. An
+    ``update`` whose signature cannot be read counts as taking them if it belongs to optax's
+    ``GradientTransformationExtraArgs``."""
     try:
         parameters = inspect.signature(transformation.update).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: pass nothing extra
-        return False
+    except (TypeError, ValueError):  # no signature to read: trust the declared type
+        return isinstance(transformation, optax.GradientTransformationExtraArgs)
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 

@@ -7,8 +7,12 @@ name optimizers with strings. The table of names is not kept by hand; it is *der
   whose first parameter is ``learning_rate``, less the atoms (``scale_by_*``). A new alias
   exported from :mod:`fdl.optim` is a registry name at once.
 * **optax's names** are found the same way in ``optax.__all__`` (imported lazily, on first use:
-  :mod:`fdl.optim` never needs optax), less the deprecated ones and those whose ``update`` needs
-  more than ``(updates, state, params)`` (:data:`OPTAX_EXCLUDED` says why each is left out).
+  :mod:`fdl.optim` never needs optax), less the deprecated ones.
+
+Both libraries leave out the aliases a comparison of trajectories cannot run
+(:data:`OPTAX_EXCLUDED` says why each is left out). The line searches (``lbfgs``) and
+``polyak_sgd`` are in: the one train step passes them ``value``, ``grad`` and ``value_fn``
+(:func:`fdl.train.make_step`).
 
 fdl's names are read from :mod:`fdl.optim` at each call, so the registry is always what it
 exports; optax's are read once.
@@ -46,13 +50,11 @@ __all__ = [
 LIBRARIES = ("fdl", "optax")
 
 OPTAX_EXCLUDED: dict[str, str] = {
-    "lbfgs": "its update needs value, grad and value_fn",
     "noisy_sgd": "it draws noise from a key of its own",
     "dpsgd": "it needs per-example gradients",
-    "polyak_sgd": "its update needs the loss value",
 }
-"""optax aliases left out of the registry, with the reason (an ``update`` that needs more than
-``(updates, state, params)``, or a randomness of its own)."""
+"""Aliases left out of the registry (optax's and fdl's alike), with the reason: a randomness
+of its own, or an ``update`` that needs what a train step does not have."""
 
 
 def _aliases(namespace: Any, exclude: Collection[str] = ()) -> tuple[str, ...]:
@@ -86,7 +88,7 @@ def _names(library: str) -> tuple[str, ...]:
     if library == "fdl":
         import fdl.optim
 
-        return _aliases(fdl.optim)
+        return _aliases(fdl.optim, OPTAX_EXCLUDED)
     found = _optax_aliases()
     shared = [name for name in _names("fdl") if name in found]
     return (*shared, *sorted(found - set(shared)))
