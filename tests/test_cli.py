@@ -33,6 +33,14 @@ def test_list_shows_problems_and_optimizers(capsys):
     code, out, _ = run(["compare", "--list"], capsys)
     assert code == 0
     assert "problems: rosenbrock, beale" in out and "optax:NAME): sgd" in out
+    # what is and isn't twinned, derived from the registry
+    fdl_names = set(fdl.optim.optimizer_names("fdl", qualified=False))
+    optax_names = fdl.optim.optimizer_names("optax", qualified=False)
+    untwinned = [name for name in optax_names if name not in fdl_names]
+    twinned_line = f"twinned (in both, compared at every step): {len(optax_names) - len(untwinned)} of "
+    assert f"{twinned_line}{len(optax_names)} optax optimizers" in out
+    assert f"optax optimizers without an fdl twin: {', '.join(untwinned) or 'none'}\n" in out
+    assert "left out of both (and why): noisy_sgd: it draws noise" in out
 
 
 def test_compare_writes_every_file_and_prints_the_table(tmp_path, capsys):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fdl.compare import compare
-from fdl.optim.registry import LIBRARIES, make_optimizer, optimizer_names
+from fdl.optim.registry import LIBRARIES, OPTAX_EXCLUDED, make_optimizer, optimizer_names
 from fdl.problems import get_problem, problem_names
 
 __all__ = ["build_parser", "main", "parse_opt", "parse_value"]
@@ -92,11 +92,16 @@ def _add_compare(commands: Any) -> None:
 
 def _list_names() -> str:
     fdl_names, optax_names = (optimizer_names(lib, qualified=False) for lib in LIBRARIES)
+    untwinned = [name for name in optax_names if name not in fdl_names]
     return "\n".join(
         [
             f"problems: {', '.join(problem_names())}",
             f"fdl optimizers (NAME or fdl:NAME): {', '.join(fdl_names)}",
             f"optax optimizers (optax:NAME): {', '.join(optax_names)}",
+            f"twinned (in both, compared at every step): {len(optax_names) - len(untwinned)} of "
+            f"{len(optax_names)} optax optimizers",
+            f"optax optimizers without an fdl twin: {', '.join(untwinned) or 'none'}",
+            f"left out of both (and why): {'; '.join(f'{k}: {v}' for k, v in OPTAX_EXCLUDED.items())}",
         ]
     )
 
