@@ -10,6 +10,7 @@ One module per idea, each readable on its own:
 
 ============================  ==============================================================
 ``fdl.optim.base``            the contract, ``chain``, ``apply_updates``, learning-rate scaling
+``fdl.optim.types``           optax's names for the contract's pieces (``Params``, ...), for hints
 ``fdl.optim.momentum``        heavy-ball and Nesterov momentum, EMAs (``ema``); SGD
 ``fdl.optim.adam``            Adam, NAdam, AdamW, NAdamW
 ``fdl.optim.amsgrad``         AMSGrad (Adam with a never-decreasing second moment)
@@ -167,6 +168,16 @@ from fdl.optim.trust_ratio import (
     scale_by_param_block_rms,
     scale_by_trust_ratio,
 )
+from fdl.optim.types import (
+    MaskOrFn,
+    OptState,
+    Params,
+    ShouldSkipUpdateFunction,
+    TransformInitFn,
+    TransformUpdateExtraArgsFn,
+    TransformUpdateFn,
+    Updates,
+)
 from fdl.optim.weight_decay import (
     AddDecayedWeightsState,
     MaskedNode,
@@ -179,6 +190,14 @@ from fdl.optim.yogi import scale_by_yogi, yogi
 __all__ = [
     # the contract and combinators
     "GradientTransformation",
+    "Params",
+    "Updates",
+    "OptState",
+    "TransformInitFn",
+    "TransformUpdateFn",
+    "TransformUpdateExtraArgsFn",
+    "MaskOrFn",
+    "ShouldSkipUpdateFunction",
     "GradientTransformationExtraArgs",
     "with_extra_args_support",
     "init_empty_state",
