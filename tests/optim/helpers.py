@@ -502,7 +502,8 @@ def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked:
         size = np.maximum(np.abs(a64), np.abs(b64))
         if stacked:  # each element's largest magnitude over the steps (axis 0)
             size = np.broadcast_to(size.max(axis=0, keepdims=True), size.shape)
-        error = np.abs(a64 - b64)
+        with np.errstate(invalid="ignore"):  # inf - inf (equal infinities pass below)
+            error = np.abs(a64 - b64)
         bad = ~((a64 == b64) | (np.isnan(a64) & np.isnan(b64)) | (error <= rtol * size))  # NaN: either part
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -17,7 +17,7 @@ import pytest
 
 import fdl.optim
 import fdl.optim.torch
-from fdl.optim import GradientTransformation, make_optimizer, optimizer_names
+from fdl.optim import GradientTransformation, LookaheadParams, LookaheadState, make_optimizer, optimizer_names
 
 # Exports that build nothing from hyperparameters (functions of trees, the registry, wrappers
 # whose arguments are transformations or masks).
@@ -45,6 +45,12 @@ NOT_FACTORIES = {
     "get_optimizer",
     "make_optimizer",
     "optimizer_names",
+    "incremental_update",
+    "periodic_update",
+    "scale_gradient",
+    "stateless",
+    "stateless_with_tree_map",
+    "value_and_grad_from_state",
 }
 
 # Annotations of numeric hyperparameters, and of the other arguments (flags, dtypes, masks,
@@ -74,6 +80,8 @@ NOT_NUMERIC = {
     "Iterable[Mapping[str, Any]]",
     "Mask",
     "GradientTransformation",
+    "Measure",
+    "Mapping[str, GradientTransformation | Measure]",
 }
 
 # A valid value for each argument that has no numeric default.
@@ -100,6 +108,14 @@ VALID = {
     "cosine_kwargs": [dict(init_value=0.0, peak_value=1.0, warmup_steps=1, decay_steps=4)],
     "inner": fdl.optim.sgd(0.1),
     "max_consecutive_errors": 2,
+    "fast_optimizer": fdl.optim.sgd(0.1),
+    "sync_period": 2,
+    "slow_step_size": 0.5,
+    "measure": lambda updates: updates,  # _use reads updates["w"]
+    "measures": {"norm": fdl.tree.norm},
+    "max_backtracking_steps": 15,
+    "max_linesearch_steps": 15,
+    "max_learning_rate": 1.0,
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.
@@ -111,6 +127,7 @@ CONCRETE_ONLY = {
     "warmup_steps",
     "pct_start",  # a one-cycle's fractions place its boundaries
     "pct_final",
+    "memory_size",  # L-BFGS's memory sets the shapes of its state
 }
 
 SCHEDULE_ALSO = " or a schedule (a function of the step)"
@@ -204,7 +221,8 @@ def test_a_string_is_refused_naming_function_argument_and_value(label, factory, 
 @pytest.mark.parametrize("label, factory, arg, annotation", ARGUMENTS, ids=IDS)
 def test_bools_complex_and_undocumented_none_are_refused(label, factory, arg, annotation):
     """bool is refused for every real-valued hyperparameter, Python's, NumPy's or an array of
-    them; ``None`` only where it is not the documented default."""
+    them; ``None`` only where it is not documented (the default, or ``| None`` in the
+    annotation)."""
     refused = [
         (True, "bool"),
         (np.True_, "bool"),
@@ -212,7 +230,9 @@ def test_bools_complex_and_undocumented_none_are_refused(label, factory, arg, an
         (np.asarray([0.5], np.complex64), "complex64 array"),
         (0.5 + 0j, "complex"),
     ]
-    if inspect.signature(factory).parameters[arg].default is not None:
+    # None is documented where it is the default, or where the annotation says `| None`
+    # (zoom's approx_dec_rtol: 1e-6 by default, None for Armijo's condition alone)
+    if inspect.signature(factory).parameters[arg].default is not None and "None" not in annotation:
         refused.append((None, "NoneType"))
     for value, kind in refused:
         with pytest.raises(TypeError) as info:
@@ -235,7 +255,19 @@ def _use(built):
     """Run what a factory built once: a step of a transformation, or a schedule at step 3."""
     if isinstance(built, GradientTransformation):
         params = {"w": jnp.ones(3)}
-        updates, _ = built.update({"w": jnp.full(3, 0.5)}, built.init(params), params)
+        if isinstance(built.init(LookaheadParams.init_synced(params)), LookaheadState):
+            pair = LookaheadParams.init_synced(params)  # lookahead steps fast and slow params
+            updates, _ = built.update({"w": jnp.full(3, 0.5)}, built.init(pair), pair)
+            return updates.fast["w"]
+
+        def value_fn(p):
+            return 0.25 * jnp.sum(p["w"] ** 2)
+
+        # optax's extra arguments, as the one train step passes them (line searches need them)
+        grads = {"w": jnp.full(3, 0.5)}
+        updates, _ = built.update(
+            grads, built.init(params), params, value=value_fn(params), grad=grads, value_fn=value_fn
+        )
         return updates["w"]
     return built(jnp.asarray(3, jnp.int32))
 

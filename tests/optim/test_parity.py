@@ -542,6 +542,45 @@ ROWS = [
     ),
     atom("clip", "clipping", "clip", 0.05, max_delta=0.5),
     atom("clip_by_global_norm", "clipping", "clip_by_global_norm", 0.05, max_norm=1.0),
+    # Rprop, NovoGrad, Adan
+    alias("rprop", "rprop", "rprop", learning_rate=1e-2),
+    alias(
+        "rprop-etas-step_bounds",
+        "rprop",
+        "rprop",
+        learning_rate=1e-2,
+        eta_minus=0.4,
+        eta_plus=1.1,
+        min_step_size=1e-5,
+        max_step_size=0.1,
+    ),
+    atom("scale_by_rprop", "rprop", "scale_by_rprop", 1.0, learning_rate=2e-2, eta_plus=1.3),
+    alias("novograd", "novograd", "novograd", learning_rate=1e-2),
+    alias(
+        "novograd-b1-b2-weight_decay",
+        "novograd",
+        "novograd",
+        learning_rate=1e-2,
+        b1=0.8,
+        b2=0.3,
+        eps=1e-8,
+        weight_decay=1e-3,
+    ),
+    # (mu_dtype: optax returns the updates in mu_dtype, fdl in the gradients' dtype; test_novograd.py)
+    atom("scale_by_novograd-eps_root", "novograd", "scale_by_novograd", 1e-2, eps_root=1e-8),
+    alias("adan", "adan", "adan", learning_rate=1e-2),
+    alias(
+        "adan-betas-weight_decay-mask",
+        "adan",
+        "adan",
+        learning_rate=1e-2,
+        b1=0.9,
+        b2=0.9,
+        b3=0.99,
+        weight_decay=1e-2,
+        mask=skip_biases,
+    ),
+    atom("scale_by_adan-eps_root", "adan", "scale_by_adan", 1e-2, eps_root=1e-6),
 ]
 
 
@@ -592,6 +631,9 @@ NOT_COMPLEX = {
     "complex Adadelta); fdl's is checked against its formula instead",
     "scale_by_adadelta": "as adadelta",
     "clip": "no order on complex numbers: both refuse complex updates (jnp.clip raises)",
+    "rprop": "Rprop compares the signs of successive gradients, which complex numbers do not have: "
+    "fdl refuses complex updates naming the leaf, optax fails inside jnp.clip",
+    "scale_by_rprop": "as rprop",
 }
 # Rows with a real state dtype (bfloat16 moments) are left out too: for complex parameters fdl
 # refuses a real mu_dtype / accumulator_dtype (it would drop the imaginary part, as optax does).
@@ -644,6 +686,9 @@ FDL_MODULES = (
     "conditional",
     "weight_decay",
     "clipping",
+    "rprop",
+    "novograd",
+    "adan",
 )
 
 

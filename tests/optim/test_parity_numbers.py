@@ -124,6 +124,17 @@ def test_complex_clip_is_refused_by_both():
     assert "clip" in NOT_COMPLEX
 
 
+def test_complex_rprop_is_refused_by_fdl_and_fails_in_optax():
+    updates = jnp.asarray([1 + 1j, 2 - 3j], jnp.complex64)
+    opt = fo.rprop(1e-2)
+    with pytest.raises(TypeError, match=r"^scale_by_rprop: the update leaf at the root is complex64"):
+        opt.update(updates, opt.init(updates))
+    theirs = optax.rprop(1e-2)
+    with optax_promotion(), pytest.raises(ValueError, match=r"[Cc]omplex"):
+        theirs.update(updates, theirs.init(updates))
+    assert {"rprop", "scale_by_rprop"} <= set(NOT_COMPLEX)
+
+
 def _adadelta_reference(grads: list[np.ndarray], rho: float, eps: float) -> list[np.ndarray]:
     """Zeiler's Adadelta with |g|^2 and |u|^2, in complex128 NumPy."""
     e_g = e_x = np.zeros(grads[0].shape)

@@ -74,7 +74,9 @@ from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
 from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
 from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
 from fdl.optim.adamax import adamax, adamaxw, scale_by_adamax
+from fdl.optim.adan import ScaleByAdanState, adan, scale_by_adan
 from fdl.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
+from fdl.optim.averaging import incremental_update, periodic_update
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -121,6 +123,7 @@ from fdl.optim.freezing import (
     selective_transform,
     set_to_zero,
 )
+from fdl.optim.gradient_scaling import scale_gradient
 from fdl.optim.inject import (
     InjectHyperparamsState,
     InjectStatefulHyperparamsState,
@@ -129,9 +132,20 @@ from fdl.optim.inject import (
     inject_hyperparams,
     inject_stateful_hyperparams,
 )
+from fdl.optim.layouts import flatten
+from fdl.optim.lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs
+from fdl.optim.linesearch import (
+    BacktrackingLinesearchInfo,
+    ScaleByBacktrackingLinesearchState,
+    scale_by_backtracking_linesearch,
+    value_and_grad_from_state,
+)
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
+from fdl.optim.lookahead import LookaheadParams, LookaheadState, lookahead
 from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
+from fdl.optim.monitor import MonitorState, measure_with_ema, monitor
 from fdl.optim.normalize import centralize, normalize_by_update_norm
+from fdl.optim.novograd import ScaleByNovogradState, novograd, scale_by_novograd
 from fdl.optim.radam import radam, scale_by_radam
 from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 from fdl.optim.rms import (
@@ -143,6 +157,7 @@ from fdl.optim.rms import (
     scale_by_rms,
     scale_by_stddev,
 )
+from fdl.optim.rprop import ScaleByRpropState, rprop, scale_by_rprop
 from fdl.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -160,6 +175,7 @@ from fdl.optim.schedules import (
     warmup_exponential_decay_schedule,
 )
 from fdl.optim.sign import scale_by_sign, sign_sgd, signum
+from fdl.optim.stateless import stateless, stateless_with_tree_map
 from fdl.optim.trust_ratio import (
     ScaleByTrustRatioState,
     lamb,
@@ -186,6 +202,7 @@ from fdl.optim.weight_decay import (
     masked,
 )
 from fdl.optim.yogi import scale_by_yogi, yogi
+from fdl.optim.zoom_linesearch import ScaleByZoomLinesearchState, ZoomLinesearchInfo, scale_by_zoom_linesearch
 
 __all__ = [
     # the contract and combinators
@@ -287,6 +304,33 @@ __all__ = [
     "clip_by_global_norm",
     "ClipByGlobalNormState",
     "global_norm",
+    "scale_by_rprop",
+    "ScaleByRpropState",
+    "scale_by_novograd",
+    "ScaleByNovogradState",
+    "scale_by_adan",
+    "ScaleByAdanState",
+    "lookahead",
+    "LookaheadParams",
+    "LookaheadState",
+    "monitor",
+    "MonitorState",
+    "measure_with_ema",
+    "flatten",
+    "stateless",
+    "stateless_with_tree_map",
+    "incremental_update",
+    "periodic_update",
+    "scale_gradient",
+    "BacktrackingLinesearchInfo",
+    "ScaleByBacktrackingLinesearchState",
+    "scale_by_backtracking_linesearch",
+    "value_and_grad_from_state",
+    "ScaleByLBFGSState",
+    "scale_by_lbfgs",
+    "ZoomLinesearchInfo",
+    "ScaleByZoomLinesearchState",
+    "scale_by_zoom_linesearch",
     # aliases
     "sgd",
     "adam",
@@ -307,6 +351,10 @@ __all__ = [
     "adamaxw",
     "lars",
     "lamb",
+    "rprop",
+    "novograd",
+    "adan",
+    "lbfgs",
     # schedules
     "constant_schedule",
     "linear_schedule",

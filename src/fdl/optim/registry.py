@@ -151,7 +151,7 @@ def twin_name(name: str) -> str | None:
     """The other library's optimizer of the same name, or ``None`` if it has none.
 
     >>> twin_name("adam"), twin_name("optax:adam"), twin_name("optax:novograd")
-    ('optax:adam', 'fdl:adam', None)
+    ('optax:adam', 'fdl:adam', 'fdl:novograd')
     """
     library, base = resolve_name(name)
     other = LIBRARIES[1 - LIBRARIES.index(library)]
