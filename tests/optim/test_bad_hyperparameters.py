@@ -51,6 +51,10 @@ NOT_FACTORIES = {
     "stateless",
     "stateless_with_tree_map",
     "value_and_grad_from_state",
+    "safe_norm",
+    "safe_root_mean_squares",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
 }
 
 # Annotations of numeric hyperparameters, and of the other arguments (flags, dtypes, masks,
@@ -82,6 +86,11 @@ NOT_NUMERIC = {
     "GradientTransformation",
     "Measure",
     "Mapping[str, GradientTransformation | Measure]",
+    "int | tuple[int, ...] | None",
+    "DecayRateFn",
+    "Key | None",
+    "Key",
+    "str | None",
 }
 
 # A valid value for each argument that has no numeric default.
@@ -116,6 +125,16 @@ VALID = {
     "max_backtracking_steps": 15,
     "max_linesearch_steps": 15,
     "max_learning_rate": 1.0,
+    "threshold": 1.0,
+    "clipping": 1.0,
+    "weight_decay_rate": 0.1,
+    "eta": 0.01,
+    "gamma": 0.55,
+    "l2_norm_clip": 1.0,
+    "noise_multiplier": 1.0,
+    "seed": 0,
+    "optimizer": fdl.optim.sgd(0.1),
+    "adv_optimizer": fdl.optim.sgd(0.1),
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.
@@ -128,7 +147,11 @@ CONCRETE_ONLY = {
     "pct_start",  # a one-cycle's fractions place its boundaries
     "pct_final",
     "memory_size",  # L-BFGS's memory sets the shapes of its state
+    "min_dim_size_to_factor",  # which leaves Adafactor factors: the shapes of its state
 }
+# Arguments of CONCRETE_ONLY's names that are traced values elsewhere: Adafactor's decay_rate
+# is the exponent of its decay schedule, computed in the update (as in optax).
+TRACED_HERE = {("adafactor", "decay_rate"), ("scale_by_factored_rms", "decay_rate")}
 
 SCHEDULE_ALSO = " or a schedule (a function of the step)"
 
@@ -251,7 +274,13 @@ def test_numpy_and_jax_numbers_are_accepted(label, factory, arg, annotation):
         assert isinstance(built, GradientTransformation) or callable(built), label
 
 
-def _use(built):
+# Transformations of per-example gradients (a leading batch axis on every leaf).
+PER_EXAMPLE = {"dpsgd", "differentially_private_aggregate"}
+# Transformations that evaluate the objective themselves (Sophia's Hessian estimates): obj_fn.
+OBJECTIVE = {"sophia", "scale_by_sophia"}
+
+
+def _use(built, label=""):
     """Run what a factory built once: a step of a transformation, or a schedule at step 3."""
     if isinstance(built, GradientTransformation):
         params = {"w": jnp.ones(3)}
@@ -263,11 +292,13 @@ def _use(built):
         def value_fn(p):
             return 0.25 * jnp.sum(p["w"] ** 2)
 
-        # optax's extra arguments, as the one train step passes them (line searches need them)
-        grads = {"w": jnp.full(3, 0.5)}
-        updates, _ = built.update(
-            grads, built.init(params), params, value=value_fn(params), grad=grads, value_fn=value_fn
-        )
+        # optax's extra arguments
+        grads = {"w": jnp.full((2, 3) if label in PER_EXAMPLE else 3, 0.5)}
+        if label in OBJECTIVE:
+            extra = dict(obj_fn=value_fn)
+        else:  # as the one train step passes them (line searches need them, and refuse others)
+            extra = dict(value=value_fn(params), grad=grads, value_fn=value_fn)
+        updates, _ = built.update(grads, built.init(params), params, **extra)
         return updates["w"]
     return built(jnp.asarray(3, jnp.int32))
 
@@ -278,10 +309,10 @@ def test_traced_values_are_accepted_unless_they_shape_a_schedule(label, factory,
     accepted unchecked, as before; a schedule's step counts must be concrete."""
 
     def build_and_use(value):
-        return _use(factory(**_required(factory, **{arg: value})))
+        return _use(factory(**_required(factory, **{arg: value})), label)
 
     value = float(_valid_value(factory, arg))
-    if arg in CONCRETE_ONLY:
+    if arg in CONCRETE_ONLY and (label, arg) not in TRACED_HERE:
         with pytest.raises(ValueError, match=rf"^{label}: `{arg}` must be a concrete, finite real"):
             jax.make_jaxpr(build_and_use)(value)
     else:

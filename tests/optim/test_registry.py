@@ -41,6 +41,9 @@ def test_fdl_names_are_the_aliases_fdl_optim_exports():
         "novograd",
         "adan",
         "lbfgs",
+        "adafactor",
+        "sm3",
+        "fromage",
     ]
     for name in FDL_NAMES:
         assert name in fdl.optim.__all__ and get_optimizer(name) is getattr(fdl.optim, name)

@@ -71,6 +71,7 @@ from fdl.optim.accumulate import (
     skip_not_finite,
 )
 from fdl.optim.adadelta import ScaleByAdaDeltaState, adadelta, scale_by_adadelta
+from fdl.optim.adafactor import FactoredState, adafactor, scale_by_factored_rms
 from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
 from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
 from fdl.optim.adamax import adamax, adamaxw, scale_by_adamax
@@ -97,6 +98,13 @@ from fdl.optim.base import (
     with_extra_args_support,
 )
 from fdl.optim.belief import ScaleByBeliefState, adabelief, scale_by_belief
+from fdl.optim.clip_adaptive import (
+    AdaptiveGradClipState,
+    adaptive_grad_clip,
+    clip_by_block_rms,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
 from fdl.optim.clipping import (
     ClipByGlobalNormState,
     ClipState,
@@ -123,6 +131,7 @@ from fdl.optim.freezing import (
     selective_transform,
     set_to_zero,
 )
+from fdl.optim.fromage import fromage
 from fdl.optim.gradient_scaling import scale_gradient
 from fdl.optim.inject import (
     InjectHyperparamsState,
@@ -144,8 +153,12 @@ from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
 from fdl.optim.lookahead import LookaheadParams, LookaheadState, lookahead
 from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
 from fdl.optim.monitor import MonitorState, measure_with_ema, monitor
+from fdl.optim.noise import AddNoiseState, add_noise, noisy_sgd
 from fdl.optim.normalize import centralize, normalize_by_update_norm
 from fdl.optim.novograd import ScaleByNovogradState, novograd, scale_by_novograd
+from fdl.optim.numerics import safe_norm, safe_root_mean_squares
+from fdl.optim.polyak import polyak_sgd, scale_by_polyak
+from fdl.optim.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate, dpsgd
 from fdl.optim.radam import radam, scale_by_radam
 from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 from fdl.optim.rms import (
@@ -158,6 +171,7 @@ from fdl.optim.rms import (
     scale_by_stddev,
 )
 from fdl.optim.rprop import ScaleByRpropState, rprop, scale_by_rprop
+from fdl.optim.sam import SAMState, sam
 from fdl.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -175,6 +189,14 @@ from fdl.optim.schedules import (
     warmup_exponential_decay_schedule,
 )
 from fdl.optim.sign import scale_by_sign, sign_sgd, signum
+from fdl.optim.sm3 import ScaleBySM3State, scale_by_sm3, sm3
+from fdl.optim.sophia import (
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+    sophia,
+)
 from fdl.optim.stateless import stateless, stateless_with_tree_map
 from fdl.optim.trust_ratio import (
     ScaleByTrustRatioState,
@@ -331,6 +353,28 @@ __all__ = [
     "ZoomLinesearchInfo",
     "ScaleByZoomLinesearchState",
     "scale_by_zoom_linesearch",
+    "AdaptiveGradClipState",
+    "adaptive_grad_clip",
+    "clip_by_block_rms",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "safe_norm",
+    "safe_root_mean_squares",
+    "FactoredState",
+    "scale_by_factored_rms",
+    "ScaleBySM3State",
+    "scale_by_sm3",
+    "AddNoiseState",
+    "add_noise",
+    "scale_by_polyak",
+    "DifferentiallyPrivateAggregateState",
+    "differentially_private_aggregate",
+    "SAMState",
+    "sam",
+    "SophiaState",
+    "scale_by_sophia",
+    "HutchinsonState",
+    "hutchinson_estimator_diag_hessian",
     # aliases
     "sgd",
     "adam",
@@ -355,6 +399,13 @@ __all__ = [
     "novograd",
     "adan",
     "lbfgs",
+    "adafactor",
+    "sm3",
+    "noisy_sgd",
+    "polyak_sgd",
+    "fromage",
+    "dpsgd",
+    "sophia",
     # schedules
     "constant_schedule",
     "linear_schedule",

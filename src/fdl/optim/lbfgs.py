@@ -116,7 +116,8 @@ def precondition_by_lbfgs(
     [2.0, 4.0]
     """
     size = weights_memory.shape[0]
-    order = (memory_idx + jnp.arange(size)) % size  # oldest to newest
+    start = jnp.asarray(memory_idx, jnp.int32)
+    order = (start + jnp.arange(size, dtype=jnp.int32)) % size  # oldest to newest
 
     def newest_first(q: PyTree, i: jax.Array) -> tuple[PyTree, jax.Array]:
         alpha = _times(weights_memory[i], real_vdot(_slot(diff_params_memory, i), q))

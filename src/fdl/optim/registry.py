@@ -52,6 +52,8 @@ LIBRARIES = ("fdl", "optax")
 OPTAX_EXCLUDED: dict[str, str] = {
     "noisy_sgd": "it draws noise from a key of its own",
     "dpsgd": "it needs per-example gradients",
+    "sophia": "its update needs obj_fn (the loss of the params, for its Hessian estimates), "
+    "which a train step does not pass",
 }
 """Aliases left out of the registry (optax's and fdl's alike), with the reason: a randomness
 of its own, or an ``update`` that needs what a train step does not have."""
