@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+import fdl.optim
 import fdl.tree
 from fdl.optim.base import EmptyState, GradientTransformation, apply_updates, chain
 from fdl.optim.clipping import clip_by_global_norm
@@ -168,3 +169,40 @@ def test_bad_arguments_are_refused():
         TypeError, match=r"^measure_with_ema: `decay` must be a real number, got '0.9' \(str\)$"
     ):
         measure_with_ema(fdl.tree.norm, "0.9")
+
+
+# ------------------------------------------------------------------------------------ snapshot
+
+
+def test_snapshot_keeps_the_measure_of_the_updates_where_it_sits_and_equals_optax():
+    params = {"w": jnp.asarray([3.0, 4.0]), "b": jnp.asarray([0.0])}
+    grads = [jax.tree.map(lambda p, i=i: (i + 1.0) * p + 1.0, params) for i in range(3)]
+
+    def build(lib):
+        return lib.chain(
+            lib.sgd(0.1, momentum=0.9), lib.snapshot("before_clip", optax.tree.norm), lib.clip(0.2)
+        )
+
+    ours, theirs = build(fdl.optim), build(optax)
+    state, optax_state = ours.init(params), theirs.init(params)
+    assert float(state[1].measurement["before_clip"]) == pytest.approx(5.0)  # |params| at init
+    trace = jax.tree.map(jnp.zeros_like, params)
+    for g in grads:
+        trace = jax.tree.map(lambda t, gi: 0.9 * t + gi, trace, g)
+        u, state = ours.update(g, state, params)
+        with optax_promotion():
+            optax_u, optax_state = theirs.update(g, optax_state, params)
+        expected = float(jnp.sqrt(sum(jnp.sum((0.1 * t) ** 2) for t in jax.tree.leaves(trace))))
+        assert float(state[1].measurement["before_clip"]) == pytest.approx(expected, rel=1e-6)
+        assert_same_tree(state, optax_state, "snapshot state:")
+        assert_same_tree(u, optax_u, "snapshot updates:")
+        assert max(float(jnp.max(jnp.abs(x))) for x in jax.tree.leaves(u)) <= np.float32(0.2)  # clipped after
+
+
+def test_snapshot_refuses_a_bad_name_or_measure():
+    with pytest.raises(TypeError, match=r"^snapshot: `measure_name` must be a string, got 3$"):
+        fdl.optim.snapshot(3, optax.tree.norm)
+    with pytest.raises(
+        TypeError, match=r"^snapshot: `measure` must be a function of the updates, got 'norm'$"
+    ):
+        fdl.optim.snapshot("n", "norm")

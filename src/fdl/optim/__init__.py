@@ -152,7 +152,7 @@ from fdl.optim.linesearch import (
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
 from fdl.optim.lookahead import LookaheadParams, LookaheadState, lookahead
 from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
-from fdl.optim.monitor import MonitorState, measure_with_ema, monitor
+from fdl.optim.monitor import MonitorState, SnapshotState, measure_with_ema, monitor, snapshot
 from fdl.optim.noise import AddNoiseState, add_noise, noisy_sgd
 from fdl.optim.normalize import centralize, normalize_by_update_norm
 from fdl.optim.novograd import ScaleByNovogradState, novograd, scale_by_novograd
@@ -171,7 +171,7 @@ from fdl.optim.rms import (
     scale_by_stddev,
 )
 from fdl.optim.rprop import ScaleByRpropState, rprop, scale_by_rprop
-from fdl.optim.sam import SAMState, sam
+from fdl.optim.sam import NormalizeState, SAMState, normalize, sam
 from fdl.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -337,6 +337,8 @@ __all__ = [
     "LookaheadState",
     "monitor",
     "MonitorState",
+    "snapshot",
+    "SnapshotState",
     "measure_with_ema",
     "flatten",
     "stateless",
@@ -370,6 +372,8 @@ __all__ = [
     "DifferentiallyPrivateAggregateState",
     "differentially_private_aggregate",
     "SAMState",
+    "normalize",
+    "NormalizeState",
     "sam",
     "SophiaState",
     "scale_by_sophia",

@@ -26,7 +26,7 @@ from fdl.optim.momentum import ema
 from fdl.optim.stateless import stateless
 from fdl.tree import floats
 
-__all__ = ["MonitorState", "monitor", "measure_with_ema"]
+__all__ = ["MonitorState", "monitor", "measure_with_ema", "SnapshotState", "snapshot"]
 
 PyTree = Any
 Scalar = float | jax.Array
@@ -57,6 +57,63 @@ def _of_updates(measure: Measure) -> Callable[[PyTree, PyTree | None], PyTree]:
         return measure(updates)
 
     return measured
+
+
+class SnapshotState(NamedTuple):
+    """:func:`snapshot`'s state (optax's field).
+
+    Attributes:
+      measurement: ``{measure_name: measure(updates)}`` of the last updates (of the
+        parameters, before the first).
+    """
+
+    measurement: dict[str, PyTree]
+
+
+@names_errors("snapshot")
+def snapshot(measure_name: str, measure: Measure) -> GradientTransformation:
+    r"""Keep ``measure`` of the updates that reach this point of a chain in the state.
+
+    .. math::
+
+        u_t \mapsto u_t, \qquad s_t = \{\text{measure\_name}: \text{measure}(u_t)\},
+        \qquad s_0 = \{\text{measure\_name}: \text{measure}(\theta_0)\}
+
+    The updates pass unchanged; read the snapshot from the chain's state (its
+    ``measurement[measure_name]``). The state at ``init`` measures the parameters, so it has
+    the structure of every later state (as optax's).
+
+    Args:
+      measure_name: the key of the measurement in the state.
+      measure: ``updates -> tree of arrays``, e.g. :func:`fdl.tree.norm`; it also gets the
+        parameters at ``init``.
+
+    Returns:
+      A transformation with state :class:`SnapshotState`.
+
+    Raises:
+      TypeError: ``measure_name`` is not a string, or ``measure`` is not callable.
+
+    >>> import jax.numpy as jnp, fdl
+    >>> opt = fdl.optim.chain(fdl.optim.sgd(0.1), snapshot("step_norm", fdl.tree.norm))
+    >>> params = jnp.asarray([3.0, 4.0])
+    >>> _, state = opt.update(params, opt.init(params))
+    >>> float(state[1].measurement["step_norm"])  # |0.1 * (3, 4)|
+    0.5
+    """
+    if not isinstance(measure_name, str):
+        raise TypeError(f"`measure_name` must be a string, got {measure_name!r}")
+    if not callable(measure):
+        raise TypeError(f"`measure` must be a function of the updates, got {measure!r}")
+
+    def init(params):
+        return SnapshotState({measure_name: measure(params)})
+
+    def update(updates, state, params=None, **extra_args):
+        del state, params, extra_args
+        return updates, SnapshotState({measure_name: measure(updates)})
+
+    return GradientTransformation(init, update)
 
 
 @names_errors("monitor")
