@@ -53,6 +53,24 @@ def default_float() -> jnp.dtype:
     return jnp.dtype(jnp.result_type(float))
 
 
+def lowest_float(tree: Any) -> jnp.dtype:
+    """The dtype of ``tree``'s leaves that every other leaf's dtype promotes from (bfloat16
+    among bfloat16 and float32), as optax's ``tree.dtype(tree, 'lowest')``; an integer leaf
+    counts as the default float, and an empty tree gives the default float.
+
+    >>> import jax.numpy as jnp
+    >>> lowest_float({"a": jnp.ones(2), "b": jnp.ones(2, jnp.bfloat16), "n": jnp.ones(2, jnp.int32)})
+    dtype(bfloat16)
+    """
+    lowest = None
+    for leaf in jax.tree.leaves(tree):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            dtype = default_float()
+        lowest = dtype if lowest is None or promote_types(lowest, dtype) == lowest else lowest
+    return default_float() if lowest is None else jnp.dtype(lowest)
+
+
 def with_default_float(*values: Any) -> jnp.dtype:
     """The dtypes of ``values`` (``None`` skipped) promoted with the default float type.
 

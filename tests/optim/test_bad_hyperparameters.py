@@ -55,6 +55,7 @@ NOT_FACTORIES = {
     "safe_root_mean_squares",
     "per_example_global_norm_clip",
     "per_example_layer_norm_clip",
+    "schedule_free_eval_params",
 }
 
 # Annotations of numeric hyperparameters, and of the other arguments (flags, dtypes, masks,
@@ -70,6 +71,7 @@ NUMERIC = {
     "int",
     "float | jax.Array",
     "float | jax.Array | None",
+    "int | None",
 }
 NOT_NUMERIC = {
     "bool",
@@ -91,6 +93,9 @@ NOT_NUMERIC = {
     "Key | None",
     "Key",
     "str | None",
+    "NsCoeffs",
+    "Preconditioning",
+    "tuple[Scalar, Scalar]",
 }
 
 # A valid value for each argument that has no numeric default.
@@ -135,6 +140,11 @@ VALID = {
     "seed": 0,
     "optimizer": fdl.optim.sgd(0.1),
     "adv_optimizer": fdl.optim.sgd(0.1),
+    "consistent_rms": 0.2,
+    "adam_learning_rate": 0.1,
+    "base_optimizer": fdl.optim.sgd(0.1),
+    "weight_decay": 1e-4,
+    "beta3": 0.95,
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.
@@ -278,6 +288,7 @@ def test_numpy_and_jax_numbers_are_accepted(label, factory, arg, annotation):
 PER_EXAMPLE = {"dpsgd", "differentially_private_aggregate"}
 # Transformations that evaluate the objective themselves (Sophia's Hessian estimates): obj_fn.
 OBJECTIVE = {"sophia", "scale_by_sophia"}
+MATRICES = {"scale_by_muon"}
 
 
 def _use(built, label=""):
@@ -293,13 +304,15 @@ def _use(built, label=""):
             return 0.25 * jnp.sum(p["w"] ** 2)
 
         # optax's extra arguments
-        grads = {"w": jnp.full((2, 3) if label in PER_EXAMPLE else 3, 0.5)}
+        if label in MATRICES:  # Muon orthogonalizes matrices (its alias steps the rest by Adam)
+            params = {"w": jnp.eye(3)}
+        grads = {"w": jnp.full((2, 3) if label in PER_EXAMPLE else params["w"].shape, 0.5)}
         if label in OBJECTIVE:
             extra = dict(obj_fn=value_fn)
         else:  # as the one train step passes them (line searches need them, and refuse others)
             extra = dict(value=value_fn(params), grad=grads, value_fn=value_fn)
         updates, _ = built.update(grads, built.init(params), params, **extra)
-        return updates["w"]
+        return updates["w"].reshape(-1)
     return built(jnp.asarray(3, jnp.int32))
 
 

@@ -44,6 +44,13 @@ def test_fdl_names_are_the_aliases_fdl_optim_exports():
         "adafactor",
         "sm3",
         "fromage",
+        "adopt",
+        "ademamix",
+        "simplified_ademamix",
+        "muon",
+        "schedule_free_adamw",
+        "schedule_free_sgd",
+        "prodigy",
     ]
     for name in FDL_NAMES:
         assert name in fdl.optim.__all__ and get_optimizer(name) is getattr(fdl.optim, name)

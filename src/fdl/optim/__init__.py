@@ -76,6 +76,15 @@ from fdl.optim.adagrad import ScaleByRssState, adagrad, scale_by_rss
 from fdl.optim.adam import ScaleByAdamState, adam, adamw, nadam, nadamw, scale_by_adam
 from fdl.optim.adamax import adamax, adamaxw, scale_by_adamax
 from fdl.optim.adan import ScaleByAdanState, adan, scale_by_adan
+from fdl.optim.ademamix import (
+    ScaleByAdemamixState,
+    ScaleBySimplifiedAdEMAMixState,
+    ademamix,
+    scale_by_ademamix,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
+from fdl.optim.adopt import adopt, scale_by_adopt
 from fdl.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
 from fdl.optim.averaging import incremental_update, periodic_update
 from fdl.optim.base import (
@@ -153,12 +162,15 @@ from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
 from fdl.optim.lookahead import LookaheadParams, LookaheadState, lookahead
 from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
 from fdl.optim.monitor import MonitorState, SnapshotState, measure_with_ema, monitor, snapshot
+from fdl.optim.muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
 from fdl.optim.noise import AddNoiseState, add_noise, noisy_sgd
 from fdl.optim.normalize import centralize, normalize_by_update_norm
 from fdl.optim.novograd import ScaleByNovogradState, novograd, scale_by_novograd
 from fdl.optim.numerics import safe_norm, safe_root_mean_squares
+from fdl.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
 from fdl.optim.polyak import polyak_sgd, scale_by_polyak
 from fdl.optim.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate, dpsgd
+from fdl.optim.prodigy import ProdigyState, prodigy
 from fdl.optim.radam import radam, scale_by_radam
 from fdl.optim.registry import get_optimizer, make_optimizer, optimizer_names
 from fdl.optim.rms import (
@@ -172,6 +184,13 @@ from fdl.optim.rms import (
 )
 from fdl.optim.rprop import ScaleByRpropState, rprop, scale_by_rprop
 from fdl.optim.sam import NormalizeState, SAMState, normalize, sam
+from fdl.optim.schedule_free import (
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from fdl.optim.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -379,6 +398,20 @@ __all__ = [
     "scale_by_sophia",
     "HutchinsonState",
     "hutchinson_estimator_diag_hessian",
+    "scale_by_adopt",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
+    "scale_by_ademamix",
+    "scale_by_simplified_ademamix",
+    "MuonDimensionNumbers",
+    "MuonState",
+    "scale_by_muon",
+    "ScheduleFreeState",
+    "schedule_free",
+    "schedule_free_eval_params",
+    "ReduceLROnPlateauState",
+    "reduce_on_plateau",
+    "ProdigyState",
     # aliases
     "sgd",
     "adam",
@@ -410,6 +443,13 @@ __all__ = [
     "fromage",
     "dpsgd",
     "sophia",
+    "adopt",
+    "ademamix",
+    "simplified_ademamix",
+    "muon",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    "prodigy",
     # schedules
     "constant_schedule",
     "linear_schedule",

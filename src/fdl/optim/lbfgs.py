@@ -214,7 +214,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
             raise ValueError(
                 "scale_by_lbfgs.update needs `params` (it stores the steps' differences), got None"
             )
-        updates = floats(updates)
+        updates, params = floats(updates), floats(params)  # integers as floats
         check_update_shapes("scale_by_lbfgs", updates, params, "params", state.params)
         k = state.count
         memory_idx, prev_idx = k % size, (k - 1) % size  # slots of pair k (next) and k - 1

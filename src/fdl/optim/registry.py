@@ -6,8 +6,9 @@ name optimizers with strings. The table of names is not kept by hand; it is *der
 * **fdl's names** are the aliases :mod:`fdl.optim` exports: the functions in its ``__all__``
   whose first parameter is ``learning_rate``, less the atoms (``scale_by_*``). A new alias
   exported from :mod:`fdl.optim` is a registry name at once.
-* **optax's names** are found the same way in ``optax.__all__`` (imported lazily, on first use:
-  :mod:`fdl.optim` never needs optax), less the deprecated ones.
+* **optax's names** are found the same way in ``optax.__all__`` and in ``optax.contrib``
+  (``optax:muon`` is ``optax.contrib.muon``; imported lazily, on first use: :mod:`fdl.optim`
+  never needs optax), less the deprecated ones.
 
 Both libraries leave out the aliases a comparison of trajectories cannot run
 (:data:`OPTAX_EXCLUDED` says why each is left out). The line searches (``lbfgs``) and
@@ -59,11 +60,12 @@ OPTAX_EXCLUDED: dict[str, str] = {
 of its own, or an ``update`` that needs what a train step does not have."""
 
 
-def _aliases(namespace: Any, exclude: Collection[str] = ()) -> tuple[str, ...]:
-    """The names in ``namespace.__all__`` of functions (or partials) taking ``learning_rate``
-    first, less atoms (``scale_by_*``), deprecated names and ``exclude``, in ``__all__`` order."""
-    names = []
-    for name in namespace.__all__:
+def _aliases(namespace: Any, exclude: Collection[str] = (), names: Any = None) -> tuple[str, ...]:
+    """The ``names`` (default ``namespace.__all__``) of functions (or partials) taking
+    ``learning_rate`` first, less atoms (``scale_by_*``), deprecated names and ``exclude``, in
+    order."""
+    found = []
+    for name in namespace.__all__ if names is None else names:
         if name.startswith("scale_by_") or name in exclude or not name[:1].islower():
             continue
         with warnings.catch_warnings(record=True) as caught:
@@ -73,15 +75,19 @@ def _aliases(namespace: Any, exclude: Collection[str] = ()) -> tuple[str, ...]:
             continue
         parameters = list(inspect.signature(value).parameters)
         if parameters[:1] == ["learning_rate"]:
-            names.append(name)
-    return tuple(names)
+            found.append(name)
+    return tuple(found)
 
 
 @functools.cache
 def _optax_aliases() -> frozenset[str]:
     import optax
+    import optax.contrib
 
-    return frozenset(_aliases(optax, OPTAX_EXCLUDED))
+    main = _aliases(optax, OPTAX_EXCLUDED)
+    public = sorted(name for name in vars(optax.contrib) if not name.startswith("_"))
+    contrib = _aliases(optax.contrib, {*OPTAX_EXCLUDED, *main}, names=public)
+    return frozenset((*main, *contrib))
 
 
 def _names(library: str) -> tuple[str, ...]:
@@ -174,11 +180,14 @@ def get_optimizer(name: str) -> Callable[..., Any]:
     True
     """
     library, base = resolve_name(name)
-    if library == "optax":
-        import optax as namespace
-    else:
-        import fdl.optim as namespace
-    return getattr(namespace, base)
+    if library == "optax":  # optax's main namespace, else optax.contrib
+        import optax
+        import optax.contrib
+
+        return getattr(optax, base, None) or getattr(optax.contrib, base)
+    import fdl.optim
+
+    return getattr(fdl.optim, base)
 
 
 def make_optimizer(name: str, hyperparams: Mapping[str, Any] | None = None) -> Any:
