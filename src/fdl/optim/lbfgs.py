@@ -315,6 +315,21 @@ def lbfgs(
     >>> [round(x, 4) for x in w.tolist()]
     [1.0, 1.0]
 
+    Differs from PyTorch:
+      ``torch.optim.LBFGS`` is the same two-loop recursion with the same initial scaling
+      :math:`\gamma_k = s_{k-1}^\top y_{k-1} / y_{k-1}^\top y_{k-1}`, but one call of its
+      ``step(closure)`` runs up to ``max_iter=20`` iterations (stopping when
+      :math:`\lVert g \rVert_\infty \le` ``tolerance_grad`` or a step changes the loss or
+      the parameters by less than ``tolerance_change``), where one ``update`` here is one
+      iteration. It keeps ``history_size=100`` pairs (here ``memory_size=10``) and drops a pair
+      with :math:`s^\top y \le 10^{-10}` (here only :math:`s^\top y = 0` gives the pair weight
+      0). Without a line search its step is :math:`-\text{lr}\, P_k g_k`, the first one
+      :math:`-\text{lr} \min(1, 1/\lVert g_0 \rVert_1)\, g_0` (an L1 norm; here the first
+      direction is :math:`\min(1, 1/\lVert g_0 \rVert_2)\, g_0` with
+      ``scale_init_precond``). Its ``line_search_fn="strong_wolfe"`` is a cubic-interpolation
+      zoom of up to 25 evaluations with :math:`c_1 = 10^{-4}, c_2 = 0.9`, the same conditions
+      as :func:`~fdl.optim.zoom_linesearch.scale_by_zoom_linesearch` (20 steps by default).
+
     References:
       Nocedal & Wright, *Numerical Optimization*, 2nd ed., Algorithms 7.4 and 7.5, 2006.
     """
