@@ -56,6 +56,10 @@ NOT_FACTORIES = {
     "per_example_global_norm_clip",
     "per_example_layer_norm_clip",
     "schedule_free_eval_params",
+    "named_chain",
+    "power_iteration",
+    "matrix_inverse_pth_root",
+    "microbatch",
 }
 
 # Annotations of numeric hyperparameters, and of the other arguments (flags, dtypes, masks,
@@ -145,6 +149,7 @@ VALID = {
     "base_optimizer": fdl.optim.sgd(0.1),
     "weight_decay": 1e-4,
     "beta3": 0.95,
+    "optimism": 0.01,
 }
 
 # Arguments that shape a schedule in Python: a traced value is refused (ValueError), by design.

@@ -51,6 +51,9 @@ def test_fdl_names_are_the_aliases_fdl_optim_exports():
         "schedule_free_adamw",
         "schedule_free_sgd",
         "prodigy",
+        "optimistic_gradient_descent",
+        "optimistic_adam",
+        "optimistic_adam_v2",
     ]
     for name in FDL_NAMES:
         assert name in fdl.optim.__all__ and get_optimizer(name) is getattr(fdl.optim, name)

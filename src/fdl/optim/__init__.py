@@ -55,6 +55,11 @@ One module per idea, each readable on its own:
 ``fdl.optim.stateless``         transformations from plain functions of the updates
 ``fdl.optim.averaging``         incremental (Polyak) and periodic averages of parameters
 ``fdl.optim.gradient_scaling``  a gradient scaled in the backward pass only (``scale_gradient``)
+``fdl.optim.optimistic``        optimistic gradients (OGD, optimistic Adam)
+``fdl.optim.dog``               DoG (a step size from the distance travelled)
+``fdl.optim.named_chain``       a chain whose states are kept by name
+``fdl.optim.microbatch``        a function of a batch evaluated in microbatches
+``fdl.optim.linear_algebra``    power iteration, inverse p-th roots of matrices
 ``fdl.optim.weight_decay``      decoupled weight decay and masks
 ``fdl.optim.freezing``          a transformation per part (``partition``), freezing, labels by path
 ``fdl.optim.accumulate``        gradient accumulation: ``MultiSteps``, ``apply_every``
@@ -161,6 +166,7 @@ from fdl.optim.conditional import (
     conditionally_transform,
 )
 from fdl.optim.constraints import NonNegativeParamsState, ZeroNansState, keep_params_nonnegative, zero_nans
+from fdl.optim.dog import ScaleByDistanceOverGradientsState, scale_by_distance_over_gradients
 from fdl.optim.freezing import (
     MultiTransformState,
     PartitionState,
@@ -183,6 +189,7 @@ from fdl.optim.inject import (
 )
 from fdl.optim.layouts import flatten
 from fdl.optim.lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs
+from fdl.optim.linear_algebra import matrix_inverse_pth_root, power_iteration
 from fdl.optim.linesearch import (
     BacktrackingLinesearchInfo,
     ScaleByBacktrackingLinesearchState,
@@ -191,13 +198,22 @@ from fdl.optim.linesearch import (
 )
 from fdl.optim.lion import ScaleByLionState, lion, scale_by_lion
 from fdl.optim.lookahead import LookaheadParams, LookaheadState, lookahead
+from fdl.optim.microbatch import AccumulationType, Accumulator, microbatch
 from fdl.optim.momentum import EmaState, TraceState, ema, sgd, trace
 from fdl.optim.monitor import MonitorState, SnapshotState, measure_with_ema, monitor, snapshot
 from fdl.optim.muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
+from fdl.optim.named_chain import named_chain
 from fdl.optim.noise import AddNoiseState, add_noise, noisy_sgd
 from fdl.optim.normalize import centralize, normalize_by_update_norm
 from fdl.optim.novograd import ScaleByNovogradState, novograd, scale_by_novograd
 from fdl.optim.numerics import safe_norm, safe_root_mean_squares
+from fdl.optim.optimistic import (
+    ScaleByOptimisticGradientState,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    scale_by_optimistic_gradient,
+)
 from fdl.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
 from fdl.optim.polyak import polyak_sgd, scale_by_polyak
 from fdl.optim.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate, dpsgd
@@ -443,6 +459,16 @@ __all__ = [
     "ReduceLROnPlateauState",
     "reduce_on_plateau",
     "ProdigyState",
+    "ScaleByOptimisticGradientState",
+    "scale_by_optimistic_gradient",
+    "ScaleByDistanceOverGradientsState",
+    "scale_by_distance_over_gradients",
+    "named_chain",
+    "power_iteration",
+    "matrix_inverse_pth_root",
+    "microbatch",
+    "AccumulationType",
+    "Accumulator",
     # aliases
     "sgd",
     "adam",
@@ -481,6 +507,9 @@ __all__ = [
     "schedule_free_adamw",
     "schedule_free_sgd",
     "prodigy",
+    "optimistic_gradient_descent",
+    "optimistic_adam",
+    "optimistic_adam_v2",
     # schedules
     "constant_schedule",
     "linear_schedule",

@@ -30,7 +30,9 @@ from fdl._checks import (
     check_learning_rate,
     check_non_negative,
     check_real,
+    check_same_shapes,
     check_state_dtype,
+    check_update_shapes,
     names_errors,
 )
 from fdl._checks.hyper import is_traced
@@ -242,6 +244,7 @@ def scale_by_muon(
 
     def update(updates, state, params=None, **extra_args):
         updates = floats(updates)  # integer / Python-number updates as floats
+        check_update_shapes("scale_by_muon", updates, params, "mu", state.mu)
         del params, extra_args
         dims = _resolve(weight_dimension_numbers, updates)
         mu = update_moment(updates, state.mu, beta, 1)
@@ -379,7 +382,7 @@ def muon(
             is_leaf=lambda x: x is None or is_dimension_numbers(x) or isinstance(x, MaskedNode),
         )
 
-    return partition(
+    parts = partition(
         {
             "muon": chain(
                 scale_by_muon(
@@ -410,3 +413,11 @@ def muon(
         },
         labels,
     )
+
+    def update(updates, state, params=None, **extra_args):
+        # before the labels (taken from the updates' ranks) could send a leaf astray
+        if params is not None:
+            check_same_shapes("muon", "`updates`", floats(updates), "`params`", params)
+        return parts.update(updates, state, params, **extra_args)
+
+    return GradientTransformation(parts.init, update)

@@ -16,7 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_learning_rate, check_non_negative, check_real, names_errors
+from fdl._checks import (
+    check_decay,
+    check_learning_rate,
+    check_non_negative,
+    check_real,
+    check_update_shapes,
+    names_errors,
+)
 from fdl._checks.hyper import as_concrete_number
 from fdl.optim.base import GradientTransformation, ScalarOrSchedule, safe_increment
 from fdl.tree import cast_like, floats, zeros_like
@@ -166,6 +173,7 @@ def prodigy(
         if params is None:
             raise ValueError("prodigy needs the parameters: call `update(updates, state, params)`")
         updates = floats(updates)  # integer / Python-number updates as floats
+        check_update_shapes("prodigy", updates, params, "exp_avg", state.exp_avg)
         d = state.estim_lr
         count = safe_increment(state.count)
         eta = learning_rate(state.count) if callable(learning_rate) else learning_rate

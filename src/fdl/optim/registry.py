@@ -85,9 +85,12 @@ def _optax_aliases() -> frozenset[str]:
     import optax.contrib
 
     main = _aliases(optax, OPTAX_EXCLUDED)
+    # optax's public names outside its __all__ (optimistic_gradient_descent, ...), and contrib's
+    unlisted = sorted(n for n in vars(optax) if not n.startswith("_") and n not in optax.__all__)
+    more = _aliases(optax, {*OPTAX_EXCLUDED, *main}, names=unlisted)
     public = sorted(name for name in vars(optax.contrib) if not name.startswith("_"))
-    contrib = _aliases(optax.contrib, {*OPTAX_EXCLUDED, *main}, names=public)
-    return frozenset((*main, *contrib))
+    contrib = _aliases(optax.contrib, {*OPTAX_EXCLUDED, *main, *more}, names=public)
+    return frozenset((*main, *more, *contrib))
 
 
 def _names(library: str) -> tuple[str, ...]:

@@ -24,7 +24,14 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes
-from fdl._checks import check_decay, check_learning_rate, check_non_negative, check_real, names_errors
+from fdl._checks import (
+    check_decay,
+    check_learning_rate,
+    check_non_negative,
+    check_real,
+    check_update_shapes,
+    names_errors,
+)
 from fdl._checks.hyper import as_concrete_number
 from fdl.optim.base import (
     GradientTransformation,
@@ -216,6 +223,7 @@ def schedule_free(
         if params is None:
             raise ValueError("schedule_free needs the parameters: call `update(grads, state, params)`")
         updates = floats(updates)  # integer / Python-number updates as floats
+        check_update_shapes("schedule_free", updates, params, "z", state.z)
         dtype = state.max_lr.dtype
         lr = jnp.asarray(learning_rate(state.step_count), dtype) if callable(learning_rate) else learning_rate
         max_lr = jnp.maximum(state.max_lr, jnp.asarray(lr).astype(dtype))
