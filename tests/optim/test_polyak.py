@@ -155,8 +155,8 @@ def test_every_error_message():
         r"`update\(updates, state, params, value=loss\)` \(optax's extra-args protocol\)$"
     )
     g = f32(1.0)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(TypeError, match=message):
         scale_by_polyak().update(g, EmptyState())
     opt = polyak_sgd()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(TypeError, match=message):
         opt.update(g, opt.init(g), g)

@@ -157,6 +157,7 @@ def test_update_errors():
     with pytest.raises(TypeError, match=r"^scale_by_zoom_linesearch.update needs .* missing \['grad'\]"):
         opt.update(w, state, w, value=1.0, value_fn=jnp.sum)
     with pytest.raises(
-        TypeError, match=r"^scale_by_zoom_linesearch.update got keyword arguments .*: \['x'\]"
+        TypeError,
+        match=r"^Unexpected keyword arguments passed to scale_by_zoom_linesearch.update, .*: \['x'\]",
     ):
         opt.update(w, state, w, value=1.0, grad=w, value_fn=lambda p: jnp.sum(p), x=1)

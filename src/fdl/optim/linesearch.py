@@ -101,7 +101,8 @@ def split_value_fn_kwargs(caller: str, value_fn: Callable[..., Any], extra_args:
     unused = sorted(k for k in extra_args if k not in names)
     if unused:
         raise TypeError(
-            f"{caller}.update got keyword arguments that `value_fn` does not take: {unused}; "
+            f"Unexpected keyword arguments passed to {caller}.update, which `value_fn` does "
+            f"not take: {unused}; "
             f"pass only `value`, `grad`, `value_fn` and arguments of `value_fn` "
             f"(it takes {list(names)})"
         )
@@ -340,8 +341,8 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., tup
 
     Raises:
       ValueError: (when called) a state without a ``value`` or a ``grad`` field, or whose
-        ``grad`` is ``None`` (a line search built without ``store_grad=True``), or with
-        several of them.
+        ``grad`` is ``None`` (a line search built without ``store_grad=True``).
+      KeyError: (when called) a state with several of them (as optax's).
 
     >>> import jax.numpy as jnp
     >>> from fdl.optim import chain, sgd
@@ -361,6 +362,11 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., tup
 
     def value_and_grad(params: PyTree, *args: Any, state: Any, **kwargs: Any) -> tuple[jax.Array, PyTree]:
         values, grads = _find(state, "value"), _find(state, "grad")
+        if len(values) > 1 or len(grads) > 1:  # ambiguous: a KeyError, as optax's tree.get
+            raise KeyError(
+                f"value_and_grad_from_state needs exactly one `value` and one `grad` field in "
+                f"`state`, found {len(values)} and {len(grads)}: keep one line search in the chain"
+            )
         if len(values) != 1 or len(grads) != 1:
             raise ValueError(
                 f"value_and_grad_from_state needs exactly one `value` and one `grad` field in "

@@ -80,8 +80,8 @@ def scale_by_polyak(
       needs the keyword argument ``value``.
 
     Raises:
-      ValueError: a negative ``max_learning_rate`` or ``eps``, an unknown ``variant``; in
-        ``update``, no ``value``.
+      ValueError: a negative ``max_learning_rate`` or ``eps``, an unknown ``variant``.
+      TypeError: in ``update``, no ``value``.
 
     >>> import jax.numpy as jnp
     >>> opt = scale_by_polyak()
@@ -96,8 +96,8 @@ def scale_by_polyak(
 
     Differs from optax:
       optax checks ``variant`` at the first update; here the factory refuses it. A missing
-      ``value`` raises a ``ValueError`` that says how to pass it (optax's is Python's
-      ``TypeError`` for a missing keyword argument).
+      ``value`` raises a ``TypeError`` (as optax's missing keyword argument does) whose message
+      says how to pass it.
     """
     check_real("f_min", f_min)
     check_non_negative("max_learning_rate", max_learning_rate)
@@ -108,7 +108,7 @@ def scale_by_polyak(
     def update(updates, state, params=None, *, value=None, **extra_args):
         del params, extra_args
         if value is None:
-            raise ValueError(
+            raise TypeError(
                 "scale_by_polyak needs the loss at the current parameters: call "
                 "`update(updates, state, params, value=loss)` (optax's extra-args protocol)"
             )
@@ -161,7 +161,8 @@ def polyak_sgd(
 
     Raises:
       ValueError: a negative ``max_learning_rate``, ``scaling`` or ``eps``, an unknown
-        ``variant``; in ``update``, no ``value``.
+        ``variant``.
+      TypeError: in ``update``, no ``value``.
 
     >>> import jax.numpy as jnp
     >>> opt = polyak_sgd()
