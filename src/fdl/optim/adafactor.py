@@ -205,13 +205,14 @@ def scale_by_factored_rms(
 
     def init_leaf(param: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
         shape, dtype = jnp.shape(param), float_dtype(param)
-        dummy = jnp.zeros((1,), dtype)
+        # a fresh buffer per use: a state holding one array twice cannot be donated to a jit
+        dummy = lambda: jnp.zeros((1,), dtype)
         axes = _factored_axes(shape, factored, min_size)
         if axes is None:
-            return dummy, dummy, jnp.zeros(shape, dtype)
+            return dummy(), dummy(), jnp.zeros(shape, dtype)
         second, largest = axes
         without = lambda axis: tuple(n for i, n in enumerate(shape) if i != axis)
-        return jnp.zeros(without(largest), dtype), jnp.zeros(without(second), dtype), dummy
+        return jnp.zeros(without(largest), dtype), jnp.zeros(without(second), dtype), dummy()
 
     def init(params: PyTree) -> FactoredState:
         triples = [init_leaf(p) for p in jax.tree.leaves(params)]

@@ -196,15 +196,16 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         raise ValueError(f"`memory_size` must be >= 1 (the number of past steps kept), got {memory_size!r}")
 
     def init(params: PyTree) -> ScaleByLBFGSState:
-        stacked = jax.tree.map(
+        # called once per field: a state that holds one buffer twice cannot be donated
+        stacked = lambda: jax.tree.map(
             lambda p: jnp.zeros((size, *jnp.shape(p)), jnp.result_type(p)), zeros_like(params)
         )
         return ScaleByLBFGSState(
             count=jnp.zeros([], jnp.int32),
             params=zeros_like(params),
             updates=zeros_like(params),
-            diff_params_memory=stacked,
-            diff_updates_memory=stacked,
+            diff_params_memory=stacked(),
+            diff_updates_memory=stacked(),
             weights_memory=jnp.zeros([size], _dtypes.default_float()),
         )
 

@@ -162,7 +162,9 @@ def prodigy(
             exp_avg=zeros_like(params),
             exp_avg_sq=zeros_like(params),
             grad_sum=zeros_like(params),
-            params0=floats(params),  # integer parameters: their values as floats
+            # a copy (integer parameters: their values as floats), not the params themselves, so
+            # that a step may donate both params and state (optax keeps the same arrays)
+            params0=jax.tree.map(jnp.array, floats(params)),
             estim_lr=jnp.asarray(estim_lr0, dtype),
             numerator_weighted=jnp.zeros((), dtype),
             count=jnp.zeros((), jnp.int32),

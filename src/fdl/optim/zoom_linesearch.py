@@ -215,12 +215,13 @@ def scale_by_zoom_linesearch(
 
     def init(params: PyTree) -> ScaleByZoomLinesearchState:
         dtype = value_dtype(params)
-        inf = jnp.full([], jnp.inf, _dtypes.default_float())  # the errors: optax's dtype
+        # the errors, in optax's dtype; one buffer each, so that the state can be donated
+        inf = lambda: jnp.full([], jnp.inf, _dtypes.default_float())
         return ScaleByZoomLinesearchState(
             learning_rate=jnp.ones([], dtype),
             value=jnp.full([], jnp.inf, dtype),
             grad=zeros_like(params),
-            info=ZoomLinesearchInfo(jnp.zeros([], jnp.int32), inf, inf),
+            info=ZoomLinesearchInfo(jnp.zeros([], jnp.int32), inf(), inf()),
         )
 
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
