@@ -141,7 +141,9 @@ def bench_update(name: str, rounds: int, calls: int) -> dict:
     for library, (optimizer, apply_updates) in libraries.items():
         params = make_params(key_params, scalar)  # a fresh copy each: the step donates it
         with jax.numpy_dtype_promotion("standard"):  # optax raises b1 to an int32 count
-            carries[library] = (params, optimizer.init(params))
+            # a copy: optax's prodigy keeps the params themselves in its state, and a step
+            # cannot donate one buffer twice
+            carries[library] = (params, jax.tree.map(jnp.copy, optimizer.init(params)))
             compiled = make_step(optimizer, apply_updates).lower(*carries[library], grads).compile()
         steps[library] = compiled
         costs[library] = compiled_cost(compiled)
