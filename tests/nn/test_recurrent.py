@@ -352,9 +352,30 @@ def _plain(cell):
     return dataclasses.replace(cell, scan=None)
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
+# Eight ways through the custom JVP; each checks values, both modes and second order eagerly,
+# 5 to 30 s apiece. The quick tier runs the one that takes every branch (sequences, reverse,
+# masked); the other seven are slow and run in CI.
+_SCAN_CASES = [
+    pytest.param(
+        return_sequences,
+        reverse,
+        masked,
+        id="-".join(
+            (
+                "sequences" if return_sequences else "last",
+                "reverse" if reverse else "forward",
+                "masked" if masked else "full",
+            )
+        ),
+        marks=() if (return_sequences and reverse and masked) else pytest.mark.slow,
+    )
+    for return_sequences in (True, False)
+    for reverse in (False, True)
+    for masked in (False, True)
+]
+
+
+@pytest.mark.parametrize(("return_sequences", "reverse", "masked"), _SCAN_CASES)
 def test_lstm_scan_equals_autodiff_through_the_plain_scan(masked, reverse, return_sequences, keys):
     # LSTMCell's own scan (a custom JVP, so that reverse mode takes the weight gradients in one
     # matmul) against autodiff through a scan of its step: values, reverse mode, forward mode,
