@@ -30,7 +30,7 @@ one, so the gradient costs about three forward passes, whatever the number of pa
 
 Parameters use the layout of :func:`fdl.nn.MLP` (``{"dense_0": {"w", "b"}, "dense_1": ...}``,
 ``w`` of shape ``(in, out)``), so :func:`mlp_backward` can be checked leaf by leaf against
-``jax.grad`` of the same fdl model's loss (``tests/math/test_backprop.py`` does, to float64
+``jax.grad`` of the same fdl model's loss (``tests/toolkit/test_backprop.py`` does, to float64
 precision).
 
 References:

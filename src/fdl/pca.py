@@ -22,7 +22,7 @@ The functions are pure: :func:`fit_pca` returns a :class:`PCAState` of arrays, a
 (>= 1.5, ``svd_flip(u, vt, u_based_decision=False)``) does, each component is flipped so that its
 entry of largest absolute value (the first such entry on a tie) is positive. With it, the
 components, the projections and everything else equal scikit-learn's ``PCA(svd_solver="full")``
-entry by entry, not just up to sign (``tests/math/test_pca.py`` checks it on all 1,797 digits).
+entry by entry, not just up to sign (``tests/toolkit/test_pca.py`` checks it on all 1,797 digits).
 
 Differs from scikit-learn: no ``noise_variance_``, no ``n_components`` given as a fraction of
 the variance or ``"mle"``; the whitening flag lives in the state (an array, so a state can be

@@ -38,7 +38,7 @@ in floating point they lose orthogonality as soon as a Ritz value converges (Pai
 the tridiagonal matrix then grows spurious copies ("ghosts") of the converged eigenvalues. With
 ``reorthogonalize=True`` (the default) every new vector is orthogonalised against the whole
 basis, twice (classical Gram-Schmidt, "twice is enough"): :math:`O(n m)` more work per step,
-:math:`O(n m)` memory for the basis, and no ghosts. ``tests/math/test_spectral.py`` shows both:
+:math:`O(n m)` memory for the basis, and no ghosts. ``tests/toolkit/test_spectral.py`` shows both:
 without it, float32 Lanczos on a 120-dimensional operator with eigenvalues 10, 9 and 118 in
 [0, 1] reports the eigenvalue 10 several times after 30 steps (4 of its top 5 Ritz values are
 10); with it, the top Ritz values equal ``numpy.linalg.eigh``'s.
@@ -451,7 +451,7 @@ def top_eigenpairs(
     How many steps: with reorthogonalisation, ``num_iterations = n`` reproduces
     ``numpy.linalg.eigh`` to rounding on any symmetric matrix, repeated eigenvalues included
     (each copy after a breakdown restart, see :func:`lanczos`). Well separated top eigenvalues
-    need far fewer (``tests/math/test_spectral.py``: 30 steps give the top 5 eigenpairs of a
+    need far fewer (``tests/toolkit/test_spectral.py``: 30 steps give the top 5 eigenpairs of a
     120 x 120 matrix with eigenvalues :math:`10 \cdot 0.8^i` to rounding, in float32 and
     float64); a near-degenerate pair such as 1 and 1 + 1e-6 is resolved as soon as the pair's
     eigenspace is found (30 steps for a 120 x 120 matrix whose other eigenvalues are <= 0.5:
