@@ -39,7 +39,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from fdl import losses
-from fdl._checks import check_positive_int
+from fdl._checks import check_positive_int, concrete_float64
 
 __all__ = [
     "SUM_TOLERANCE",
@@ -79,9 +79,9 @@ def _check_inputs(probs: jax.Array, labels: jax.Array) -> None:
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"`labels` must be integer class indices, got dtype {labels.dtype}")
-    if isinstance(probs, jax.core.Tracer) or probs.size == 0:
+    values = concrete_float64(probs)
+    if values is None or values.size == 0:
         return  # traced values cannot be checked
-    values = np.asarray(probs, dtype=np.float64)
     if (values < 0).any() or np.isnan(values).any():
         raise ValueError("`probs` must be non-negative probabilities (no NaN); got a negative or NaN entry")
     gap = np.abs(values.sum(axis=-1) - 1.0)

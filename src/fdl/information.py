@@ -49,6 +49,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
+from fdl._checks import check_same_array_shape, concrete_float64
 from fdl._dtypes import default_float
 from fdl.activations import log_softmax, softmax
 from fdl.losses import softmax_cross_entropy
@@ -93,11 +94,7 @@ def _check_axis(name: str, x: jax.Array, axis: int) -> int:
 
 
 def _check_same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
-    if a.shape != b.shape:
-        raise ValueError(
-            f"`{name_a}` and `{name_b}` must have the same shape, got {name_a}.shape={a.shape} and "
-            f"{name_b}.shape={b.shape}"
-        )
+    check_same_array_shape(name_a, a, name_b, b)
     if a.dtype != b.dtype:
         raise TypeError(
             f"`{name_a}` and `{name_b}` must have the same dtype, got {a.dtype} and {b.dtype}; "
@@ -151,9 +148,8 @@ def check_distribution(name: str, probs: ArrayLike, axis: int | tuple[int, ...] 
         ValueError: `p` must sum to 1 along axis -1 (within 1e-05), got a sum of 1.1
     """
     x = _as_float(name, probs)
-    try:
-        values = np.asarray(x, dtype=np.float64)
-    except jax.errors.TracerArrayConversionError:
+    values = concrete_float64(x)
+    if values is None:
         return
     if values.size and values.min() < 0:
         raise ValueError(f"`{name}` must be non-negative probabilities, got a minimum of {values.min():.6g}")
@@ -177,6 +173,22 @@ def _probs(name: str, probs: ArrayLike, axis: int) -> tuple[jax.Array, int]:
 def _logits(name: str, logits: ArrayLike, axis: int) -> tuple[jax.Array, int]:
     x = _as_float(name, logits)
     return x, _check_axis(name, x, axis)
+
+
+def _prob_pair(p: ArrayLike, q: ArrayLike, axis: int) -> tuple[jax.Array, jax.Array, int]:
+    """``p`` and ``q`` checked as distributions of one shape and dtype along ``axis``."""
+    p, index = _probs("p", p, axis)
+    q, _ = _probs("q", q, axis)
+    _check_same_shape("p", p, "q", q)
+    return p, q, index
+
+
+def _logit_pair(p_logits: ArrayLike, q_logits: ArrayLike, axis: int) -> tuple[jax.Array, jax.Array, int]:
+    """``p_logits`` and ``q_logits`` checked as logits of one shape and dtype along ``axis``."""
+    zp, index = _logits("p_logits", p_logits, axis)
+    zq, _ = _logits("q_logits", q_logits, axis)
+    _check_same_shape("p_logits", zp, "q_logits", zq)
+    return zp, zq, index
 
 
 def _p_log_ratio(p: jax.Array, log_ratio_where_positive: Any) -> jax.Array:
@@ -284,9 +296,7 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
         >>> print(round(float(cross_entropy(jnp.array([1.0, 0.0]), jnp.array([0.5, 0.5]))), 4))
         0.6931
     """
-    p, axis = _probs("p", p, axis)
-    q, _ = _probs("q", q, axis)
-    _check_same_shape("p", p, "q", q)
+    p, q, axis = _prob_pair(p, q, axis)
     return _in_base(-jnp.sum(_p_log_ratio(p, lambda safe: jnp.log(safe(q))), axis=axis), base)
 
 
@@ -319,9 +329,7 @@ def cross_entropy_from_logits(
         >>> print(round(float(cross_entropy_from_logits(jnp.array([0.0, 0.0]), jnp.array([0.0, 0.0]))), 4))
         0.6931
     """
-    zp, axis = _logits("p_logits", p_logits, axis)
-    zq, _ = _logits("q_logits", q_logits, axis)
-    _check_same_shape("p_logits", zp, "q_logits", zq)
+    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
     p = softmax(zp, axis=axis)
     return _in_base(softmax_cross_entropy(jnp.moveaxis(zq, axis, -1), jnp.moveaxis(p, axis, -1)), base)
 
@@ -368,9 +376,7 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
         is ``kl_divergence(targets, exp(log_predictions))``; PyTorch's default
         ``reduction="mean"`` also averages over every entry rather than per distribution.
     """
-    p, axis = _probs("p", p, axis)
-    q, _ = _probs("q", q, axis)
-    _check_same_shape("p", p, "q", q)
+    p, q, axis = _prob_pair(p, q, axis)
     terms = _p_log_ratio(p, lambda safe: jnp.log(safe(p)) - jnp.log(safe(q)))
     return _in_base(jnp.sum(terms, axis=axis), base)
 
@@ -402,9 +408,7 @@ def kl_divergence_from_logits(
         >>> print(round(float(kl_divergence_from_logits(jnp.array([1.0, 2.0]), jnp.array([1.0, 2.0]))), 4))
         0.0
     """
-    zp, axis = _logits("p_logits", p_logits, axis)
-    zq, _ = _logits("q_logits", q_logits, axis)
-    _check_same_shape("p_logits", zp, "q_logits", zq)
+    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
     log_p, log_q = log_softmax(zp, axis=axis), log_softmax(zq, axis=axis)
     return _in_base(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=axis), base)
 
@@ -443,9 +447,7 @@ def js_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
     Differs from SciPy:
         ``scipy.spatial.distance.jensenshannon`` returns the *square root* of this (a metric).
     """
-    p, axis = _probs("p", p, axis)
-    q, _ = _probs("q", q, axis)
-    _check_same_shape("p", p, "q", q)
+    p, q, axis = _prob_pair(p, q, axis)
     log_m = lambda safe: jnp.log(0.5 * (safe(p) + safe(q)))
     to_m = lambda x: _p_log_ratio(x, lambda safe: jnp.log(safe(x)) - log_m(safe))
     return _in_base(0.5 * jnp.sum(to_m(p) + to_m(q), axis=axis), base)
@@ -476,9 +478,7 @@ def js_divergence_from_logits(
         >>> print(round(float(js), 4), round(float(jnp.log(2.0)), 4))
         0.6931 0.6931
     """
-    zp, axis = _logits("p_logits", p_logits, axis)
-    zq, _ = _logits("q_logits", q_logits, axis)
-    _check_same_shape("p_logits", zp, "q_logits", zq)
+    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
     log_p, log_q = log_softmax(zp, axis=axis), log_softmax(zq, axis=axis)
     log_m = jnp.logaddexp(log_p, log_q) - math.log(2.0)
     terms = jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m)

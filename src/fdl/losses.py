@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from fdl._checks import REDUCTIONS, check_choice
+from fdl._checks import REDUCTIONS, check_choice, check_same_array_shape
 from fdl.activations import log_softmax, softplus
 
 __all__ = [
@@ -80,15 +80,6 @@ def _reduce(per_example: jax.Array, reduction: str) -> jax.Array:
     return per_example
 
 
-def _check_same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array, hint: str = "") -> None:
-    """Raise if two arrays compared entry by entry have different static shapes."""
-    if a.shape != b.shape:
-        raise ValueError(
-            f"`{name_a}` and `{name_b}` must have the same shape, got "
-            f"{name_a}.shape={a.shape} and {name_b}.shape={b.shape}{hint}"
-        )
-
-
 def _check_has_class_axis(logits: jax.Array) -> None:
     """Raise if ``logits`` has no trailing class axis."""
     if logits.ndim < 1:
@@ -101,7 +92,7 @@ def _residual(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
     """``predictions - targets`` after checking shapes; computed in ``predictions``' dtype."""
     predictions = jnp.asarray(predictions)
     targets = jnp.asarray(targets)
-    _check_same_shape("predictions", predictions, "targets", targets)
+    check_same_array_shape("predictions", predictions, "targets", targets)
     return predictions - targets.astype(predictions.dtype)
 
 
@@ -317,7 +308,7 @@ def binary_cross_entropy_with_logits(
     check_choice("reduction", reduction, REDUCTIONS)
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
-    _check_same_shape("logits", logits, "labels", labels)
+    check_same_array_shape("logits", logits, "labels", labels)
     labels = labels.astype(logits.dtype)
     per_entry = softplus(logits) - logits * labels
     return _reduce(per_entry, reduction)
@@ -378,7 +369,7 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike, *, reduction: st
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
     _check_has_class_axis(logits)
-    _check_same_shape(
+    check_same_array_shape(
         "logits",
         logits,
         "labels",

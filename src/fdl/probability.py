@@ -44,7 +44,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
-from fdl._checks import check_positive_int, check_prng_key
+from fdl._checks import check_positive_int, check_prng_key, concrete_float64
 from fdl._dtypes import default_float
 from fdl.activations import softplus
 from fdl.information import check_distribution
@@ -74,14 +74,6 @@ def _float(x: ArrayLike, like: jax.Array | None = None) -> jax.Array:
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(default_float())
 
 
-def _concrete(x: jax.Array) -> np.ndarray | None:
-    """``x`` as float64 NumPy, or ``None`` when it is traced."""
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except jax.errors.TracerArrayConversionError:
-        return None
-
-
 def _same_dtype(*named: tuple[str, jax.Array]) -> None:
     dtypes = {x.dtype for _, x in named}
     if len(dtypes) > 1:
@@ -97,7 +89,7 @@ def _broadcast_to_suffix(name: str, value: jax.Array, shape: tuple[int, ...], of
 
 
 def _check_range(name: str, x: jax.Array, low: float, high: float | None, what: str) -> None:
-    values = _concrete(x)
+    values = concrete_float64(x)
     if values is None or values.size == 0:
         return
     if values.min() < low or (high is not None and values.max() > high) or np.isnan(values).any():
@@ -186,7 +178,7 @@ def _cholesky(mean: jax.Array, cov: jax.Array) -> jax.Array:
             f"`cov` must have shape (*mean.shape, D) = (..., D, D) for `mean` of shape (..., D), got "
             f"mean.shape={mean.shape} and cov.shape={cov.shape}"
         )
-    values = _concrete(cov)
+    values = concrete_float64(cov)
     if values is not None:
         asymmetry = float(np.abs(values - np.swapaxes(values, -1, -2)).max(initial=0.0))
         scale = float(np.abs(values).max(initial=0.0))
@@ -461,7 +453,7 @@ def bayes_rule(prior: ArrayLike, likelihood: ArrayLike, axis: int = -1) -> jax.A
     _check_range("likelihood", likelihood, 0.0, None, "non-negative")
     joint = prior * likelihood
     evidence = jnp.sum(joint, axis=axis, keepdims=True)
-    values = _concrete(evidence)
+    values = concrete_float64(evidence)
     if values is not None and not np.all(values > 0):
         raise ValueError(
             "the evidence sum(prior * likelihood) is 0: the data are impossible under every hypothesis "

@@ -30,6 +30,15 @@ def is_traced(value: Any) -> bool:
     return False
 
 
+def concrete_float64(x: Any) -> np.ndarray | None:
+    """The values of array ``x`` as float64 NumPy, or ``None`` while it is traced (inside ``jit``,
+    ``vmap`` or ``grad``: its values cannot be read, so value checks pass it unchecked)."""
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
 def as_number(value: Any) -> float | None:
     """``value`` as a Python float if it is a concrete real scalar, else ``None``."""
     if isinstance(value, bool):

@@ -8,6 +8,18 @@ from typing import Any
 import jax
 import numpy as np
 
+# ------------------------------------------------------------------ arrays compared entry by entry
+
+
+def check_same_array_shape(name_a: str, a: Any, name_b: str, b: Any, hint: str = "") -> None:
+    """Raise if two arrays compared entry by entry have different static shapes."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same shape, got "
+            f"{name_a}.shape={a.shape} and {name_b}.shape={b.shape}{hint}"
+        )
+
+
 # ------------------------------------------------------------------ update and parameter shapes
 
 
