@@ -166,7 +166,7 @@ def main(argv=None):
         help="hidden widths h (75 h + 10 parameters: 85, 160, 310, 985, 2485, 5035, 9985)",
     )
     parser.add_argument("--iterations", type=int, default=40, help="Lanczos steps")
-    parser.add_argument("--dense-max", type=int, default=1000, help="largest P timed densely")
+    parser.add_argument("--dense-max", type=int, default=5100, help="largest P timed densely")
     parser.add_argument("--rounds", type=int, default=11, help="rounds per process (>= 11)")
     parser.add_argument(
         "--max-others",
