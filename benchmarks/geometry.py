@@ -23,7 +23,11 @@ raises the share of a core that other processes may take before a round is dropp
 used is recorded with the results.
 
     python benchmarks/geometry.py              # writes benchmarks/results/geometry-<platform>.{json,md}
-    python benchmarks/geometry.py --n 5000 --processes 1   # quicker
+    python benchmarks/geometry.py --n 5000     # quicker
+
+One process by default: a call takes seconds (a round of 11 is minutes), so the process-to-process
+variation that pooling averages out for microsecond kernels is small next to the rounds' own
+spread; ``--processes 3`` pools three.
 """
 
 from __future__ import annotations
@@ -151,7 +155,7 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--max-others", type=float, default=0.1, help="cores others may take in a kept round")
     parser.add_argument("--skip-pairwise", action="store_true", help="time k-means only")
-    add_process_options(parser)
+    add_process_options(parser, default=1)
     args = parser.parse_args(argv)
     run_processes(args)
     x = np.random.default_rng(0).standard_normal((args.n, 64), dtype=np.float32)  # (n, 64)

@@ -22,6 +22,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+HIGHEST = jax.lax.Precision.HIGHEST
+"""The precision of the toolkit's matrix products (distances, k-means, PCA, Lanczos): full
+float32 on GPU and TPU too, where the default may round the operands to bfloat16 or TF32."""
+
 
 def promote_types(*dtypes: Any) -> jnp.dtype:
     """The dtype of computing with operands of ``dtypes``, on JAX's standard lattice.

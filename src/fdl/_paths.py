@@ -14,12 +14,17 @@ from typing import Any
 
 import jax
 
-__all__ = ["path_string", "split_path", "nearest", "path_matches"]
+__all__ = ["path_string", "path_label", "split_path", "nearest", "path_matches"]
 
 
 def path_string(path: Sequence[Any]) -> str:
     """A ``jax.tree_util`` key path as ``a/b/0/w`` (``""`` for the root)."""
     return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+
+
+def path_label(path: Sequence[Any]) -> str:
+    """A leaf's path for a message: ``a/b/w``, or ``(root)`` for a lone leaf."""
+    return path_string(path) or "(root)"
 
 
 def split_path(path: Any) -> list[str]:

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from fdl._checks import check_choice
+from fdl._checks import check_choice, check_labels
 
 __all__ = [
     "ACTIVATIONS",
@@ -188,12 +188,22 @@ def softmax_cross_entropy_grad(logits: ArrayLike, labels: ArrayLike) -> jax.Arra
     Returns:
       ``(B, C)``, in the dtype of ``logits``; each row sums to 0.
 
+    Raises:
+      ValueError: mismatched shapes, or (concrete) labels outside ``[0, C)``.
+      TypeError: non-integer labels.
+
     >>> import jax.numpy as jnp
     >>> softmax_cross_entropy_grad(jnp.zeros((1, 2)), jnp.array([1])).tolist()
     [[0.5, -0.5]]
     """
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)  # (B, C)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"`logits` must be (B, C) and `labels` (B,), got shapes {logits.shape} and {labels.shape}"
+        )
+    classes = logits.shape[-1]
+    check_labels("`labels`", labels, classes, where=f"(`logits` has {classes} classes)")
+    onehot = jax.nn.one_hot(labels, classes, dtype=logits.dtype)  # (B, C)
     return (jax.nn.softmax(logits, axis=-1) - onehot) / logits.shape[0]
 
 

@@ -416,11 +416,12 @@ def bayes_kl(params: Any, prior_sigma: Any = 1.0) -> jax.Array:
     ``w_mu`` / ``w_rho`` leaves; other layers' parameters are point estimates and add nothing.
 
     Args:
-        params: a model's parameter tree (nested dicts).
+        params: a model's parameter tree (nested dicts, lists and tuples).
         prior_sigma: :math:`s_p > 0`, the same prior scale for every weight.
 
     Returns:
-        A float32 scalar (0 for a model without BayesDense layers).
+        A scalar in the promoted dtype of the layers' KLs (float64 for float64 layers); 0 in the
+        default float for a model without BayesDense layers.
 
     Raises:
         ValueError: ``prior_sigma <= 0``.
@@ -433,10 +434,21 @@ def bayes_kl(params: Any, prior_sigma: Any = 1.0) -> jax.Array:
     True
     """
     _check_prior_sigma(prior_sigma)
-    total = jnp.zeros((), jnp.float32)
+    terms = _layer_kls(params, prior_sigma)
+    if not terms:
+        return jnp.zeros((), _dtypes.default_float())
+    dtype = _dtypes.result_type(*terms)  # float64 layers keep float64; bfloat16 with float32 gives float32
+    return sum((term.astype(dtype) for term in terms[1:]), terms[0].astype(dtype))
+
+
+def _layer_kls(params: Any, prior_sigma: Any) -> list[jax.Array]:
+    """One KL per BayesDense layer found in nested dicts, lists and tuples."""
     if isinstance(params, dict):
         if "w_mu" in params and "w_rho" in params:
-            return total + bayes_dense_kl(params, prior_sigma).astype(jnp.float32)
-        for child in params.values():
-            total = total + bayes_kl(child, prior_sigma)
-    return total
+            return [bayes_dense_kl(params, prior_sigma)]
+        children: Any = params.values()
+    elif isinstance(params, (list, tuple)):
+        children = params
+    else:
+        return []
+    return [term for child in children for term in _layer_kls(child, prior_sigma)]

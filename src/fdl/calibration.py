@@ -18,8 +18,10 @@ confidences are at least :math:`1/C`, so the first bins are often empty.
 
 **Input checks.** ``probs`` must be ``(..., C)`` with integer ``labels`` of shape
 ``probs.shape[:-1]``. Where the values are concrete (not traced under ``jit``), ``probs`` must be
-non-negative and sum to 1 over the last axis within an absolute ``1e-3`` (a float32 softmax over
-ten classes sums to 1 within about ``1e-6``): pass ``jax.nn.softmax(logits)``, not logits.
+non-negative and sum to 1 over the last axis within the tolerance of
+:func:`fdl.information.check_distribution` (``1e-5`` in float32, where a softmax sums to 1 within
+about ``1e-7``): pass ``jax.nn.softmax(logits)``, not logits. Concrete labels must lie in
+``[0, C)``.
 
 References:
     C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On Calibration of Modern Neural Networks",
@@ -35,23 +37,19 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from fdl import losses
-from fdl._checks import check_positive_int, concrete_float64
+from fdl._checks import check_labels, check_positive_int, concrete_float64
+from fdl.information import check_distribution
 
 __all__ = [
-    "SUM_TOLERANCE",
     "ReliabilityDiagram",
     "reliability_diagram",
     "expected_calibration_error",
     "temperature_scale",
     "fit_temperature",
 ]
-
-SUM_TOLERANCE = 1e-3
-"""How far from 1 (absolute) the class probabilities of an example may sum, where checked."""
 
 
 class ReliabilityDiagram(NamedTuple):
@@ -70,27 +68,21 @@ class ReliabilityDiagram(NamedTuple):
     counts: jax.Array
 
 
+def _check_labels(labels: jax.Array, scores: jax.Array, what: str) -> None:
+    """``labels`` of shape ``scores.shape[:-1]``, integers in ``[0, C)`` where concrete."""
+    if labels.shape != scores.shape[:-1]:
+        raise ValueError(
+            f"`labels` must have shape {scores.shape[:-1]} (= {what}.shape[:-1]), got {labels.shape}"
+        )
+    classes = scores.shape[-1]
+    check_labels("`labels`", labels, classes, where=f"(`{what}` has {classes} classes)")
+
+
 def _check_inputs(probs: jax.Array, labels: jax.Array) -> None:
     if probs.ndim < 1:
         raise ValueError(f"`probs` must have a class axis (last), got shape {probs.shape}")
-    if labels.shape != probs.shape[:-1]:
-        raise ValueError(
-            f"`labels` must have shape {probs.shape[:-1]} (= probs.shape[:-1]), got {labels.shape}"
-        )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"`labels` must be integer class indices, got dtype {labels.dtype}")
-    values = concrete_float64(probs)
-    if values is None or values.size == 0:
-        return  # traced values cannot be checked
-    if (values < 0).any() or np.isnan(values).any():
-        raise ValueError("`probs` must be non-negative probabilities (no NaN); got a negative or NaN entry")
-    gap = np.abs(values.sum(axis=-1) - 1.0)
-    if (gap > SUM_TOLERANCE).any():
-        raise ValueError(
-            f"`probs` must sum to 1 over the last axis (within {SUM_TOLERANCE}); one example sums "
-            f"to {float(values.sum(axis=-1).reshape(-1)[int(np.argmax(gap))]):.6g}: "
-            "pass jax.nn.softmax(logits), not logits"
-        )
+    _check_labels(labels, probs, "probs")
+    check_distribution("probs", probs)  # pass jax.nn.softmax(logits), not logits
 
 
 def reliability_diagram(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15) -> ReliabilityDiagram:
@@ -116,8 +108,9 @@ def reliability_diagram(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15)
         A :class:`ReliabilityDiagram`; empty bins have NaN confidence and accuracy.
 
     Raises:
-        ValueError: ``num_bins < 1``; mismatched shapes; (concrete values) negative entries or
-        rows not summing to 1 within :data:`SUM_TOLERANCE`.
+        ValueError: ``num_bins < 1``; mismatched shapes; (concrete values) labels outside
+            ``[0, C)``, negative entries or rows not summing to 1 (see
+            :func:`fdl.information.check_distribution`).
         TypeError: non-integer labels.
 
     >>> import jax.numpy as jnp
@@ -222,6 +215,9 @@ def temperature_scale(logits: ArrayLike, temperature: ArrayLike) -> jax.Array:
     [1.0, 2.0]
     """
     logits = jnp.asarray(logits)
+    values = concrete_float64(temperature)
+    if values is not None and (values.shape != () or not 0 < values < math.inf):
+        raise ValueError(f"`temperature` must be a positive finite scalar, got {temperature!r}")
     return logits / jnp.asarray(temperature, logits.dtype)
 
 
@@ -261,8 +257,9 @@ def fit_temperature(
         The scalar :math:`T^\star`, in the dtype of ``logits``.
 
     Raises:
-        ValueError: a bad bracket or ``iterations``; mismatched shapes.
-        TypeError: non-integer labels.
+        ValueError: a bad bracket or ``iterations``; mismatched shapes; (concrete) labels
+            outside ``[0, C)``.
+        TypeError: non-integer labels or non-float logits.
 
     >>> import jax, jax.numpy as jnp
     >>> logits = 5.0 * jax.random.normal(jax.random.key(0), (500, 3))  # labels drawn from softmax(z / 5)
@@ -285,12 +282,11 @@ def fit_temperature(
         raise ValueError(f"`lower` must be < `upper`, got lower={lower!r}, upper={upper!r}")
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
-    if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"`labels` must have shape logits.shape[:-1] = {logits.shape[:-1]}, got {labels.shape}"
-        )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"`labels` must be integer class indices, got dtype {labels.dtype}")
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        raise TypeError(f"`logits` must be floating point, got dtype {logits.dtype}")
+    if logits.ndim < 1:
+        raise ValueError(f"`logits` must have a class axis (last), got shape {logits.shape}")
+    _check_labels(labels, logits, "logits")
     dtype = logits.dtype
 
     def nll(s: jax.Array) -> jax.Array:

@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fdl._checks import check_non_negative_finite, check_positive_int
+from fdl._checks import check_labels, check_non_negative_finite, check_positive_int
+from fdl._dtypes import HIGHEST
 from fdl.distances import pairwise_distances, pairwise_reduce
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
     "kmeans_plusplus",
     "purity",
 ]
-
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class KMeansResult(NamedTuple):
@@ -192,7 +191,7 @@ def _lloyd(
     def means(centroids: jax.Array) -> jax.Array:
         labels, _ = _assign(x, centroids, block_size)
         members = jax.nn.one_hot(labels, k, dtype=x.dtype)  # (n, k)
-        sums = jnp.matmul(members.T, x, precision=_HIGHEST)  # (k, d)
+        sums = jnp.matmul(members.T, x, precision=HIGHEST)  # (k, d)
         counts = jnp.sum(members, axis=0)[:, None]  # (k, 1)
         return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), centroids)  # empty: stay
 
@@ -318,18 +317,16 @@ def kmeans(
 def _check_labels(name: str, labels: jax.Array) -> None:
     if labels.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D (one label per point), got shape {labels.shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"`{name}` must be integer labels, got dtype {labels.dtype}")
+    check_labels(f"`{name}`", labels)  # integers, non-negative when concrete
 
 
-def _count(name: str, labels: jax.Array, given: int | None) -> int:
-    """``given`` (checked), or ``max(labels) + 1`` read from concrete labels (checked >= 0)."""
-    if given is not None:
-        return check_positive_int(name, given)
-    values = np.asarray(labels)
-    if values.size and values.min() < 0:
-        raise ValueError(f"labels must be non-negative to count classes, got a minimum of {values.min()}")
-    return int(values.max(initial=0)) + 1
+def _count(name: str, labels_name: str, labels: jax.Array, given: int | None) -> int:
+    """``given`` (checked, and the concrete labels checked below it), or ``max(labels) + 1``."""
+    if given is None:
+        return int(np.max(np.asarray(labels), initial=0)) + 1
+    given = check_positive_int(name, given)
+    check_labels(f"`{labels_name}`", labels, given, where=f"(`{name}`={given})")
+    return given
 
 
 def contingency_matrix(
@@ -357,8 +354,8 @@ def contingency_matrix(
         scikit-learn's ``contingency_matrix`` keeps only the labels present).
 
     Raises:
-        ValueError: if the labels are not 1-D of one length, are negative (when counted) or a
-            count is not a positive int.
+        ValueError: if the labels are not 1-D of one length, are negative or not below a count
+            given (checked when concrete), or a count is not a positive int.
         TypeError: if the labels are not integers.
 
     Example:
@@ -374,8 +371,8 @@ def contingency_matrix(
             f"`labels_true` and `labels_pred` must have the same length, got {labels_true.shape[0]} "
             f"and {labels_pred.shape[0]}"
         )
-    rows = _count("num_true", labels_true, num_true)
-    cols = _count("num_pred", labels_pred, num_pred)
+    rows = _count("num_true", "labels_true", labels_true, num_true)
+    cols = _count("num_pred", "labels_pred", labels_pred, num_pred)
     return jnp.zeros((rows, cols), jnp.int32).at[labels_true, labels_pred].add(1)
 
 

@@ -17,7 +17,8 @@ two gradients. Everything here is built from that action, over parameters held a
 
 Functions take ``loss_fn(params) -> scalar``: close over the data (``lambda p: loss(p, batch)``).
 They are pure and can be called under ``jax.jit`` with ``loss_fn`` closed over (not passed as
-a traced argument).
+a traced argument). Do so when you call them more than once: called eagerly, each call
+linearises and compiles anew (``fdl.spectral``, "Compilation", says why nothing is cached).
 
 Example:
     >>> import jax.numpy as jnp

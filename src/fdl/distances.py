@@ -60,6 +60,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from fdl._checks import check_choice, check_positive_int
+from fdl._dtypes import HIGHEST
 
 __all__ = [
     "METRICS",
@@ -73,7 +74,6 @@ __all__ = [
 METRICS = ("euclidean", "sqeuclidean", "manhattan", "cityblock", "chebyshev", "minkowski", "cosine")
 _GRAM_METRICS = ("euclidean", "sqeuclidean", "cosine")  # computed from one matrix product
 _BLOCK_ELEMENTS = 1 << 22  # default budget of one block: 4M elements (16 MiB in float32)
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _check_metric(metric: Any, p: Any) -> tuple[str, float | None]:
@@ -149,11 +149,11 @@ def _difference_distance(diff: jax.Array, metric: str, p: float | None) -> jax.A
 def _dense(x: jax.Array, y: jax.Array, metric: str, p: float | None) -> jax.Array:
     """All distances between rows of ``x`` ``(b, d)`` and ``y`` ``(m, d)``: ``(b, m)``."""
     if metric == "cosine":
-        return 1.0 - jnp.matmul(_unit(x), _unit(y).T, precision=_HIGHEST)
+        return 1.0 - jnp.matmul(_unit(x), _unit(y).T, precision=HIGHEST)
     if metric in ("euclidean", "sqeuclidean"):
         xx = jnp.sum(x * x, axis=-1)[:, None]  # (b, 1)
         yy = jnp.sum(y * y, axis=-1)[None, :]  # (1, m)
-        s = jnp.maximum(xx + yy - 2.0 * jnp.matmul(x, y.T, precision=_HIGHEST), 0.0)  # (b, m)
+        s = jnp.maximum(xx + yy - 2.0 * jnp.matmul(x, y.T, precision=HIGHEST), 0.0)  # (b, m)
         return s if metric == "sqeuclidean" else _safe_sqrt(s)
     return _difference_distance(x[:, None, :] - y[None, :, :], metric, p)  # (b, m, d) -> (b, m)
 
@@ -362,4 +362,4 @@ def cosine_similarity(x: ArrayLike, y: ArrayLike | None = None) -> jax.Array:
     x = jnp.asarray(x)
     y = x if y is None else jnp.asarray(y)
     _check_pair(x, y, paired=False)
-    return jnp.matmul(_unit(x), _unit(y).T, precision=_HIGHEST)
+    return jnp.matmul(_unit(x), _unit(y).T, precision=HIGHEST)

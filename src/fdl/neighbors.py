@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fdl._checks import check_positive_int
+from fdl._checks import check_labels, check_positive_int
 from fdl.distances import pairwise_reduce
 
 __all__ = ["knn_classify", "knn_search"]
@@ -148,8 +148,9 @@ def knn_classify(
         ``(q,)`` int32 predicted classes.
 
     Raises:
-        ValueError: if ``labels`` is not ``(m,)``, ``k`` is not in ``[1, m]``, ``num_classes`` is
-            not a positive int, or for the errors of :func:`knn_search`.
+        ValueError: if ``labels`` is not ``(m,)`` or (when concrete) not in ``[0, num_classes)``,
+            ``k`` is not in ``[1, m]``, ``num_classes`` is not a positive int, or for the errors
+            of :func:`knn_search`.
         TypeError: if ``labels`` is not an integer array.
 
     Example:
@@ -162,13 +163,13 @@ def knn_classify(
         Cover and Hart (1967), see the module docstring.
     """
     queries, points, labels = jnp.asarray(queries), jnp.asarray(points), jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"`labels` must be integer class indices, got dtype {labels.dtype}")
+    check_labels("`labels`", labels)
     if points.ndim >= 1 and labels.shape != points.shape[:1]:
         raise ValueError(f"`labels` must have shape ({points.shape[0]},) (one per point), got {labels.shape}")
     if num_classes is None:
         num_classes = int(np.max(np.asarray(labels), initial=0)) + 1
     num_classes = check_positive_int("num_classes", num_classes)
+    check_labels("`labels`", labels, num_classes, where=f"(`num_classes`={num_classes})")
     _, idx = knn_search(queries, points, k, metric, p=p, block_size=block_size)  # (q, k)
     votes = jax.nn.one_hot(labels[idx], num_classes, dtype=jnp.int32).sum(axis=-2)  # (q, C)
     return jnp.argmax(votes, axis=-1).astype(jnp.int32)

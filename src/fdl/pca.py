@@ -56,6 +56,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from fdl._checks import check_bool, check_positive_int
+from fdl._dtypes import HIGHEST
 
 __all__ = ["PCAState", "fit_pca", "inverse_transform", "transform"]
 
@@ -209,7 +210,9 @@ def transform(state: PCAState, x: ArrayLike) -> jax.Array:
 def _transform(state: PCAState, x: jax.Array) -> jax.Array:
     dtype, d = state.components.dtype, state.mean.shape[-1]
     lead = (1,) * (x.ndim - 1)  # explicit broadcasting over the leading axes
-    z = (x.astype(dtype) - state.mean.reshape(*lead, d)) @ state.components.T  # (..., K)
+    z = jnp.matmul(
+        x.astype(dtype) - state.mean.reshape(*lead, d), state.components.T, precision=HIGHEST
+    )  # (..., K)
     eps = jnp.finfo(dtype).eps
     scale = jnp.where(state.whiten, jnp.maximum(jnp.sqrt(state.explained_variance), eps), 1)  # (K,)
     return z / scale.astype(dtype).reshape(*lead, -1)
@@ -260,4 +263,5 @@ def _inverse_transform(state: PCAState, z: jax.Array) -> jax.Array:
     dtype, k = state.components.dtype, state.components.shape[0]
     scale = jnp.where(state.whiten, jnp.sqrt(state.explained_variance), 1).astype(dtype)  # (K,)
     lead = (1,) * (z.ndim - 1)  # explicit broadcasting over the leading axes
-    return (z.astype(dtype) * scale.reshape(*lead, k)) @ state.components + state.mean.reshape(*lead, -1)
+    scaled = z.astype(dtype) * scale.reshape(*lead, k)  # (..., K)
+    return jnp.matmul(scaled, state.components, precision=HIGHEST) + state.mean.reshape(*lead, -1)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_positive_int
+from fdl._paths import path_label
 
 __all__ = [
     "NoiseScale",
@@ -53,7 +54,7 @@ def _leading_size(name: str, tree: PyTree) -> int:
     sizes = {}
     for path, leaf in leaves:
         shape = jnp.shape(leaf)
-        label = jax.tree_util.keystr(path) or "<root>"
+        label = path_label(path)
         if len(shape) == 0:
             raise ValueError(f"`{name}` leaf {label} is a scalar: every leaf needs a leading example axis")
         sizes[label] = shape[0]
@@ -128,6 +129,9 @@ def example_norms(grads: PyTree, *, per_leaf: bool = False) -> Any:
     Raises:
       ValueError: leaves whose leading axes differ, or an empty tree.
 
+    The norm of an all-zero example gradient is 0 with a zero derivative (not NaN), so the
+    norms can sit inside a loss that is differentiated.
+
     >>> import jax.numpy as jnp
     >>> example_norms({"a": jnp.array([[3.0], [0.0]]), "b": jnp.array([[4.0], [1.0]])}).tolist()
     [5.0, 1.0]
@@ -139,8 +143,14 @@ def example_norms(grads: PyTree, *, per_leaf: bool = False) -> Any:
         return jnp.sum(flat * flat, axis=1)  # (B,)
 
     leaf_sq = jax.tree.map(squares, grads)
-    norms = jnp.sqrt(sum(jax.tree.leaves(leaf_sq)))  # (B,)
-    return (norms, jax.tree.map(jnp.sqrt, leaf_sq)) if per_leaf else norms
+    norms = _sqrt_zero_safe(sum(jax.tree.leaves(leaf_sq)))  # (B,)
+    return (norms, jax.tree.map(_sqrt_zero_safe, leaf_sq)) if per_leaf else norms
+
+
+def _sqrt_zero_safe(squares: jax.Array) -> jax.Array:
+    """``sqrt`` with gradient 0 at 0 (the plain one's is ``inf * 0 = NaN`` for a zero gradient)."""
+    positive = squares > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1)), 0)
 
 
 def per_example_grad_norms(

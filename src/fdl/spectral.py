@@ -43,6 +43,12 @@ without it, float32 Lanczos on a 120-dimensional operator with eigenvalues 10, 9
 [0, 1] reports the eigenvalue 10 several times after 30 steps (4 of its top 5 Ritz values are
 10); with it, the top Ritz values equal ``numpy.linalg.eigh``'s.
 
+**Compilation.** An operator given as a matrix runs through one jitted program per shape and
+dtype. An operator given as a function is compiled on every eager call: the function is not
+kept in a cache, since it is often a fresh closure over large arrays (a linearised Hessian,
+a batch) that a cache keyed on it would keep alive and never hit again. Called inside your own
+``jax.jit`` (as ``examples/edge_of_stability.py`` does), it compiles once with your function.
+
 Example:
     >>> import jax.numpy as jnp
     >>> from fdl import spectral
@@ -74,6 +80,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from fdl._checks import check_bool, check_positive_int
+from fdl._dtypes import HIGHEST
 
 __all__ = ["LanczosResult", "PowerIterationResult", "lanczos", "power_iteration", "top_eigenpairs"]
 
@@ -183,7 +190,7 @@ def _prepare(
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _on_matrix(algorithm: Callable[..., Any], statics: tuple, a: jax.Array, q0: Any) -> Any:
-    return algorithm(lambda v: a @ v, q0, *statics)
+    return algorithm(lambda v: jnp.matmul(a, v, precision=HIGHEST), q0, *statics)
 
 
 def _on_function(algorithm: Callable[..., Any], statics: tuple, fn: Callable[..., Any], q0: Any) -> Any:
@@ -192,7 +199,7 @@ def _on_function(algorithm: Callable[..., Any], statics: tuple, fn: Callable[...
     def op(v: jax.Array) -> jax.Array:
         return jnp.asarray(fn(v)).astype(dtype)
 
-    return jax.jit(lambda q: algorithm(op, q, *statics))(q0)  # one compile per call
+    return jax.jit(lambda q: algorithm(op, q, *statics))(q0)  # eager: compiled per call (module doc)
 
 
 def _probe_symmetry(op: Callable[[jax.Array], jax.Array], n: int, dtype: jnp.dtype) -> None:
@@ -292,7 +299,7 @@ def _power_iteration(
 
     def rayleigh(v: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         w = op(v)
-        lam = jnp.vdot(v, w)
+        lam = jnp.vdot(v, w, precision=HIGHEST)
         return w, lam, jnp.linalg.norm(w - lam * v)
 
     def cond(carry: tuple) -> jax.Array:
@@ -317,7 +324,7 @@ def _power_iteration(
 def _orthogonalize(w: jax.Array, basis: jax.Array) -> jax.Array:
     """``w`` minus its projection on the columns of ``basis`` (unused columns are zero), twice."""
     for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to rounding ("twice is enough")
-        w = w - basis @ (basis.T @ w)  # (n,)
+        w = w - jnp.matmul(basis, jnp.matmul(basis.T, w, precision=HIGHEST), precision=HIGHEST)  # (n,)
     return w
 
 
@@ -331,7 +338,7 @@ def _lanczos(
         basis, q_prev, q, beta_prev, scale = carry
         basis = basis.at[:, j].set(q)  # (n, m), columns > j still zero
         w = op(q)
-        alpha = jnp.vdot(q, w)
+        alpha = jnp.vdot(q, w, precision=HIGHEST)
         w = w - alpha * q - beta_prev * q_prev
         if reorthogonalize:
             w = _orthogonalize(w, basis)
@@ -527,7 +534,7 @@ def _ritz_pairs(
     t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)  # (m, m) tridiagonal
     theta, s = jnp.linalg.eigh(t)  # ascending
     values = theta[::-1][:k]  # (k,) descending
-    vectors = basis @ s[:, ::-1][:, :k]  # (n, k) Ritz vectors
+    vectors = jnp.matmul(basis, s[:, ::-1][:, :k], precision=HIGHEST)  # (n, k) Ritz vectors
     vectors = vectors / jnp.linalg.norm(vectors, axis=0, keepdims=True)
     peak = jnp.take_along_axis(vectors, jnp.argmax(jnp.abs(vectors), axis=0)[None, :], axis=0)  # (1, k)
     return values, vectors * jnp.where(peak < 0, -1, 1).astype(vectors.dtype)

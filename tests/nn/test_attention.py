@@ -194,9 +194,15 @@ def as_cross(layer, t_q, kv_pattern):
     return Layer(init, apply)
 
 
+def _row_id(row):
+    return row.values[0] if hasattr(row, "values") else row[0]  # a pytest.param or a tuple
+
+
 # First key padded: with causal=True query 0 then has no key at all (a fully masked row).
 PATTERN = [False, True, True, True, False]
 # (id, factory, per-example input shape). Kept to one row per configuration: each costs seconds.
+# The two blocks (compositions of the attention rows above, tens of seconds each on 2 cores) are
+# slow: they run in CI, outside the quick tier.
 # The other tests reuse these configurations and the contract's batch shapes ((7,) in float32,
 # (3,) in float64), so JAX's compiled-op cache is shared with them.
 LAYERS = [
@@ -210,20 +216,22 @@ LAYERS = [
         lambda: as_cross(MultiHeadAttention(2, out_features=3, b_init=random_bias), 2, [True, False, True]),
         (5, 4),
     ),
-    (
+    pytest.param(
         "encoder_block_masked_causal",
         lambda: with_fixed_mask(TransformerEncoderBlock(2, 16, causal=True, b_init=random_bias), PATTERN),
         (5, 8),
+        marks=pytest.mark.slow,
     ),
-    (
+    pytest.param(
         "decoder_block_memory_masked",
         lambda: as_cross(TransformerDecoderBlock(2, 16, b_init=random_bias), 3, [True, True, False]),
         (6, 8),
+        marks=pytest.mark.slow,
     ),
 ]
 
 
-@pytest.mark.parametrize("_, factory, shape", LAYERS, ids=[row[0] for row in LAYERS])
+@pytest.mark.parametrize("_, factory, shape", LAYERS, ids=[_row_id(row) for row in LAYERS])
 def test_layer_contract(_, factory, shape, keys):
     check_layer_contract(factory, shape, keys)
 

@@ -691,18 +691,26 @@ def mask_from_input(layer):
     return Layer(init, apply)
 
 
+def _row_id(row):
+    return row.values[0] if hasattr(row, "values") else row[0]  # a pytest.param or a tuple
+
+
 # Every row uses the per-example shape (5, 3), so the fixture's input draws compile once.
 CONTRACT = [
     ("rnn", lambda: Recurrent(RNNCell(3)), (5, 3)),
     ("lstm", lambda: Recurrent(LSTMCell(3)), (5, 3)),
     ("gru_last_reverse", lambda: Recurrent(GRUCell(3), return_sequences=False, reverse=True), (5, 3)),
-    ("bidirectional_concat", lambda: Bidirectional(LSTMCell(3), GRUCell(2)), (5, 3)),
+    # the compositions below are tens of seconds each on 2 cores: slow (CI), their parts stay quick
+    pytest.param(
+        "bidirectional_concat", lambda: Bidirectional(LSTMCell(3), GRUCell(2)), (5, 3), marks=pytest.mark.slow
+    ),
 ]
 MASKED_CONTRACT = [
-    (
+    pytest.param(
         "stacked_masked_last",
         lambda: mask_from_input(Stacked([LSTMCell(3), GRUCell(2)], return_sequences=False)),
         ((5, 3), (5,)),
+        marks=pytest.mark.slow,
     ),
     (
         "bidirectional_sum_then_rnn_masked",
@@ -714,12 +722,12 @@ MASKED_CONTRACT = [
 ]
 
 
-@pytest.mark.parametrize("_, factory, shape", CONTRACT, ids=[r[0] for r in CONTRACT])
+@pytest.mark.parametrize("_, factory, shape", CONTRACT, ids=[_row_id(r) for r in CONTRACT])
 def test_layer_contract(_, factory, shape, keys):
     check_layer_contract(factory, shape, keys)
 
 
-@pytest.mark.parametrize("_, factory, shape", MASKED_CONTRACT, ids=[r[0] for r in MASKED_CONTRACT])
+@pytest.mark.parametrize("_, factory, shape", MASKED_CONTRACT, ids=[_row_id(r) for r in MASKED_CONTRACT])
 def test_layer_contract_with_mask(_, factory, shape, keys):
     # the contract differentiates x + 0.1 sign(x), which a pair does not support: the gradient
     # with respect to a masked input is checked below instead

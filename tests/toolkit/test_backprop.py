@@ -203,3 +203,14 @@ def test_backward_checks_labels_and_cache():
         match=r"layer 'dense_1': the cache holds inputs \(2, 4\) and errors \(2, 2\), which do not fit w \(4, 5\)",
     ):
         backprop.mlp_backward(wider, cache, jnp.zeros(2, jnp.int32))
+    with pytest.raises(
+        ValueError,
+        match=r"`labels` holds 2 \(at index 1\); class labels must be integers in \[0, 2\) \(`logits` has 2 classes\)",
+    ):
+        backprop.mlp_backward(PARAMS, cache, jnp.array([0, 2]))
+    with pytest.raises(TypeError, match=r"`labels` must be integer class labels, got dtype float32"):
+        backprop.softmax_cross_entropy_grad(jnp.zeros((2, 3)), jnp.zeros(2))
+    with pytest.raises(
+        ValueError, match=r"`logits` must be \(B, C\) and `labels` \(B,\), got shapes \(2, 3\) and \(2, 1\)"
+    ):
+        backprop.softmax_cross_entropy_grad(jnp.zeros((2, 3)), jnp.zeros((2, 1), jnp.int32))

@@ -228,6 +228,15 @@ def test_kl_is_zero_at_the_prior_and_sums_over_a_model():
     )
     np.testing.assert_allclose(bayesian.bayes_kl(tree, 2.0), expected, rtol=1e-6)
     assert float(bayesian.bayes_kl({"dense": {"w": jnp.ones(2)}})) == 0.0
+    # the layers' own dtype is kept: float64 layers are not summed in float32
+    with jax.enable_x64(True):
+        wide = jax.tree.map(lambda leaf: leaf.astype(jnp.float64), tree)
+        total = bayesian.bayes_kl([wide], 2.0)  # found inside a list too
+        assert total.dtype == jnp.float64
+        exact = sum(
+            float(bayesian.bayes_dense_kl(wide[name], 2.0)) for name in ("bayes_dense_0", "bayes_dense_1")
+        )
+        assert float(total) == pytest.approx(exact, rel=1e-14)
 
 
 def test_kl_gradient_is_finite_for_tiny_sigmas():

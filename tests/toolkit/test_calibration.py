@@ -86,18 +86,29 @@ def test_calibration_input_errors():
         ValueError, match=r"`labels` must have shape \(5,\) \(= probs.shape\[:-1\]\), got \(4,\)"
     ):
         calibration.reliability_diagram(HAND_PROBS, HAND_LABELS[:4])
-    with pytest.raises(TypeError, match=r"`labels` must be integer class indices, got dtype float32"):
+    with pytest.raises(TypeError, match=r"`labels` must be integer class labels, got dtype float32"):
         calibration.reliability_diagram(HAND_PROBS, HAND_LABELS.astype(jnp.float32))
     with pytest.raises(
-        ValueError, match=r"`probs` must sum to 1 over the last axis \(within 0.001\); one example sums to 3"
+        ValueError,
+        match=r"`labels` holds 2 \(at index 0\); class labels must be integers in \[0, 2\) \(`probs` has 2 classes\)",
+    ):
+        calibration.expected_calibration_error(jnp.array([[0.5, 0.5]]), jnp.array([2]))
+    with pytest.raises(
+        ValueError, match=r"`probs` must sum to 1 along axis -1 \(within 1e-05\), got a sum of 3"
     ):
         calibration.expected_calibration_error(jnp.array([[1.0, 2.0]]), jnp.array([1]))
-    with pytest.raises(ValueError, match=r"`probs` must be non-negative probabilities"):
+    with pytest.raises(
+        ValueError, match=r"`probs` must be non-negative probabilities, got a minimum of -0.5"
+    ):
         calibration.expected_calibration_error(jnp.array([[1.5, -0.5]]), jnp.array([1]))
     with pytest.raises(ValueError, match=r"`probs` must have a class axis \(last\), got shape \(\)"):
         calibration.reliability_diagram(jnp.array(1.0), jnp.array(0))
-    # Within the tolerance is accepted.
-    calibration.expected_calibration_error(jnp.array([[0.5, 0.5005]]), jnp.array([1]))
+    # Within the float32 tolerance is accepted: rounding each entry of a softmax moves the sum far less.
+    calibration.expected_calibration_error(jnp.array([[0.5, 0.500005]]), jnp.array([1]))
+    with pytest.raises(ValueError, match=r"`temperature` must be a positive finite scalar, got 0.0"):
+        calibration.temperature_scale(jnp.ones((2, 3)), 0.0)
+    with pytest.raises(ValueError, match=r"`temperature` must be a positive finite scalar, got -2"):
+        calibration.temperature_scale(jnp.ones((2, 3)), -2)
 
 
 # ------------------------------------------------------------------ temperature scaling
@@ -162,11 +173,17 @@ def test_fit_temperature_errors():
     with pytest.raises(ValueError, match=r"`lower` must be < `upper`, got lower=5.0, upper=2.0"):
         calibration.fit_temperature(logits, labels, lower=5.0, upper=2.0)
     with pytest.raises(
-        ValueError, match=r"`labels` must have shape logits.shape\[:-1\] = \(3,\), got \(2,\)"
+        ValueError, match=r"`labels` must have shape \(3,\) \(= logits.shape\[:-1\]\), got \(2,\)"
     ):
         calibration.fit_temperature(logits, labels[:2])
-    with pytest.raises(TypeError, match=r"`labels` must be integer class indices, got dtype float32"):
+    with pytest.raises(TypeError, match=r"`labels` must be integer class labels, got dtype float32"):
         calibration.fit_temperature(logits, labels.astype(jnp.float32))
+    with pytest.raises(
+        ValueError, match=r"`labels` holds -1 \(at index 2\); class labels must be integers in \[0, 2\)"
+    ):
+        calibration.fit_temperature(logits, labels.at[2].set(-1))
+    with pytest.raises(TypeError, match=r"`logits` must be floating point, got dtype int32"):
+        calibration.fit_temperature(logits.astype(jnp.int32), labels)
 
 
 # ------------------------------------------------------------------ on digits

@@ -94,7 +94,16 @@ def test_errors():
         knn_search(points, points, 2, "l2")
     with pytest.raises(ValueError, match=r"`labels` must have shape \(10,\) \(one per point\), got \(9,\)"):
         knn_classify(points, points, jnp.zeros(9, jnp.int32), 2)
-    with pytest.raises(TypeError, match="`labels` must be integer class indices, got dtype float32"):
+    with pytest.raises(TypeError, match="`labels` must be integer class labels, got dtype float32"):
         knn_classify(points, points, jnp.zeros(10), 2)
+    with pytest.raises(
+        ValueError, match=r"`labels` holds -1 \(at index 3\); class labels must be integers 0 or more"
+    ):
+        knn_classify(points, points, jnp.zeros(10, jnp.int32).at[3].set(-1), 2)
+    with pytest.raises(
+        ValueError,
+        match=r"`labels` holds 4 \(at index 0\); class labels must be integers in \[0, 3\) \(`num_classes`=3\)",
+    ):
+        knn_classify(points, points, jnp.full(10, 4, jnp.int32), 2, num_classes=3)
     with pytest.raises(ValueError, match="`num_classes` must be a positive integer, got 0"):
         knn_classify(points, points, jnp.zeros(10, jnp.int32), 2, num_classes=0)

@@ -51,6 +51,19 @@ def test_norms_equal_one_example_at_a_time():
             np.testing.assert_allclose(leaf_norms["out"][i], np.linalg.norm(g["out"]), rtol=1e-13)
 
 
+def test_norms_have_a_finite_gradient_at_a_zero_example():
+    grads = {"a": jnp.array([[3.0, 4.0], [0.0, 0.0]]), "b": jnp.array([[0.0], [0.0]])}
+    naive = jax.grad(lambda g: jnp.sqrt(jnp.sum(g["a"] ** 2, axis=1)).sum())(grads)["a"]
+    assert np.isnan(np.asarray(naive[1])).all()  # the plain square root: 0 * inf
+    total = jax.grad(lambda g: pe.example_norms(g).sum())(grads)
+    per_leaf = jax.grad(
+        lambda g: jax.tree.reduce(jnp.add, jax.tree.map(jnp.sum, pe.example_norms(g, per_leaf=True)[1]))
+    )(grads)
+    for got in (total, per_leaf):
+        np.testing.assert_allclose(np.asarray(got["a"]), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(got["b"]), [[0.0], [0.0]])
+
+
 def test_chunks_and_jit_give_the_same_gradients():
     with jax.enable_x64(True):
         params, data = problem(7)
@@ -141,7 +154,7 @@ def test_leading_axes_must_agree():
     bad = {"x": jnp.ones((5, 3)), "y": jnp.ones(4)}
     with pytest.raises(
         ValueError,
-        match=r"`batch` leaves must share their leading \(example\) axis, got sizes \{\['x'\]: 5, \['y'\]: 4\}",
+        match=r"`batch` leaves must share their leading \(example\) axis, got sizes \{x: 5, y: 4\}",
     ):
         pe.per_example_grads(mlp_loss, params, bad)
     with pytest.raises(ValueError, match=r"`grads` leaves must share their leading"):
@@ -157,7 +170,7 @@ def test_counts_below_one_and_scalars():
     with pytest.raises(ValueError, match=r"`batch` must hold at least 1 example, got a leading axis of 0"):
         pe.per_example_grads(mlp_loss, params, {"x": jnp.ones((0, 3)), "y": jnp.ones(0)})
     with pytest.raises(
-        ValueError, match=r"`batch` leaf \['y'\] is a scalar: every leaf needs a leading example axis"
+        ValueError, match=r"`batch` leaf y is a scalar: every leaf needs a leading example axis"
     ):
         pe.per_example_grads(mlp_loss, params, {"x": jnp.ones((2, 3)), "y": jnp.ones(())})
     with pytest.raises(ValueError, match=r"`batch` has no arrays \(an empty pytree\)"):

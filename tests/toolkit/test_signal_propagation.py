@@ -106,17 +106,31 @@ def test_mean_field_per_layer_and_end_to_end(keys):
             q = np.asarray(stats.activation_mean_square)
             g = np.asarray(stats.gradient_mean_square)
             z_q = q[1::2]  # the dense outputs z^0 .. z^49
+            walk_var = 0.0  # the variance of log(z_q[k+1] / z_q[0]) about (k+1) log(c/2)
             for k in range(DEPTH - 1):
                 z, h, z_next = outs[2 * k + 1], outs[2 * k + 2], outs[2 * k + 3]
                 e1_cols = (np.mean(z_next**2, axis=0) - c * np.mean(h**2)) / z_q[k]  # (width,)
                 e2_cols = c * np.mean(z**2 * ((z > 0) - 0.5), axis=0) / z_q[k]  # (width,)
                 se = np.sqrt((np.var(e1_cols, ddof=1) + np.var(e2_cols, ddof=1)) / WIDTH)
                 assert abs(z_q[k + 1] / z_q[k] - c / 2) <= 4.5 * se, (name, k, z_q[k + 1] / z_q[k], se)
+                # Across depth: the per-layer errors are independent given the layer below, so
+                # log q^{k+1}/q^0 - (k+1) log(c/2) is a random walk with steps of sd se / (c/2)
+                # (first order), measured here; every partial sum within 4.5 of its own sds.
+                walk_var += (se / (c / 2)) ** 2
+                drift = np.log(z_q[k + 1] / z_q[0]) - (k + 1) * np.log(c / 2)
+                assert abs(drift) <= 4.5 * np.sqrt(walk_var), (name, k, drift, np.sqrt(walk_var))
             predicted = (DEPTH - 1) * np.log(c / 2)
             assert abs(np.log(q[-1] / q[1]) - predicted) < tol, name
             assert abs(np.log(g[1] / g[-1]) - predicted) < tol, name
-            if name == "he":  # every post-ReLU layer within e^3.9 (~50x) of E[x^2], E[relu(z)^2] = q/2
-                assert np.all(np.abs(np.log(q[2::2] / q[0])) < tol)
+            if name == "he":
+                # The stated factor. At width 256 each layer's ratio fluctuates by a relative
+                # ~sqrt(5 / width), so log q drifts as a random walk whose sd at depth 49 is at
+                # most sqrt(5 * 49 / width) = 0.98 (measured from the layers above: 0.93). He
+                # keeps every post-ReLU layer's mean square within e^(4 * 0.98) = 50x of the
+                # input's (E[relu(z)^2] = q/2 = E[x^2] in the mean-field limit); measured here at
+                # most 3.4x, against 1e-93 and 1e103 for the other two.
+                assert np.sqrt(walk_var) <= np.sqrt(5 * (DEPTH - 1) / WIDTH), np.sqrt(walk_var)
+                assert np.all(np.abs(np.log(q[2::2] / q[0])) < tol), q[2::2] / q[0]
             if name == "normal_0.01":
                 assert q[-1] < 1e-80 * q[0]  # collapsed
             if name == "normal_1":

@@ -151,17 +151,24 @@ def prepare_output(name: str, path: Any, *, directory: bool = False) -> Any:
 def check_labels(name: str, labels: Any, num_classes: int | None = None, *, where: str = "") -> Any:
     """Return ``labels`` if they are integer class labels in ``[0, num_classes)`` (``[0, inf)``
     when ``num_classes`` is None), checked host-side once. ``where`` says what set the upper
-    bound (e.g. "for a model with 10 outputs").
+    bound (e.g. "for a model with 10 outputs"). Traced labels (inside ``jit``) have only their
+    dtype checked: their values cannot be read.
 
     Raises:
       ValueError: naming ``name``, the first bad value and its index, and the valid range.
       TypeError: the labels are not integers.
     """
+    import jax
     import numpy as np
 
-    array = np.asarray(labels)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be integer class labels, got dtype {array.dtype}")
+    dtype = getattr(labels, "dtype", None)
+    dtype = np.asarray(labels).dtype if dtype is None else np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer class labels, got dtype {dtype}")
+    try:
+        array = np.asarray(labels)
+    except jax.errors.TracerArrayConversionError:
+        return labels
     flat = array.reshape(-1)
     bad = flat < 0 if num_classes is None else (flat < 0) | (flat >= num_classes)
     if flat.size and bad.any():
