@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -143,7 +144,7 @@ def example_norms(grads: PyTree, *, per_leaf: bool = False) -> Any:
         return jnp.sum(flat * flat, axis=1)  # (B,)
 
     leaf_sq = jax.tree.map(squares, grads)
-    norms = _sqrt_zero_safe(sum(jax.tree.leaves(leaf_sq)))  # (B,)
+    norms = _sqrt_zero_safe(functools.reduce(jnp.add, jax.tree.leaves(leaf_sq)))  # (B,)
     return (norms, jax.tree.map(_sqrt_zero_safe, leaf_sq)) if per_leaf else norms
 
 
