@@ -74,7 +74,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from fdl._checks import check_positive_int, check_prng_key
-from fdl._paths import path_string
+from fdl._paths import path_label, path_string
 
 __all__ = ["GradCheckReport", "check_gradients", "check_jvp_vjp"]
 
@@ -149,7 +149,7 @@ def _as_float64(caller: str, tree: PyTree) -> PyTree:
         leaf = jnp.asarray(leaf)
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise ValueError(
-                f"{caller}: leaf {path_string(path) or '(root)'!r} has dtype {leaf.dtype}; only "
+                f"{caller}: leaf {path_label(path)!r} has dtype {leaf.dtype}; only "
                 "float leaves have gradients to check"
             )
         return leaf.astype(jnp.float64)

@@ -163,8 +163,8 @@ def test_every_error_message():
         "axis 0 (as jax.vmap(jax.grad(loss), in_axes=(None, 0)) returns them), got shapes "
     )
     cases = [
-        ({"a": jnp.ones((2, 3)), "b": jnp.ones((3,))}, "['a']: (2, 3), ['b']: (3,)"),
-        ({"a": jnp.ones((2, 3)), "b": jnp.ones(())}, "['a']: (2, 3), ['b']: ()"),
+        ({"a": jnp.ones((2, 3)), "b": jnp.ones((3,))}, "a: (2, 3), b: (3,)"),
+        ({"a": jnp.ones((2, 3)), "b": jnp.ones(())}, "a: (2, 3), b: ()"),
         (jnp.ones(()), "(root): ()"),
         ({}, "no leaves"),
     ]

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from fdl._checks import check_same_shapes, names_errors
-from fdl._paths import nearest, path_matches, path_string
+from fdl._paths import nearest, path_label, path_matches, path_string
 from fdl.optim.base import GradientTransformation, init_empty_state, with_extra_args_support
 from fdl.optim.weight_decay import Mask, masked
 from fdl.tree import floats
@@ -218,7 +218,7 @@ def selective_transform(optimizer: GradientTransformation, *, freeze_mask: PyTre
     for path, leaf in jax.tree_util.tree_leaves_with_path(freeze_mask):
         if not isinstance(leaf, bool | np.bool_):
             raise TypeError(
-                f"`freeze_mask` leaf {path_string(path) or '(root)'} must be a Python bool (the "
+                f"`freeze_mask` leaf {path_label(path)} must be a Python bool (the "
                 f"mask is static configuration), got {leaf!r}"
             )
     labels = jax.tree.map(lambda frozen: "freeze" if frozen else "train", freeze_mask)

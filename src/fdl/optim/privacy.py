@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import check_decay, check_non_negative, names_errors
+from fdl._paths import path_label
 from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
@@ -52,7 +53,7 @@ def _check_batch(updates: PyTree) -> int:
     """The batch size, the common length of every leaf's axis 0; raise naming the leaves'
     shapes if there is none."""
     paths = jax.tree_util.tree_flatten_with_path(updates)[0]
-    shapes = {jax.tree_util.keystr(path) or "(root)": jnp.shape(leaf) for path, leaf in paths}
+    shapes = {path_label(path): jnp.shape(leaf) for path, leaf in paths}
     sizes = {shape[0] if shape else -1 for shape in shapes.values()}  # -1: no axis 0
     if len(sizes) != 1 or -1 in sizes:
         listed = ", ".join(f"{path}: {shape}" for path, shape in shapes.items()) or "no leaves"

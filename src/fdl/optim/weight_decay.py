@@ -29,6 +29,7 @@ import optax
 
 from fdl import _dtypes
 from fdl._checks import check_learning_rate, check_same_shapes, names_errors
+from fdl._paths import path_label
 from fdl.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -82,7 +83,7 @@ def _mask_tree(mask: Mask, tree: PyTree) -> PyTree:
     for path, leaf in jax.tree_util.tree_leaves_with_path(mask_tree):
         if not isinstance(leaf, bool | np.bool_):
             raise TypeError(
-                f"masked: mask leaf {jax.tree_util.keystr(path) or '(root)'} must be a Python "
+                f"masked: mask leaf {path_label(path)} must be a Python "
                 f"bool (the mask is static configuration, not traced data), got {leaf!r}"
             )
     return mask_tree
