@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from fdl._blocks import map_row_blocks
 from fdl._checks import check_choice, check_positive_int
 from fdl._dtypes import HIGHEST
 
@@ -220,12 +221,7 @@ def pairwise_reduce(
     _check_pair(x, y, paired=False)
     n, d = x.shape
     rows = resolve_block_size(block_size, n, y.shape[0], d, metric)
-    if rows >= n:
-        return reduce_fn(_dense(x, y, metric, p))
-    blocks = -(-n // rows)
-    padded = jnp.concatenate([x, jnp.broadcast_to(x[:1], (blocks * rows - n, d))])  # (blocks*rows, d)
-    out = jax.lax.map(lambda xb: reduce_fn(_dense(xb, y, metric, p)), padded.reshape(blocks, rows, d))
-    return jax.tree.map(lambda a: a.reshape(blocks * rows, *a.shape[2:])[:n], out)
+    return map_row_blocks(lambda xb: reduce_fn(_dense(xb, y, metric, p)), x, rows)
 
 
 def pairwise_distances(

@@ -92,13 +92,18 @@ def test_every_optax_name_builds_and_takes_a_step(name):
     them (the line searches of lbfgs)."""
     opt = make_optimizer(f"optax:{name}", {"learning_rate": 1e-2})
     loss = fdl.train.simple_loss(lambda p, batch, key: 0.5 * jnp.sum(p["w"] ** 2))
-    params = {"w": jnp.ones((3, 2))}
+    # A full-rank start: on a rank-1 gradient (all ones) galore's projection keeps a direction
+    # of rounding noise, which Adam scales up to the learning rate, a sign that varies by CPU.
+    params = {"w": jnp.array([[1.0, 0.5], [0.25, 2.0], [1.5, 0.75]])}
     with jax.numpy_dtype_promotion("standard"):  # optax needs it (design.md §11)
         state = fdl.train.init_state(params, opt)
         new, metrics, _ = fdl.train.make_step(loss, opt)(state, None, None)
-    assert float(metrics["loss"]) == 3.0
-    w = new.params["w"]  # a descent step (rprop's first step is 0, as optax's)
-    assert w.shape == (3, 2) and bool(jnp.all(jnp.isfinite(w)) & jnp.all(w <= 1.0))
+    assert float(metrics["loss"]) == 4.0625
+    w = new.params["w"]
+    # A descent step: the loss does not rise (rprop's first step is 0, as optax's). Not each
+    # entry: galore's Adam acts in a rotated basis, where descent holds only for the whole.
+    assert w.shape == (3, 2) and bool(jnp.all(jnp.isfinite(w)))
+    assert float(0.5 * jnp.sum(w**2)) <= 4.0625
 
 
 @pytest.mark.parametrize("name", FDL_NAMES)
