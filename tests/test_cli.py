@@ -318,6 +318,7 @@ def test_train_help(capsys):
         assert flag in out, flag
 
 
+@pytest.mark.slow  # two trainings end to end
 def test_train_then_resume_writes_history_plot_and_checkpoints(tmp_path, capsys):
     ckpt, history, plot = tmp_path / "ckpt", tmp_path / "h.csv", tmp_path / "curves.png"
     common = [
@@ -344,6 +345,7 @@ def test_train_then_resume_writes_history_plot_and_checkpoints(tmp_path, capsys)
     assert "ckpt-00000132.npz" in {p.name for p in ckpt.iterdir()}
 
 
+@pytest.mark.slow  # a training end to end
 def test_train_on_idx_files(tmp_path, capsys):
     import numpy as np
 

@@ -17,6 +17,9 @@ from fdl.cli import main
 from fdl.data import save_idx
 from tests.unwritable import unwritable_dir
 
+# Every refusal starts fdl as a fresh process (about 4 s each): the quick tier leaves them to CI.
+pytestmark = pytest.mark.slow
+
 OPT = "adam:learning_rate=0.01"
 
 
@@ -40,7 +43,6 @@ def train(*argv: str, cwd: Path) -> tuple[int, str, str]:
     return fdl("train", "--hidden", "8", "--epochs", "1", "--no-progress", *argv, cwd=cwd)
 
 
-@pytest.mark.slow  # fresh processes
 def test_a_negative_seed_is_refused_by_train_and_compare(tmp_path):
     assert_usage_error(
         train("--seed", "-1", cwd=tmp_path), r"argument --seed: must be a non-negative integer, got '-1'"
@@ -85,7 +87,6 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path, flag):
         assert list((tmp_path / "ckpt").iterdir()) == []
 
 
-@pytest.mark.slow  # fresh processes
 def test_compare_refuses_an_unwritable_out_before_running(tmp_path):
     with unwritable_dir(tmp_path) as locked:
         assert_usage_error(
@@ -104,7 +105,6 @@ def train_in_process(*argv: str, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.slow  # fresh processes
 def test_outputs_in_missing_directories_are_created(tmp_path, capsys):
     history, plot = tmp_path / "logs" / "run" / "h.jsonl", tmp_path / "figures" / "curves.png"
     code, out, err = train_in_process("--history", str(history), "--plot", str(plot), capsys=capsys)
@@ -136,7 +136,6 @@ def test_negative_idx_labels_are_refused_naming_the_file_and_the_value(tmp_path)
     )
 
 
-@pytest.mark.slow  # fresh processes
 def test_a_fresh_run_into_another_runs_checkpoints_is_refused_unless_overwrite(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     code, _, err = train_in_process("--checkpoint-dir", str(ckpt), capsys=capsys)

@@ -340,6 +340,7 @@ def test_fdl_transformations_run_under_the_callers_strict_promotion():
     np.testing.assert_allclose(result.runs["mine"].losses[1:], expected, rtol=1e-6)
 
 
+@pytest.mark.slow  # every alias compiled twice
 def test_every_fdl_alias_runs_as_a_twin_of_optax():
     # One compare call runs each fdl alias next to optax's; fdl follows optax's order of
     # operations, so 100 steps on Beale (parameters of size ~1) stay within float32 rounding.

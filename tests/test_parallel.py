@@ -65,12 +65,14 @@ def worker():
 # ------------------------------------------------------------------ multi-device (subprocess)
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_sharded_adam_steps_equal_single_device_steps(worker):
     assert worker["params_moved"] > 1e-2  # training moved the parameters: equality means something
     assert worker["max_abs_diff_sharded"] <= PARAM_ATOL
     assert worker["max_abs_diff_loss"] <= LOSS_ATOL
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_sharded_sgd_steps_equal_single_device_steps(worker):
     # SGD's update is proportional to the gradient (Adam's is not), so this also checks that the
     # all-reduce averages the shards' gradients rather than summing them.
@@ -78,10 +80,12 @@ def test_sharded_sgd_steps_equal_single_device_steps(worker):
     assert worker["max_abs_param_sgd"] > 0.1
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_scan_fused_steps_with_on_device_gather_equal_single_device_steps(worker):
     assert worker["max_abs_diff_scan"] <= PARAM_ATOL
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_fit_on_the_mesh_equals_fit_on_one_device(worker):
     """``fdl.fit.fit(..., mesh=mesh)``: the same run, data parallel, within the same tolerance."""
     assert worker["fit_params_moved"] > 1e-2
@@ -90,6 +94,7 @@ def test_fit_on_the_mesh_equals_fit_on_one_device(worker):
     assert report["fully_replicated"] == report["on_all_devices"] == report["leaves"] == 6
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_batch_is_split_over_four_devices(worker):
     shards = worker["batch_shards"]
     assert sorted(s["device"] for s in shards) == [0, 1, 2, 3]
@@ -100,11 +105,13 @@ def test_batch_is_split_over_four_devices(worker):
     assert worker["per_device_batch"] == 16
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_shard_local_batch_equals_shard_batch_in_one_process(worker):
     assert worker["local_batch_matches"]
 
 
 @pytest.mark.parametrize("run", ["outputs_replicated", "scan_outputs_replicated"])
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_step_outputs_stay_replicated(worker, run):
     report = worker[run]  # params and Adam state after 20 sharded steps (step by step, or scan)
     assert report["leaves"] == 19  # 3 layers × (w, b) params; Adam's count, mu and nu
@@ -112,11 +119,13 @@ def test_step_outputs_stay_replicated(worker, run):
     assert report["on_all_devices"] == report["leaves"]
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_xla_inserts_the_gradient_all_reduce(worker):
     assert worker["single_all_reduces"] == 0
     assert worker["sharded_all_reduces"] >= 1
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_constrain_batch_shards_a_gather_inside_a_jitted_scan(worker):
     (spec,) = worker["scan_batch_sharding"]  # the scan body is traced once
     assert spec[0] == "data" and all(axis is None for axis in spec[1:])
@@ -124,6 +133,7 @@ def test_constrain_batch_shards_a_gather_inside_a_jitted_scan(worker):
     assert worker["unconstrained_gather_replicated"] == [True]  # without it: replicated
 
 
+@pytest.mark.slow  # the 4-device worker is a fresh process
 def test_four_device_error_messages_were_checked(worker):
     # The worker asserts each message with pytest.raises(match=...) and exits non-zero otherwise:
     # indivisible batches (shard_batch, constrain_batch, check_batch_size, shard_local_batch)

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import chex
+import pytest
 import jax
 import jax.numpy as jnp
 
@@ -15,6 +16,7 @@ def quick_start_code() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # trains as the README does
 def test_quick_start_runs_and_takes_a_step():
     namespace: dict = {}
     exec(compile(quick_start_code(), str(README), "exec"), namespace)  # under strict promotion
@@ -26,6 +28,7 @@ def test_quick_start_runs_and_takes_a_step():
     assert all(0.0 < m <= 1e-3 * (1 + 1e-5) for m in jax.tree.leaves(moved))
 
 
+@pytest.mark.slow  # trains as the README does
 def test_train_section_runs_as_written(tmp_path, monkeypatch):
     """The `fit` snippet of the README runs (with 2 epochs instead of 30) and resumes."""
     section = README.read_text().split("## Train", 1)[1]
