@@ -186,7 +186,8 @@ def strip_run_ids(directory):
 
 
 @pytest.mark.parametrize(
-    "older", ["with run ids", pytest.param("before run ids", marks=pytest.mark.slow)]  # 5 s each
+    "older",
+    ["with run ids", pytest.param("before run ids", marks=pytest.mark.slow)],  # 5 s each
 )
 def test_a_fresh_run_in_a_reused_directory_never_resumes_the_stale_run(tmp_path, older):
     """An older run reaches step 20; a new run (resume=False) writes steps 4 and 8 and is

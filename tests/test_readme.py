@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 import chex
-import pytest
 import jax
 import jax.numpy as jnp
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
