@@ -173,13 +173,13 @@ def main(seed: int) -> dict:
     # ------------------------------------------------------- errors that need a 4-device mesh
     with pytest.raises(
         ValueError,
-        match=r"shard_batch: `batch` leaf \[0\] has batch size 6, which is not divisible by "
+        match=r"shard_batch: `batch` leaf 0 has batch size 6, which is not divisible by "
         r"the 4 devices of mesh axis 'data'; use a batch size that is a multiple of 4",
     ):
         parallel.shard_batch((np.zeros((6, 3)), np.zeros(8)), mesh)
     with pytest.raises(
         ValueError,
-        match=r"constrain_batch: `batch` leaf \['y'\] has batch size 10, which is not "
+        match=r"constrain_batch: `batch` leaf y has batch size 10, which is not "
         r"divisible by the 4 devices",
     ):
         jax.jit(lambda b: parallel.constrain_batch(b, mesh))({"x": jnp.zeros((8, 2)), "y": jnp.zeros((10,))})

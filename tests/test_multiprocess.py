@@ -239,7 +239,7 @@ def test_replicate_across_processes_checks_that_every_process_holds_the_same_val
     for result in results:
         assert result["replicate_ok"]  # a committed local array and a PRNG key, replicated
         assert result["replicate_error"] == (
-            "replicate: `tree` leaf ['differs'] differs between processes (process 0 and "
+            "replicate: `tree` leaf differs differs between processes (process 0 and "
             "process(es) [1] hold different values); every process must pass the same values, "
             "e.g. parameters initialized from the same key"
         )

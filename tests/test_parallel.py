@@ -239,11 +239,11 @@ def test_scalar_batch_leaves_are_rejected():
     batch = {"x": np.zeros((4, 2)), "n": np.float32(1.0)}
     with pytest.raises(
         ValueError,
-        match=r"shard_batch: `batch` leaf \['n'\] is a scalar \(shape \(\)\); every batch leaf "
+        match=r"shard_batch: `batch` leaf n is a scalar \(shape \(\)\); every batch leaf "
         r"needs a leading batch axis",
     ):
         parallel.shard_batch(batch, mesh)
-    with pytest.raises(ValueError, match=r"constrain_batch: `batch` leaf \['n'\] is a scalar"):
+    with pytest.raises(ValueError, match=r"constrain_batch: `batch` leaf n is a scalar"):
         jax.jit(lambda b: parallel.constrain_batch(b, mesh))(batch)
     with pytest.raises(ValueError, match=r"shard_local_batch: `local_batch` leaf \(root\) is a scalar"):
         parallel.shard_local_batch(np.float32(1.0), mesh)

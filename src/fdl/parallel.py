@@ -64,7 +64,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from fdl.nn.parts import ROOT
+from fdl._paths import path_label
 
 __all__ = [
     "make_mesh",
@@ -326,7 +326,7 @@ def _axis_size(mesh: Any, axis_name: str) -> int:
 
 
 def _leaf_name(argument: str, path: Any) -> str:
-    return f"`{argument}` leaf {jax.tree_util.keystr(path) or ROOT}"
+    return f"`{argument}` leaf {path_label(path)}"
 
 
 def _scalar_message(caller: str, name: str) -> str:

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fdl.nn.parts import ROOT
+from fdl._paths import path_label
 
 __all__ = ["Mask", "l2_penalty", "l1_penalty", "skip_biases"]
 
@@ -60,8 +60,8 @@ Mask = PyTree | Callable[[PyTree], PyTree] | None
 
 def _describe(tree: PyTree) -> str:
     """The leaf paths of ``tree``, one per line, followed by its tree structure."""
-    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
-    listing = "\n".join(f"    {p or ROOT}" for p in paths) or "    (no leaves)"
+    paths = [path_label(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+    listing = "\n".join(f"    {p}" for p in paths) or "    (no leaves)"
     return f"{listing}\n  structure: {jax.tree_util.tree_structure(tree)}"
 
 
@@ -84,10 +84,7 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
         flags = []
         for (path, _), flag in zip(leaves, jax.tree_util.tree_leaves(mask), strict=True):
             if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(
-                    f"`mask` leaves must be Python bools, got {flag!r} at "
-                    f"{jax.tree_util.keystr(path) or ROOT}"
-                )
+                raise ValueError(f"`mask` leaves must be Python bools, got {flag!r} at {path_label(path)}")
             flags.append(bool(flag))
     selected = []
     for (path, leaf), flag in zip(leaves, flags, strict=True):
@@ -97,7 +94,7 @@ def _selected_leaves(params: PyTree, mask: Mask) -> list[jax.Array]:
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise ValueError(
                 f"penalties apply to floating-point parameters, but the leaf at "
-                f"{jax.tree_util.keystr(path) or ROOT} has dtype {leaf.dtype.name}; "
+                f"{path_label(path)} has dtype {leaf.dtype.name}; "
                 "exclude it with `mask`"
             )
         selected.append(leaf)

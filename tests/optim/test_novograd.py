@@ -161,7 +161,7 @@ def test_update_without_params_is_refused():
 def test_a_real_mu_dtype_for_complex_parameters_is_refused():
     opt = scale_by_novograd(mu_dtype=jnp.float32)
     with pytest.raises(
-        ValueError, match=r"^mu_dtype=float32 is a real dtype, but the parameter at the root is complex64"
+        ValueError, match=r"^mu_dtype=float32 is a real dtype, but the parameter at \(root\) is complex64"
     ):
         opt.init(jnp.zeros(2, jnp.complex64))
 

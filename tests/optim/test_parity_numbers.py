@@ -154,7 +154,7 @@ def test_complex_prodigy_and_simplified_ademamix_differ_from_optax_and_adopt_is_
 def test_complex_rprop_is_refused_by_fdl_and_fails_in_optax():
     updates = jnp.asarray([1 + 1j, 2 - 3j], jnp.complex64)
     opt = fo.rprop(1e-2)
-    with pytest.raises(TypeError, match=r"^scale_by_rprop: the update leaf at the root is complex64"):
+    with pytest.raises(TypeError, match=r"^scale_by_rprop: the update leaf \(root\) is complex64"):
         opt.update(updates, opt.init(updates))
     theirs = optax.rprop(1e-2)
     with optax_promotion(), pytest.raises(ValueError, match=r"[Cc]omplex"):
@@ -216,7 +216,7 @@ def test_a_real_state_dtype_is_refused_for_complex_parameters(factory, name):
     a complex one, or a real one for real parameters, is accepted."""
     params = {"net": {"w": jnp.asarray([1 + 2j, 3j], jnp.complex64)}, "b": jnp.zeros(2)}
     expected = (
-        rf"{name}=bfloat16 is a real dtype, but the parameter at \['net'\]\['w'\] is complex64: its "
+        rf"{name}=bfloat16 is a real dtype, but the parameter at net/w is complex64: its "
         rf"state would lose the imaginary part; pass a complex {name} \(e\.g\. complex64\) or None"
     )
     with pytest.raises(ValueError, match=expected):

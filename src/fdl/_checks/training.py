@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from fdl._checks.basic import check_positive_int
+from fdl._paths import path_label
 
 # ---------------------------------------------------------------------- training (train, fit, cli)
 
@@ -23,7 +24,7 @@ def check_state_dtype(name: str, dtype: Any, params: Any) -> None:
         if leaf_dtype is not None and np.issubdtype(leaf_dtype, np.complexfloating):
             raise ValueError(
                 f"{name}={np.dtype(dtype).name} is a real dtype, but the parameter at "
-                f"{jax.tree_util.keystr(path) or 'the root'} is {np.dtype(leaf_dtype).name}: its state "
+                f"{path_label(path)} is {np.dtype(leaf_dtype).name}: its state "
                 f"would lose the imaginary part; pass a complex {name} (e.g. complex64) or None "
                 "(the parameters' dtype)"
             )

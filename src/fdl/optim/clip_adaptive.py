@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import check_non_negative, check_same_shapes, names_errors
+from fdl._paths import path_label
 from fdl.optim.base import EmptyState, GradientTransformation, init_empty_state
 from fdl.optim.clipping import global_norm
 from fdl.tree import abs_sq, floats
@@ -204,7 +205,7 @@ def adaptive_grad_clip(
         check_same_shapes("adaptive_grad_clip", "`updates`", updates, "`params`", params)
 
         def one(path, g, p):
-            where = jax.tree_util.keystr(path)
+            where = path_label(path)
             g_norm, p_norm = _unit_norms(g, axis, where), _unit_norms(p, axis, where)
             dtype = _dtypes.result_type(g_norm, p_norm)
             g_norm, p_norm = g_norm.astype(dtype), p_norm.astype(dtype)
@@ -229,9 +230,7 @@ def _check_batched(caller: str, grads: PyTree) -> None:
     raise ValueError(
         f"`grads` must be per-example gradients, every leaf with the same batch size on axis 0 "
         f"({caller} clips each example, then sums them); got shapes "
-        + ", ".join(
-            f"{jax.tree_util.keystr(path)}: {shape}" for (path, _), shape in zip(leaves, shapes, strict=True)
-        )
+        + ", ".join(f"{path_label(path)}: {shape}" for (path, _), shape in zip(leaves, shapes, strict=True))
     )
 
 

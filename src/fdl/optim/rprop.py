@@ -24,6 +24,7 @@ from fdl._checks import (
     check_update_shapes,
     names_errors,
 )
+from fdl._paths import path_label
 from fdl.optim.base import GradientTransformation, chain, scale
 from fdl.tree import as_float, floats, full_like, zeros_like
 
@@ -63,7 +64,7 @@ def _check_real_updates(updates: PyTree) -> None:
     for path, g in jax.tree_util.tree_flatten_with_path(updates)[0]:
         if jnp.iscomplexobj(g):
             raise TypeError(
-                f"scale_by_rprop: the update leaf {jax.tree_util.keystr(path) or 'at the root'} is "
+                f"scale_by_rprop: the update leaf {path_label(path)} is "
                 f"{jnp.result_type(g).name}, but Rprop compares signs, which complex numbers do not "
                 "have: pass real gradients (e.g. the real and imaginary parts as separate leaves)"
             )

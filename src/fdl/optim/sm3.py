@@ -33,6 +33,7 @@ from fdl._checks import (
     check_update_shapes,
     names_errors,
 )
+from fdl._paths import path_label
 from fdl.optim.base import GradientTransformation, ScalarOrSchedule, chain, scale_by_learning_rate
 from fdl.tree import abs_sq, as_float, cast_like, float_dtype, floats, update_moment, zeros_like
 
@@ -55,7 +56,7 @@ def _check_leaves(params: PyTree) -> None:
     """Refuse scalar and complex leaves, naming the leaf (SM3 has no accumulator for a leaf
     without axes, and its maximum and minimum need real values)."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        where = jax.tree_util.keystr(path) or "the root"
+        where = path_label(path)
         if jnp.ndim(leaf) == 0:
             raise ValueError(
                 f"scale_by_sm3: the parameter at {where} is a scalar (shape ()); SM3 keeps one "
