@@ -36,11 +36,27 @@ if "FDL_TEST_XLA_PROBED" not in os.environ:  # the first process of the run (xdi
         if probe.returncode == 0:
             os.environ["XLA_FLAGS"] = flags
 
+# One persistent compilation cache for the test processes of a run (xdist's workers inherit the
+# controller's environment): a program that both workers compile (the same eager op, the same
+# small model) is compiled once, and a second run of the suite reads back what the first one
+# compiled. The cache is keyed on the XLA program, the compile options and the jax/jaxlib
+# versions, so a changed program is compiled anew; an entry holds the very executable XLA built,
+# so no number changes. Only the pytest processes use it (a ``jax.config`` setting, not JAX's
+# environment variables): the subprocesses that tests start, some of them killed mid-write on
+# purpose, compile on their own. ``FDL_TEST_JAX_CACHE=""`` turns it off.
+os.environ.setdefault(
+    "FDL_TEST_JAX_CACHE",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"),
+)
+
 import jax  # noqa: E402  (after XLA_FLAGS is set: XLA reads it when the backend starts)
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+if os.environ["FDL_TEST_JAX_CACHE"]:
+    jax.config.update("jax_compilation_cache_dir", os.environ["FDL_TEST_JAX_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the many small programs too
 
 
 @pytest.fixture
