@@ -41,16 +41,22 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
-from fdl._checks import check_same_array_shape, concrete_float64
-from fdl._dtypes import default_float
+from fdl._distributions import (
+    as_float,
+    check_distribution,
+    checked_logits,
+    checked_probs,
+    in_base,
+    logit_pair,
+    p_log_ratio,
+    prob_pair,
+)
 from fdl.activations import log_softmax, softmax
 from fdl.losses import softmax_cross_entropy
 
@@ -69,137 +75,6 @@ __all__ = [
     "perplexity",
     "perplexity_from_logits",
 ]
-
-# The tolerance of |sum - 1| per dtype (see check_distribution).
-_SUM_TOLERANCE = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 2e-2}
-
-
-def _as_float(name: str, x: ArrayLike) -> jax.Array:
-    """``x`` as a float array (ints and bools become the default float)."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        if jnp.issubdtype(x.dtype, jnp.complexfloating):
-            raise TypeError(f"`{name}` must be real, got dtype {x.dtype}")
-        x = x.astype(default_float())
-    return x
-
-
-def _check_axis(name: str, x: jax.Array, axis: int) -> int:
-    """Return ``axis`` as a non-negative index into ``x``, or raise naming ``name``."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"`axis` must be an int, got {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"`axis` {axis} is out of range for `{name}` of shape {x.shape}")
-    return axis % x.ndim
-
-
-def _check_same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
-    check_same_array_shape(name_a, a, name_b, b)
-    if a.dtype != b.dtype:
-        raise TypeError(
-            f"`{name_a}` and `{name_b}` must have the same dtype, got {a.dtype} and {b.dtype}; "
-            f"cast one explicitly"
-        )
-
-
-def _log_base(base: Any) -> float | None:
-    """``log(base)``, or ``None`` for nats; raise unless ``base`` is a number > 0 and != 1."""
-    if base is None:
-        return None
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0 or base == 1:
-        raise ValueError(f"`base` must be None (nats) or a number > 0 and != 1, got {base!r}")
-    return math.log(base)
-
-
-def _in_base(nats: jax.Array, base: Any) -> jax.Array:
-    log_base = _log_base(base)
-    return nats if log_base is None else nats / log_base
-
-
-def check_distribution(name: str, probs: ArrayLike, axis: int | tuple[int, ...] = -1) -> None:
-    r"""Raise unless concrete ``probs`` are non-negative and sum to 1 along ``axis``.
-
-    A traced ``probs`` (inside ``jit``, ``vmap`` or ``grad``) cannot be read and passes
-    unchecked. The sums are taken in float64 and accepted when
-
-    .. math::
-
-        \Bigl|\sum_i p_i - 1\Bigr| \le \text{tol}(\text{dtype})
-
-    with ``tol`` = 1e-5 for float32 (about 84 machine epsilons), 1e-10 for float64, 1e-2 for
-    float16 and 2e-2 for bfloat16 (2.6 epsilons). Rounding each :math:`p_i` moves the sum by at
-    most :math:`\varepsilon / 2` whatever the number of outcomes: a float32 softmax over
-    :math:`10^6` classes sums to 1 within about :math:`1.2 \times 10^{-7}` (measured), far
-    inside the tolerance, while a table off by a typo is not.
-
-    Args:
-        name: the argument's name, for the message.
-        probs: ``(...)`` candidate probabilities.
-        axis: the outcome axis (or axes, for a joint table).
-
-    Raises:
-        ValueError: naming ``name``, if an entry is negative or a sum is off by more than the
-            tolerance (the message shows the worst sum).
-
-    Example:
-        >>> check_distribution("p", [0.5, 0.6])
-        Traceback (most recent call last):
-        ...
-        ValueError: `p` must sum to 1 along axis -1 (within 1e-05), got a sum of 1.1
-    """
-    x = _as_float(name, probs)
-    values = concrete_float64(x)
-    if values is None:
-        return
-    if values.size and values.min() < 0:
-        raise ValueError(f"`{name}` must be non-negative probabilities, got a minimum of {values.min():.6g}")
-    sums = values.sum(axis=axis)
-    tol = _SUM_TOLERANCE.get(x.dtype.name, 1e-5)
-    error = np.abs(sums - 1.0)
-    if error.size and not np.all(error <= tol):
-        worst = np.asarray(sums).flat[int(np.nanargmax(np.where(np.isnan(error), np.inf, error)))]
-        raise ValueError(
-            f"`{name}` must sum to 1 along axis {axis} (within {tol:.2g}), got a sum of {worst:.6g}"
-        )
-
-
-def _probs(name: str, probs: ArrayLike, axis: int) -> tuple[jax.Array, int]:
-    x = _as_float(name, probs)
-    index = _check_axis(name, x, axis)
-    check_distribution(name, x, axis)  # the caller's spelling of the axis, in the message
-    return x, index
-
-
-def _logits(name: str, logits: ArrayLike, axis: int) -> tuple[jax.Array, int]:
-    x = _as_float(name, logits)
-    return x, _check_axis(name, x, axis)
-
-
-def _prob_pair(p: ArrayLike, q: ArrayLike, axis: int) -> tuple[jax.Array, jax.Array, int]:
-    """``p`` and ``q`` checked as distributions of one shape and dtype along ``axis``."""
-    p, index = _probs("p", p, axis)
-    q, _ = _probs("q", q, axis)
-    _check_same_shape("p", p, "q", q)
-    return p, q, index
-
-
-def _logit_pair(p_logits: ArrayLike, q_logits: ArrayLike, axis: int) -> tuple[jax.Array, jax.Array, int]:
-    """``p_logits`` and ``q_logits`` checked as logits of one shape and dtype along ``axis``."""
-    zp, index = _logits("p_logits", p_logits, axis)
-    zq, _ = _logits("q_logits", q_logits, axis)
-    _check_same_shape("p_logits", zp, "q_logits", zq)
-    return zp, zq, index
-
-
-def _p_log_ratio(p: jax.Array, log_ratio_where_positive: Any) -> jax.Array:
-    r""":math:`p \cdot r(p)` with 0 where :math:`p = 0` (and a zero gradient there).
-
-    ``log_ratio_where_positive(safe)`` gets a mask-safe mapping ``safe(a)`` that replaces the
-    entries of ``a`` at :math:`p = 0` by 1, so no ``log 0`` enters the backward pass.
-    """
-    positive = p > 0
-    safe = lambda a: jnp.where(positive, a, jnp.ones_like(a))
-    return jnp.where(positive, p * log_ratio_where_positive(safe), jnp.zeros_like(p))
 
 
 def entropy(probs: ArrayLike, axis: int = -1, base: float | None = None) -> jax.Array:
@@ -236,8 +111,8 @@ def entropy(probs: ArrayLike, axis: int = -1, base: float | None = None) -> jax.
     Differs from SciPy:
         ``scipy.stats.entropy(pk)`` silently renormalises ``pk``; here it must already sum to 1.
     """
-    p, axis = _probs("probs", probs, axis)
-    return _in_base(-jnp.sum(_p_log_ratio(p, lambda safe: jnp.log(safe(p))), axis=axis), base)
+    p, axis = checked_probs("probs", probs, axis)
+    return in_base(-jnp.sum(p_log_ratio(p, lambda safe: jnp.log(safe(p))), axis=axis), base)
 
 
 def entropy_from_logits(logits: ArrayLike, axis: int = -1, base: float | None = None) -> jax.Array:
@@ -264,9 +139,9 @@ def entropy_from_logits(logits: ArrayLike, axis: int = -1, base: float | None = 
         >>> print(round(float(entropy_from_logits(jnp.array([0.0, 0.0]))), 4))
         0.6931
     """
-    z, axis = _logits("logits", logits, axis)
+    z, axis = checked_logits("logits", logits, axis)
     log_p = log_softmax(z, axis=axis)
-    return _in_base(-jnp.sum(jnp.exp(log_p) * log_p, axis=axis), base)
+    return in_base(-jnp.sum(jnp.exp(log_p) * log_p, axis=axis), base)
 
 
 def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None = None) -> jax.Array:
@@ -296,15 +171,15 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
         >>> print(round(float(cross_entropy(jnp.array([1.0, 0.0]), jnp.array([0.5, 0.5]))), 4))
         0.6931
     """
-    p, q, axis = _prob_pair(p, q, axis)
-    return _in_base(-jnp.sum(_p_log_ratio(p, lambda safe: jnp.log(safe(q))), axis=axis), base)
+    p, q, axis = prob_pair(p, q, axis)
+    return in_base(-jnp.sum(p_log_ratio(p, lambda safe: jnp.log(safe(q))), axis=axis), base)
 
 
 def cross_entropy_from_logits(
     p_logits: ArrayLike, q_logits: ArrayLike, axis: int = -1, base: float | None = None
 ) -> jax.Array:
-    r""":math:`H(p, q)` with :math:`p = \operatorname{softmax}(\text{p\_logits})`,
-    :math:`q = \operatorname{softmax}(\text{q\_logits})` along ``axis``.
+    r""":math:`H(p, q)` with :math:`p = \operatorname{softmax}(\text{p\checked_logits})`,
+    :math:`q = \operatorname{softmax}(\text{q\checked_logits})` along ``axis``.
 
     .. math::
 
@@ -329,9 +204,9 @@ def cross_entropy_from_logits(
         >>> print(round(float(cross_entropy_from_logits(jnp.array([0.0, 0.0]), jnp.array([0.0, 0.0]))), 4))
         0.6931
     """
-    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
+    zp, zq, axis = logit_pair(p_logits, q_logits, axis)
     p = softmax(zp, axis=axis)
-    return _in_base(softmax_cross_entropy(jnp.moveaxis(zq, axis, -1), jnp.moveaxis(p, axis, -1)), base)
+    return in_base(softmax_cross_entropy(jnp.moveaxis(zq, axis, -1), jnp.moveaxis(p, axis, -1)), base)
 
 
 def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None = None) -> jax.Array:
@@ -376,9 +251,9 @@ def kl_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
         is ``kl_divergence(targets, exp(log_predictions))``; PyTorch's default
         ``reduction="mean"`` also averages over every entry rather than per distribution.
     """
-    p, q, axis = _prob_pair(p, q, axis)
-    terms = _p_log_ratio(p, lambda safe: jnp.log(safe(p)) - jnp.log(safe(q)))
-    return _in_base(jnp.sum(terms, axis=axis), base)
+    p, q, axis = prob_pair(p, q, axis)
+    terms = p_log_ratio(p, lambda safe: jnp.log(safe(p)) - jnp.log(safe(q)))
+    return in_base(jnp.sum(terms, axis=axis), base)
 
 
 def kl_divergence_from_logits(
@@ -408,9 +283,9 @@ def kl_divergence_from_logits(
         >>> print(round(float(kl_divergence_from_logits(jnp.array([1.0, 2.0]), jnp.array([1.0, 2.0]))), 4))
         0.0
     """
-    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
+    zp, zq, axis = logit_pair(p_logits, q_logits, axis)
     log_p, log_q = log_softmax(zp, axis=axis), log_softmax(zq, axis=axis)
-    return _in_base(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=axis), base)
+    return in_base(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=axis), base)
 
 
 def js_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None = None) -> jax.Array:
@@ -447,10 +322,10 @@ def js_divergence(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
     Differs from SciPy:
         ``scipy.spatial.distance.jensenshannon`` returns the *square root* of this (a metric).
     """
-    p, q, axis = _prob_pair(p, q, axis)
+    p, q, axis = prob_pair(p, q, axis)
     log_m = lambda safe: jnp.log(0.5 * (safe(p) + safe(q)))
-    to_m = lambda x: _p_log_ratio(x, lambda safe: jnp.log(safe(x)) - log_m(safe))
-    return _in_base(0.5 * jnp.sum(to_m(p) + to_m(q), axis=axis), base)
+    to_m = lambda x: p_log_ratio(x, lambda safe: jnp.log(safe(x)) - log_m(safe))
+    return in_base(0.5 * jnp.sum(to_m(p) + to_m(q), axis=axis), base)
 
 
 def js_divergence_from_logits(
@@ -478,11 +353,11 @@ def js_divergence_from_logits(
         >>> print(round(float(js), 4), round(float(jnp.log(2.0)), 4))
         0.6931 0.6931
     """
-    zp, zq, axis = _logit_pair(p_logits, q_logits, axis)
+    zp, zq, axis = logit_pair(p_logits, q_logits, axis)
     log_p, log_q = log_softmax(zp, axis=axis), log_softmax(zq, axis=axis)
     log_m = jnp.logaddexp(log_p, log_q) - math.log(2.0)
     terms = jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m)
-    return _in_base(0.5 * jnp.sum(terms, axis=axis), base)
+    return in_base(0.5 * jnp.sum(terms, axis=axis), base)
 
 
 def _check_joint(name: str, joint: jax.Array) -> None:
@@ -528,7 +403,7 @@ def mutual_information(joint: ArrayLike, base: float | None = None) -> jax.Array
         ``sklearn.metrics.mutual_info_score(None, None, contingency=counts)`` takes counts and
         normalises them; here the table must already be a distribution.
     """
-    p = _as_float("joint", joint)
+    p = as_float("joint", joint)
     _check_joint("joint", p)
     check_distribution("joint", p, (-2, -1))
     px = jnp.sum(p, axis=-1, keepdims=True)  # (..., X, 1)
@@ -538,11 +413,11 @@ def mutual_information(joint: ArrayLike, base: float | None = None) -> jax.Array
         - jnp.log(safe(jnp.broadcast_to(px, p.shape)))
         - jnp.log(safe(jnp.broadcast_to(py, p.shape)))
     )
-    return _in_base(jnp.sum(_p_log_ratio(p, log_ratio), axis=(-2, -1)), base)
+    return in_base(jnp.sum(p_log_ratio(p, log_ratio), axis=(-2, -1)), base)
 
 
 def mutual_information_from_logits(joint_logits: ArrayLike, base: float | None = None) -> jax.Array:
-    r""":math:`I(X; Y)` of the joint :math:`p(x, y) \propto \exp(\text{joint\_logits}[..., x, y])`.
+    r""":math:`I(X; Y)` of the joint :math:`p(x, y) \propto \exp(\text{joint\checked_logits}[..., x, y])`.
 
     The joint is normalised over both last axes at once, and the marginals come from
     log-sum-exp: :math:`\log p(x) = \operatorname{logsumexp}_y \log p(x, y)`, then
@@ -566,14 +441,14 @@ def mutual_information_from_logits(joint_logits: ArrayLike, base: float | None =
         >>> print(round(float(mutual_information_from_logits(jnp.zeros((3, 4)))), 4))  # independent
         0.0
     """
-    z = _as_float("joint_logits", joint_logits)
+    z = as_float("joint_logits", joint_logits)
     _check_joint("joint_logits", z)
     flat = z.reshape(*z.shape[:-2], -1)  # (..., X * Y)
     log_joint = log_softmax(flat, axis=-1).reshape(z.shape)  # (..., X, Y)
     log_px = logsumexp(log_joint, axis=-1, keepdims=True)  # (..., X, 1)
     log_py = logsumexp(log_joint, axis=-2, keepdims=True)  # (..., 1, Y)
     log_ratio = log_joint - jnp.broadcast_to(log_px, z.shape) - jnp.broadcast_to(log_py, z.shape)
-    return _in_base(jnp.sum(jnp.exp(log_joint) * log_ratio, axis=(-2, -1)), base)
+    return in_base(jnp.sum(jnp.exp(log_joint) * log_ratio, axis=(-2, -1)), base)
 
 
 def perplexity(probs: ArrayLike, axis: int = -1) -> jax.Array:
