@@ -289,8 +289,12 @@ def digits():
     data = fdl.data.load_digits(seed=0)
     rng = np.random.default_rng(0)
     noise = rng.uniform(size=data.x_test.shape).astype(np.float32)  # pure noise, same pixel range
-    rotated = np.rot90(data.x_test.reshape(-1, 8, 8), 1, axes=(1, 2)).reshape(-1, 64)
-    return data, {"test": data.x_test, "noise": noise, "rotated": np.ascontiguousarray(rotated)}
+    images = data.x_test.reshape(-1, 8, 8)
+    rotated = {
+        f"rotated_{90 * turns}": np.ascontiguousarray(np.rot90(images, turns, axes=(1, 2)).reshape(-1, 64))
+        for turns in (1, 2)
+    }
+    return data, {"test": data.x_test, "noise": noise, **rotated}
 
 
 def _mean_entropies(model, params, state, groups, key, train):
@@ -304,7 +308,10 @@ def _mean_entropies(model, params, state, groups, key, train):
 
 
 @pytest.mark.slow
-def test_mc_dropout_is_more_uncertain_on_noise_than_on_digits(digits):
+def test_mc_dropout_is_more_uncertain_on_noise_and_upside_down_digits(digits):
+    """Noise and digits turned by 180 degrees: z = +14 to +15 over seeds 0-3 (measured). Digits
+    turned by 90 degrees are *not* flagged (z = -6.7 to -1.5: the thinned networks agree on some
+    digit), so they are not asserted here; Bayes by backprop flags them (the next test)."""
     data, groups = digits
     model = fdl.models.build_model("mlp", 10, hidden=(128, 128), dropout=0.2)
     params, state = _train(
@@ -327,9 +334,11 @@ def test_mc_dropout_is_more_uncertain_on_noise_than_on_digits(digits):
     )
     assert accuracy >= 0.95
     # The difference of means, against 4 standard errors of that difference.
-    test, noise = entropy["test"], entropy["noise"]
-    se = np.sqrt(test.var(ddof=1) / len(test) + noise.var(ddof=1) / len(noise))
-    assert noise.mean() - test.mean() > 4 * se, (noise.mean(), test.mean(), se)
+    test = entropy["test"]
+    for name in ("noise", "rotated_180"):
+        other = entropy[name]
+        se = np.sqrt(test.var(ddof=1) / len(test) + other.var(ddof=1) / len(other))
+        assert other.mean() - test.mean() > 4 * se, (name, other.mean(), test.mean(), se)
 
 
 @pytest.mark.slow
@@ -354,7 +363,7 @@ def test_bayes_by_backprop_is_more_uncertain_off_the_training_distribution(digit
     ).probs
     assert np.mean(np.argmax(mean_probs, -1) == data.y_test) >= 0.9
     test = entropy["test"]
-    for name in ("noise", "rotated"):
+    for name in ("noise", "rotated_90", "rotated_180"):
         other = entropy[name]
         se = np.sqrt(test.var(ddof=1) / len(test) + other.var(ddof=1) / len(other))
         assert other.mean() - test.mean() > 4 * se, (name, other.mean(), test.mean(), se)
