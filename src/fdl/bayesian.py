@@ -17,7 +17,8 @@ ways to get :math:`q` cheaply are here:
   :math:`T` passes (``jax.vmap`` over one PRNG key per pass) and splits the uncertainty.
 * **Bayes by backprop** (Blundell et al., 2015): :func:`BayesDense` stores a mean-field Gaussian
   per weight and samples it by the reparameterization trick; it is trained on the evidence lower
-  bound, the data loss plus :func:`bayes_kl` (a closed form) divided by the number of examples.
+  bound, the data loss plus :func:`bayes_kl` (a closed form) divided by the number of examples:
+  :func:`elbo_loss`, a loss for :func:`fdl.fit.fit`.
 
 The decomposition (:func:`uncertainty`) of the predictive entropy into the mean entropy of each
 pass (*aleatoric*: noise the model expects) and the mutual information between the prediction
@@ -45,7 +46,13 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from fdl import _dtypes, information, initializers
-from fdl._checks import check_instance, check_positive_int, check_prng_key, check_shape
+from fdl._checks import (
+    check_instance,
+    check_non_negative_finite,
+    check_positive_int,
+    check_prng_key,
+    check_shape,
+)
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "BayesDense",
     "bayes_dense_kl",
     "bayes_kl",
+    "elbo_loss",
 ]
 
 
@@ -439,6 +447,57 @@ def bayes_kl(params: Any, prior_sigma: Any = 1.0) -> jax.Array:
         return jnp.zeros((), _dtypes.default_float())
     dtype = _dtypes.result_type(*terms)  # float64 layers keep float64; bfloat16 with float32 gives float32
     return sum((term.astype(dtype) for term in terms[1:]), terms[0].astype(dtype))
+
+
+def elbo_loss(model: Layer, kl_weight: float, prior_sigma: float = 1.0) -> Any:
+    r"""The negative evidence lower bound of a classifier, per example, as a loss for
+    :func:`fdl.fit.fit` (the one loss signature, :data:`fdl.train.LOSS_SIGNATURE`):
+
+    .. math::
+
+        L(\phi) = -\frac{1}{B} \sum_{i \in B} \log p(y_i \mid x_i, \theta), \quad \theta \sim
+        q_\phi \;+\; w \, \mathrm{KL}(q_\phi \,\|\, p)
+
+    where one weight sample :math:`\theta` is drawn per step from the step's key (by each
+    :func:`BayesDense`'s reparameterization) and :math:`w` is ``kl_weight``. With :math:`w =
+    1/N`, :math:`N` the number of training examples, :math:`L` is the negative ELBO divided by
+    :math:`N`, as in Blundell et al. (2015); :math:`w = 0` gives the plain cross-entropy, as
+    :func:`fdl.fit.classification_loss` (a dropout network for MC dropout trains on that).
+
+    The metrics are the batch ``accuracy`` and the ``kl``; the loss carries ``model`` and the
+    label check of :func:`fdl.fit.classification_loss`.
+
+    Args:
+        model: a classifier whose output is logits; its :func:`BayesDense` layers enter the KL.
+        kl_weight: :math:`w \ge 0`.
+        prior_sigma: :math:`s_p > 0`, the prior scale of every weight (:func:`bayes_kl`).
+
+    Raises:
+        ValueError: ``kl_weight`` negative or not finite; ``prior_sigma <= 0``.
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> model = fdl.nn.Serial(BayesDense(4), fdl.nn.Relu(), BayesDense(3))
+    >>> params, state, _ = model.init(jax.random.key(0), (2,))
+    >>> loss_fn = elbo_loss(model, kl_weight=0.01)
+    >>> batch = (jnp.ones((5, 2)), jnp.array([0, 1, 2, 0, 1]))
+    >>> loss, (_, metrics) = loss_fn(params, state, batch, jax.random.key(1))
+    >>> sorted(metrics), bool(loss > 0.01 * metrics["kl"])
+    (['accuracy', 'kl'], True)
+    """
+    from fdl.fit import classification_loss  # fdl.fit imports the layers; bayesian is a layer
+
+    kl_weight = check_non_negative_finite("kl_weight", kl_weight)
+    _check_prior_sigma(prior_sigma)
+    data_loss = classification_loss(model)
+
+    def loss_fn(params: Any, layer_state: Any, batch: Any, key: jax.Array) -> Any:
+        loss, (layer_state, metrics) = data_loss(params, layer_state, batch, key)
+        kl = bayes_kl(params, prior_sigma)
+        return loss + kl_weight * kl.astype(loss.dtype), (layer_state, {**metrics, "kl": kl})
+
+    loss_fn.model = model  # type: ignore[attr-defined]  # fit reads the initial layer state
+    loss_fn.check_data = data_loss.check_data  # type: ignore[attr-defined]
+    return loss_fn
 
 
 def _layer_kls(params: Any, prior_sigma: Any) -> list[jax.Array]:

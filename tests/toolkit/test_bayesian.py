@@ -260,28 +260,56 @@ def test_kl_errors():
         bayesian.bayes_kl({"a": params}, -1)
 
 
+def test_elbo_loss_is_the_cross_entropy_plus_the_weighted_kl():
+    model = fdl.nn.Serial(bayesian.BayesDense(4), fdl.nn.Relu(), bayesian.BayesDense(3))
+    params, state, _ = model.init(jax.random.key(0), (2,))
+    x = jax.random.normal(jax.random.key(1), (6, 2))
+    y = jnp.array([0, 1, 2, 2, 1, 0])
+    key = jax.random.key(2)
+    loss, (new_state, metrics) = bayesian.elbo_loss(model, 0.25, prior_sigma=0.5)(params, state, (x, y), key)
+    logits, _ = model.apply(params, state, x, key=key, train=True)  # the same weight sample
+    ce = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
+    kl = bayesian.bayes_kl(params, 0.5)
+    np.testing.assert_allclose(loss, ce + 0.25 * kl, rtol=1e-6)
+    np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-6)
+    assert new_state == state and set(metrics) == {"accuracy", "kl"}
+    # kl_weight 0 is the classification loss of fit
+    plain, _ = fdl.fit.classification_loss(model)(params, state, (x, y), key)
+    assert float(bayesian.elbo_loss(model, 0.0)(params, state, (x, y), key)[0]) == float(plain)
+
+
+def test_elbo_loss_bad_input():
+    model = bayesian.BayesDense(2)
+    with pytest.raises(ValueError, match=r"`kl_weight` must be .*got -0.1"):
+        bayesian.elbo_loss(model, -0.1)
+    with pytest.raises(ValueError, match=r"`kl_weight` must be .*got inf"):
+        bayesian.elbo_loss(model, float("inf"))
+    with pytest.raises(ValueError, match=r"`prior_sigma` must be > 0, got 0.0"):
+        bayesian.elbo_loss(model, 0.1, prior_sigma=0.0)
+
+
 # ------------------------------------------------------------------ on digits
 
 
 def _train(model, x, y, *, steps, learning_rate, key, kl_weight=0.0, prior_sigma=1.0):
-    """Full-batch Adam on softmax cross-entropy (+ kl_weight * KL), one jitted lax.scan."""
+    """Full-batch Adam on the negative ELBO (the cross-entropy alone at kl_weight 0), by fit."""
     init_key, key = jax.random.split(key)
     params, state, _ = model.init(init_key, x.shape[1:])
+    loss_fn = bayesian.elbo_loss(model, kl_weight, prior_sigma)
     optimizer = fdl.optim.adam(learning_rate)
-
-    def loss(p, k):
-        logits, _ = model.apply(p, state, x, key=k, train=True)
-        ce = fdl.losses.softmax_cross_entropy_with_integer_labels(logits, y, reduction="mean")
-        return ce + kl_weight * bayesian.bayes_kl(p, prior_sigma)
-
-    def step(carry, k):
-        p, opt_state = carry
-        grads = jax.grad(loss)(p, k)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (fdl.optim.apply_updates(p, updates), opt_state), None
-
-    run = jax.jit(lambda p, k: jax.lax.scan(step, (p, optimizer.init(p)), jax.random.split(k, steps))[0][0])
-    return run(params, key), state
+    logging = fdl.fit.Logging(progress=False)
+    result = fdl.fit.fit(
+        loss_fn,
+        optimizer,
+        params,
+        (x, y),
+        layer_state=state,
+        key=key,
+        batch_size=len(x),
+        steps=steps,
+        logging=logging,
+    )
+    return result.params, result.layer_state
 
 
 @pytest.fixture(scope="module")
