@@ -473,15 +473,24 @@ def _leaves(tree: PyTree) -> tuple[Any, list[tuple[str, Any]]]:
     return jax.tree_util.tree_structure(plain), [(jax.tree_util.keystr(k), v) for k, v in flat]
 
 
-def assert_same_trajectory(fdl_record: PyTree, optax_record: PyTree, where: str) -> None:
+def assert_same_trajectory(
+    fdl_record: PyTree, optax_record: PyTree, where: str, tolerances: dict[str, float] | None = None
+) -> None:
     """Assert two records agree: same structure, key paths, dtypes and shapes, values within
-    :data:`TOLERANCES` at every step (the first failing step and path are reported)."""
+    :data:`TOLERANCES` (or ``tolerances``, per dtype name, where given) at every step (the first
+    failing step and path are reported)."""
     for part in ("init_state", "updates", "state"):  # causes before consequences
         stacked = part != "init_state"
-        _assert_same_tree(fdl_record[part], optax_record[part], f"{where} {part}", stacked)
+        _assert_same_tree(fdl_record[part], optax_record[part], f"{where} {part}", stacked, tolerances)
 
 
-def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked: bool) -> None:
+def _assert_same_tree(
+    fdl_tree: PyTree,
+    optax_tree: PyTree,
+    where: str,
+    stacked: bool,
+    tolerances: dict[str, float] | None = None,
+) -> None:
     fdl_structure, fdl_leaves = _leaves(fdl_tree)
     optax_structure, optax_leaves = _leaves(optax_tree)
     if fdl_structure != optax_structure:
@@ -496,7 +505,7 @@ def _assert_same_tree(fdl_tree: PyTree, optax_tree: PyTree, where: str, stacked:
         if not (np.issubdtype(a.dtype, np.inexact) or a.dtype == jnp.bfloat16):
             np.testing.assert_array_equal(a, b, err_msg=f"{where}{path}")
             continue
-        rtol = TOLERANCES[a.dtype.name]
+        rtol = {**TOLERANCES, **(tolerances or {})}[a.dtype.name]
         wide = np.complex128 if np.iscomplexobj(a) else np.float64
         a64, b64 = a.astype(wide), b.astype(wide)
         size = np.maximum(np.abs(a64), np.abs(b64))

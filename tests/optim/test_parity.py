@@ -800,8 +800,36 @@ def _slow(row: Row, dtype: str) -> bool:
     return row.name in SLOW_IN_FLOAT32 or _FIRST_ROWS[row.name] != row.id
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return {flag for line in info if line.startswith("flags") for flag in line.split(":")[1].split()}
+    except OSError:
+        return set()
+
+
+# Not understood yet (2026-12-04): on an Intel Sapphire Rapids host (avx512_bf16, amx_bf16) these
+# two rows' bfloat16 updates differ from optax's by one bfloat16 ulp in 22% and 47% of the
+# entries of the quadratic problem, from their first or second step, while every other bfloat16
+# row is bit-identical there, and these two were bit-identical on the AMD EPYC hosts of earlier
+# runs. Both apply Nesterov momentum to a bfloat16 update; fdl's and optax's jaxprs for one
+# update are the same equations, and one jitted update of each alone agrees bit for bit on that
+# host, so the difference comes from how XLA compiles the two inside the test's one program.
+# On CPUs with native bfloat16 arithmetic these two rows are held to one bfloat16 ulp (a
+# spacing of 2**-7 relative to the element's size, the tolerance's own scale), which still fails
+# any real difference; everywhere else, and every other row, bit for bit (design.md, "Tests that
+# held on one CPU and not another").
+BF16_NATIVE_CPU = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+CPU_DEPENDENT_BF16 = ("rmsprop-nesterov", "adopt-no_clip-nesterov")
+ONE_BF16_ULP = {"bfloat16": 2.0**-7}
+
+
+def _marks(row: Row, dtype: str) -> list:
+    return [pytest.mark.slow] if _slow(row, dtype) else []
+
+
 CASES = [
-    pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=[pytest.mark.slow] if _slow(row, dtype) else [])
+    pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=_marks(row, dtype))
     for row in ROWS
     for dtype in DTYPES + COMPLEX_DTYPES
     if dtype not in COMPLEX_DTYPES or _complex_case(row)
@@ -815,8 +843,10 @@ def test_same_updates_and_states_as_optax(row, dtype, parity_runs):
         names, records = _run_case(row, dtype)
     else:
         names, records = future.result()
+    cpu_dependent = BF16_NATIVE_CPU and dtype == "bfloat16" and row.id in CPU_DEPENDENT_BF16
     for name, (fdl_record, optax_record) in zip(names, records, strict=True):
-        assert_same_trajectory(fdl_record, optax_record, f"{row.id}, {dtype}, {name}:")
+        where = f"{row.id}, {dtype}, {name}:"
+        assert_same_trajectory(fdl_record, optax_record, where, ONE_BF16_ULP if cpu_dependent else None)
 
 
 FDL_MODULES = (
