@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["path_string", "path_label", "split_path", "nearest", "path_matches"]
+__all__ = ["path_string", "path_label", "quoted_path_label", "split_path", "nearest", "path_matches"]
 
 
 def path_string(path: Sequence[Any]) -> str:
@@ -25,6 +25,11 @@ def path_string(path: Sequence[Any]) -> str:
 def path_label(path: Sequence[Any]) -> str:
     """A leaf's path for a message: ``a/b/w``, or ``(root)`` for a lone leaf."""
     return path_string(path) or "(root)"
+
+
+def quoted_path_label(path: Sequence[Any]) -> str:
+    """A leaf's path quoted, for a message that lists several: ``'a/b/w'``, or ``(root)``."""
+    return repr(path_string(path)) if path else "(root)"
 
 
 def split_path(path: Any) -> list[str]:

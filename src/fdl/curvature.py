@@ -49,7 +49,7 @@ from jax.flatten_util import ravel_pytree
 
 from fdl import spectral
 from fdl._checks import check_positive_int, check_prng_key
-from fdl._paths import path_string
+from fdl._paths import quoted_path_label
 
 __all__ = [
     "gnvp",
@@ -62,18 +62,14 @@ __all__ = [
 PyTree = Any
 
 
-def _leaf_name(path: Any) -> str:
-    return repr(path_string(path)) if path else "(root)"
-
-
 def _check_like_params(caller: str, v: PyTree, params: PyTree) -> PyTree:
     """``v`` as arrays, after checking it has the tree structure, shapes and dtypes of ``params``
     (static facts: this runs at trace time under ``jit``). Messages name the leaf path."""
     leaves, structure = jax.tree_util.tree_flatten_with_path(v)
     like_leaves, like_structure = jax.tree_util.tree_flatten_with_path(params)
     if structure != like_structure:  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
-        paths = [_leaf_name(p) for p, _ in leaves]
-        like_paths = [_leaf_name(p) for p, _ in like_leaves]
+        paths = [quoted_path_label(p) for p, _ in leaves]
+        like_paths = [quoted_path_label(p) for p, _ in like_leaves]
         only_params = ", ".join(p for p in like_paths if p not in set(paths)) or "none"
         only_v = ", ".join(p for p in paths if p not in set(like_paths)) or "none"
         raise ValueError(
@@ -85,12 +81,12 @@ def _check_like_params(caller: str, v: PyTree, params: PyTree) -> PyTree:
         leaf, like = jnp.asarray(leaf), jnp.asarray(like)
         if leaf.shape != like.shape:
             raise ValueError(
-                f"{caller}: `v` leaf {_leaf_name(path)} has shape {leaf.shape}, but the params leaf "
+                f"{caller}: `v` leaf {quoted_path_label(path)} has shape {leaf.shape}, but the params leaf "
                 f"there has shape {like.shape} (v must be shaped like params, leaf by leaf)"
             )
         if leaf.dtype != like.dtype:
             raise ValueError(
-                f"{caller}: `v` leaf {_leaf_name(path)} has dtype {leaf.dtype}, but the params leaf "
+                f"{caller}: `v` leaf {quoted_path_label(path)} has dtype {leaf.dtype}, but the params leaf "
                 f"there has dtype {like.dtype} (cast v to the parameters' dtypes)"
             )
         out.append(leaf)

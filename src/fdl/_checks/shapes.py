@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from fdl._paths import quoted_path_label
+
 # ------------------------------------------------------------------ arrays compared entry by entry
 
 
@@ -21,11 +23,6 @@ def check_same_array_shape(name_a: str, a: Any, name_b: str, b: Any, hint: str =
 
 
 # ------------------------------------------------------------------ update and parameter shapes
-
-
-def _path(path: Any) -> str:
-    """A leaf's path for a message: ``'encoder/w'``, or ``(root)`` for a lone leaf."""
-    return repr(jax.tree_util.keystr(tuple(path), simple=True, separator="/")) if path else "(root)"
 
 
 def _shape(leaf: Any) -> tuple[int, ...] | None:
@@ -52,8 +49,8 @@ def check_same_shapes(caller: str, name: str, tree: Any, like_name: str, like: A
     leaves, structure = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)
     like_leaves, like_structure = jax.tree_util.tree_flatten_with_path(like, is_leaf=lambda x: x is None)
     if structure != like_structure:  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
-        paths = [_path(path) for path, _ in leaves]
-        like_paths = [_path(path) for path, _ in like_leaves]
+        paths = [quoted_path_label(path) for path, _ in leaves]
+        like_paths = [quoted_path_label(path) for path, _ in like_leaves]
         if paths == like_paths:
             difference = f"{like_name}: {like_structure}, {name}: {structure}"
         else:
@@ -76,7 +73,7 @@ def check_same_shapes(caller: str, name: str, tree: Any, like_name: str, like: A
                 return "is None" if s is None else f"has shape {s}"
 
             raise ValueError(
-                f"{caller}: {name} leaf {_path(path)} {described(shape)}, but its {like_name} leaf "
+                f"{caller}: {name} leaf {quoted_path_label(path)} {described(shape)}, but its {like_name} leaf "
                 f"{described(like_shape)} ({why})"
             )
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes
 from fdl._checks import as_concrete_number, check_real, check_unit_interval, names_errors
+from fdl._paths import quoted_path_label
 from fdl.optim.base import none_where
 
 __all__ = ["incremental_update", "periodic_update"]
@@ -39,12 +40,9 @@ def _check_matching(new_tensors: PyTree, old_tensors: PyTree, *, dtypes: bool) -
     new_leaves, new_structure = jax.tree_util.tree_flatten_with_path(new_tensors, is_leaf=_is_none)
     old_leaves, old_structure = jax.tree_util.tree_flatten_with_path(old_tensors, is_leaf=_is_none)
 
-    def name(path: Any) -> str:
-        return repr(jax.tree_util.keystr(tuple(path), simple=True, separator="/")) if path else "(root)"
-
     if new_structure != old_structure:  # type: ignore[operator]  # jax's PyTreeDef alias is untyped
-        new_paths = [name(path) for path, _ in new_leaves]
-        old_paths = [name(path) for path, _ in old_leaves]
+        new_paths = [quoted_path_label(path) for path, _ in new_leaves]
+        old_paths = [quoted_path_label(path) for path, _ in old_leaves]
         raise ValueError(
             "`old_tensors` must have the tree structure of `new_tensors`; leaves of `new_tensors`: "
             f"{', '.join(new_paths) or 'none'}; of `old_tensors`: {', '.join(old_paths) or 'none'}"
@@ -54,12 +52,12 @@ def _check_matching(new_tensors: PyTree, old_tensors: PyTree, *, dtypes: bool) -
             continue
         if jnp.shape(new) != jnp.shape(old):
             raise ValueError(
-                f"`old_tensors` leaf {name(path)} has shape {jnp.shape(old)}, but its `new_tensors` leaf "
+                f"`old_tensors` leaf {quoted_path_label(path)} has shape {jnp.shape(old)}, but its `new_tensors` leaf "
                 f"has shape {jnp.shape(new)} (the two trees must match leaf for leaf)"
             )
         if dtypes and jnp.result_type(new) != jnp.result_type(old):
             raise ValueError(
-                f"`old_tensors` leaf {name(path)} is {jnp.result_type(old)}, but its `new_tensors` leaf is "
+                f"`old_tensors` leaf {quoted_path_label(path)} is {jnp.result_type(old)}, but its `new_tensors` leaf is "
                 f"{jnp.result_type(new)} (the result is one tree or the other: their dtypes must agree)"
             )
 
