@@ -6,6 +6,7 @@ function with its formula in the docstring and a test against an independent ref
 
 from fdl import (
     activations,
+    adversarial,
     autodiff,
     backprop,
     bayesian,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "activations",
+    "adversarial",
     "autodiff",
     "backprop",
     "bayesian",
