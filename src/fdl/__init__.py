@@ -7,6 +7,7 @@ function with its formula in the docstring and a test against an independent ref
 from fdl import (
     activations,
     adversarial,
+    attribution,
     autodiff,
     backprop,
     bayesian,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "activations",
     "adversarial",
+    "attribution",
     "autodiff",
     "backprop",
     "bayesian",
