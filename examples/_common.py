@@ -107,3 +107,21 @@ def random_shift(key: jax.Array, x: jax.Array) -> jax.Array:
     corners = jax.random.randint(key, (batch, 2), 0, 3)  # (B, 2): top-left of each crop
     crop = lambda image, c: jax.lax.dynamic_slice(image, (c[0], c[1], 0), (height, width, channels))
     return jax.vmap(crop)(padded, corners)  # (B, 8, 8, 1)
+
+
+def fit_on_digits(model: fdl.nn.Layer, loss_fn: Any, data: fdl.data.Split, *, steps: int, seed: int):
+    """``steps`` Adam steps (2e-3, batches of 64) of ``fit`` on the training digits from a fresh
+    ``model.init``; returns the trained ``(params, layer_state)``."""
+    params, state, _ = model.init(jax.random.key(seed), data.x_train.shape[1:])
+    result = fdl.fit.fit(
+        loss_fn,
+        fdl.optim.adam(2e-3),
+        params,
+        (data.x_train, data.y_train),
+        layer_state=state,
+        key=jax.random.key(seed + 1),
+        batch_size=64,
+        steps=steps,
+        logging=fdl.fit.Logging(progress=False),
+    )
+    return result.params, result.layer_state

@@ -29,23 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import fdl
+from _common import fit_on_digits
 from fdl import adversarial
 
 
 def train(model, loss_fn, data, *, steps: int, seed: int):
-    params, state, _ = model.init(jax.random.key(seed), data.x_train.shape[1:])
-    result = fdl.fit.fit(
-        loss_fn,
-        fdl.optim.adam(2e-3),
-        params,
-        (data.x_train, data.y_train),
-        layer_state=state,
-        key=jax.random.key(seed + 1),
-        batch_size=64,
-        steps=steps,
-        logging=fdl.fit.Logging(progress=False),
-    )
-    return jax.jit(lambda x: model.apply(result.params, result.layer_state, x)[0])  # evaluation mode
+    """The trained model as a jitted ``x -> logits`` in evaluation mode."""
+    params, state = fit_on_digits(model, loss_fn, data, steps=steps, seed=seed)
+    return jax.jit(lambda x: model.apply(params, state, x)[0])
 
 
 def accuracies(logits_fn, x, y, epsilons, *, steps: int, seed: int) -> list[float]:

@@ -30,23 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import fdl
+from _common import fit_on_digits
 from fdl import attribution
-
-
-def train(model, data, *, steps: int, seed: int):
-    params, state, _ = model.init(jax.random.key(seed), data.x_train.shape[1:])
-    result = fdl.fit.fit(
-        fdl.fit.classification_loss(model),
-        fdl.optim.adam(2e-3),
-        params,
-        (data.x_train, data.y_train),
-        layer_state=state,
-        key=jax.random.key(seed + 1),
-        batch_size=64,
-        steps=steps,
-        logging=fdl.fit.Logging(progress=False),
-    )
-    return result.params, result.layer_state
 
 
 def methods(ig_steps: int, key: jax.Array):
@@ -74,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     data = fdl.data.load_digits(seed=args.seed, flat=False)  # x: (N, 8, 8, 1), pixels in [0, 1]
     model = fdl.models.build_model("cnn", 10)
-    params, state = train(model, data, steps=args.steps, seed=args.seed)
+    params, state = fit_on_digits(
+        model, fdl.fit.classification_loss(model), data, steps=args.steps, seed=args.seed
+    )
     random_params, random_state, _ = model.init(jax.random.key(args.seed + 7), data.x_train.shape[1:])
     trained = jax.jit(lambda x: model.apply(params, state, x)[0])  # evaluation mode
     randomized = jax.jit(lambda x: model.apply(random_params, random_state, x)[0])
