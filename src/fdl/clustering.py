@@ -13,8 +13,8 @@ minimum, so where it starts matters: k-means++ (:func:`kmeans_plusplus`) spreads
 centroids out and is :math:`O(\log k)`-competitive in expectation, and :func:`kmeans` runs
 ``n_init`` such starts side by side (``jax.vmap``) and keeps the lowest inertia.
 
-The assignment step goes through :func:`fdl.distances.pairwise_reduce`, so the ``(n, k)``
-distance matrix is only ever formed a block of rows at a time.
+The assignment step works a block of rows at a time (the kernel behind
+:func:`fdl.distances.pairwise_reduce`), so the ``(n, k)`` distance matrix is never formed whole.
 
 Scores against known classes: :func:`contingency_matrix`, :func:`purity` and
 :func:`adjusted_rand_index`.

@@ -824,12 +824,8 @@ CPU_DEPENDENT_BF16 = ("rmsprop-nesterov", "adopt-no_clip-nesterov")
 ONE_BF16_ULP = {"bfloat16": 2.0**-7}
 
 
-def _marks(row: Row, dtype: str) -> list:
-    return [pytest.mark.slow] if _slow(row, dtype) else []
-
-
 CASES = [
-    pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=_marks(row, dtype))
+    pytest.param(row, dtype, id=f"{row.id}-{dtype}", marks=[pytest.mark.slow] if _slow(row, dtype) else [])
     for row in ROWS
     for dtype in DTYPES + COMPLEX_DTYPES
     if dtype not in COMPLEX_DTYPES or _complex_case(row)
