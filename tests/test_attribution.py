@@ -188,3 +188,84 @@ def test_bad_input_messages():
         attribution.saliency(score, jnp.ones((2, 3), jnp.int32))
     with pytest.raises(ValueError, match=r"`a` and `b` must have one shape, got \(2, 3\) and \(2, 4\)"):
         attribution.rank_correlation(x, jnp.ones((2, 4)))
+
+
+# --------------------------------------------------------------------------- attention maps
+
+
+def _two_block_transformer():
+    blocks = [fdl.nn.TransformerEncoderBlock(2, 16, name=f"block_{i}") for i in range(2)]
+    return fdl.nn.Serial(fdl.nn.Dense(8, name="embed"), *blocks)
+
+
+def test_attention_maps_are_each_layers_weights_with_their_masks():
+    model = _two_block_transformer()
+    params, state, _ = model.init(jax.random.key(0), (6, 3))
+    x = jax.random.normal(jax.random.key(1), (4, 6, 3))
+    mask = jnp.arange(6)[None, :] < jnp.array([6, 4, 2, 5])[:, None]  # (4, 6) padding
+    maps = attribution.attention_maps(model, params, state, x, mask=mask)
+    assert list(maps) == ["block_0/attention", "block_1/attention"]
+    # the first block's map, by hand: its queries and keys read the layer-normed embedding
+    _, _, inside = fdl.nn.capture(model, "block_0/attention_norm")(params, state, x, mask=mask)
+    h = inside["block_0/attention_norm"]
+    p = params["block_0"]["attention"]
+    q = jnp.einsum("btd,df->btf", h, p["query"]["w"]) + p["query"]["b"][None, None]
+    k = jnp.einsum("btd,df->btf", h, p["key"]["w"]) + p["key"]["b"][None, None]
+    q, k = q.reshape(4, 6, 2, 4), k.reshape(4, 6, 2, 4)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / 2.0  # sqrt(d) = 2
+    scores = jnp.where(mask[:, None, None, :], scores, -jnp.inf)
+    np.testing.assert_allclose(maps["block_0/attention"], jax.nn.softmax(scores, axis=-1), atol=1e-6)
+    for a in maps.values():
+        assert a.shape == (4, 2, 6, 6)
+        np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+        assert not jnp.any(jnp.where(mask[:, None, None, :], 0.0, a))  # padded keys get nothing
+    jitted = jax.jit(lambda p, v: attribution.attention_maps(model, p, state, v, mask=mask))(params, x)
+    np.testing.assert_allclose(jitted["block_1/attention"], maps["block_1/attention"], atol=1e-6)
+
+
+def test_attention_maps_of_a_causal_layer_are_lower_triangular():
+    model = fdl.nn.Serial(fdl.nn.MultiHeadAttention(1, causal=True, name="attn"))
+    params, state, _ = model.init(jax.random.key(0), (5, 4))
+    (a,) = attribution.attention_maps(model, params, state, jnp.ones((2, 5, 4))).values()
+    assert not jnp.any(jnp.triu(a[0, 0], k=1))
+    # equal inputs give equal scores: query i spreads evenly over keys 0..i
+    np.testing.assert_allclose(a[0, 0], jnp.tril(jnp.ones((5, 5))) / jnp.arange(1.0, 6.0)[:, None], rtol=1e-6)
+
+
+def test_attention_rollout_by_hand():
+    a1 = jnp.array([[1.0, 0.0], [0.5, 0.5]])[None]  # one head
+    a2 = jnp.array([[0.0, 1.0], [1.0, 0.0]])[None]
+    m1, m2 = 0.5 * jnp.eye(2) + 0.5 * a1[0], 0.5 * jnp.eye(2) + 0.5 * a2[0]
+    np.testing.assert_allclose(attribution.attention_rollout([a1, a2]), m2 @ m1, rtol=1e-6)
+    # hand values: m1 = [[1, 0], [.25, .75]], m2 = [[.5, .5], [.5, .5]] -> every row [.625, .375]
+    np.testing.assert_allclose(attribution.attention_rollout([a1, a2]), [[0.625, 0.375]] * 2, rtol=1e-6)
+    np.testing.assert_allclose(attribution.attention_rollout([a1, a2], residual=0.0), a2[0] @ a1[0])
+    # heads are averaged first; a batch axis is kept
+    two_heads = jnp.stack([a1[0], a2[0]])[None]  # (1, 2, 2, 2)
+    rolled = attribution.attention_rollout([two_heads], residual=0.0)
+    np.testing.assert_allclose(rolled, ((a1[0] + a2[0]) / 2)[None], rtol=1e-6)
+
+
+def test_attention_bad_input_messages():
+    dense = fdl.nn.Serial(fdl.nn.Dense(2))
+    params, state, _ = dense.init(jax.random.key(0), (3,))
+    with pytest.raises(ValueError, match=r"`model` has no attention layer \(fdl.nn.MultiHeadAttention\)"):
+        attribution.attention_maps(dense, params, state, jnp.ones((1, 3)))
+    with pytest.raises(TypeError, match=r"`model` must be a fdl.nn.Layer, got str"):
+        attribution.attention_maps("model", params, state, jnp.ones((1, 3)))
+    square = jnp.ones((1, 3, 3)) / 3
+    with pytest.raises(ValueError, match=r"`maps` must hold at least one attention map, got none"):
+        attribution.attention_rollout([])
+    with pytest.raises(
+        ValueError,
+        match=r"`maps\[1\]` must be a self-attention map \(\*batch, H, T, T\), got shape \(1, 3, 4\)",
+    ):
+        attribution.attention_rollout([square, jnp.ones((1, 3, 4))])
+    with pytest.raises(
+        ValueError, match=r"`maps\[1\]` has shape \(2, 3, 3\), but `maps\[0\]` has shape \(1, 3, 3\)"
+    ):
+        attribution.attention_rollout([square, jnp.ones((2, 3, 3))])
+    with pytest.raises(ValueError, match=r"`residual` must be in \[0, 1\], got 1.5"):
+        attribution.attention_rollout([square], residual=1.5)
+    with pytest.raises(ValueError, match=r"residual"):
+        attribution.attention_rollout([square], residual=-0.1)

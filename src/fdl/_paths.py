@@ -55,8 +55,8 @@ def _segment_match(parts: list[str], pattern: list[str]) -> bool:
     return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _segment_match(parts[1:], rest)
 
 
-def path_matches(path: str, pattern: str) -> bool:
-    """Whether the leaf path matches ``pattern`` (``*`` within a segment, ``**`` any segments;
-    a pattern also matches every leaf under the part it names)."""
+def path_matches(path: str, pattern: str, *, under: bool = True) -> bool:
+    """Whether the path matches ``pattern`` (``*`` within a segment, ``**`` any segments); with
+    ``under``, a pattern also matches every path under the part it names."""
     parts, pat = path.split("/"), split_path(pattern)
-    return _segment_match(parts, pat) or _segment_match(parts, pat + ["**"])
+    return _segment_match(parts, pat) or (under and _segment_match(parts, pat + ["**"]))

@@ -13,6 +13,9 @@ shape of ``x``: one number per input feature.
 * :func:`smoothgrad`: the gradient averaged over noisy copies of :math:`x` (Smilkov et al., 2017);
 * :func:`occlusion`: how much the score drops when a window of the image is blanked out
   (Zeiler and Fergus, 2014);
+* :func:`attention_maps`: the weights of every attention layer of a model, read out of it by
+  :func:`fdl.nn.capture`; :func:`attention_rollout` chains them through the layers of a
+  transformer (Abnar and Zuidema, 2020);
 * :func:`rank_correlation`: Spearman's correlation of two attributions per example, the measure
   of the model-randomization sanity check (Adebayo et al., 2018): a method whose maps barely
   change when the model's weights are re-initialized does not explain the model.
@@ -37,19 +40,21 @@ References:
     D. Smilkov, N. Thorat, B. Kim, F. Viégas and M. Wattenberg, "SmoothGrad: removing noise by
     adding noise", arXiv:1706.03825, 2017.
     M. Zeiler and R. Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    S. Abnar and W. Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020.
     J. Adebayo, J. Gilmer, M. Muelly, I. Goodfellow, M. Hardt and B. Kim, "Sanity Checks for
     Saliency Maps", NeurIPS 2018.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_non_negative_finite, check_positive_int, check_prng_key
+from fdl.nn import Layer, capture
 
 __all__ = [
     "class_score",
@@ -58,6 +63,8 @@ __all__ = [
     "integrated_gradients",
     "smoothgrad",
     "occlusion",
+    "attention_maps",
+    "attention_rollout",
     "rank_correlation",
 ]
 
@@ -234,6 +241,101 @@ def occlusion(
     total = jnp.einsum("pb,phw->bhw", drops.astype(x.dtype), covered)
     counts = jnp.maximum(jnp.sum(covered, axis=0), 1.0)  # (H, W)
     return jnp.broadcast_to((total / counts[None])[..., None], x.shape)
+
+
+_SOWN = "attention_weights"
+
+
+def attention_maps(
+    model: Layer, params: Any, state: Any, x: Any, *, mask: Any = None
+) -> dict[str, jax.Array]:
+    r"""The attention weights of every :func:`~fdl.nn.MultiHeadAttention` in ``model`` on ``x``,
+    keyed by the attention layer's path, in evaluation mode.
+
+    Each map is :math:`A = \mathrm{softmax}(Q K^\top / \sqrt{d} + \log M)` per head, shape
+    ``(*batch, H, T_q, T_k)``: row :math:`i` is how query position :math:`i` spreads its
+    attention over the key positions (it sums to 1, or is all 0 for a query that may attend to
+    nothing). They are the weights the layer used, before attention dropout, read out of the
+    model by :func:`fdl.nn.capture`, so the model is not rewritten to return them. An attention
+    map shows where a layer reads from, not why the output changes; it is one view among the
+    gradient methods (Jain and Wallace, 2019, "Attention is not Explanation").
+
+    Args:
+      model, params, state: the model and its trees (``model.init``'s).
+      x: its input; ``mask``: its ``mask=`` (a padding mask), passed through.
+
+    Raises:
+      ValueError: a model with no attention layer.
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> model = fdl.nn.Serial(fdl.nn.Dense(8), fdl.nn.TransformerEncoderBlock(2, 16, name="block"))
+    >>> params, state, _ = model.init(jax.random.key(0), (5, 3))
+    >>> maps = attention_maps(model, params, state, jnp.ones((4, 5, 3)))
+    >>> {path: a.shape for path, a in maps.items()}
+    {'block/attention': (4, 2, 5, 5)}
+    """
+    if not isinstance(model, Layer):
+        raise TypeError(f"`model` must be a fdl.nn.Layer, got {type(model).__name__}")
+    suffix = "/" + _SOWN
+
+    def sown(path: str) -> bool:
+        return path == _SOWN or path.endswith(suffix)
+
+    _, _, captured = capture(model, sown)(params, state, x, train=False, mask=mask)
+    if not captured:
+        raise ValueError(
+            f"`model` has no attention layer (fdl.nn.MultiHeadAttention) to read maps from: {model!r}"
+        )
+    return {(path[: -len(suffix)] if path != _SOWN else ""): a for path, a in captured.items()}
+
+
+def attention_rollout(maps: Sequence[Any], *, residual: float = 0.5) -> jax.Array:
+    r"""Attention rollout (Abnar and Zuidema, 2020): how much each output position draws on each
+    input position through a stack of self-attention layers with residual connections.
+
+    With :math:`\bar A_l` layer :math:`l`'s map averaged over heads and :math:`r` =
+    ``residual``, the share that skips the attention through the residual branch:
+
+    .. math::
+
+        \tilde A_l = r\, I + (1 - r)\, \bar A_l, \qquad
+        R = \tilde A_L \tilde A_{L-1} \cdots \tilde A_1 .
+
+    Rows of :math:`R` sum to 1 when the maps' rows do.
+
+    Args:
+      maps: the layers' maps in the order they are applied (first layer first), each
+        ``(*batch, H, T, T)`` (:func:`attention_maps`' values, in the model's order).
+      residual: :math:`r \in [0, 1]`; the paper's 0.5; 0 multiplies the bare maps.
+
+    Returns:
+      :math:`R`, ``(*batch, T, T)``.
+
+    Raises:
+      ValueError: no maps, a map that is not square ``(..., H, T, T)`` (cross-attention), maps of
+        different shapes (both named), or ``residual`` outside [0, 1].
+    """
+    maps = [jnp.asarray(a) for a in maps]
+    if not maps:
+        raise ValueError("`maps` must hold at least one attention map, got none")
+    residual = check_non_negative_finite("residual", residual)
+    if residual > 1:
+        raise ValueError(f"`residual` must be in [0, 1], got {residual}")
+    for i, a in enumerate(maps):
+        if a.ndim < 3 or a.shape[-1] != a.shape[-2]:
+            raise ValueError(
+                f"`maps[{i}]` must be a self-attention map (*batch, H, T, T), got shape {a.shape}"
+            )
+        if a.shape != maps[0].shape:
+            raise ValueError(f"`maps[{i}]` has shape {a.shape}, but `maps[0]` has shape {maps[0].shape}")
+    eye = jnp.eye(maps[0].shape[-1], dtype=maps[0].dtype)
+    rollout = None
+    for a in maps:
+        mean = jnp.mean(a, axis=-3)  # (*batch, T, T)
+        mixed = residual * jnp.broadcast_to(eye, mean.shape) + (1 - residual) * mean
+        rollout = mixed if rollout is None else mixed @ rollout
+    assert rollout is not None
+    return rollout
 
 
 def rank_correlation(a: Any, b: Any) -> jax.Array:

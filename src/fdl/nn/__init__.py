@@ -3,6 +3,7 @@
 See :mod:`fdl.nn.layer` for the contract.
 """
 
+from fdl.nn._children import sow
 from fdl.nn.activations import (
     Elu,
     Gelu,
@@ -51,6 +52,7 @@ from fdl.nn.masking import padding_mask
 from fdl.nn.mlp import MLP
 from fdl.nn.normalization import GroupNorm, LayerNorm, RMSNorm
 from fdl.nn.parts import (
+    capture,
     combine,
     eval_mode,
     layer_at,
@@ -92,6 +94,8 @@ __all__ = [
     "select",
     "partition",
     "combine",
+    "capture",
+    "sow",
     "param_count",
     "summary",
     "Summary",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -137,9 +137,73 @@ def not_recording() -> Iterator[None]:
         _RECORD.reset(token)
 
 
+class _Capture:
+    """What :func:`fdl.nn.capture` gathers while it applies a model: the values at the paths
+    ``wanted(path)`` accepts, and every path it could have taken (for its error messages)."""
+
+    def __init__(self, wanted: Callable[[str], bool]) -> None:
+        self.wanted = wanted
+        self.values: dict[str, Any] = {}
+        self.seen: list[str] = []
+        self.paused = 0
+
+    def offer(self, path: str, value: Any) -> None:
+        if self.paused:
+            return
+        self.seen.append(path)
+        if self.wanted(path):
+            if path in self.values:
+                raise ValueError(
+                    f"fdl.nn.capture: the path {path!r} was produced twice in one apply (a layer "
+                    "applied twice, or sown twice under one name); capture one of them by giving "
+                    "the layers their own names"
+                )
+            self.values[path] = value
+
+
+_CAPTURE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("fdl_capture", default=None)
+
+
+@contextlib.contextmanager
+def capturing(wanted: Callable[[str], bool]) -> Iterator[_Capture]:
+    """Gather, inside the block, each layer output and each sown value whose path ``wanted``
+    accepts (used by :func:`fdl.nn.capture`)."""
+    record = _Capture(wanted)
+    token = _CAPTURE.set(record)
+    try:
+        yield record
+    finally:
+        _CAPTURE.reset(token)
+
+
+@contextlib.contextmanager
+def capture_paused() -> Iterator[None]:
+    """Capture nothing inside the block: the body of a ``jax.lax.scan`` or the abstract pass of
+    a composite's ``init`` traces values that must not leave it."""
+    record = _CAPTURE.get()
+    if record is not None:
+        record.paused += 1
+    try:
+        yield
+    finally:
+        if record is not None:
+            record.paused -= 1
+
+
+def sow(name: str, value: Any) -> None:
+    """Offer ``value`` to an active :func:`fdl.nn.capture` under ``<layer path>/<name>``.
+
+    A layer calls it from its ``apply`` to expose a value that is not its output (attention's
+    weights); without a capture it does nothing, so it costs nothing under ``jit``."""
+    record = _CAPTURE.get()
+    if record is not None:
+        path = current_path()
+        record.offer(f"{path}/{name}" if path else name, value)
+
+
 def init_child(name: str, layer: Layer, key: jax.Array, input_shape: Any) -> tuple[Any, Any, Any]:
     """``layer.init`` under the child's path (errors name it; :func:`recording_init` sees it)."""
-    with child_scope(name, layer):
+    with child_scope(name, layer), capture_paused():
         rows = _RECORD.get()
         index = -1 if rows is None else len(rows)  # the parent's row (used only when recording)
         if rows is not None:
@@ -172,6 +236,9 @@ def apply_child(
                 "returns (y, state)"
             )
         y, new_state = out
+        record = _CAPTURE.get()
+        if record is not None:
+            record.offer(current_path(), y)
         before = jax.tree.structure({} if state is None else state)
         after = jax.tree.structure({} if new_state is None else new_state)
         if before != after:  # type: ignore[operator]  # jax's PyTreeDef alias is untyped

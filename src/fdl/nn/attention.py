@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 from fdl import _dtypes, activations, initializers
 from fdl._checks import check_positive_int, check_rate
+from fdl.nn._children import sow
 from fdl.nn.composites import composite
 from fdl.nn.dense import Dense
 from fdl.nn.dropout import Dropout
@@ -314,7 +315,9 @@ def MultiHeadAttention(
       the weights) and ``out`` (:func:`~fdl.nn.Dense` to ``out``), so ``params = {"query":
       {"w": (D_q, F), "b": (F,)}, "key": {"w": (D_kv, F), ...}, "value": ..., "out": {"w":
       (F, out), "b": (out,)}}``. The widths that default to :math:`D_q` are read from the input
-      shape (:func:`fdl.nn.masking.built_for_width`).
+      shape (:func:`fdl.nn.masking.built_for_width`). Its attention weights, before dropout,
+      are sown as ``<its path>/attention_weights``, ``(*batch, H, T_q, T_k)``: read them with
+      :func:`fdl.nn.capture` or :func:`fdl.attribution.attention_maps`.
 
     Raises:
       ValueError: at construction, ``num_heads`` not dividing ``qkv_features`` (both named), or
@@ -388,7 +391,9 @@ def MultiHeadAttention(
         q = split_heads(call("query", x_q))  # (*batch, T_q, H, d)
         k = split_heads(call("key", x_kv))  # (*batch, T_k, H, d)
         v = split_heads(call("value", x_kv))  # (*batch, T_k, H, d)
-        weights = _weights(q, k, allowed, causal).astype(v.dtype)  # (*batch, H, T_q, T_k)
+        weights = _weights(q, k, allowed, causal)  # (*batch, H, T_q, T_k)
+        sow("attention_weights", weights)  # read by fdl.nn.capture, fdl.attribution.attention_maps
+        weights = weights.astype(v.dtype)
         weights = call("attention_dropout", weights, mask=None)
         context = jnp.einsum("...hqk,...khd->...qhd", weights, v)  # (*batch, T_q, H, d)
         heads, width = context.shape[-2:]

@@ -11,6 +11,7 @@ import jax
 
 from fdl.nn._children import (
     apply_child,
+    capture_paused,
     check_layers,
     check_unique,
     child_tree,
@@ -77,7 +78,7 @@ def composite(
             return y
 
         example = _abstract_input(input_shape)
-        with not_recording():
+        with not_recording(), capture_paused():
             out = jax.eval_shape(lambda x: forward(abstract_call, x, train=False, mask=None), example)
         params, state = [], []
         for child_name, layer in named:

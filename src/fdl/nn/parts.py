@@ -10,6 +10,9 @@ within one segment (``dense_*``), ``**`` matches any number of whole segments (`
 ``**/b``), and a pattern that names a part selects every leaf under it (``"encoder"`` equals
 ``"encoder/**"``).
 
+Values inside a model are read by :func:`capture`: the outputs of the parts it names, and the
+values a layer sows (attention's weights), returned next to the output of ``apply``.
+
 Freezing is a partition (:func:`partition`): the selected leaves in one tree, the rest in
 another, ``None`` where a leaf went to the other tree (Equinox's convention), so
 ``jax.grad`` with respect to the trainable tree never computes the frozen part's gradient, and
@@ -26,7 +29,7 @@ import jax
 import numpy as np
 
 from fdl._paths import nearest, path_matches, path_string, split_path
-from fdl.nn._children import recording_init, with_children
+from fdl.nn._children import capturing, recording_init, with_children
 from fdl.nn.composites import Eval
 from fdl.nn.layer import Layer
 
@@ -47,6 +50,7 @@ __all__ = [
     "partition",
     "combine",
     "param_count",
+    "capture",
 ]
 
 PyTree = Any
@@ -321,3 +325,73 @@ def combine(*trees: PyTree) -> PyTree:
 def param_count(tree: PyTree) -> int:
     """The number of scalars in ``tree`` (``None`` leaves count 0)."""
     return sum(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+# ---------------------------------------------------------------------------- intermediates
+
+
+def capture(model: Layer, where: str | Sequence[str] | Callable[[str], bool]) -> Callable[..., Any]:
+    """``model.apply`` that also returns values from inside the model, keyed by path.
+
+    The returned function takes ``model.apply``'s arguments, ``(params, state, x, *, key=None,
+    train=False, mask=None)``, and returns ``(y, new_state, captured)``: ``y`` and
+    ``new_state`` exactly as ``model.apply``'s, and ``captured`` a dict from path to value.
+    Two kinds of value have paths:
+
+    * the **output of every part**, at its layer path (:func:`layer_paths`: ``block_0``,
+      ``block_0/self_attention``);
+    * a **sown value**, at ``<layer path>/<name>``: a layer exposes a value that is not its
+      output with :func:`fdl.nn.sow` (:func:`~fdl.nn.MultiHeadAttention` sows its
+      weights as ``attention_weights``).
+
+    It is pure and composes with ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (the values are
+    traced with the output, like Flax's ``capture_intermediates``). Nothing inside a recurrent
+    layer's scan is captured (those values exist per time step only inside the scan), nor
+    anything of ``init``.
+
+    Args:
+      model: the layer to apply.
+      where: a path pattern (as :func:`select`'s, but a pattern names only the paths it matches:
+        ``"block_0"`` is that block's output, ``"block_0/**"`` everything inside it), a list of
+        patterns, or a predicate ``where(path) -> bool``.
+
+    Raises:
+      ValueError: at the call, a pattern that matches no path of the model (the message lists
+        the nearest), or one path produced twice (a layer applied twice under one name).
+
+    >>> import jax, jax.numpy as jnp, fdl
+    >>> model = fdl.nn.Serial(fdl.nn.Dense(3, name="hidden"), fdl.nn.Relu(), fdl.nn.Dense(2))
+    >>> params, state, _ = model.init(jax.random.key(0), (4,))
+    >>> y, _, captured = fdl.nn.capture(model, "hidden")(params, state, jnp.ones((5, 4)))
+    >>> list(captured), captured["hidden"].shape, y.shape
+    (['hidden'], (5, 3), (5, 2))
+    """
+    _check_layer(model)
+    if callable(where) and not isinstance(where, str):
+        predicate, patterns = where, []
+    elif isinstance(where, str) or (
+        isinstance(where, (list, tuple)) and where and all(isinstance(w, str) for w in where)
+    ):
+        patterns = [where] if isinstance(where, str) else list(where)
+
+        def predicate(path: str) -> bool:
+            return any(path_matches(path, p, under=False) for p in patterns)
+
+    else:
+        raise TypeError(
+            f"`where` must be a path pattern, a non-empty list of them, or a predicate "
+            f"path -> bool; got {where!r}"
+        )
+
+    def apply(params: PyTree, state: PyTree, x: Any, **kwargs: Any) -> tuple[Any, PyTree, dict[str, Any]]:
+        with capturing(predicate) as record:
+            y, new_state = model.apply(params, state, x, **kwargs)
+        for pattern in patterns:
+            if not any(path_matches(p, pattern, under=False) for p in record.seen):
+                raise ValueError(
+                    f"fdl.nn.capture: the pattern {pattern!r} matches no layer output or sown "
+                    f"value of the model; {nearest(pattern, record.seen)}"
+                )
+        return y, new_state, dict(record.values)
+
+    return apply

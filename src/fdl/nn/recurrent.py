@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_bool, check_shape
+from fdl.nn._children import capture_paused
 from fdl.nn._rnn import check_cell, shapes, split_input
 from fdl.nn.cells import Cell
 from fdl.nn.combinators import Serial
@@ -309,8 +310,9 @@ def Recurrent(
     def apply(params: Params, state: Any, x: Any, *, key: Any = None, train: bool = False, mask: Any = None):
         del key, train  # deterministic
         x, carry = split_input("Recurrent", x)
-        x, mask, carry = _validate("Recurrent", cell, params, x, mask, carry)
-        y, final = _run(cell, params, x, mask, carry, reverse=reverse, return_sequences=return_sequences)
+        with capture_paused():  # fdl.nn.capture: what a step traces exists only inside the scan
+            x, mask, carry = _validate("Recurrent", cell, params, x, mask, carry)
+            y, final = _run(cell, params, x, mask, carry, reverse=reverse, return_sequences=return_sequences)
         return ((y, final) if return_carry else y), state
 
     return Layer(init, apply)
