@@ -1,7 +1,7 @@
 r"""Pre-LayerNorm transformer blocks, composed of public layers: an encoder block (self-attention
 and an MLP) and a decoder block (causal self-attention, cross-attention and an MLP).
 
-Each block is :func:`fdl.nn.layer.composite` over named :func:`~fdl.nn.LayerNorm`,
+Each block is :func:`fdl.nn.composite` over named :func:`~fdl.nn.LayerNorm`,
 :func:`~fdl.nn.MultiHeadAttention`, :func:`~fdl.nn.Dense`, :func:`~fdl.nn.Gelu` and
 :func:`~fdl.nn.Dropout` children, with the residual sums written out in its ``forward``, so a
 parameter path reads ``attention/query/w`` or ``mlp_norm/scale``. The padding mask (the ``mask=``

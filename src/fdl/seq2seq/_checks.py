@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+__all__ = ["check_tokens", "check_mask"]
+
 
 def check_tokens(name: str, tokens: Any) -> jax.Array:
     tokens = jnp.asarray(tokens)

@@ -12,6 +12,8 @@ from fdl._checks import check_non_negative_int, check_positive_int
 from fdl.seq2seq._checks import check_mask, check_tokens
 from fdl.seq2seq.training import EncoderDecoder
 
+__all__ = ["greedy_decode", "greedy_decode_full", "decoder_block_cache", "decoder_block_step"]
+
 Params = Any
 
 

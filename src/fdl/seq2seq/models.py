@@ -12,6 +12,8 @@ from fdl._checks import check_positive_int
 from fdl.seq2seq.decoding import decoder_block_cache, decoder_block_step
 from fdl.seq2seq.training import EncoderDecoder
 
+__all__ = ["lstm_encoder_decoder", "transformer_encoder_decoder"]
+
 Params = Any
 
 

@@ -13,6 +13,8 @@ from fdl._checks import check_non_negative_int
 from fdl.seq2seq._checks import check_mask, check_tokens
 from fdl.train import simple_loss
 
+__all__ = ["EncoderDecoder", "shift_right", "sequence_cross_entropy", "exact_match", "teacher_forcing_loss"]
+
 Params = Any
 
 
