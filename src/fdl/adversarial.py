@@ -52,6 +52,7 @@ from fdl._checks import check_choice, check_non_negative_finite, check_positive_
 
 __all__ = ["NORMS", "fgsm", "pgd", "project", "robust_accuracy", "adversarial_loss"]
 
+#: The norms of the perturbation ball :func:`pgd` and :func:`project` take.
 NORMS = ("linf", "l2")
 LogitsFn = Callable[[jax.Array], jax.Array]
 Range = tuple[float, float] | None

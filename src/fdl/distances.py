@@ -72,6 +72,7 @@ __all__ = [
     "resolve_block_size",
 ]
 
+#: The metric names :func:`pairwise_distances` and :func:`paired_distances` take.
 METRICS = ("euclidean", "sqeuclidean", "manhattan", "cityblock", "chebyshev", "minkowski", "cosine")
 _GRAM_METRICS = ("euclidean", "sqeuclidean", "cosine")  # computed from one matrix product
 _BLOCK_ELEMENTS = 1 << 22  # default budget of one block: 4M elements (16 MiB in float32)

@@ -19,6 +19,7 @@ from fdl import initializers, nn
 
 __all__ = ["MODELS", "build_model", "model_names", "wants_flat_input"]
 
+#: The names :func:`build_model` builds (and ``fdl train --model`` takes).
 MODELS = ("mlp", "cnn")
 
 

@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 PyTree = Any
+#: The one loss signature every training entry point takes (:func:`simple_loss` adapts a simpler one).
 LOSS_SIGNATURE = "loss_fn(params, layer_state, batch, key) -> (loss, (layer_state, metrics))"
 
 

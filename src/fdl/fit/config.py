@@ -35,7 +35,9 @@ __all__ = [
     "prepare_outputs",
 ]
 
+#: What ``fit`` does at a non-finite loss or gradient: raise :class:`NonFiniteError`, or skip the step.
 NAN_POLICIES = ("raise", "skip")
+#: The file suffixes a history file may have: one JSON object per line, or CSV.
 HISTORY_SUFFIXES = (".jsonl", ".csv")
 
 

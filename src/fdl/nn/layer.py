@@ -55,6 +55,7 @@ __all__ = [
     "layer_factory",
 ]
 
+#: The shape of one example (no batch axis), as ``init`` takes and returns it.
 Shape = tuple[int, ...]
 PyTree = Any
 

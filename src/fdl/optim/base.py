@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 PyTree = Any
+#: A learning-rate schedule: the step count in, the value at that step out.
 Schedule = Callable[[jax.Array], jax.Array]
+#: A hyperparameter given as a constant or as a :data:`Schedule` of the step count.
 ScalarOrSchedule = float | jax.Array | Schedule
 
 

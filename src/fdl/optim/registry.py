@@ -48,6 +48,7 @@ __all__ = [
     "twin_name",
 ]
 
+#: The libraries an optimizer name is looked up in: fdl's own optimizers and their optax twins.
 LIBRARIES = ("fdl", "optax")
 
 OPTAX_EXCLUDED: dict[str, str] = {
