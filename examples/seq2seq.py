@@ -4,7 +4,9 @@
     python examples/seq2seq.py --quick    # a smoke run
 
 The source is a string of 1 to 16 digits, the target the same digits reversed, then an end
-token: ``3 1 4 1 5 -> 5 1 4 1 3 <end>``. Strings are drawn afresh, so nothing can be memorized.
+token: ``3 1 4 1 5 -> 5 1 4 1 3 <end>``. Training draws a fixed pool of random strings of the
+trained lengths once (short lengths have few distinct strings, so some test strings of a
+trained length are in it); the held-out lengths never appear in training.
 Both models (``fdl.seq2seq.lstm_encoder_decoder`` and ``transformer_encoder_decoder``) train by
 teacher forcing through ``fdl.fit.fit`` on lengths ``--train-lengths`` except the held-out
 ``--held-out`` ones, and decode greedily (the transformer from a key/value cache). Prints the

@@ -106,6 +106,18 @@ def test_a_crop_of_a_linear_image_reads_the_mapped_points():
     np.testing.assert_allclose(out, 10 * read[:, None] + read[None, :], rtol=1e-6)
 
 
+def test_bfloat16_images_are_resampled_at_float32_points():
+    # a bfloat16 pixel position on a 64-pixel image is off by up to a quarter pixel: the points
+    # are computed in float32, so the only difference from float32 is the output's rounding
+    x = jax.random.uniform(jax.random.key(3), (2, 64, 64, 1)).astype(jnp.bfloat16)
+    angles, boxes = jnp.array([13.0, -7.0]), jnp.array([[3.3, 5.1, 50.7, 41.9], [0.0, 10.5, 60.2, 30.3]])
+    for fn, arg in ((augment.rotate, angles), (augment.resized_crop, boxes)):
+        low = fn(x, arg)
+        high = fn(x.astype(jnp.float32), arg)
+        assert low.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(low, np.float32), np.asarray(high), atol=2.0**-8)
+
+
 # ------------------------------------------------------------------------- random transforms
 
 

@@ -305,6 +305,23 @@ def test_temperature_must_be_positive(temperature):
         contrastive.simclr_loss(fdl.nn.Dense(2), lambda k, x: x, temperature)
 
 
+def test_a_numpy_scalar_temperature_is_a_number():
+    z = jax.random.normal(jax.random.key(0), (4, 3))
+    assert contrastive.nt_xent(z, z, np.float32(0.5)) == contrastive.nt_xent(z, z, 0.5)
+    with pytest.raises(ValueError, match=r"`temperature` must be a finite number > 0, got -0.5"):
+        contrastive.nt_xent(z, z, np.float64(-0.5))
+
+
+def test_simclr_loss_names_a_bare_array_batch():
+    model = fdl.nn.Dense(2)
+    params, state, _ = model.init(jax.random.key(0), (3,))
+    loss_fn = contrastive.simclr_loss(model, lambda k, x: x, 0.5)
+    with pytest.raises(
+        TypeError, match=r"expects `batch` to be a 1-tuple \(images,\).* got ArrayImpl of shape \(4, 3\)"
+    ):
+        loss_fn(params, state, jnp.ones((4, 3)), jax.random.key(1))
+
+
 def test_margin_must_be_non_negative():
     z, y = jnp.ones((2, 3)), jnp.array([0, 1])
     with pytest.raises(ValueError, match=r"`margin` must be a non-negative finite number, got -0\.5"):

@@ -465,7 +465,8 @@ def test_mismatched_generator_and_discriminator_shapes_are_named():
     # a state built by hand for other data: found when the step is traced
     state = _gan().init(jax.random.key(0), (2,))
     with pytest.raises(
-        ValueError, match=r"generator's output shape \(2,\) .* is not the discriminator's input shape \(5,\)"
+        ValueError,
+        match=r"generator's output shape \(2,\) .* is not the shape of the real examples in `real`, \(5,\)",
     ):
         _gan().step(state, jnp.ones((1, 4, 5)), jax.random.key(1))
 
@@ -543,3 +544,12 @@ def test_bad_arguments_to_the_functions_are_named():
         mode_coverage(jnp.zeros((4, 3)), jnp.zeros((2, 2)), 0.1)
     with pytest.raises(ValueError, match="`num` must be a positive integer, got 0"):
         _gan().sample(_gan().init(jax.random.key(0), (2,)), jax.random.key(1), 0)
+    # a critic that averages over the batch, or returns two numbers per example
+    x = jnp.zeros((4, 2))
+    with pytest.raises(
+        ValueError,
+        match=r"`critic_fn` must return one logit per example, shape \(4,\) or \(4, 1\) for a batch of shape \(4, 2\), got \(\)",
+    ):
+        gradient_penalty(lambda v: jnp.mean(v @ jnp.array([3.0, 4.0])), x, x + 1, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`critic_fn` must return one logit per example.* got \(4, 2\)"):
+        r1_penalty(lambda v: v, x)

@@ -301,6 +301,8 @@ def test_a_head_count_that_does_not_fit_the_block_is_named():
     cache = seq2seq.decoder_block_cache(params, jnp.zeros((1, 5, 8)), 4, num_heads=2)
     with pytest.raises(ValueError, match="`num_heads` must be a positive integer, got 0"):
         seq2seq.decoder_block_step(params, cache, jnp.zeros((1, 1, 8)), jnp.asarray(0), None, num_heads=0)
+    with pytest.raises(ValueError, match=r"`num_heads`=4 is not the head count the cache was built for, 2"):
+        seq2seq.decoder_block_step(params, cache, jnp.zeros((1, 1, 8)), jnp.asarray(0), None, num_heads=4)
     with pytest.raises(
         ValueError,
         match=r"`params` must be a TransformerDecoderBlock's parameters .*missing \['self_attention_norm'",

@@ -265,7 +265,9 @@ def attention_maps(
       x: its input; ``mask``: its ``mask=`` (a padding mask), passed through.
 
     Raises:
-      ValueError: a model with no attention layer.
+      ValueError: a model with no attention layer (attention inside a recurrent layer's scan
+        is not read out).
+      TypeError: ``model`` not a :class:`~fdl.nn.Layer`.
 
     >>> import jax, jax.numpy as jnp, fdl
     >>> model = fdl.nn.Serial(fdl.nn.Dense(8), fdl.nn.TransformerEncoderBlock(2, 16, name="block"))
@@ -304,8 +306,10 @@ def attention_rollout(maps: Sequence[Any], *, residual: float = 0.5) -> jax.Arra
     Rows of :math:`R` sum to 1 when the maps' rows do.
 
     Args:
-      maps: the layers' maps in the order they are applied (first layer first), each
-        ``(*batch, H, T, T)`` (:func:`attention_maps`' values, in the model's order).
+      maps: the self-attention layers' maps in the order they are applied (first layer
+        first), each ``(*batch, H, T, T)`` (:func:`attention_maps`' values, in the model's
+        order). A decoder's cross-attention maps are not rolled out: leave them out (a square
+        one, ``T_q = T_k``, would not be caught).
       residual: :math:`r \in [0, 1]`; the paper's 0.5; 0 multiplies the bare maps.
 
     Returns:

@@ -132,14 +132,23 @@ def per_example_keys(key: Any, batch_size: int) -> jax.Array:
 # ---------------------------------------------------------------------- deterministic atoms
 
 
+def _coordinate_dtype(dtype: Any) -> Any:
+    """The dtype sampling points are computed in: at least float32, since a bfloat16 or float16
+    pixel position is off by up to a quarter pixel on a 64-pixel image."""
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
 def _sample(image: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
     """Bilinear reads of ``image`` ``(H, W, C)`` at the points ``(rows, cols)`` ``(H', W')``,
-    0 outside: ``(H', W', C)``."""
+    0 outside: ``(H', W', C)`` in ``image``'s dtype (interpolated in the points' dtype)."""
+    plane_dtype = rows.dtype
 
     def one_channel(plane: jax.Array) -> jax.Array:  # (H, W) -> (H', W')
-        return jax.scipy.ndimage.map_coordinates(plane, [rows, cols], order=1, mode="constant", cval=0.0)
+        return jax.scipy.ndimage.map_coordinates(
+            plane.astype(plane_dtype), [rows, cols], order=1, mode="constant", cval=0.0
+        )
 
-    return jax.vmap(one_channel, in_axes=2, out_axes=2)(image)
+    return jax.vmap(one_channel, in_axes=2, out_axes=2)(image).astype(image.dtype)
 
 
 def shift(images: Any, offsets: Any) -> jax.Array:
@@ -221,14 +230,15 @@ def rotate(images: Any, angles: Any) -> jax.Array:
     angles = _check_per_example("angles", angles, images, ())
     _, height, width, _ = images.shape
     centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+    coordinate = _coordinate_dtype(images.dtype)
     v, u = jnp.meshgrid(
-        jnp.arange(height, dtype=images.dtype) - centre_row,
-        jnp.arange(width, dtype=images.dtype) - centre_col,
+        jnp.arange(height, dtype=coordinate) - centre_row,
+        jnp.arange(width, dtype=coordinate) - centre_col,
         indexing="ij",
     )  # (H, W) row and column offsets from the centre
 
     def one(image: jax.Array, angle: jax.Array) -> jax.Array:
-        theta = jnp.deg2rad(angle.astype(images.dtype))
+        theta = jnp.deg2rad(angle.astype(coordinate))
         cos, sin = jnp.cos(theta), jnp.sin(theta)
         return _sample(image, centre_row + u * sin + v * cos, centre_col + u * cos - v * sin)
 
@@ -266,10 +276,11 @@ def resized_crop(images: Any, boxes: Any) -> jax.Array:
     True
     """
     images = _check_images(images)
-    boxes = _check_per_example("boxes", boxes, images, (4,)).astype(images.dtype)
+    coordinate = _coordinate_dtype(images.dtype)
+    boxes = _check_per_example("boxes", boxes, images, (4,)).astype(coordinate)
     _, height, width, _ = images.shape
-    i = jnp.arange(height, dtype=images.dtype)[:, None] + 0.5  # (H, 1) output pixel centres
-    j = jnp.arange(width, dtype=images.dtype)[None, :] + 0.5  # (1, W)
+    i = jnp.arange(height, dtype=coordinate)[:, None] + 0.5  # (H, 1) output pixel centres
+    j = jnp.arange(width, dtype=coordinate)[None, :] + 0.5  # (1, W)
 
     def one(image: jax.Array, box: jax.Array) -> jax.Array:
         top, left, box_height, box_width = box[0], box[1], box[2], box[3]
@@ -366,7 +377,7 @@ def random_resized_crop(
         )
     images = _check_images(images)
     _, height, width, _ = images.shape
-    dtype = images.dtype
+    dtype = _coordinate_dtype(images.dtype)
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
 
     def draw(k: jax.Array) -> jax.Array:

@@ -48,6 +48,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fdl._checks import REDUCTIONS, check_choice, check_non_negative_finite
 from fdl.distances import cosine_similarity, paired_distances, pairwise_distances
@@ -69,6 +70,10 @@ TRIPLET_METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
 def _check_temperature(temperature: Any) -> float:
+    if isinstance(temperature, (np.integer, np.floating)) or (
+        isinstance(temperature, (np.ndarray, jax.Array)) and temperature.shape == ()
+    ):
+        temperature = temperature.item()  # a NumPy or JAX scalar (concrete: traced ones fail here)
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
@@ -405,6 +410,12 @@ def simclr_loss(
         raise TypeError(f"`model` must be an fdl.nn.Layer (with init and apply), got {model!r}")
 
     def loss_fn(params: Any, layer_state: Any, batch: Any, key: jax.Array) -> Any:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 1:
+            raise TypeError(
+                "simclr_loss expects `batch` to be a 1-tuple (images,), as fit and the data "
+                f"iterators pass it, got {type(batch).__name__}"
+                + (f" of shape {batch.shape}" if hasattr(batch, "shape") else "")
+            )
         x = batch[0]
         key_a, key_b, model_key = jax.random.split(key, 3)
         views = jnp.concatenate([augment(key_a, x), augment(key_b, x)], axis=0)  # (2B, ...)

@@ -18,3 +18,12 @@ def test_the_regularized_gan_covers_every_mode_and_minimax_collapses(tmp_path, c
     plot = tmp_path / "gan_mixture.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
     assert capsys.readouterr().out.count("modes covered and high-quality samples per seed") == 2
+
+
+def test_a_step_count_the_snapshots_cannot_split_is_rejected(capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_example("gan_mixture").main(["--steps", "10"])
+    assert stop.value.code == 2
+    assert (
+        "--steps (10) must be a positive multiple of 4: the plot shows 4 snapshots" in capsys.readouterr().err
+    )

@@ -24,7 +24,8 @@ probabilistic losses). Training alternates steps on the two objectives
   Gaussians (the FID of Heusel et al., 2017, in whatever feature space one gives it).
 
 Conventions: logits are ``(B,)`` or ``(B, 1)`` (one per example); every expectation is a mean
-over the batch. Every function is pure and jit-able.
+over the batch. Every function is pure and jit-able, with its settings (loss names, weights,
+``std``, ``threshold``, ``min_fraction``) static Python numbers.
 
 Example:
     >>> import jax.numpy as jnp

@@ -140,7 +140,16 @@ def _input_gradients(critic_fn: CriticFn, x: jax.Array) -> jax.Array:
     """``(B, ...)``: each example's gradient of its logit, as the gradient of their sum.
 
     Exact when the critic treats the examples of a batch independently (no batch norm in
-    training mode), as the penalties' papers require of their critics."""
+    training mode), as the penalties' papers require of their critics. Raises unless the
+    critic returns one logit per example, ``(B,)`` or ``(B, 1)``: a batch mean or several
+    outputs per example would silently scale or mix the gradients."""
+    out = jax.eval_shape(critic_fn, x)
+    if not hasattr(out, "shape") or tuple(out.shape) not in ((x.shape[0],), (x.shape[0], 1)):
+        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(
+            f"`critic_fn` must return one logit per example, shape ({x.shape[0]},) or "
+            f"({x.shape[0]}, 1) for a batch of shape {x.shape}, got {got}"
+        )
     return jax.grad(lambda x: jnp.sum(critic_fn(x)))(x)
 
 
@@ -197,6 +206,10 @@ def gradient_penalty(critic_fn: CriticFn, real: Any, fake: Any, key: jax.Array) 
     Returns:
         The scalar penalty.
 
+    Raises:
+        ValueError: ``real`` and ``fake`` of different shapes, or a critic that does not
+        return one logit per example.
+
     >>> import jax, jax.numpy as jnp
     >>> critic = lambda x: 3.0 * x[:, 0] + 4.0 * x[:, 1]  # gradient norm 5 everywhere
     >>> x = jnp.zeros((4, 2))
@@ -229,6 +242,9 @@ def r1_penalty(critic_fn: CriticFn, real: Any) -> jax.Array:
 
     Returns:
         The scalar penalty.
+
+    Raises:
+        ValueError: a critic that does not return one logit per example.
 
     >>> import jax.numpy as jnp
     >>> float(r1_penalty(lambda x: jnp.sum(x**2, axis=1), jnp.array([[1.0, 0.0], [0.0, 2.0]])))  # (4 + 16) / 2

@@ -20,7 +20,8 @@ __all__ = ["mode_coverage", "gaussian_frechet_distance", "frechet_distance"]
 def mode_coverage(
     samples: Any, modes: Any, std: float, *, threshold: float = 3.0, min_fraction: float = 0.01
 ) -> tuple[jax.Array, jax.Array]:
-    r"""The mode-collapse metrics of Metz et al. (2017) for samples of a Gaussian mixture.
+    r"""The mode-collapse metrics for samples of a Gaussian mixture: Metz et al.'s (2017) ring,
+    scored as Srivastava et al. (2017, VEEGAN) count modes and high-quality samples.
 
     A sample is **high quality** when it lies within ``threshold`` standard deviations of its
     nearest mode, :math:`\min_k \lVert s_i - \mu_k\rVert_2 \le t\,\sigma`; a mode is
@@ -34,6 +35,9 @@ def mode_coverage(
         std: :math:`\sigma > 0`, the components' standard deviation.
         threshold: :math:`t`, the radius in standard deviations.
         min_fraction: the share of the ``N`` samples a covered mode holds.
+
+        The three settings are static Python numbers (checked before tracing): close over them
+        or mark them static under ``jax.jit``.
 
     Returns:
         ``(modes_covered, high_quality_fraction)``: an int32 count in ``[0, K]`` and a float

@@ -28,7 +28,7 @@ PyTree = Any
 
 
 class GANState(NamedTuple):
-    """Both players' training states, a pytree: each a :class:`fdl.TrainState` (params,
+    """Both players' training states, a pytree: each a :class:`fdl.train.TrainState` (params,
     layer state, optimizer state, step count)."""
 
     generator: TrainState
@@ -237,7 +237,12 @@ def make_gan_step(
             fake, g_layer_state = generator.apply(g.params, g_layer_state, z, key=g_key, train=True)
             fake = jax.lax.stop_gradient(fake)
             if fake.shape[1:] != real_k.shape[1:]:
-                raise _mismatch(tuple(fake.shape[1:]), tuple(real_k.shape[1:]))
+                raise ValueError(
+                    f"the generator's output shape {tuple(fake.shape[1:])} (one example) is not the "
+                    f"shape of the real examples in `real`, {tuple(real_k.shape[1:])}: the "
+                    "discriminator reads both, so the real data must be shaped like the data_shape "
+                    "given to init"
+                )
             d, metrics, _ = d_update(d, (real_k, fake), d_key)
             return (d, g_layer_state), metrics
 

@@ -352,7 +352,8 @@ def capture(model: Layer, where: str | Sequence[str] | Callable[[str], bool]) ->
     Args:
       model: the layer to apply.
       where: a path pattern (as :func:`select`'s, but a pattern names only the paths it matches:
-        ``"block_0"`` is that block's output, ``"block_0/**"`` everything inside it), a list of
+        ``"block_0"`` is that block's output, ``"block_0/**"`` that output and everything inside
+        it), a list of
         patterns, or a predicate ``where(path) -> bool``.
 
     Raises:

@@ -242,9 +242,15 @@ def decoder_block_step(
 
     Raises:
       ValueError: ``params`` not a decoder block's, ``num_heads`` not a positive int dividing
-        the attention width.
+        the attention width or not the cache's head count. (``t`` may be traced, so it is not
+        checked: a ``t`` outside ``[0, length)`` is clamped by ``dynamic_update_slice``.)
     """
     _check_heads(params, num_heads)
+    if cache["key"].shape[2] != num_heads:
+        raise ValueError(
+            f"`num_heads`={num_heads} is not the head count the cache was built for, "
+            f"{cache['key'].shape[2]} (its keys are (B, L, H, d) = {cache['key'].shape})"
+        )
     norm = nn.LayerNorm(epsilon=epsilon)
     gelu = nn.Gelu()
 
