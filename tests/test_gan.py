@@ -409,6 +409,7 @@ def test_the_step_compiles_once():
     assert first > 0 and len(traces) == first
 
 
+@pytest.mark.slow  # a training run, end to end
 def test_a_small_gan_learns_a_shifted_gaussian():
     # data N(3, 0.5^2) in 1-D; an affine generator z -> a z + b from N(0, 1) starts near
     # N(0, a^2); least-squares GAN training moves it to the data (measured: mean 3.02, std 0.43)
@@ -430,6 +431,7 @@ def test_a_small_gan_learns_a_shifted_gaussian():
     assert abs(float(jnp.mean(samples)) - 3.0) < 0.15 and abs(float(jnp.std(samples)) - 0.5) < 0.15
 
 
+@pytest.mark.slow  # the mixture example vmaps it too; heavy, run in CI
 def test_the_pure_step_vmaps_over_seeds():
     generator, discriminator = _models()
     gan = make_gan_step(

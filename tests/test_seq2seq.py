@@ -62,6 +62,7 @@ def test_sequence_cross_entropy_of_no_real_token_is_zero_not_nan():
     assert float(loss) == 0.0
 
 
+@pytest.mark.slow  # float64 finite differences / one decoder call per prefix: heavy, run in CI
 def test_sequence_cross_entropy_gradient_matches_finite_differences(keys):
     targets = jax.random.randint(next(keys), (2, 3), 0, 5)
     mask = jnp.array([[1, 1, 0], [1, 0, 0]], bool)
@@ -92,6 +93,7 @@ def test_exact_match_needs_every_real_token_and_ignores_padding():
     np.testing.assert_array_equal(seq2seq.exact_match(predicted, targets, mask), [True, False, False, True])
 
 
+@pytest.mark.slow  # one decoder call per prefix (cached = one teacher-forced pass stays quick)
 def test_teacher_forcing_loss_reads_the_shifted_reference(keys):
     model = _transformer(layers=1)
     params = model.init(next(keys))
@@ -102,13 +104,14 @@ def test_teacher_forcing_loss_reads_the_shifted_reference(keys):
     loss, (_, metrics) = loss_fn(params, {}, (source, source_mask, targets, target_mask), None)
     # reference: decode each real prefix on its own, position by position, and average with optax
     memory = model.encode(params, source, source_mask)
+    decode = jax.jit(model.decode)
     total, count, hits = 0.0, 0, 0
     for b in range(3):
         for t in range(4):
             if not target_mask[b, t]:
                 continue
             prefix = jnp.concatenate([jnp.array([START], jnp.int32), targets[b, :t]])[None]  # (1, t + 1)
-            z = model.decode(params, memory[b : b + 1], source_mask[b : b + 1], prefix)[0, -1]
+            z = decode(params, memory[b : b + 1], source_mask[b : b + 1], prefix)[0, -1]
             total += float(optax.losses.softmax_cross_entropy_with_integer_labels(z, targets[b, t]))
             hits += int(jnp.argmax(z) == targets[b, t])
             count += 1
@@ -116,6 +119,7 @@ def test_teacher_forcing_loss_reads_the_shifted_reference(keys):
     assert float(metrics["token_accuracy"]) == pytest.approx(hits / count)
 
 
+@pytest.mark.slow  # a training run, end to end
 def test_training_with_teacher_forcing_lowers_the_loss(keys):
     model = _lstm()
     source, source_mask = _source(next(keys), batch=16, width=4)
@@ -135,7 +139,12 @@ def test_training_with_teacher_forcing_lowers_the_loss(keys):
 
 @pytest.mark.parametrize(
     "heads, qkv_features, memory_width, with_mask",
-    [(2, None, 8, True), (4, None, 8, False), (2, 12, 5, True), (1, None, 3, True)],
+    [  # one configuration in the quick tier, the other three with the slow ones (CI runs all)
+        pytest.param(2, None, 8, True, marks=pytest.mark.slow),
+        pytest.param(4, None, 8, False, marks=pytest.mark.slow),
+        pytest.param(2, 12, 5, True, marks=pytest.mark.slow),
+        (1, None, 3, True),
+    ],
 )
 def test_decoder_block_step_is_the_block_position_by_position(
     keys, heads, qkv_features, memory_width, with_mask
@@ -182,12 +191,13 @@ def test_cached_greedy_decoding_equals_re_decoding_the_prefix(keys, name):
     model = MODELS[name]()
     params = model.init(next(keys))
     source, source_mask = _source(next(keys), batch=6, width=7)
-    decode = jax.jit(lambda p, s, m: seq2seq.greedy_decode(model, p, s, m, length=9, start_id=START))
+    decode = jax.jit(lambda p, s, m: seq2seq.greedy_decode(model, p, s, m, length=6, start_id=START))
     tokens, logits = decode(params, source, source_mask)
-    full_tokens, full_logits = seq2seq.greedy_decode_full(
-        model, params, source, source_mask, length=9, start_id=START
+    redecode = jax.jit(  # one program (the eager loop dispatches every operation: 9 s against 1.5 s)
+        lambda p, s, m: seq2seq.greedy_decode_full(model, p, s, m, length=6, start_id=START)
     )
-    assert tokens.shape == (6, 9) and logits.shape == (6, 9, VOCAB)
+    full_tokens, full_logits = redecode(params, source, source_mask)
+    assert tokens.shape == (6, 6) and logits.shape == (6, 6, VOCAB)
     np.testing.assert_array_equal(tokens, full_tokens)
     np.testing.assert_allclose(logits, full_logits, atol=2e-5, rtol=2e-5)
     # and one teacher-forced pass over the greedy tokens gives the same logits at every step
@@ -197,7 +207,7 @@ def test_cached_greedy_decoding_equals_re_decoding_the_prefix(keys, name):
     np.testing.assert_array_equal(tokens, jnp.argmax(logits, axis=-1))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_decoding_ignores_source_padding(keys, name):
     model = MODELS[name]()
     params = model.init(next(keys))
@@ -211,7 +221,7 @@ def test_decoding_ignores_source_padding(keys, name):
     np.testing.assert_array_equal(short, long)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_the_decoder_is_causal(keys, name):
     model = MODELS[name]()
     params = model.init(next(keys))

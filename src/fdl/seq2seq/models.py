@@ -49,7 +49,9 @@ def _model(children: dict[str, nn.Layer], encoder: list[str], encode_fn, decode_
     def decode(params, memory, source_mask, decoder_inputs):
         return decoder_layer.apply(params, {}, (memory, source_mask, decoder_inputs))[0]
 
-    return EncoderDecoder(init, encode, decode, start, step, layer)
+    # jitted, so that a call outside jit (a test, a notebook) runs one compiled program per
+    # shape instead of dispatching every operation; inside jit they are inlined as before
+    return EncoderDecoder(init, jax.jit(encode), jax.jit(decode), start, step, layer)
 
 
 def lstm_encoder_decoder(vocab_size: int, features: int, hidden_size: int) -> EncoderDecoder:
@@ -153,8 +155,9 @@ def transformer_encoder_decoder(
     >>> model = transformer_encoder_decoder(7, 8, num_heads=2, mlp_features=16, num_layers=1)
     >>> params = model.init(jax.random.key(0))
     >>> source = jnp.array([[3, 4, 5, 0]])
-    >>> cached, _ = greedy_decode(model, params, source, source > 0, length=5, start_id=1)
-    >>> full, _ = greedy_decode_full(model, params, source, source > 0, length=5, start_id=1)
+    >>> decode = jax.jit(lambda p: greedy_decode(model, p, source, source > 0, length=5, start_id=1))
+    >>> redecode = jax.jit(lambda p: greedy_decode_full(model, p, source, source > 0, length=5, start_id=1))
+    >>> (cached, _), (full, _) = decode(params), redecode(params)
     >>> bool((cached == full).all()), params["decoder_0"]["self_attention"]["key"]["w"].shape
     (True, (8, 8))
     """
