@@ -1,141 +1,112 @@
-"""Make the figures of the course pages (``docs/figures/*.png``) with the code the pages show.
+"""Make the figures of the course pages (``docs/figures/<name>.png``) with the code the pages show.
 
-    python scripts/make_doc_figures.py                 # rewrite every figure, ~20 s on a CPU
+    python scripts/make_doc_figures.py                 # rewrite every figure and its numbers
     python scripts/make_doc_figures.py --only derivatives --out /tmp/figures
+    python scripts/make_doc_figures.py --check         # fail if a committed figure is stale
 
-One function per chapter, named after the page (``docs/course/<name>.md`` shows
-``docs/figures/<name>.png``). Each computes with fdl and, where the page claims two computations
-agree, asserts it before drawing, so a figure cannot show a result the library no longer gives.
+One module per chapter in ``scripts/doc_figures/`` (see its ``__init__``): ``compute()`` returns
+every number the figure draws, ``draw(data, path)`` draws them. Beside each PNG the numbers are
+written to ``<name>.json``; ``--check`` (and ``tests/test_doc_figures.py``) recomputes them and
+compares, because PNG bytes depend on the matplotlib version and the numbers do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import math
+import pkgutil
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import fdl
-
-FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
-
-
-def vectors_and_matrices(path: Path) -> None:
-    """PCA's variances next to the Lanczos eigenvalues of the covariance; digits in 2-D."""
-    data = fdl.data.load_digits()
-    x = jnp.asarray(data.x_train)  # (N, 64)
-    state = fdl.pca.fit_pca(x, 20)
-    xc = x - jnp.mean(x, axis=0, keepdims=True)  # (N, 64)
-    n = x.shape[0]
-    values, _ = fdl.spectral.top_eigenpairs(
-        lambda v: xc.T @ (xc @ v) / (n - 1), 64, 8, key=jax.random.key(0), num_iterations=30
-    )
-    np.testing.assert_allclose(values, state.explained_variance[:8], rtol=1e-3)
-    z = np.asarray(fdl.pca.transform(state, x))  # (N, 20)
-
-    fig = fdl.plot.figure((10, 4.2), dpi=110)
-    left, right = fig.subplots(1, 2)
-    k = np.arange(1, 21)
-    left.bar(
-        k, np.asarray(state.explained_variance), color="#9ecae1", label="PCA: $\\sigma_i^2 = s_i^2/(N-1)$"
-    )
-    left.plot(k[:8], np.asarray(values), "o", color="#d62728", label="Lanczos on $v \\mapsto Cv$ (30 steps)")
-    left.set_xlabel("principal axis $i$")
-    left.set_ylabel("variance along the axis")
-    left.set_xticks(k[::2])
-    left.set_title("Eigenvalues of the digits' covariance")
-    left.legend()
-    labels = np.asarray(data.y_train)
-    points = right.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
-    right.set_xlabel("first principal axis")
-    right.set_ylabel("second principal axis")
-    share = float(jnp.sum(state.explained_variance_ratio[:2]))
-    right.set_title(f"Digits projected on 2 of 64 axes ({share:.0%} of the variance)")
-    fig.colorbar(points, ax=right, ticks=range(10), label="digit")
-    fdl.plot.save_png(fig, path)
+SCRIPTS = Path(__file__).resolve().parent
+FIGURES = SCRIPTS.parent / "docs" / "figures"
+#: A number may move by this share of its key's range (max - min over the committed values,
+#: taken on log10 for a module's ``LOG_KEYS``) before the figure counts as stale: about a pixel
+#: on the 4-inch axes the figures use, far under what a reader could see.
+RELATIVE_TOLERANCE = 0.01
 
 
-def derivatives(path: Path) -> None:
-    """Activation derivatives by hand and by jax.grad; central-difference error against the step."""
-    fig = fdl.plot.figure((10, 4.2), dpi=110)
-    left, right = fig.subplots(1, 2)
-    z = jnp.linspace(-4.0, 4.0, 401)
-    dots = jnp.linspace(-3.75, 3.75, 16)
-    functions = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
-    for (name, fn), color in zip(functions.items(), ["#1f77b4", "#ff7f0e", "#2ca02c"], strict=True):
-        by_hand = fdl.backprop.activation_derivative(name, z)
-        by_jax = jax.vmap(jax.grad(fn))(dots)
-        np.testing.assert_allclose(
-            fdl.backprop.activation_derivative(name, dots), by_jax, rtol=1e-6, atol=1e-7
-        )
-        left.plot(z, by_hand, color=color, label=f"{name}$'(z)$, by hand")
-        left.plot(dots, by_jax, "o", color=color, markersize=4)
-    left.plot([], [], "o", color="gray", markersize=4, label="jax.grad")
-    left.set_xlabel("$z$")
-    left.set_ylabel("$\\sigma'(z)$")
-    left.set_title("Activation derivatives: fdl.backprop and jax.grad")
-    left.legend()
-
-    with jax.enable_x64(True):
-        keys = jax.random.split(jax.random.key(2), 3)
-        params = {
-            "dense_0": {"w": jax.random.normal(keys[0], (4, 8), jnp.float64), "b": jnp.zeros(8, jnp.float64)},
-            "dense_1": {"w": jax.random.normal(keys[1], (8, 3), jnp.float64), "b": jnp.zeros(3, jnp.float64)},
-        }
-        x = jax.random.normal(keys[2], (6, 4), jnp.float64)
-        labels = jnp.array([0, 1, 2, 0, 1, 2])
-        w = params["dense_0"]["w"]
-
-        def loss_of_weight(value: jax.Array) -> jax.Array:  # the loss as a function of w[0, 0]
-            return fdl.backprop.mlp_loss(
-                {**params, "dense_0": {"w": w.at[0, 0].set(value), "b": params["dense_0"]["b"]}},
-                x,
-                labels,
-                "tanh",
-            )
-
-        exact = float(jax.grad(loss_of_weight)(w[0, 0]))
-        steps = np.logspace(-15, -1, 57)
-        errors = []
-        for h in steps:
-            difference = (loss_of_weight(w[0, 0] + h) - loss_of_weight(w[0, 0] - h)) / (2 * h)
-            errors.append(abs(float(difference) - exact) / abs(exact))
-    errors_array = np.maximum(np.asarray(errors), 1e-17)  # an exact hit would be log(0)
-    eps = 2.0**-52
-    right.loglog(steps, errors_array, "o-", markersize=3, color="#444444", label="central difference")
-    right.axvline(
-        eps ** (1 / 3), color="#d62728", linestyle="--", label="$h = \\varepsilon^{1/3}$ (fdl.gradcheck)"
-    )
-    right.set_xlabel("step $h$")
-    right.set_ylabel("relative error against jax.grad")
-    right.set_title("Truncation ($h^2$) against rounding ($\\varepsilon/h$), float64")
-    right.legend()
-    fdl.plot.save_png(fig, path)
+def chapters() -> dict[str, ModuleType]:
+    """The figure modules, by chapter name."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    package = importlib.import_module("doc_figures")
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
+    return {name: importlib.import_module(f"doc_figures.{name}") for name in names}
 
 
-FIGURE_MAKERS: dict[str, Callable[[Path], None]] = {
-    "vectors_and_matrices": vectors_and_matrices,
-    "derivatives": derivatives,
-}
+def to_json(data: dict[str, np.ndarray]) -> str:
+    """The numbers as JSON: each key's shape, dtype and values (floats to 7 significant digits)."""
+    out = {}
+    for key, value in sorted(data.items()):
+        array = np.asarray(value)
+        if array.dtype.kind == "f":
+            values = [float(f"{v:.7g}") for v in array.ravel()]
+        else:
+            values = array.ravel().tolist()
+        out[key] = {"shape": list(array.shape), "dtype": str(array.dtype), "values": values}
+    return json.dumps(out, indent=None, separators=(",", ":")) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def stale_keys(module: ModuleType, committed: dict, data: dict[str, np.ndarray]) -> list[str]:
+    """What differs between the committed numbers and ``data``: one line per key."""
+    problems = []
+    if sorted(committed) != sorted(data):
+        return [f"keys {sorted(committed)} committed, {sorted(data)} computed"]
+    log_keys = getattr(module, "LOG_KEYS", frozenset())
+    for key, entry in committed.items():
+        new = np.asarray(data[key])
+        if list(new.shape) != entry["shape"]:
+            problems.append(f"{key}: shape {entry['shape']} committed, {list(new.shape)} computed")
+            continue
+        old = np.asarray(entry["values"], dtype=float).reshape(new.shape)
+        new = new.astype(float)
+        if key in log_keys:
+            old, new = np.log10(old), np.log10(new)
+        span = float(np.max(old) - np.min(old)) if old.size else 0.0
+        allowed = RELATIVE_TOLERANCE * span if span > 0 else 1e-6 * max(1.0, float(np.max(np.abs(old))))
+        worst = float(np.max(np.abs(new - old))) if old.size else 0.0
+        if not math.isfinite(worst) or worst > allowed:
+            problems.append(f"{key}: moved by {worst:.3g}, more than {allowed:.3g} (1% of its range)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    modules = chapters()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=Path, default=FIGURES, help="folder for the PNGs (default docs/figures)"
     )
-    parser.add_argument("--only", choices=sorted(FIGURE_MAKERS), action="append", help="make only these")
+    parser.add_argument("--only", choices=sorted(modules), action="append", help="make only these")
+    parser.add_argument("--check", action="store_true", help="recompute and compare; write nothing")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or FIGURE_MAKERS:
+    failed = []
+    for name in args.only or modules:
         start = time.perf_counter()
-        FIGURE_MAKERS[name](args.out / f"{name}.png")
+        module = modules[name]
+        data = module.compute()
+        if args.check:
+            committed = json.loads((FIGURES / f"{name}.json").read_text())
+            problems = stale_keys(module, committed, data)
+            failed += [f"{name}: {p}" for p in problems]
+            print(f"{name}: {'stale' if problems else 'current'} ({time.perf_counter() - start:.1f} s)")
+            continue
+        args.out.mkdir(parents=True, exist_ok=True)
+        module.draw(data, args.out / f"{name}.png")
+        (args.out / f"{name}.json").write_text(to_json(data))
         print(f"{args.out / name}.png in {time.perf_counter() - start:.1f} s")
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        print("run: python scripts/make_doc_figures.py --only NAME", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
