@@ -511,9 +511,9 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_bad_models_and_optimizers_are_named():
-    with pytest.raises(TypeError, match=r"`generator` must be an fdl\.nn\.Layer"):
+    with pytest.raises(TypeError, match=r"`generator` must be a fdl\.nn\.Layer"):
         make_gan_step(lambda z: z, fdl.nn.MLP((4, 1)), fdl.optim.sgd(0.1), fdl.optim.sgd(0.1), latent_dim=2)
-    with pytest.raises(TypeError, match=r"`discriminator` must be an fdl\.nn\.Layer"):
+    with pytest.raises(TypeError, match=r"`discriminator` must be a fdl\.nn\.Layer"):
         make_gan_step(fdl.nn.MLP((4, 2)), None, fdl.optim.sgd(0.1), fdl.optim.sgd(0.1), latent_dim=2)
     with pytest.raises(TypeError, match=r"`d_optimizer` must have optax's \(init, update\) interface"):
         make_gan_step(fdl.nn.MLP((4, 2)), fdl.nn.MLP((4, 1)), fdl.optim.sgd(0.1), 0.1, latent_dim=2)

@@ -37,11 +37,11 @@ def check_instance(name: str, value: Any, kind: type, spelled: str) -> Any:
     return value
 
 
-def check_optimizer(caller: str, optimizer: Any) -> Any:
-    """Return ``optimizer`` if it has optax's ``(init, update)`` interface."""
+def check_optimizer(caller: str, optimizer: Any, name: str = "optimizer") -> Any:
+    """Return ``optimizer`` (the argument ``name``) if it has optax's ``(init, update)`` interface."""
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(
-            f"{caller}: `optimizer` must have optax's (init, update) interface "
+            f"{caller}: `{name}` must have optax's (init, update) interface "
             f"(e.g. fdl.optim.adam(1e-3) or optax.adam(1e-3)), got {optimizer!r}"
         )
     return optimizer

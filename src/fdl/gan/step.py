@@ -10,7 +10,9 @@ import jax.numpy as jnp
 
 from fdl._checks import (
     check_choice,
+    check_instance,
     check_non_negative_finite,
+    check_optimizer,
     check_positive_int,
     check_prng_key,
     check_shape,
@@ -53,20 +55,6 @@ class GAN(NamedTuple):
     init: Callable[[jax.Array, Any], GANState]
     step: Callable[[GANState, Any, jax.Array], tuple[GANState, dict[str, jax.Array]]]
     sample: Callable[..., jax.Array]
-
-
-def _check_layer(name: str, value: Any) -> Layer:
-    if not isinstance(value, Layer):
-        raise TypeError(f"`{name}` must be an fdl.nn.Layer (e.g. fdl.nn.MLP((64, 1))), got {value!r}")
-    return value
-
-
-def _check_optimizer(name: str, value: Any) -> Any:
-    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
-        raise TypeError(
-            f"`{name}` must have optax's (init, update) interface (e.g. fdl.optim.adam(1e-4)), got {value!r}"
-        )
-    return value
 
 
 def _mismatch(fake_shape: tuple[int, ...], data_shape: tuple[int, ...]) -> ValueError:
@@ -158,10 +146,11 @@ def make_gan_step(
     >>> int(state.discriminator.step), int(state.generator.step), sorted(metrics)
     (2, 1, ['d_loss', 'fake_logit', 'g_loss', 'real_logit'])
     """
-    generator = _check_layer("generator", generator)
-    discriminator = _check_layer("discriminator", discriminator)
-    _check_optimizer("g_optimizer", g_optimizer)
-    _check_optimizer("d_optimizer", d_optimizer)
+    layer = "fdl.nn.Layer (e.g. fdl.nn.MLP((64, 1)))"
+    generator = check_instance("generator", generator, Layer, layer)
+    discriminator = check_instance("discriminator", discriminator, Layer, layer)
+    check_optimizer("make_gan_step", g_optimizer, "g_optimizer")
+    check_optimizer("make_gan_step", d_optimizer, "d_optimizer")
     latent_dim = check_positive_int("latent_dim", latent_dim)
     loss = check_choice("loss", loss, LOSSES)
     n_critic = check_positive_int("n_critic", n_critic)
