@@ -251,7 +251,7 @@ def test_attention_bad_input_messages():
     params, state, _ = dense.init(jax.random.key(0), (3,))
     with pytest.raises(ValueError, match=r"`model` has no attention layer \(fdl.nn.MultiHeadAttention\)"):
         attribution.attention_maps(dense, params, state, jnp.ones((1, 3)))
-    with pytest.raises(TypeError, match=r"`model` must be a fdl.nn.Layer, got str"):
+    with pytest.raises(TypeError, match=r"attention_maps: `model` must be a fdl.nn.Layer, got 'model'"):
         attribution.attention_maps("model", params, state, jnp.ones((1, 3)))
     square = jnp.ones((1, 3, 3)) / 3
     with pytest.raises(ValueError, match=r"`maps` must hold at least one attention map, got none"):

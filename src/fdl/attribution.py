@@ -53,7 +53,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_non_negative_finite, check_positive_int, check_prng_key
+from fdl._checks import check_instance, check_non_negative_finite, check_positive_int, check_prng_key
 from fdl.nn import Layer, capture
 
 __all__ = [
@@ -276,8 +276,7 @@ def attention_maps(
     >>> {path: a.shape for path, a in maps.items()}
     {'block/attention': (4, 2, 5, 5)}
     """
-    if not isinstance(model, Layer):
-        raise TypeError(f"`model` must be a fdl.nn.Layer, got {type(model).__name__}")
+    check_instance("model", model, Layer, "fdl.nn.Layer", "attention_maps")
     suffix = "/" + _SOWN
 
     def sown(path: str) -> bool:

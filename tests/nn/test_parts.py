@@ -139,6 +139,10 @@ def test_unknown_path_lists_the_nearest(key):
         nn.replace_layer(model, "decoder", nn.Dense(2))
     with pytest.raises(TypeError, match=r"`path` must be a string like 'encoder/conv_1', got 3"):
         nn.layer_at(model, 3)
+    with pytest.raises(TypeError, match=r"replace_layer: `new` must be a fdl.nn.Layer, got 3"):
+        nn.replace_layer(model, "head", 3)
+    with pytest.raises(TypeError, match=r"layer_at: `model` must be a fdl.nn.Layer, got 'cnn'"):
+        nn.layer_at("cnn", "head")
 
 
 def test_empty_pattern_match_lists_the_nearest(key):

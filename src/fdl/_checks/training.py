@@ -30,10 +30,12 @@ def check_state_dtype(name: str, dtype: Any, params: Any) -> None:
             )
 
 
-def check_instance(name: str, value: Any, kind: type, spelled: str) -> Any:
-    """Return ``value`` if it is a ``kind``, else a ``TypeError`` showing how to build one."""
+def check_instance(name: str, value: Any, kind: type, spelled: str, caller: str = "") -> Any:
+    """Return ``value`` if it is a ``kind``, else a ``TypeError`` showing how to build one
+    (prefixed with ``caller``, the public function that was called, when given)."""
     if not isinstance(value, kind):
-        raise TypeError(f"`{name}` must be a {spelled}, got {value!r}")
+        prefix = f"{caller}: " if caller else ""
+        raise TypeError(f"{prefix}`{name}` must be a {spelled}, got {value!r}")
     return value
 
 

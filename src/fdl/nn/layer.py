@@ -46,6 +46,8 @@ from typing import Any, Protocol
 
 import jax
 
+from fdl._checks import check_instance
+
 __all__ = [
     "Layer",
     "InitFn",
@@ -270,8 +272,7 @@ def as_function(model: Layer, state: PyTree = None, *, train: bool = False) -> C
     >>> [float(v) for v in g["w"][:, 0]]
     [1.0, 2.0]
     """
-    if not isinstance(model, Layer):
-        raise TypeError(f"as_function: `model` must be a fdl.nn.Layer, got {model!r}")
+    check_instance("model", model, Layer, "fdl.nn.Layer", "as_function")
 
     def f(params: PyTree, x: Any, key: jax.Array | None = None, mask: Any = None) -> Any:
         y, _ = model.apply(params, {} if state is None else state, x, key=key, train=train, mask=mask)

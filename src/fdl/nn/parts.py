@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fdl._checks import check_instance
 from fdl._paths import nearest, path_matches, path_string, split_path
 from fdl.nn._children import capturing, recording_init, with_children
 from fdl.nn.composites import Eval
@@ -78,7 +79,7 @@ def layer_paths(model: Layer) -> list[str]:
     >>> fdl.nn.layer_paths(fdl.nn.Serial(body, fdl.nn.Dense(2, name="head")))
     ['body', 'body/dense_0', 'body/relu_0', 'head']
     """
-    _check_layer(model)
+    check_instance("model", model, Layer, "fdl.nn.Layer", "layer_paths")
     out: list[str] = []
 
     def walk(layer: Layer, prefix: str) -> None:
@@ -89,11 +90,6 @@ def layer_paths(model: Layer) -> list[str]:
 
     walk(model, "")
     return out
-
-
-def _check_layer(model: Any) -> None:
-    if not isinstance(model, Layer):
-        raise TypeError(f"`model` must be a fdl.nn.Layer, got {model!r}")
 
 
 def tree_at(tree: PyTree, path: str) -> PyTree:
@@ -138,7 +134,7 @@ def layer_at(model: Layer, path: str) -> Layer:
     >>> fdl.nn.layer_at(model, "head")
     Dense(features=2)
     """
-    _check_layer(model)
+    check_instance("model", model, Layer, "fdl.nn.Layer", "layer_at")
     layer = model
     for part in split_path(path):
         children = dict(layer.children)
@@ -157,8 +153,8 @@ def replace_layer(model: Layer, path: str, new: Layer) -> Layer:
     Raises:
       KeyError: no such part. TypeError: ``new`` is not a layer.
     """
-    _check_layer(model)
-    _check_layer(new)
+    check_instance("model", model, Layer, "fdl.nn.Layer", "replace_layer")
+    check_instance("new", new, Layer, "fdl.nn.Layer", "replace_layer")
     parts = split_path(path)
     if not parts:
         raise ValueError("`path` must name a part of the model, got the root ''")
@@ -367,7 +363,7 @@ def capture(model: Layer, where: str | Sequence[str] | Callable[[str], bool]) ->
     >>> list(captured), captured["hidden"].shape, y.shape
     (['hidden'], (5, 3), (5, 2))
     """
-    _check_layer(model)
+    check_instance("model", model, Layer, "fdl.nn.Layer", "capture")
     if callable(where) and not isinstance(where, str):
         predicate, patterns = where, []
     elif isinstance(where, str) or (

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdl._checks import check_instance
 from fdl.nn._children import recording_init
 from fdl.nn.layer import Layer
 
@@ -99,8 +100,7 @@ def summary(model: Layer, input_shape: Any, *, dtype: Any = jnp.float32, flops: 
     >>> s.flops >= 2 * (4 * 3 + 3 * 2)  # at least the two matmuls' multiply-adds
     True
     """
-    if not isinstance(model, Layer):
-        raise TypeError(f"summary: `model` must be a fdl.nn.Layer, got {model!r}")
+    check_instance("model", model, Layer, "fdl.nn.Layer", "summary")
     shapes: dict[str, Any] = {}
 
     def init(key: jax.Array) -> tuple[Any, Any]:
