@@ -178,8 +178,8 @@ def cross_entropy(p: ArrayLike, q: ArrayLike, axis: int = -1, base: float | None
 def cross_entropy_from_logits(
     p_logits: ArrayLike, q_logits: ArrayLike, axis: int = -1, base: float | None = None
 ) -> jax.Array:
-    r""":math:`H(p, q)` with :math:`p = \operatorname{softmax}(\text{p\checked_logits})`,
-    :math:`q = \operatorname{softmax}(\text{q\checked_logits})` along ``axis``.
+    r""":math:`H(p, q)` with :math:`p = \operatorname{softmax}(\text{p\_logits})`,
+    :math:`q = \operatorname{softmax}(\text{q\_logits})` along ``axis``.
 
     .. math::
 
@@ -417,7 +417,7 @@ def mutual_information(joint: ArrayLike, base: float | None = None) -> jax.Array
 
 
 def mutual_information_from_logits(joint_logits: ArrayLike, base: float | None = None) -> jax.Array:
-    r""":math:`I(X; Y)` of the joint :math:`p(x, y) \propto \exp(\text{joint\checked_logits}[..., x, y])`.
+    r""":math:`I(X; Y)` of the joint :math:`p(x, y) \propto \exp(\text{joint\_logits}[..., x, y])`.
 
     The joint is normalised over both last axes at once, and the marginals come from
     log-sum-exp: :math:`\log p(x) = \operatorname{logsumexp}_y \log p(x, y)`, then

@@ -1,0 +1,37 @@
+"""The site's TeX-to-MathML hook (``docs/_hooks/mathml.py``): what it converts and what it refuses."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("latex2mathml", reason='the docs extra is not installed: pip install -e ".[docs]"')
+_spec = importlib.util.spec_from_file_location(
+    "mathml_hook", Path(__file__).resolve().parent.parent / "docs" / "_hooks" / "mathml.py"
+)
+assert _spec is not None and _spec.loader is not None
+mathml = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mathml)
+
+
+def test_inline_and_display_formulas_become_mathml():
+    inline = mathml.to_mathml(r"\frac{a}{b}", display=False)
+    assert inline.startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">')
+    assert "<mfrac><mrow><mi>a</mi></mrow><mrow><mi>b</mi></mrow></mfrac>" in inline
+    assert 'display="block"' in mathml.to_mathml(r"\sum_{i=1}^n x_i", display=True)
+
+
+def test_the_commands_latex2mathml_lacks_are_rewritten():
+    assert "<mtext>eps_root</mtext>" in mathml.to_mathml(r"\text{eps\_root}", display=False)
+    norm = mathml.to_mathml(r"\lVert x \rVert", display=False)
+    assert norm.count("&#x02016;") == 2 and "\\" not in norm  # the double bar, twice
+    assert "<mo>arg</mo>" in mathml.to_mathml(r"\arg\max_y f(y)", display=False)
+    spaced = mathml.to_mathml("a,\\\n b", display=False)  # a control space at the end of a line
+    assert "\\" not in spaced
+
+
+def test_an_unknown_command_is_refused_with_its_name():
+    with pytest.raises(ValueError, match=r"uses a command latex2mathml does not know: 'p\\\\checked_logits'"):
+        mathml.to_mathml(r"\text{p\checked_logits}", display=False)
