@@ -194,7 +194,9 @@ def test_bad_input_messages():
         adversarial.pgd(logits_fn, x, y, -1, steps=3)
     with pytest.raises(ValueError, match=r"`steps` must be a positive integer, got 0"):
         adversarial.pgd(logits_fn, x, y, 0.1, steps=0)
-    with pytest.raises(ValueError, match=r"`step_size` must be a finite number > 0 or None, got 0.0"):
+    with pytest.raises(
+        ValueError, match=r"`step_size` must be a finite number > 0 or None \(2.5 epsilon / steps\), got 0.0"
+    ):
         adversarial.pgd(logits_fn, x, y, 0.1, steps=3, step_size=0.0)
     with pytest.raises(ValueError, match=r"`norm` must be one of 'linf', 'l2', got 'l1'"):
         adversarial.pgd(logits_fn, x, y, 0.1, steps=3, norm="l1")

@@ -313,6 +313,9 @@ def test_temperature_must_be_positive(temperature):
 def test_a_numpy_scalar_temperature_is_a_number():
     z = jax.random.normal(jax.random.key(0), (4, 3))
     assert contrastive.nt_xent(z, z, np.float32(0.5)) == contrastive.nt_xent(z, z, 0.5)
+    assert contrastive.nt_xent(z, z, jnp.array(0.5)) == contrastive.nt_xent(z, z, 0.5)  # a 0-d array
+    with pytest.raises(ValueError, match=r"`temperature` must be a finite number > 0, got JitTracer"):
+        jax.jit(lambda t: contrastive.nt_xent(z, z, t))(0.5)  # a traced one is not a number yet
     with pytest.raises(ValueError, match=r"`temperature` must be a finite number > 0, got -0.5"):
         contrastive.nt_xent(z, z, np.float64(-0.5))
 

@@ -48,7 +48,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fdl._checks import check_choice, check_non_negative_finite, check_positive_int, check_prng_key
+from fdl._checks import (
+    check_choice,
+    check_non_negative_finite,
+    check_positive_finite,
+    check_positive_int,
+    check_prng_key,
+)
 
 __all__ = ["NORMS", "fgsm", "pgd", "project", "robust_accuracy", "adversarial_loss"]
 
@@ -88,18 +94,6 @@ def _check_inputs(x: Any, labels: Any) -> tuple[jax.Array, jax.Array]:
 
 def _check_epsilon(epsilon: Any) -> float:
     return check_non_negative_finite("epsilon", epsilon)
-
-
-def _check_step_size(step_size: Any) -> float | None:
-    if step_size is None:
-        return None
-    if (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, (int, float))
-        or not 0 < step_size < float("inf")
-    ):
-        raise ValueError(f"`step_size` must be a finite number > 0 or None, got {step_size!r}")
-    return float(step_size)
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -259,7 +253,7 @@ def pgd(
     norm = check_choice("norm", norm, NORMS)
     data_range = _check_range(data_range)
     x, labels = _check_inputs(x, labels)
-    step_size = _check_step_size(step_size)
+    step_size = check_positive_finite("step_size", step_size, none_means="2.5 epsilon / steps")
     if step_size is None:
         step_size = 2.5 * epsilon / steps
     sign = -1.0 if targeted else 1.0
@@ -351,7 +345,7 @@ def adversarial_loss(
 
     epsilon = _check_epsilon(epsilon)
     steps = check_positive_int("steps", steps)
-    step_size = _check_step_size(step_size)
+    step_size = check_positive_finite("step_size", step_size, none_means="2.5 epsilon / steps")
     norm = check_choice("norm", norm, NORMS)
     data_range = _check_range(data_range)
     clean_loss = classification_loss(model)

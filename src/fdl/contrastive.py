@@ -42,15 +42,13 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from fdl._checks import REDUCTIONS, check_choice, check_non_negative_finite
+from fdl._checks import REDUCTIONS, check_choice, check_non_negative_finite, check_positive_finite
 from fdl.distances import cosine_similarity, paired_distances, pairwise_distances
 
 __all__ = [
@@ -67,21 +65,6 @@ TRIPLET_METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
 # ------------------------------------------------------------------------------------ checks
-
-
-def _check_temperature(temperature: Any) -> float:
-    if isinstance(temperature, (np.integer, np.floating)) or (
-        isinstance(temperature, (np.ndarray, jax.Array)) and temperature.shape == ()
-    ):
-        temperature = temperature.item()  # a NumPy or JAX scalar (concrete: traced ones fail here)
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}")
-    return float(temperature)
 
 
 def _check_embeddings(name: str, z: Any) -> jax.Array:
@@ -169,7 +152,7 @@ def info_nce(
     >>> round(float(info_nce(q, q, temperature=1.0)), 4)  # log(1 + e^-1)
     0.3133
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_positive_finite("temperature", temperature)
     reduction = check_choice("reduction", reduction, REDUCTIONS)
     queries, keys = _check_views("queries", queries, "keys", keys)
     if normalize:
@@ -233,7 +216,7 @@ def nt_xent(view_a: Any, view_b: Any, temperature: float = 0.5, *, reduction: st
     >>> round(float(nt_xent(a, b, temperature=1.0)), 4)  # -log(e^0 / (e^0 + e^0 + e^1))
     1.5514
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_positive_finite("temperature", temperature)
     reduction = check_choice("reduction", reduction, REDUCTIONS)
     view_a, view_b = _check_views("view_a", view_a, "view_b", view_b)
     logits, targets = _nt_xent_logits(view_a, view_b, temperature)
@@ -403,7 +386,7 @@ def simclr_loss(
         ValueError: ``temperature <= 0``.
         TypeError: ``augment`` not callable, ``model`` without ``init``/``apply``.
     """
-    temperature = _check_temperature(temperature)
+    temperature = check_positive_finite("temperature", temperature)
     if not callable(augment):
         raise TypeError(f"`augment` must be callable as augment(key, images), got {augment!r}")
     if not (callable(getattr(model, "init", None)) and callable(getattr(model, "apply", None))):

@@ -9,6 +9,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -100,6 +101,34 @@ def check_non_negative_finite(name: str, value: Any, *, none_means: str | None =
             accepted += f" or None ({none_means})"
         raise ValueError(f"`{name}` must be {accepted}, got {value!r}")
     return float(value)
+
+
+def check_positive_finite(name: str, value: Any, *, none_means: str | None = None) -> Any:
+    """Return ``value`` as a float if it is a finite number > 0, else raise naming ``name``.
+
+    A concrete 0-d NumPy or JAX array counts as its number (a traced one fails). With
+    ``none_means`` (what ``None`` stands for), ``None`` is accepted and returned as is.
+    """
+    if value is None and none_means is not None:
+        return None
+    number = value
+    if (
+        isinstance(number, (np.ndarray, jax.Array))
+        and number.shape == ()
+        and not isinstance(number, jax.core.Tracer)
+    ):
+        number = number.item()
+    elif isinstance(number, np.generic):
+        number = number.item()  # shown as the number it is, not as np.float64(...)
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, (int, float, np.integer, np.floating))
+        or not math.isfinite(number)
+        or number <= 0
+    ):
+        accepted = "a finite number > 0" + (f" or None ({none_means})" if none_means is not None else "")
+        raise ValueError(f"`{name}` must be {accepted}, got {number!r}")
+    return float(number)
 
 
 def check_fraction(name: str, value: Any, why: str = "") -> float:
