@@ -28,7 +28,9 @@ SCRIPTS = Path(__file__).resolve().parent
 FIGURES = SCRIPTS.parent / "docs" / "figures"
 #: A number may move by this share of its key's range (max - min over the committed values,
 #: taken on log10 for a module's ``LOG_KEYS``) before the figure counts as stale: about a pixel
-#: on the 4-inch axes the figures use, far under what a reader could see.
+#: on the 4-inch axes the figures use, far under what a reader could see. Integer and bool keys
+#: (labels, cluster assignments) may change in this share of their entries: a point or two
+#: recoloured in a scatter of hundreds.
 RELATIVE_TOLERANCE = 0.01
 
 
@@ -64,6 +66,12 @@ def stale_keys(module: ModuleType, committed: dict, data: dict[str, np.ndarray])
         new = np.asarray(data[key])
         if list(new.shape) != entry["shape"]:
             problems.append(f"{key}: shape {entry['shape']} committed, {list(new.shape)} computed")
+            continue
+        if entry["dtype"].startswith(("int", "uint", "bool")):  # labels, counts, assignments
+            old_labels = np.asarray(entry["values"]).reshape(new.shape)
+            share = float(np.mean(old_labels != new)) if new.size else 0.0
+            if share > RELATIVE_TOLERANCE:
+                problems.append(f"{key}: {share:.1%} of the entries changed, more than 1%")
             continue
         old = np.asarray(entry["values"], dtype=float).reshape(new.shape)
         new = new.astype(float)

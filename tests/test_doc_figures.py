@@ -53,6 +53,14 @@ def test_a_moved_number_is_reported_and_a_tiny_one_is_not():
     assert make_doc_figures.stale_keys(_Module, committed, {"x": data["x"]}) == [
         "keys ['error', 'x'] committed, ['x'] computed"
     ]
+    labels = {**data, "cluster": np.arange(200) % 10}
+    committed_labels = json.loads(make_doc_figures.to_json(labels))
+    one_moved = {**labels, "cluster": np.where(np.arange(200) == 7, 0, labels["cluster"])}  # 0.5%
+    assert make_doc_figures.stale_keys(_Module, committed_labels, one_moved) == []
+    three_moved = {**labels, "cluster": np.where(np.arange(200) < 3, 9, labels["cluster"])}  # 1.5%
+    assert make_doc_figures.stale_keys(_Module, committed_labels, three_moved) == [
+        "cluster: 1.5% of the entries changed, more than 1%"
+    ]
     reshaped = {**data, "x": data["x"][:10]}
     assert make_doc_figures.stale_keys(_Module, committed, reshaped) == [
         "x: shape [11] committed, [10] computed"
