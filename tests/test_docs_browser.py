@@ -99,6 +99,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # starts the browser (4-10 s)
 def test_the_check_fails_on_raw_tex_and_a_missing_figure(browser, tmp_path):
     """A page whose math was left as TeX and whose figure is missing fails on both counts."""
     page = tmp_path / "broken.html"
