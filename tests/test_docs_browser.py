@@ -35,7 +35,9 @@ const unrendered = formulas
     return !(box.width > 0 && box.height > 0);
   })
   .map((f) => f.textContent.slice(0, 80));
-const raw_tex = (article.innerText.match(/\\\\[(\\[]|\\$\\$/g) || []).length;
+const prose = article.cloneNode(true);  // the text a reader reads as prose: code shows TeX on purpose
+prose.querySelectorAll("code, pre").forEach((c) => c.remove());
+const raw_tex = (prose.textContent.match(/\\\\[(\\[]|\\$\\$/g) || []).length;
 const images = [...article.querySelectorAll("img")];
 const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.getAttribute("src"));
 return {formulas: formulas.length, unrendered, raw_tex, images: images.length, broken,
