@@ -39,7 +39,9 @@ def chapters() -> dict[str, ModuleType]:
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
     package = importlib.import_module("doc_figures")
-    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
+    names = sorted(
+        info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")
+    )
     return {name: importlib.import_module(f"doc_figures.{name}") for name in names}
 
 

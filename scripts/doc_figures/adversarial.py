@@ -13,25 +13,17 @@ import numpy as np
 import fdl
 from fdl import adversarial
 
+from ._digits import train_mlp
+
 EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2)  # each a compiled attack: five keep compute() short
 TRAIN_EPSILON = 0.1
 SHOWN = 6
 
 
 def _train(model: fdl.nn.Layer, loss_fn, data: fdl.data.Split):
-    """300 Adam steps of ``fit``; the trained model as a jitted ``x -> logits`` (evaluation mode)."""
-    params, state, _ = model.init(jax.random.key(0), (64,))
-    result = fdl.fit.fit(
-        loss_fn,
-        fdl.optim.adam(3e-3),
-        params,
-        (data.x_train, data.y_train),
-        key=jax.random.key(1),
-        batch_size=128,
-        steps=300,
-        logging=fdl.fit.Logging(progress=False),
-    )
-    return jax.jit(lambda x: model.apply(result.params, state, x)[0])
+    """The model trained by ``train_mlp``, as a jitted ``x -> logits`` (evaluation mode)."""
+    params, state = train_mlp(model, loss_fn, data)
+    return jax.jit(lambda x: model.apply(params, state, x)[0])
 
 
 def compute() -> dict[str, np.ndarray]:

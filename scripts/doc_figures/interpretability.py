@@ -10,6 +10,8 @@ import numpy as np
 
 import fdl
 
+from ._digits import train_mlp
+
 METHODS = ("saliency", "gradient × input", "integrated gradients", "SmoothGrad", "occlusion")
 SHOWN = 4  # digits drawn
 CHECKED = 100  # digits in the randomization check
@@ -29,23 +31,13 @@ def _explain(score_fn, x: jax.Array) -> list[jax.Array]:
 def compute() -> dict[str, np.ndarray]:
     data = fdl.data.load_digits(seed=0)  # flat: (N, 64), pixels in [0, 1]
     model = fdl.nn.MLP((64, 10))
-    params, state, _ = model.init(jax.random.key(0), (64,))
-    result = fdl.fit.fit(
-        fdl.fit.classification_loss(model),
-        fdl.optim.adam(3e-3),
-        params,
-        (data.x_train, data.y_train),
-        key=jax.random.key(1),
-        batch_size=128,
-        steps=300,
-        logging=fdl.fit.Logging(progress=False),
-    )
+    params, state = train_mlp(model, fdl.fit.classification_loss(model), data)
     random_params, _, _ = model.init(jax.random.key(5), (64,))
 
     def logits_of(params):  # images (B, 8, 8, 1) -> logits (B, 10), evaluation mode
         return jax.jit(lambda x: model.apply(params, state, x.reshape(x.shape[0], 64))[0])
 
-    trained, untrained = logits_of(result.params), logits_of(random_params)
+    trained, untrained = logits_of(params), logits_of(random_params)
     x = jnp.asarray(data.x_test).reshape(-1, 8, 8, 1)
     y = jnp.asarray(data.y_test)
     accuracy = float(jnp.mean(jnp.argmax(trained(x), -1) == y))
