@@ -35,3 +35,19 @@ def test_the_commands_latex2mathml_lacks_are_rewritten():
 def test_an_unknown_command_is_refused_with_its_name():
     with pytest.raises(ValueError, match=r"uses a command latex2mathml does not know: 'p\\\\checked_logits'"):
         mathml.to_mathml(r"\text{p\checked_logits}", display=False)
+
+
+def test_a_formula_in_a_heading_is_a_warning(caplog):
+    class Page:
+        class file:  # the shape of mkdocs' Page.file
+            src_uri = "course/x.md"
+
+    content = (
+        '<h2 id="a">Why divide by <span class="arithmatex">\\(\\sqrt{d}\\)</span><a href="#a">&para;</a></h2>'
+    )
+    with caplog.at_level("WARNING", logger="mkdocs.hooks.mathml"):
+        out = mathml.on_page_content(content, page=Page)
+    assert "<msqrt>" in out  # typeset all the same
+    assert caplog.messages == [
+        "course/x.md: a formula in the heading 'Why divide by \\\\(\\\\sqrt{d}\\\\)' (write it in Unicode)"
+    ]

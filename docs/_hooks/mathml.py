@@ -33,6 +33,7 @@ _REWRITES = [
     (re.compile(r"\\[lr]Vert(?![A-Za-z])"), r"\\|"),
     (re.compile(r"\\arg(?![A-Za-z])"), r"\\operatorname{arg}"),
 ]
+_HEADING = re.compile(r"<(h[1-6])[^>]*>(.*?)</\1>", re.S)
 # A backslash left in a text node of the MathML is a command latex2mathml did not know.
 _UNKNOWN = re.compile(r">[^<]*\\[A-Za-z][^<]*<")
 
@@ -68,5 +69,13 @@ def _typeset(match: re.Match[str], page: str) -> str:
 
 
 def on_page_content(html_text: str, page: Any, **kwargs: Any) -> str:
-    """Replace each arithmatex formula of the page by its MathML."""
+    """Replace each arithmatex formula of the page by its MathML.
+
+    A formula in a heading is a warning: the table of contents and the page title take the
+    heading's text, where the formula would show as TeX (write it in Unicode: "√d", "ε").
+    """
+    for heading in _HEADING.finditer(html_text):
+        if 'class="arithmatex"' in heading.group(2):
+            text = html.unescape(re.sub(r"<[^>]+>", "", heading.group(2))).replace("¶", "").strip()
+            log.warning("%s: a formula in the heading %r (write it in Unicode)", page.file.src_uri, text)
     return _FORMULA.sub(lambda m: _typeset(m, page.file.src_uri), html_text)
