@@ -32,6 +32,24 @@ def test_the_commands_latex2mathml_lacks_are_rewritten():
     assert "\\" not in spaced
 
 
+def test_aligned_rows_and_matrices_become_tables():
+    aligned = mathml.to_mathml("\\begin{aligned} a &= b \\\\[2ex] c &= d \\end{aligned}", display=True)
+    assert aligned.count("<mtr>") == 2 and "&" not in aligned.replace("&#x", "") and "2ex" not in aligned
+    small = mathml.to_mathml("\\begin{psmallmatrix} 1 & 2 \\\\ 3 & 4 \\end{psmallmatrix}", display=False)
+    assert small.count("<mtr>") == 2 and "&#x00028;" in small  # in parentheses
+    sized = mathml.to_mathml("\\big\\| x \\big\\|_2 \\Big\\langle a \\Big\\rangle", display=False)
+    assert "\\" not in sized and sized.count("\u2016") == 2 and "\u27e8" in sized
+
+
+def test_what_no_browser_would_draw_is_refused():
+    with pytest.raises(ValueError, match=r"an alignment `&` outside an environment"):
+        mathml.to_mathml("a &= b", display=True)
+    with pytest.raises(ValueError, match=r"a line break `\\\\` outside an environment"):
+        mathml.to_mathml("a = b \\\\ c = d", display=True)
+    with pytest.raises(ValueError, match=r"it holds a cross-reference"):
+        mathml.to_mathml("x \\text{(see [`f`][fdl.f])}", display=True)
+
+
 def test_an_unknown_command_is_refused_with_its_name():
     with pytest.raises(ValueError, match=r"uses a command latex2mathml does not know: 'p\\\\checked_logits'"):
         mathml.to_mathml(r"\text{p\checked_logits}", display=False)

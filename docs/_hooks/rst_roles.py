@@ -7,8 +7,8 @@ sections:
 
 * ``:math:`x``` becomes inline arithmatex math ``\(x\)``; a ``.. math::`` block becomes a ``$$``
   block (several equations separated by blank lines become several blocks; a block with ``\\``
-  line breaks and no environment of its own is wrapped in ``aligned``, as Sphinx wraps it in
-  ``split``).
+  line breaks or ``&`` alignment outside any environment of its own is wrapped in ``aligned``,
+  as Sphinx wraps it in ``split``).
 * ``:func:`` / ``:class:`` / ``:mod:`` / ``:data:`` / ``:meth:`` / ``:attr:`` roles become autorefs
   links ``[text][fdl.canonical.path]``. A target is looked up as Sphinx would: in the scope of the
   documented object (its class, its module, what the module imports), then from ``fdl``. A name
@@ -71,12 +71,22 @@ def _block(lines: list[str], start: int, indent: int) -> tuple[list[str], int]:
     return textwrap.dedent("\n".join(body)).strip("\n").split("\n") if body else [], i
 
 
+def _top_level(equation: str) -> str:
+    """``equation`` without the insides of its environments (``cases``, ``matrix``, ...)."""
+    inner = re.compile(r"\\begin\{([^}]*)\}(?:(?!\\begin\{).)*?\\end\{\1\}", re.S)
+    while True:
+        stripped = inner.sub("", equation)
+        if stripped == equation:
+            return equation
+        equation = stripped
+
+
 def _math_blocks(arg: str, body: list[str], pad: str) -> list[str]:
     """``$$`` blocks at indentation ``pad``, one per blank-line-separated equation."""
     text = "\n".join(([arg] if arg else []) + body)
     out: list[str] = []
     for equation in re.split(r"\n\s*\n", text.strip()):
-        if "\\\\" in equation and "\\begin" not in equation:
+        if "\\\\" in _top_level(equation) or "&" in _top_level(equation):
             equation = "\\begin{aligned}\n" + equation + "\n\\end{aligned}"
         out += ["", pad + "$$"] + [pad + line for line in equation.split("\n")] + [pad + "$$", ""]
     return out

@@ -284,8 +284,7 @@ def adafactor(
 
     .. math::
 
-        x_t &= \text{scale\_by\_factored\_rms}(g_t) \qquad \text{(see
-            :func:`scale_by_factored_rms`)} \\
+        x_t &= \text{scale\_by\_factored\_rms}(g_t) \\
         y_t &= x_t \,/\, \max\big(1,\ \operatorname{rms}(x_t) / \text{clipping\_threshold}\big)
             \qquad \text{per leaf} \\
         z_t &= \eta_t\; \max(\operatorname{rms}(\theta_t), 10^{-3})\; y_t \qquad
@@ -294,7 +293,8 @@ def adafactor(
             (m_t = z_t \text{ without momentum}) \\
         \theta_{t+1} &= \theta_t - \big(m_t + \lambda_t\, \theta_t\big)
 
-    with :math:`\operatorname{rms}(x) = \sqrt{\operatorname{mean}_i |x_i|^2}` over one leaf,
+    with :math:`x_t` from :func:`scale_by_factored_rms`,
+    :math:`\operatorname{rms}(x) = \sqrt{\operatorname{mean}_i |x_i|^2}` over one leaf,
     :math:`\eta` the ``learning_rate`` and :math:`\lambda` the ``weight_decay_rate``. Each
     optional stage is left out of the chain when disabled (``clipping_threshold=None``,
     ``learning_rate=None``, ``multiply_by_parameter_scale=False``, ``momentum=None``,
