@@ -2,8 +2,10 @@
 
 The site is built once (``mkdocs build``, as CI does) and every course page is loaded in Debian's
 Chromium through ChromeDriver (Selenium). A page passes when each of its formulas was laid out by
-the browser as MathML with a real size, no TeX source is left on the page, and each of its
-images loaded. Set ``FDL_DOCS_SCREENSHOTS=<folder>`` to keep a full-page screenshot of each.
+the browser as MathML with a real size, no TeX source is left on the page, each of its images
+loaded, and nothing is fetched from another host (a CDN script or web font would leave an offline
+reader, and CI, without it). ``FDL_DOCS_SCREENSHOTS=<folder>`` keeps a full-page screenshot of
+each.
 
 Needs the browser: ``apt-get install chromium chromium-driver`` (what ``.ci/run`` installs);
 without it the test is skipped with that instruction.
@@ -40,7 +42,10 @@ prose.querySelectorAll("code, pre").forEach((c) => c.remove());
 const raw_tex = (prose.textContent.match(/\\\\[(\\[]|\\$\\$/g) || []).length;
 const images = [...article.querySelectorAll("img")];
 const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.getAttribute("src"));
-return {formulas: formulas.length, unrendered, raw_tex, images: images.length, broken,
+const external = [...document.querySelectorAll("link[href], script[src], img[src]")]
+  .map((e) => e.getAttribute("href") || e.getAttribute("src"))
+  .filter((u) => ["http://", "https://", "//"].some((prefix) => u.startsWith(prefix)));
+return {formulas: formulas.length, unrendered, raw_tex, images: images.length, broken, external,
         title: document.title};
 """
 
@@ -60,6 +65,8 @@ def problems(report: dict) -> list[str]:
         found.append("no figure on the page")
     if report["broken"]:
         found.append(f"images that did not load: {report['broken']}")
+    if report["external"]:
+        found.append(f"fetched from another host (the site must read offline): {report['external']}")
     return found
 
 
@@ -107,13 +114,17 @@ def test_the_check_fails_on_raw_tex_and_a_missing_figure(browser, tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(
         '<html><body><article><p><span class="arithmatex">\\(x^2\\)</span></p>'
-        '<img src="missing.png" alt="a figure"></article></body></html>'
+        '<img src="missing.png" alt="a figure"></article>'
+        '<script src="https://cdn.example.org/mathjax.js"></script></body></html>'
     )
     browser.get(page.as_uri())
     found = problems(browser.execute_script(INSPECT))
     assert found[0].startswith("1 formulas not laid out as MathML: ['\\\\(x^2\\\\)']"), found
     assert found[1] == "1 TeX delimiters left in the text", found
     assert found[2] == "images that did not load: ['missing.png']", found
+    assert found[3] == (
+        "fetched from another host (the site must read offline): ['https://cdn.example.org/mathjax.js']"
+    ), found
 
 
 @pytest.mark.slow
