@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import jax
 import numpy as np
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -88,6 +89,10 @@ def stale_keys(module: ModuleType, committed: dict, data: dict[str, np.ndarray])
 
 
 def main(argv: list[str] | None = None) -> int:
+    # As the test suite and the pages' blocks run (tests/conftest.py, docs/conftest.py), so the
+    # numbers are the same whichever computes them.
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
     modules = chapters()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

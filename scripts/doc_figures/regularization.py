@@ -41,8 +41,10 @@ def compute() -> dict[str, np.ndarray]:
         # Ridge: the minimum of data_loss + lam * l2_penalty solves (X^T X / n + lam I) w = X^T y / n.
         ridge = jnp.stack([jnp.linalg.solve(gram + lam * jnp.eye(D), xty) for lam in LAMBDAS])
         for lam, w in zip(LAMBDAS, ridge, strict=True):  # fdl's penalty: its gradient vanishes there
-            g = jax.grad(lambda v, lam=lam: data_loss(v) + lam * fdl.regularizers.l2_penalty(v))(w)
-            assert float(jnp.max(jnp.abs(g))) < 1e-6, g  # the penalty sums in float32
+            g = jax.grad(
+                lambda v, lam=lam: data_loss(v) + lam * fdl.regularizers.l2_penalty(v).astype(v.dtype)
+            )(w)
+            assert float(jnp.max(jnp.abs(g))) < 1e-6, g  # the penalty sums in float32 (fdl.regularizers)
 
         # Lasso: proximal gradient descent (ISTA), one run per lambda, vmapped.
         def ista(lam: jax.Array) -> jax.Array:
@@ -54,7 +56,7 @@ def compute() -> dict[str, np.ndarray]:
 
         def subgradient(lam: jax.Array) -> jax.Array:
             def step(w: jax.Array, _: None) -> tuple[jax.Array, None]:
-                penalized = lambda v: data_loss(v) + lam * fdl.regularizers.l1_penalty(v)
+                penalized = lambda v: data_loss(v) + lam * fdl.regularizers.l1_penalty(v).astype(v.dtype)
                 return w - eta * jax.grad(penalized)(w), None
 
             return jax.lax.scan(step, jnp.zeros(D, jnp.float64), length=STEPS)[0]
