@@ -37,3 +37,13 @@ def test_ci_runs_exactly_the_readmes_test_command():
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
     assert command == ci and "pip install -e" in command and "pytest" in command
     assert "ruff check" in command and "ruff format --check" in command and "mypy" in command
+
+
+def test_the_readme_stays_short():
+    """What it is, the two set-up commands, a quick start of at most 15 lines, the site: the
+    tables and walk-throughs live on the site (docs/index.md, docs/tour.md)."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 80
+    assert not [line for line in text.splitlines() if line.startswith("|")]  # no tables
+    assert len(quick_start_code().strip().splitlines()) <= 15
+    assert "mkdocs serve" in text and "docs/index.md" in text
