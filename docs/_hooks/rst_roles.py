@@ -86,7 +86,8 @@ def _math_blocks(arg: str, body: list[str], pad: str) -> list[str]:
     text = "\n".join(([arg] if arg else []) + body)
     out: list[str] = []
     for equation in re.split(r"\n\s*\n", text.strip()):
-        if "\\\\" in _top_level(equation) or "&" in _top_level(equation):
+        top = _top_level(equation)
+        if "\\\\" in top or "&" in top:
             equation = "\\begin{aligned}\n" + equation + "\n\\end{aligned}"
         out += ["", pad + "$$"] + [pad + line for line in equation.split("\n")] + [pad + "$$", ""]
     return out

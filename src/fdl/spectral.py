@@ -70,9 +70,8 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,11 +80,9 @@ from jax.typing import ArrayLike
 
 from fdl._checks import check_bool, check_positive_int
 from fdl._dtypes import HIGHEST
+from fdl._operators import Operator, check_iterations, float_dtype, prepare
 
 __all__ = ["LanczosResult", "PowerIterationResult", "lanczos", "power_iteration", "top_eigenpairs"]
-
-Operator = Callable[[jax.Array], jax.Array] | ArrayLike
-_PROBE_SEED = 0  # the symmetry probe's random vectors come from NumPy's generator with this seed
 
 
 class PowerIterationResult(NamedTuple):
@@ -116,117 +113,6 @@ class LanczosResult(NamedTuple):
     alphas: jax.Array
     betas: jax.Array
     basis: jax.Array
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def _is_traced(x: jax.Array) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _float_dtype(dtype: jnp.dtype) -> jnp.dtype:
-    if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.dtype(dtype)
-    return jnp.dtype(jnp.result_type(float))  # the default float (float32, or float64 with x64)
-
-
-def _rtol(dtype: jnp.dtype) -> float:
-    """The symmetry tolerance: the square root of the dtype's machine epsilon."""
-    return float(np.sqrt(np.finfo(dtype).eps))
-
-
-def _prepare(
-    matvec: Operator, v0: ArrayLike, check_symmetric: bool | None, caller: str
-) -> tuple[Callable[..., Any], Any, jax.Array]:
-    """Check the operator and the start vector.
-
-    Returns ``(runner, operand, unit v0)`` in one dtype: ``runner(algorithm, statics, operand,
-    q0)`` runs ``algorithm(matvec, q0, *statics)`` compiled (for a matrix, cached by shape).
-    """
-    v0 = jnp.asarray(v0)
-    if v0.ndim != 1 or v0.shape[0] < 1:
-        raise ValueError(f"`v0` must be a non-empty vector of shape (n,), got shape {v0.shape}")
-    n = v0.shape[0]
-    if check_symmetric is not None:
-        check_bool("check_symmetric", check_symmetric)
-    runner: Callable[..., Any]
-    operand: Any
-    if callable(matvec):
-        dtype = _float_dtype(v0.dtype)
-        out = jax.eval_shape(matvec, jax.ShapeDtypeStruct((n,), dtype))
-        if not hasattr(out, "shape") or tuple(out.shape) != (n,):
-            got = getattr(out, "shape", type(out).__name__)
-            raise ValueError(f"`matvec` must map a vector of shape ({n},) (= v0.shape) to ({n},), got {got}")
-        runner, operand = _on_function, matvec
-        if check_symmetric:
-            _probe_symmetry(matvec, n, dtype)
-    else:
-        a = jnp.asarray(matvec)
-        if a.ndim != 2 or a.shape[0] != a.shape[1]:
-            raise ValueError(
-                f"`matvec` must be a function (n,) -> (n,) or a square (n, n) array, got an array of "
-                f"shape {a.shape}"
-            )
-        if a.shape[0] != n:
-            raise ValueError(f"`v0` must have shape ({a.shape[0]},) to match the matrix, got {v0.shape}")
-        dtype = _float_dtype(a.dtype)
-        a = a.astype(dtype)
-        if check_symmetric is not False and not _is_traced(a):
-            scale = float(jnp.max(jnp.abs(a)))
-            asym = float(jnp.max(jnp.abs(a - a.T)))
-            if asym > _rtol(dtype) * scale:
-                raise ValueError(
-                    f"`matvec` must be a symmetric matrix: max |A - A^T| = {asym:.3g} exceeds "
-                    f"{_rtol(dtype):.2g} * max |A| = {_rtol(dtype) * scale:.3g}"
-                )
-        runner, operand = _on_matrix, a
-    v0 = v0.astype(dtype)
-    norm = jnp.linalg.norm(v0)
-    if not _is_traced(norm) and float(norm) == 0.0:
-        raise ValueError(f"`v0` must be a nonzero vector, got all zeros (in {caller})")
-    return runner, operand, v0 / norm
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _on_matrix(algorithm: Callable[..., Any], statics: tuple, a: jax.Array, q0: Any) -> Any:
-    return algorithm(lambda v: jnp.matmul(a, v, precision=HIGHEST), q0, *statics)
-
-
-def _on_function(algorithm: Callable[..., Any], statics: tuple, fn: Callable[..., Any], q0: Any) -> Any:
-    dtype = jax.tree.leaves(q0)[0].dtype
-
-    def op(v: jax.Array) -> jax.Array:
-        return jnp.asarray(fn(v)).astype(dtype)
-
-    return jax.jit(lambda q: algorithm(op, q, *statics))(q0)  # eager: compiled per call (module doc)
-
-
-def _probe_symmetry(op: Callable[[jax.Array], jax.Array], n: int, dtype: jnp.dtype) -> None:
-    """Raise if ``|u.Av - v.Au|`` is far above rounding for two random ``u, v`` (a heuristic)."""
-    u, v = jnp.asarray(np.random.default_rng(_PROBE_SEED).standard_normal((2, n)), dtype)  # (2, n)
-    au, av = jax.jit(lambda u, v: (jnp.asarray(op(u)).astype(dtype), jnp.asarray(op(v)).astype(dtype)))(u, v)
-    if _is_traced(au):
-        return  # values unknown under jit: nothing to check
-    gap = float(jnp.abs(jnp.vdot(u, av) - jnp.vdot(v, au)))
-    bound = _rtol(dtype) * float(
-        jnp.linalg.norm(u) * jnp.linalg.norm(av) + jnp.linalg.norm(v) * jnp.linalg.norm(au)
-    )
-    if gap > bound:
-        raise ValueError(
-            f"`matvec` does not look symmetric: for random u, v, |u.Av - v.Au| = {gap:.3g} exceeds "
-            f"the rounding bound {bound:.3g}; these methods need a symmetric operator"
-        )
-
-
-def _check_iterations(num_iterations: object, n: int) -> int:
-    m = check_positive_int("num_iterations", num_iterations)
-    if m > n:
-        raise ValueError(
-            f"`num_iterations` must be <= n ({n}): a Krylov space of R^{n} has at most {n} dimensions, "
-            f"got {m}"
-        )
-    return m
 
 
 # ---------------------------------------------------------------------------- power iteration
@@ -287,7 +173,7 @@ def power_iteration(
     max_iter = check_positive_int("num_iterations", num_iterations)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
-    runner, operand, q0 = _prepare(matvec, v0, check_symmetric, "power_iteration")
+    runner, operand, q0 = prepare(matvec, v0, check_symmetric, "power_iteration")
     limits = (jnp.int32(max_iter), jnp.asarray(tol, q0.dtype))  # traced: one compile for all
     return runner(_power_iteration, (), operand, (q0, limits))
 
@@ -426,8 +312,8 @@ def lanczos(
         Parlett, *The Symmetric Eigenvalue Problem* (1998), chapter 13.
     """
     check_bool("reorthogonalize", reorthogonalize)
-    runner, operand, q0 = _prepare(matvec, v0, check_symmetric, "lanczos")
-    m = _check_iterations(num_iterations, q0.shape[0])
+    runner, operand, q0 = prepare(matvec, v0, check_symmetric, "lanczos")
+    m = check_iterations(num_iterations, q0.shape[0])
     return runner(_lanczos, (m, reorthogonalize), operand, q0)
 
 
@@ -512,16 +398,16 @@ def top_eigenpairs(
                 f"call top_eigenpairs(matvec, {n}, k, key=jax.random.key(0)) or pass a start vector"
             )
         dtype = jnp.asarray(matvec).dtype if not callable(matvec) else jnp.result_type(float)
-        v0 = jax.random.normal(key, (n,), _float_dtype(dtype))
+        v0 = jax.random.normal(key, (n,), float_dtype(dtype))
     else:
         v0 = jnp.asarray(dim_or_v0)
     check_bool("reorthogonalize", reorthogonalize)
-    runner, operand, q0 = _prepare(matvec, v0, check_symmetric, "top_eigenpairs")
+    runner, operand, q0 = prepare(matvec, v0, check_symmetric, "top_eigenpairs")
     n = q0.shape[0]
     k = check_positive_int("k", k)
     if k > n:
         raise ValueError(f"`k` must be <= n, the operator's dimension ({n}), got {k}")
-    m = min(n, max(2 * k + 1, 20)) if num_iterations is None else _check_iterations(num_iterations, n)
+    m = min(n, max(2 * k + 1, 20)) if num_iterations is None else check_iterations(num_iterations, n)
     if k > m:
         raise ValueError(f"`k` must be <= num_iterations ({m}): there are only {m} Ritz values, got {k}")
     return runner(_ritz_pairs, (k, m, reorthogonalize), operand, q0)

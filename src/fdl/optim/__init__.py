@@ -6,74 +6,36 @@ An optimizer is a pair ``init(params) -> state``, ``update(grads, state, params=
 (``trace``, ``scale_by_adam``, ``scale_by_rms``, ...); each alias (``sgd``, ``adam``, ...) only
 chains atoms, exactly as optax composes it, so states compare with optax's leaf by leaf.
 
-One module per idea, each readable on its own:
+One module per idea, each readable on its own (named here without ``fdl.optim.``; each has its
+page in the API reference):
 
-==============================  ==============================================================
-``fdl.optim.base``              the contract, ``chain``, ``apply_updates``, learning-rate scaling
-``fdl.optim.types``             optax's names for the contract's pieces (``Params``, ...), for hints
-``fdl.optim.momentum``          heavy-ball and Nesterov momentum, EMAs (``ema``); SGD
-``fdl.optim.adam``              Adam, NAdam, AdamW, NAdamW
-``fdl.optim.amsgrad``           AMSGrad (Adam with a never-decreasing second moment)
-``fdl.optim.adamax``            Adamax and AdamaxW (Adam with an infinity-norm second moment)
-``fdl.optim.rms``               RMSProp (plain and centered)
-``fdl.optim.adagrad``           Adagrad (root of the sum of squares)
-``fdl.optim.adadelta``          Adadelta
-``fdl.optim.lion``              Lion (the sign of an interpolated momentum)
-``fdl.optim.belief``            AdaBelief (the variance of the gradient around its average)
-``fdl.optim.yogi``              Yogi (an additive second moment)
-``fdl.optim.radam``             RAdam (Adam rectified for its early variance)
-``fdl.optim.sign``              signSGD and Signum
-``fdl.optim.trust_ratio``       LARS and LAMB (layer-wise trust ratios), steps relative to params
-``fdl.optim.fromage``           Fromage (steps relative to the parameters' norm)
-``fdl.optim.rprop``             Rprop (per-parameter steps from the signs of successive gradients)
-``fdl.optim.novograd``          NovoGrad (a second moment per layer)
-``fdl.optim.adan``              Adan (Nesterov momentum estimated from gradient differences)
-``fdl.optim.adafactor``         Adafactor (a factored second moment: row and column averages)
-``fdl.optim.sm3``               SM3 (a second moment per row and column cover)
-``fdl.optim.adopt``             ADOPT (the second moment of the previous step)
-``fdl.optim.ademamix``          AdEMAMix (a mixture of a fast and a slow EMA)
-``fdl.optim.muon``              Muon (orthogonalized momentum for weight matrices)
-``fdl.optim.newton_schulz``     orthogonalization by a Newton-Schulz iteration
-``fdl.optim.schedule_free``     schedule-free SGD and AdamW (iterate averaging instead of a schedule)
-``fdl.optim.prodigy``           Prodigy (a learning rate estimated from the distance travelled)
-``fdl.optim.sophia``            Sophia (clipped steps preconditioned by a Hessian diagonal), and
-                                Hutchinson's estimator of that diagonal
-``fdl.optim.sam``               sharpness-aware minimization (an ascent step, then descent)
-``fdl.optim.lbfgs``             L-BFGS (the two-loop recursion)
-``fdl.optim.linesearch``        backtracking (Armijo) line search; ``value_and_grad_from_state``
-``fdl.optim.zoom_linesearch``   the zoom line search (strong Wolfe conditions)
-``fdl.optim.polyak``            Polyak step sizes (from the loss value)
-``fdl.optim.noise``             gradient noise (``add_noise``, noisy SGD)
-``fdl.optim.privacy``           differentially private aggregation (DP-SGD)
-``fdl.optim.lookahead``         lookahead (slow weights that follow fast ones)
-``fdl.optim.plateau``           a learning-rate factor cut when the loss stops improving
-``fdl.optim.monitor``           measurements kept in the state (``monitor``, ``snapshot``)
-``fdl.optim.clip_adaptive``     clipping by block RMS, adaptive (relative to the parameters) and
-                                per example
-``fdl.optim.numerics``          norms with finite gradients at zero (``safe_norm``)
-``fdl.optim.layouts``           one flat vector for all parameters (``flatten``)
-``fdl.optim.stateless``         transformations from plain functions of the updates
-``fdl.optim.averaging``         incremental (Polyak) and periodic averages of parameters
-``fdl.optim.gradient_scaling``  a gradient scaled in the backward pass only (``scale_gradient``)
-``fdl.optim.optimistic``        optimistic gradients (OGD, optimistic Adam)
-``fdl.optim.dog``               DoG (a step size from the distance travelled)
-``fdl.optim.named_chain``       a chain whose states are kept by name
-``fdl.optim.microbatch``        a function of a batch evaluated in microbatches
-``fdl.optim.linear_algebra``    power iteration, inverse p-th roots of matrices
-``fdl.optim.weight_decay``      decoupled weight decay and masks
-``fdl.optim.freezing``          a transformation per part (``partition``), freezing, labels by path
-``fdl.optim.accumulate``        gradient accumulation: ``MultiSteps``, ``apply_every``
-``fdl.optim.conditional``       steps taken on a condition; ``apply_if_finite``
-``fdl.optim.constraints``       non-negative parameters, NaNs zeroed
-``fdl.optim.normalize``         gradient centralization, normalization by the update's norm
-``fdl.optim.inject``            hyperparameters as state (``inject_hyperparams``)
-``fdl.optim.clipping``          clipping by value and by global norm
-``fdl.optim.schedules``         learning-rate schedules
-``fdl.optim.registry``          optimizers by name (``"adam"``, ``"optax:adam"``), derived from
-                                this module's ``__all__`` and optax's
-``fdl.optim.torch``             PyTorch's conventions (``fdl.optim.torch.sgd``, ...): not exported
-                                here, since their names repeat optax's
-==============================  ==============================================================
+* **The contract:** ``base`` (``chain``, ``apply_updates``, learning-rate scaling), ``types``
+  (optax's names for its pieces, for hints), ``registry`` (optimizers by name, ``"adam"`` or
+  ``"optax:adam"``, derived from this module's ``__all__`` and optax's) and ``torch``
+  (PyTorch's conventions, ``fdl.optim.torch.sgd``, ...: not exported here, since their names
+  repeat optax's).
+* **Momentum and adaptive moments:** ``momentum`` (heavy ball, Nesterov, ``ema``; SGD),
+  ``adam`` (Adam, NAdam, AdamW, NAdamW), ``amsgrad``, ``adamax``, ``rms`` (plain and
+  centered), ``adagrad``, ``adadelta``, ``belief`` (AdaBelief), ``yogi``, ``radam``, ``adan``,
+  ``novograd`` (a second moment per layer), ``adopt``, ``ademamix`` and ``optimistic`` (OGD,
+  optimistic Adam).
+* **Signs, norms and trust ratios:** ``lion``, ``sign`` (signSGD, Signum), ``trust_ratio``
+  (LARS, LAMB), ``fromage``, ``rprop``, and ``muon`` with its ``newton_schulz``
+  orthogonalization.
+* **Factored and second-order:** ``adafactor``, ``sm3``, ``sophia`` (with Hutchinson's estimate
+  of the Hessian's diagonal), ``lbfgs`` and ``linear_algebra`` (power iteration, inverse p-th
+  roots).
+* **Step sizes and schedules:** ``schedules``, ``inject`` (hyperparameters as state),
+  ``linesearch`` (Armijo backtracking; ``value_and_grad_from_state``), ``zoom_linesearch``
+  (strong Wolfe), ``polyak``, ``dog``, ``prodigy``, ``schedule_free`` and ``plateau``.
+* **Wrappers:** ``sam``, ``lookahead``, ``averaging`` (incremental and periodic),
+  ``accumulate`` (``MultiSteps``, ``apply_every``), ``microbatch``, ``conditional``
+  (``apply_if_finite``), ``named_chain``, ``freezing`` (a transformation per part, labels by
+  path) and ``monitor`` (measurements kept in the state).
+* **Gradient surgery:** ``clipping``, ``clip_adaptive`` (block RMS, adaptive, per example),
+  ``normalize``, ``weight_decay`` (decoupled, with masks), ``constraints``, ``noise``,
+  ``privacy`` (DP-SGD), ``gradient_scaling``, ``numerics`` (``safe_norm``), ``layouts``
+  (``flatten``) and ``stateless``.
 
 Hyperparameters are checked where they are given: every factory here refuses a value that is
 not a real number (a string, a bool, ``None`` where it is not the default) with a ``TypeError``
