@@ -19,7 +19,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from fdl._checks import check_bool, check_positive_int
-from fdl._dtypes import HIGHEST
+from fdl._dtypes import HIGHEST, default_float
 
 Operator = Callable[[jax.Array], jax.Array] | ArrayLike
 _PROBE_SEED = 0  # the symmetry probe's random vectors come from NumPy's generator with this seed
@@ -30,9 +30,10 @@ def _is_traced(x: jax.Array) -> bool:
 
 
 def float_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """``dtype`` if it is a float type, else JAX's default float (float32, or float64 with x64)."""
     if jnp.issubdtype(dtype, jnp.floating):
         return jnp.dtype(dtype)
-    return jnp.dtype(jnp.result_type(float))  # the default float (float32, or float64 with x64)
+    return default_float()
 
 
 def _rtol(dtype: jnp.dtype) -> float:

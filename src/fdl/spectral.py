@@ -79,7 +79,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from fdl._checks import check_bool, check_positive_int
-from fdl._dtypes import HIGHEST
+from fdl._dtypes import HIGHEST, default_float
 from fdl._operators import Operator, check_iterations, float_dtype, prepare
 
 __all__ = ["LanczosResult", "PowerIterationResult", "lanczos", "power_iteration", "top_eigenpairs"]
@@ -397,8 +397,8 @@ def top_eigenpairs(
                 "`key` is required when `dim_or_v0` is an int (the start vector is drawn from it): "
                 f"call top_eigenpairs(matvec, {n}, k, key=jax.random.key(0)) or pass a start vector"
             )
-        dtype = jnp.asarray(matvec).dtype if not callable(matvec) else jnp.result_type(float)
-        v0 = jax.random.normal(key, (n,), float_dtype(dtype))
+        dtype = default_float() if callable(matvec) else float_dtype(jnp.asarray(matvec).dtype)
+        v0 = jax.random.normal(key, (n,), dtype)
     else:
         v0 = jnp.asarray(dim_or_v0)
     check_bool("reorthogonalize", reorthogonalize)
