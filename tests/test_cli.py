@@ -420,6 +420,8 @@ def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, ca
     ("argv", "pattern"),
     [
         (["--model", "vit"], r"argument --model: invalid choice: 'vit'"),
+        (["vit"], r"argument MODEL: invalid choice: 'vit' \(choose from 'mlp', 'cnn'\)"),
+        (["cnn", "--model", "mlp"], r"the model is given twice and differs: MODEL 'cnn' and --model 'mlp'"),
         (
             ["--images", "nowhere.idx", "--labels", "nowhere2.idx"],
             r"--images 'nowhere.idx': no such file; give an MNIST-format IDX file",
@@ -446,8 +448,9 @@ def test_train_bad_input_exits_2_with_one_line(argv, pattern, tmp_path, capsys):
     assert re.search(pattern, lines[0]), lines[0]
 
 
-def test_summary_prints_the_cnn_parts_with_counts_and_flops(capsys):
-    code, out, err = run(["summary", "--model", "cnn"], capsys)
+@pytest.mark.parametrize("argv", [["--model", "cnn"], ["cnn"], ["cnn", "--model", "cnn"]])
+def test_summary_prints_the_cnn_parts_with_counts_and_flops(argv, capsys):
+    code, out, err = run(["summary", *argv], capsys)
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].split() == ["path", "layer", "output", "shape", "params", "dtype"]
@@ -468,6 +471,8 @@ def test_summary_of_the_mlp_counts_by_hand(capsys):
     ("argv", "pattern"),
     [
         (["--model", "vit"], r"argument --model: invalid choice: 'vit'"),
+        (["vit"], r"argument MODEL: invalid choice: 'vit' \(choose from 'mlp', 'cnn'\)"),
+        (["cnn", "--model", "mlp"], r"the model is given twice and differs: MODEL 'cnn' and --model 'mlp'"),
         (
             ["--model", "cnn", "--input-shape", "2", "2", "1"],
             r"--input-shape 2 2 1: layer 'body/block_2/max_pool2d_0'",

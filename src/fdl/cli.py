@@ -181,7 +181,10 @@ def _add_summary(commands: Any) -> None:
             "analysis)."
         ),
     )
-    parser.add_argument("--model", choices=MODELS, default="mlp", help="mlp (default) or cnn")
+    parser.add_argument(
+        "name", nargs="?", choices=MODELS, metavar="MODEL", help="mlp (default) or cnn; or give it as --model"
+    )
+    parser.add_argument("--model", choices=MODELS, help="the same as MODEL")
     parser.add_argument(
         "--hidden", type=positive_int, nargs="+", default=[256, 256], help="MLP hidden widths (256 256)"
     )
@@ -199,11 +202,16 @@ def _add_summary(commands: Any) -> None:
 def _run_summary(args: argparse.Namespace) -> int:
     from fdl import models, nn
 
-    model = models.build_model(args.model, args.classes, hidden=args.hidden)
+    if args.name is not None and args.model is not None and args.name != args.model:
+        raise UsageError(
+            f"the model is given twice and differs: MODEL {args.name!r} and --model {args.model!r}"
+        )
+    name = args.name or args.model or "mlp"
+    model = models.build_model(name, args.classes, hidden=args.hidden)
     if args.input_shape is not None:
         shape = tuple(args.input_shape)
     else:
-        shape = (64,) if models.wants_flat_input(args.model) else (8, 8, 1)
+        shape = (64,) if models.wants_flat_input(name) else (8, 8, 1)
     try:
         print(nn.summary(model, shape))
     except ValueError as error:
