@@ -264,5 +264,13 @@ def test_a_killed_process_stops_the_other_with_a_clear_error(tmp_path, victim):
         _kill_all(processes)
     assert returncode != 0
     log = _log(tmp_path, 1 - victim)
-    assert "Terminating process because the JAX distributed service detected fatal errors. " \
-        "This most likely indicates that another task died" in log, log[-4000:]  # fmt: skip
+    # Two aborts can stop the survivor, both in C++: JAX's coordination service (missed
+    # heartbeats, or the coordinator gone), or, when the kill cuts an all-reduce mid-message,
+    # gloo's own check of what arrived on the TCP pair, which fires first (seen once in about
+    # thirty CI runs: "Received data size doesn't match expected size").
+    jax_abort = (
+        "Terminating process because the JAX distributed service detected fatal errors. "
+        "This most likely indicates that another task died"
+    )
+    gloo_abort = re.search(r"gloo::\w+.*\n.*enforce fail at \S*gloo/transport/tcp/", log)
+    assert jax_abort in log or gloo_abort, log[-4000:]
