@@ -436,6 +436,7 @@ def test_train_resume_into_another_model_exits_2_and_writes_nothing(tmp_path, ca
         (["--dropout", "1.5"], r"argument --dropout: must be in \[0, 1\), got '1.5'"),
         (["--nan-policy", "ignore"], r"argument --nan-policy: invalid choice: 'ignore'"),
         (["--batch-size", "5000"], r"--batch-size 5000 exceeds the 1438 training examples"),
+        (["cnn"], r"unrecognized arguments: cnn \(a model is chosen with --model cnn\); see `fdl --help`"),
     ],
 )
 def test_train_bad_input_exits_2_with_one_line(argv, pattern, tmp_path, capsys):

@@ -34,7 +34,16 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (``error: ...``) instead of usage + message."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+        self.exit(2, f"error: {message}{_flag_hint(message)}; see `{self.prog} --help`\n")
+
+
+def _flag_hint(message: str) -> str:
+    """For ``fdl train cnn`` (a model name where a flag belongs): the flag that takes it."""
+    from fdl.models import MODELS
+
+    stray = message.removeprefix("unrecognized arguments: ").split() if "unrecognized" in message else []
+    names = [word for word in stray if word in MODELS]
+    return f" (a model is chosen with --model {names[0]})" if names else ""
 
 
 def parse_value(text: str) -> Any:
