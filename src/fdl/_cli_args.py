@@ -41,7 +41,8 @@ def _flag_hint(message: str) -> str:
     """For ``fdl train cnn`` (a model name where a flag belongs): the flag that takes it."""
     from fdl.models import MODELS
 
-    stray = message.removeprefix("unrecognized arguments: ").split() if "unrecognized" in message else []
+    prefix = "unrecognized arguments: "
+    stray = message[len(prefix) :].split() if message.startswith(prefix) else []
     names = [word for word in stray if word in MODELS]
     return f" (a model is chosen with --model {names[0]})" if names else ""
 
