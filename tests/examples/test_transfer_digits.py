@@ -1,19 +1,93 @@
-"""The transfer-learning example, run end to end (shortened) and at its defaults."""
+"""The transfer-learning example, run end to end (shortened), on the embedded digits and on IDX
+files, and its errors for bad input."""
+
+import re
 
 import jax
+import numpy as np
 import pytest
 
+import fdl
 from tests.examples.helpers import load_example
 
+RUNS = {"frozen body", "frozen conv blocks", "full fine-tuning", "from scratch"}
 
-@pytest.mark.slow
-def test_transfer_digits_runs_and_reports_three_accuracies(tmp_path, capsys):
-    plot = tmp_path / "transfer.png"
-    with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
-        accuracy = load_example("transfer_digits").main(["--quick", "--plot", str(plot)])
-    assert set(accuracy) == {"frozen body", "full fine-tuning", "from scratch"}
+
+def _check_run(accuracy, plot, out):
+    assert set(accuracy) == RUNS
     # five classes: chance is 0.2; even the short run learns each way
     assert all(a > 0.5 for a in accuracy.values()), accuracy
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
-    out = capsys.readouterr().out
-    assert "pretrained on 0-4: test accuracy" in out and out.count("test accuracy on 5-9") == 3
+    assert "pretrained on 0-4: test accuracy" in out and out.count("test accuracy on 5-9") == len(RUNS)
+
+
+@pytest.mark.slow
+def test_transfer_digits_runs_and_reports_four_accuracies(tmp_path, capsys):
+    plot = tmp_path / "transfer.png"
+    with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
+        accuracy = load_example("transfer_digits").main(["--quick", "--plot", str(plot)])
+    _check_run(accuracy, plot, capsys.readouterr().out)
+
+
+def _write_idx(tmp_path, labels_kept=range(10)):
+    """The embedded digits as an MNIST-format IDX pair (uint8 intensities, 16 per count)."""
+    data = fdl.data.load_digits(flat=False)
+    keep = np.isin(data.y_train, list(labels_kept))
+    images = np.minimum(data.x_train[keep, :, :, 0] * 256, 255).astype(np.uint8)  # (N, 8, 8)
+    fdl.data.save_idx(tmp_path / "images-idx3-ubyte.gz", images)
+    fdl.data.save_idx(tmp_path / "labels-idx1-ubyte.gz", data.y_train[keep].astype(np.uint8))
+    return [
+        "--images",
+        str(tmp_path / "images-idx3-ubyte.gz"),
+        "--labels",
+        str(tmp_path / "labels-idx1-ubyte.gz"),
+    ]
+
+
+@pytest.mark.slow
+def test_transfer_digits_reads_idx_files(tmp_path, capsys):
+    plot = tmp_path / "transfer.png"
+    with jax.numpy_dtype_promotion("standard"):
+        accuracy = load_example("transfer_digits").main(
+            ["--quick", "--plot", str(plot), "--test-fraction", "0.3", *_write_idx(tmp_path)]
+        )
+    _check_run(accuracy, plot, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--images", "x-idx3-ubyte"],
+            r"give both --images and --labels \(MNIST-format IDX files\), or neither",
+        ),
+        (
+            ["--labels", "y-idx1-ubyte"],
+            r"give both --images and --labels \(MNIST-format IDX files\), or neither",
+        ),
+        (["--shots", "0"], "--shots 0: expected a positive number of labelled images per class"),
+        (["--shots", "1000"], r"--shots 1000: the training images hold only \d+ of digit 5"),
+        (["--test-fraction", "0"], r"--test-fraction 0.0: expected a share in \(0, 1\)"),
+    ],
+)
+def test_transfer_digits_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_example("transfer_digits").main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+
+
+def test_transfer_digits_names_the_bad_idx_input(tmp_path, capsys):
+    idx = _write_idx(tmp_path, labels_kept=range(8))  # no 8s or 9s
+    example = load_example("transfer_digits")
+    cases = [
+        (idx, "no images of digit(s) [8, 9]; expected all of 0-9"),
+        ([*idx, "--test-fraction", "1.5"], "--test-fraction 1.5: expected a share in (0, 1)"),
+        (["--images", str(tmp_path / "missing"), "--labels", idx[3]], "IDX file not found"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit):
+            example.main(argv)
+        err = capsys.readouterr().err
+        assert message in err, err
