@@ -77,6 +77,13 @@ def load_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> fdl.
         parser.error(f"--labels {str(args.labels)!r}: no images of digit(s) {missing}; expected all of 0-9")
     order = np.random.default_rng(args.seed).permutation(len(y))
     test, train = np.split(order, [round(args.test_fraction * len(y))])
+    for part, idx in (("test", test), ("training", train)):
+        missing = sorted(set(range(10)) - set(np.unique(y[idx]).tolist()))
+        if missing:
+            parser.error(
+                f"--test-fraction {args.test_fraction}: the {part} images of {len(y)} hold no "
+                f"digit(s) {missing}; give more images or another --test-fraction"
+            )
     return fdl.data.Split(x[train], y[train], x[test], y[test])
 
 
@@ -130,12 +137,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.quick:
         args.pretrain_steps, args.finetune_steps = 120, 30
 
+    if args.shots < 1:
+        parser.error(f"--shots {args.shots}: expected a positive number of labelled images per class")
     data = load_data(parser, args)
     first, second = range(0, 5), range(5, 10)
     pretrain_data = subset(data.x_train, data.y_train, first, None, args.seed)
     pretest_data = subset(data.x_test, data.y_test, first, None, args.seed)
-    if args.shots < 1:
-        parser.error(f"--shots {args.shots}: expected a positive number of labelled images per class")
     for c in second:
         if np.sum(data.y_train == c) < args.shots:
             parser.error(

@@ -29,10 +29,16 @@ def test_transfer_digits_runs_and_reports_four_accuracies(tmp_path, capsys):
     _check_run(accuracy, plot, capsys.readouterr().out)
 
 
-def _write_idx(tmp_path, labels_kept=range(10)):
-    """The embedded digits as an MNIST-format IDX pair (uint8 intensities, 16 per count)."""
+def _write_idx(tmp_path, labels_kept=range(10), count=None):
+    """The embedded digits (the first ``count``, of every label in ``labels_kept``) as an
+    MNIST-format IDX pair (uint8 intensities, 16 per count)."""
+    tmp_path.mkdir(exist_ok=True)
     data = fdl.data.load_digits(flat=False)
     keep = np.isin(data.y_train, list(labels_kept))
+    if count is not None:  # one image of each digit, then the next ones in order
+        first = [int(np.flatnonzero(data.y_train == c)[0]) for c in range(10)]
+        rest = [i for i in range(len(keep)) if i not in first][: count - 10]
+        keep = np.isin(np.arange(len(keep)), first + rest)
     images = np.minimum(data.x_train[keep, :, :, 0] * 256, 255).astype(np.uint8)  # (N, 8, 8)
     fdl.data.save_idx(tmp_path / "images-idx3-ubyte.gz", images)
     fdl.data.save_idx(tmp_path / "labels-idx1-ubyte.gz", data.y_train[keep].astype(np.uint8))
@@ -84,6 +90,10 @@ def test_transfer_digits_names_the_bad_idx_input(tmp_path, capsys):
     cases = [
         (idx, "no images of digit(s) [8, 9]; expected all of 0-9"),
         ([*idx, "--test-fraction", "1.5"], "--test-fraction 1.5: expected a share in (0, 1)"),
+        (
+            [*_write_idx(tmp_path / "few", count=12), "--test-fraction", "0.5"],
+            "--test-fraction 0.5: the test images of 12 hold no digit(s) [",
+        ),
         (["--images", str(tmp_path / "missing"), "--labels", idx[3]], "IDX file not found"),
     ]
     for argv, message in cases:
