@@ -81,8 +81,8 @@ def load_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> fdl.
         missing = sorted(set(range(10)) - set(np.unique(y[idx]).tolist()))
         if missing:
             parser.error(
-                f"--test-fraction {args.test_fraction}: the {part} images of {len(y)} hold no "
-                f"digit(s) {missing}; give more images or another --test-fraction"
+                f"--test-fraction {args.test_fraction}: the {part} part of the {len(y)} images "
+                f"holds no digit(s) {missing}; give more images or another --test-fraction"
             )
     return fdl.data.Split(x[train], y[train], x[test], y[test])
 

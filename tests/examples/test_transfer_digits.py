@@ -92,7 +92,7 @@ def test_transfer_digits_names_the_bad_idx_input(tmp_path, capsys):
         ([*idx, "--test-fraction", "1.5"], "--test-fraction 1.5: expected a share in (0, 1)"),
         (
             [*_write_idx(tmp_path / "few", count=12), "--test-fraction", "0.5"],
-            "--test-fraction 0.5: the test images of 12 hold no digit(s) [",
+            "--test-fraction 0.5: the test part of the 12 images holds no digit(s) [",
         ),
         (["--images", str(tmp_path / "missing"), "--labels", idx[3]], "IDX file not found"),
     ]
