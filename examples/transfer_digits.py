@@ -59,6 +59,11 @@ def subset(x: np.ndarray, y: np.ndarray, classes: range, shots: int | None, seed
     return x[idx], (y[idx] - classes.start).astype(np.int32)
 
 
+def absent_digits(labels: np.ndarray) -> list[int]:
+    """The digits 0-9 that ``labels`` never names."""
+    return sorted(set(range(10)) - set(np.unique(labels).tolist()))
+
+
 def load_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> fdl.data.Split:
     """The embedded 8x8 digits (a stratified split), or the IDX pair given, split at random as
     ``fdl train`` splits it; ``--test-fraction`` of the images are held out either way."""
@@ -72,14 +77,12 @@ def load_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> fdl.
         x, y = fdl.data.load_idx_dataset(args.images, args.labels, flat=False)  # (N, rows, cols, 1)
     except (OSError, ValueError) as error:
         parser.error(f"--images/--labels: {error}")
-    missing = sorted(set(range(10)) - set(np.unique(y).tolist()))
-    if missing:
+    if missing := absent_digits(y):
         parser.error(f"--labels {str(args.labels)!r}: no images of digit(s) {missing}; expected all of 0-9")
     order = np.random.default_rng(args.seed).permutation(len(y))
     test, train = np.split(order, [round(args.test_fraction * len(y))])
     for part, idx in (("test", test), ("training", train)):
-        missing = sorted(set(range(10)) - set(np.unique(y[idx]).tolist()))
-        if missing:
+        if missing := absent_digits(y[idx]):
             parser.error(
                 f"--test-fraction {args.test_fraction}: the {part} part of the {len(y)} images "
                 f"holds no digit(s) {missing}; give more images or another --test-fraction"
@@ -143,12 +146,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     first, second = range(0, 5), range(5, 10)
     pretrain_data = subset(data.x_train, data.y_train, first, None, args.seed)
     pretest_data = subset(data.x_test, data.y_test, first, None, args.seed)
+    counts = np.bincount(data.y_train, minlength=10)  # (10,): training images per digit
     for c in second:
-        if np.sum(data.y_train == c) < args.shots:
-            parser.error(
-                f"--shots {args.shots}: the training images hold only "
-                f"{np.sum(data.y_train == c)} of digit {c}"
-            )
+        if counts[c] < args.shots:
+            parser.error(f"--shots {args.shots}: the training images hold only {counts[c]} of digit {c}")
     few_shot = subset(data.x_train, data.y_train, second, args.shots, args.seed)
     test_data = subset(data.x_test, data.y_test, second, None, args.seed)
     shape = data.x_train.shape[1:]

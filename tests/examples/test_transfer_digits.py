@@ -30,15 +30,15 @@ def test_transfer_digits_runs_and_reports_four_accuracies(tmp_path, capsys):
 
 
 def _write_idx(tmp_path, labels_kept=range(10), count=None):
-    """The embedded digits (the first ``count``, of every label in ``labels_kept``) as an
-    MNIST-format IDX pair (uint8 intensities, 16 per count)."""
+    """The embedded training digits as an MNIST-format IDX pair (uint8 intensities, 16 per
+    count): those of ``labels_kept``, or, given ``count``, one image of each digit and then the
+    next ones in order, ``count`` in all."""
     tmp_path.mkdir(exist_ok=True)
     data = fdl.data.load_digits(flat=False)
-    keep = np.isin(data.y_train, list(labels_kept))
-    if count is not None:  # one image of each digit, then the next ones in order
+    keep = np.flatnonzero(np.isin(data.y_train, list(labels_kept)))
+    if count is not None:
         first = [int(np.flatnonzero(data.y_train == c)[0]) for c in range(10)]
-        rest = [i for i in range(len(keep)) if i not in first][: count - 10]
-        keep = np.isin(np.arange(len(keep)), first + rest)
+        keep = np.sort(first + [i for i in range(len(data.y_train)) if i not in first][: count - 10])
     images = np.minimum(data.x_train[keep, :, :, 0] * 256, 255).astype(np.uint8)  # (N, 8, 8)
     fdl.data.save_idx(tmp_path / "images-idx3-ubyte.gz", images)
     fdl.data.save_idx(tmp_path / "labels-idx1-ubyte.gz", data.y_train[keep].astype(np.uint8))
