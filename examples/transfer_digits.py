@@ -79,15 +79,17 @@ def load_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> fdl.
         parser.error(f"--images/--labels: {error}")
     if missing := absent_digits(y):
         parser.error(f"--labels {str(args.labels)!r}: no images of digit(s) {missing}; expected all of 0-9")
-    order = np.random.default_rng(args.seed).permutation(len(y))
-    test, train = np.split(order, [round(args.test_fraction * len(y))])
-    for part, idx in (("test", test), ("training", train)):
-        if missing := absent_digits(y[idx]):
+    try:
+        split = fdl.data.split_examples(x, y, test_fraction=args.test_fraction, seed=args.seed)
+    except ValueError as error:  # a part left empty
+        parser.error(f"--test-fraction {args.test_fraction}: {error}")
+    for part, labels in (("test", split.y_test), ("training", split.y_train)):
+        if missing := absent_digits(labels):
             parser.error(
                 f"--test-fraction {args.test_fraction}: the {part} part of the {len(y)} images "
                 f"holds no digit(s) {missing}; give more images or another --test-fraction"
             )
-    return fdl.data.Split(x[train], y[train], x[test], y[test])
+    return split
 
 
 def shifted_loss(model):

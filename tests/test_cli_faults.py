@@ -136,6 +136,24 @@ def test_negative_idx_labels_are_refused_naming_the_file_and_the_value(tmp_path)
     )
 
 
+@pytest.mark.parametrize(("fraction", "empty"), [("0.01", "test"), ("0.99", "training")])
+def test_a_test_fraction_that_empties_a_part_of_the_idx_files_is_refused(tmp_path, fraction, empty):
+    labels = np.arange(20, dtype=np.uint8) % 4  # 0.01 * 20 rounds to 0 images, 0.99 * 20 to all 20
+    assert_usage_error(
+        train(*idx_files(tmp_path, 8, labels), "--test-fraction", fraction, cwd=tmp_path),
+        rf"^error: --test-fraction: must leave at least one example in each part, got {fraction}, "
+        rf"which leaves the {empty} part of the 20 examples empty$",
+    )
+
+
+def test_a_test_fraction_that_empties_a_part_of_the_digits_is_refused(tmp_path):
+    assert_usage_error(  # 0.001 of each digit's ~180 images rounds to none
+        train("--test-fraction", "0.001", cwd=tmp_path),
+        r"^error: --test-fraction: must leave at least one example in each part, got 0\.001, "
+        r"which leaves the test part of the 1797 examples empty$",
+    )
+
+
 def test_a_fresh_run_into_another_runs_checkpoints_is_refused_unless_overwrite(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     code, _, err = train_in_process("--checkpoint-dir", str(ckpt), capsys=capsys)

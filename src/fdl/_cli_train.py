@@ -178,22 +178,18 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 def _load_train_data(args: argparse.Namespace, flat: bool):
     """``(x_train, y_train, x_test, y_test)`` from the digits or the IDX files."""
-    import numpy as np
+    from fdl.data import load_digits, load_idx_dataset, split_examples
 
-    from fdl.data import load_digits, load_idx_dataset
-
-    if args.images is None:
-        return load_digits(test_fraction=args.test_fraction, seed=args.seed, flat=flat)
     try:
-        x, y = load_idx_dataset(args.images, args.labels, flat=flat)
-    except (ValueError, OSError) as error:
-        raise UsageError(f"--images/--labels: {error}") from None
-    order = np.random.default_rng(args.seed).permutation(len(y))
-    n_test = max(1, round(args.test_fraction * len(y)))
-    if n_test >= len(y):
-        raise UsageError(f"--test-fraction {args.test_fraction} leaves no training examples")
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
+        if args.images is None:
+            return load_digits(test_fraction=args.test_fraction, seed=args.seed, flat=flat)
+        try:
+            x, y = load_idx_dataset(args.images, args.labels, flat=flat)
+        except (ValueError, OSError) as error:
+            raise UsageError(f"--images/--labels: {error}") from None
+        return split_examples(x, y, test_fraction=args.test_fraction, seed=args.seed)
+    except ValueError as error:  # a fraction that leaves a part empty
+        raise UsageError(f"--test-fraction: {str(error).replace('`test_fraction` ', '')}") from None
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -137,9 +137,11 @@ def test_bad_test_fraction(bad):
 
 def test_test_fraction_that_empties_a_set():
     # 0.001 * 183 rounds to 0 for every class; 0.999 * n rounds to n for every class.
-    with pytest.raises(ValueError, match=r"`test_fraction` .*0\.001, which leaves the test set"):
+    with pytest.raises(ValueError, match=r"`test_fraction` .*0\.001, which leaves the test part"):
         load_digits(test_fraction=0.001)
-    with pytest.raises(ValueError, match=r"got 0\.999, which leaves the training set empty"):
+    with pytest.raises(
+        ValueError, match=r"got 0\.999, which leaves the training part of the 1797 examples empty"
+    ):
         load_digits(test_fraction=0.999)
 
 

@@ -94,6 +94,11 @@ def test_transfer_digits_names_the_bad_idx_input(tmp_path, capsys):
             [*_write_idx(tmp_path / "few", count=12), "--test-fraction", "0.5"],
             "--test-fraction 0.5: the test part of the 12 images holds no digit(s) [",
         ),
+        (
+            [*_write_idx(tmp_path / "few", count=12), "--test-fraction", "0.01"],
+            "--test-fraction 0.01: `test_fraction` must leave at least one example in each part, "
+            "got 0.01, which leaves the test part of the 12 examples empty",
+        ),
         (["--images", str(tmp_path / "missing"), "--labels", idx[3]], "IDX file not found"),
     ]
     for argv, message in cases:

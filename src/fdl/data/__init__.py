@@ -1,4 +1,4 @@
-"""Data sets and batching: the embedded 8×8 digits, MNIST-format IDX files, shuffled minibatches.
+"""Data sets, splits and batching: the embedded 8×8 digits, IDX files, held-out test sets, minibatches.
 
 The loaders return NumPy arrays on the host, and :func:`batches` slices on the host too, handing
 back the array type it was given; a jitted step moves each batch to the accelerator. Nothing
@@ -7,8 +7,9 @@ scikit-learn, and the IDX loaders read files you already have.
 """
 
 from fdl.data.batches import batches, num_batches
-from fdl.data.digits import Split, load_digits
+from fdl.data.digits import load_digits
 from fdl.data.idx import load_idx, load_idx_dataset, save_idx
+from fdl.data.split import Split, split_examples
 
 __all__ = [
     "Split",
@@ -18,4 +19,5 @@ __all__ = [
     "load_idx_dataset",
     "num_batches",
     "save_idx",
+    "split_examples",
 ]

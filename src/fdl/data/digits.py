@@ -16,55 +16,15 @@ References:
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import numpy as np
 
 from fdl._checks import check_open_fraction, check_seed
+from fdl.data.split import Split, split_examples
 
-__all__ = ["Split", "load_digits"]
+__all__ = ["load_digits"]
 
 _PIXEL_MAX = 16  # optdigits pixels count black pixels in a 4×4 block: 0..16
 _SIDE = 8  # images are _SIDE × _SIDE
-
-
-class Split(NamedTuple):
-    """A train/test split of a labelled data set, as NumPy arrays.
-
-    Shapes use ``N_train``/``N_test`` for the number of examples and ``D`` (flat) or ``H, W, C``
-    (image layout, NHWC) for the features.
-
-    Attributes:
-        x_train: float32 inputs, shape ``(N_train, D)`` or ``(N_train, H, W, C)``.
-        y_train: int32 class labels, shape ``(N_train,)``.
-        x_test: float32 inputs, shape ``(N_test, D)`` or ``(N_test, H, W, C)``.
-        y_test: int32 class labels, shape ``(N_test,)``.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-def _round_half_up(value: float) -> int:
-    """Round to the nearest integer, halves away from zero (for non-negative ``value``)."""
-    return math.floor(value + 0.5)
-
-
-def _stratified_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``range(len(labels))`` into shuffled (train, test) index arrays, class by class."""
-    rng = np.random.default_rng(seed)
-    train_parts, test_parts = [], []
-    for label in np.unique(labels):  # ascending class order, so the draws are reproducible
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = _round_half_up(test_fraction * len(members))
-        test_parts.append(members[:n_test])
-        train_parts.append(members[n_test:])
-    train = rng.permutation(np.concatenate(train_parts))
-    test = rng.permutation(np.concatenate(test_parts))
-    return train, test
 
 
 def load_digits(*, test_fraction: float = 0.2, seed: int = 0, flat: bool = True) -> Split:
@@ -78,13 +38,10 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, flat: bool = True)
 
     and labels are the digit, 0–9.
 
-    The split is deterministic and stratified. With ``rng = numpy.random.default_rng(seed)``, for
-    each class ``c`` in ascending order the indices of its ``n_c`` examples are shuffled by
-    ``rng.permutation`` and the first ``floor(test_fraction * n_c + 0.5)`` (rounded half up) go to
-    the test set, the rest to the training set; then the training and the test indices are each
-    shuffled once more by ``rng.permutation``, so neither set is sorted by class. NumPy's
-    ``Generator`` gives the same draws on every platform, so a seed names the same split
-    everywhere (for a given NumPy version: NEP 19 allows streams to change between versions).
+    The split is deterministic and stratified: :func:`fdl.data.split_examples` with
+    ``stratify=True`` holds out ``floor(test_fraction * n_c + 0.5)`` (rounded half up) of the
+    ``n_c`` images of each digit, drawn by ``numpy.random.default_rng(seed)``, and shuffles both
+    parts, so neither is sorted by class; a seed names the same split on every platform.
 
     Shapes: ``N_train + N_test = 1797``; with the default ``test_fraction=0.2`` they are 1438 and
     359.
@@ -121,8 +78,8 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, flat: bool = True)
         Learning Repository, 1998 (the ``optdigits.tes`` part).
         https://archive.ics.uci.edu/dataset/80
     """
-    fraction = check_open_fraction("test_fraction", test_fraction)
-    seed = check_seed("seed", seed)
+    check_open_fraction("test_fraction", test_fraction)  # before the second it takes to load
+    check_seed("seed", seed)
     if not isinstance(flat, bool):
         raise TypeError(f"`flat` must be a bool, got {flat!r}")
 
@@ -134,12 +91,4 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0, flat: bool = True)
     y = np.asarray(bunch.target, dtype=np.int32)  # (N,)
     if not flat:
         x = x.reshape(-1, _SIDE, _SIDE, 1)  # (N, H, W, C): rows of 8 pixels, one channel
-
-    train, test = _stratified_indices(y, fraction, seed)
-    if len(test) == 0 or len(train) == 0:
-        empty = "test" if len(test) == 0 else "training"
-        raise ValueError(
-            f"`test_fraction` must leave at least one example in each set, got {test_fraction!r}, "
-            f"which leaves the {empty} set empty"
-        )
-    return Split(x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
+    return split_examples(x, y, test_fraction=test_fraction, seed=seed, stratify=True)
