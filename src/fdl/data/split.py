@@ -20,14 +20,15 @@ __all__ = ["Split", "split_examples"]
 class Split(NamedTuple):
     """A train/test split of a labelled data set, as NumPy arrays.
 
-    Shapes use ``N_train``/``N_test`` for the number of examples and ``D`` (flat) or ``H, W, C``
-    (image layout, NHWC) for the features.
+    Shapes use ``N_train``/``N_test`` for the number of examples; the features keep the shape
+    they had, ``D`` (flat) or ``H, W, C`` (image layout, NHWC) for fdl's loaders, whose inputs
+    are float32 and labels int32 (:func:`split_examples` keeps whatever dtypes it is given).
 
     Attributes:
-        x_train: float32 inputs, shape ``(N_train, D)`` or ``(N_train, H, W, C)``.
-        y_train: int32 class labels, shape ``(N_train,)``.
-        x_test: float32 inputs, shape ``(N_test, D)`` or ``(N_test, H, W, C)``.
-        y_test: int32 class labels, shape ``(N_test,)``.
+        x_train: inputs, shape ``(N_train, ...)``.
+        y_train: class labels, shape ``(N_train,)``.
+        x_test: inputs, shape ``(N_test, ...)``.
+        y_test: class labels, shape ``(N_test,)``.
     """
 
     x_train: np.ndarray
