@@ -131,6 +131,11 @@ def test_rank_correlation_equals_scipy_spearman_with_ties():
     ours = attribution.rank_correlation(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
     expected = [scipy.stats.spearmanr(a[i], b[i]).statistic for i in range(5)]
     np.testing.assert_allclose(ours, expected, rtol=1e-5)
+    a[1, 3], b[4, 0] = np.nan, np.nan  # SciPy propagates a NaN; a sort alone would rank it
+    ours = attribution.rank_correlation(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+    expected = [scipy.stats.spearmanr(a[i], b[i]).statistic for i in range(5)]
+    assert np.isnan(expected[1]) and np.isnan(expected[4])
+    np.testing.assert_allclose(ours, expected, rtol=1e-5)  # NaN where SciPy's is NaN
 
 
 # ------------------------------------------------------------------------------- sanity check

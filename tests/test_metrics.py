@@ -100,6 +100,21 @@ def test_top_k_accuracy_matches_stable_argsort(k, keys):
         assert float(result) == float(metrics.accuracy(logits, labels))
 
 
+def test_top_k_accuracy_against_sklearn_and_where_ties_differ():
+    from sklearn.metrics import top_k_accuracy_score
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(64, 7)).astype(np.float32)  # no ties
+    labels = rng.integers(0, 7, size=64)
+    for k in (1, 2, 5):
+        want = top_k_accuracy_score(labels, scores, k=k, labels=np.arange(7))
+        assert float(metrics.top_k_accuracy(scores, labels, k=k)) == pytest.approx(want, abs=1e-7)
+    # tied with a higher class: a hit here (lower index first), a miss for scikit-learn
+    tied, label = np.array([[0.5, 0.5, 0.0]], np.float32), np.array([0])
+    assert float(metrics.top_k_accuracy(tied, label, k=1)) == 1.0
+    assert top_k_accuracy_score(label, tied, k=1, labels=np.arange(3)) == 0.0
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors.
 

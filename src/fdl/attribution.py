@@ -352,7 +352,8 @@ def rank_correlation(a: Any, b: Any) -> jax.Array:
             {\sigma_{\operatorname{rank} a}\, \sigma_{\operatorname{rank} b}} \in [-1, 1].
 
     ``a`` and ``b``: ``(B, ...)`` of one shape; returns ``(B,)`` (NaN for an example whose
-    features are all equal in ``a`` or ``b``). Adebayo et al. (2018) compare the absolute values of
+    features are all equal in ``a`` or ``b``, or that holds a NaN, as SciPy's default
+    ``nan_policy="propagate"``). Adebayo et al. (2018) compare the absolute values of
     the maps of a trained and a randomized model this way.
 
     >>> import jax.numpy as jnp
@@ -374,4 +375,8 @@ def rank_correlation(a: Any, b: Any) -> jax.Array:
         return ranked - ranked.mean(axis=1, keepdims=True)
 
     ra, rb = ranks(a), ranks(b)
-    return jnp.sum(ra * rb, axis=1) / jnp.sqrt(jnp.sum(ra * ra, axis=1) * jnp.sum(rb * rb, axis=1))
+    rho = jnp.sum(ra * rb, axis=1) / jnp.sqrt(jnp.sum(ra * ra, axis=1) * jnp.sum(rb * rb, axis=1))
+    has_nan = jnp.isnan(a.reshape(a.shape[0], -1)).any(axis=1) | jnp.isnan(b.reshape(b.shape[0], -1)).any(
+        axis=1
+    )
+    return jnp.where(has_nan, jnp.nan, rho)  # a sort gives NaN a rank; SciPy propagates it

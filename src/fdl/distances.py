@@ -22,8 +22,17 @@ Metrics (``METRICS``), for :math:`u, v \in \mathbb{R}^d`:
 the chain rule multiplies it by the zero derivative of :math:`s`: the naive form gives NaN. Here
 every root (and the norms of the cosine distance) goes through a double ``jnp.where``: the root
 is taken of a safe value where :math:`s = 0`, and the result and its gradient are 0 there. A
-zero vector has cosine similarity 0 with everything (cosine distance 1), as in scikit-learn;
-SciPy returns NaN.
+zero vector has cosine similarity 0 with everything (cosine distance 1), as in scikit-learn's
+``cosine_similarity`` and ``cosine_distances``; SciPy returns NaN. (scikit-learn's
+``paired_cosine_distances`` is :math:`\tfrac12 \lVert \hat u - \hat v \rVert^2`, which gives
+0.5 for a zero vector and 0 for two; :func:`paired_distances` keeps the rule above, 1.) Cosine
+distances are clipped to [0, 2], as scikit-learn clips them: rounding in the unit vectors can
+otherwise leave about :math:`-2 \cdot 10^{-7}` in float32 between a vector and itself.
+
+**Large** :math:`p`. The minkowski sum is formed as
+:math:`m (\sum_j (|u_j - v_j| / m)^p)^{1/p}` with :math:`m = \max_j |u_j - v_j|`, so it
+neither overflows nor underflows for any :math:`p` (SciPy computes in float64 instead; the naive
+float32 form returns inf for :math:`(0, 0)` against :math:`(3, 4)` at :math:`p = 100`).
 
 **Blocks.** A pairwise reduction (the ``k`` nearest points, the nearest centroid) never needs the
 whole ``(n, m)`` matrix: :func:`pairwise_reduce` computes it ``block_size`` rows of ``x`` at a
@@ -120,12 +129,6 @@ def _safe_sqrt(s: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, s, 1.0)), 0.0)
 
 
-def _safe_root(s: jax.Array, p: float) -> jax.Array:
-    """``s ** (1/p)`` with value and gradient 0 at ``s <= 0``."""
-    positive = s > 0
-    return jnp.where(positive, jnp.where(positive, s, 1.0) ** (1.0 / p), 0.0)
-
-
 def _unit(x: jax.Array) -> jax.Array:
     """Rows of ``x`` over their norm; a zero row stays zero (finite gradient)."""
     return x / jnp.where(
@@ -145,13 +148,28 @@ def _difference_distance(diff: jax.Array, metric: str, p: float | None) -> jax.A
         return jnp.max(a, axis=-1, initial=0.0)
     if p is None or p == 1.0:  # minkowski always has p here; p = 1 is manhattan
         return jnp.sum(a, axis=-1)
-    return _safe_root(jnp.sum(a**p, axis=-1), p)
+    return _scaled_minkowski(a, p)
+
+
+def _scaled_minkowski(a: jax.Array, p: float) -> jax.Array:
+    r"""``(sum_j a_j^p)^(1/p)`` over the last axis as :math:`m (\sum_j (a_j/m)^p)^{1/p}`,
+    :math:`m = \max_j a_j`: every ratio is in [0, 1] and the sum in [1, d], so a large ``p``
+    neither overflows (:math:`5^{100}` is inf in float32) nor underflows (:math:`10^{-3 \cdot 16}`
+    is 0). The form is homogeneous of degree 1, so its gradient is the unscaled one; where all
+    differences are 0 the value and gradient are 0."""
+    m = jnp.max(a, axis=-1, keepdims=True, initial=0.0)
+    nonzero = m > 0
+    ratios = a / jnp.where(nonzero, m, 1.0)
+    s = jnp.sum(ratios**p, axis=-1)
+    nonzero = nonzero[..., 0]
+    root = jnp.where(nonzero, s, 1.0) ** (1.0 / p)
+    return jnp.where(nonzero, m[..., 0] * root, 0.0)
 
 
 def _dense(x: jax.Array, y: jax.Array, metric: str, p: float | None) -> jax.Array:
     """All distances between rows of ``x`` ``(b, d)`` and ``y`` ``(m, d)``: ``(b, m)``."""
-    if metric == "cosine":
-        return 1.0 - jnp.matmul(_unit(x), _unit(y).T, precision=HIGHEST)
+    if metric == "cosine":  # clipped to [0, 2], as scikit-learn's: rounding can leave -2e-7
+        return jnp.clip(1.0 - jnp.matmul(_unit(x), _unit(y).T, precision=HIGHEST), 0.0, 2.0)
     if metric in ("euclidean", "sqeuclidean"):
         xx = jnp.sum(x * x, axis=-1)[:, None]  # (b, 1)
         yy = jnp.sum(y * y, axis=-1)[None, :]  # (1, m)
@@ -324,7 +342,7 @@ def paired_distances(
     metric, p = _check_metric(metric, p)
     _check_pair(x, y, paired=True)
     if metric == "cosine":
-        return 1.0 - jnp.sum(_unit(x) * _unit(y), axis=-1)
+        return jnp.clip(1.0 - jnp.sum(_unit(x) * _unit(y), axis=-1), 0.0, 2.0)
     return _difference_distance(x - y, metric, p)
 
 

@@ -151,9 +151,13 @@ def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Arra
         Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep Convolutional
         Neural Networks", NeurIPS 2012 (top-1 and top-5 error).
 
-    Differs from optax / PyTorch:
+    Differs from optax / PyTorch / scikit-learn:
         ``torchmetrics``' multiclass accuracy with ``top_k`` averages per class by default
         (``average="macro"``); this is the plain micro average over examples.
+        ``sklearn.metrics.top_k_accuracy_score`` breaks ties the other way, the higher class
+        index first (it reverses a stable ascending sort), so scores ``[0.5, 0.5, 0.0]`` with
+        label 0 count at ``k=1`` here (as :func:`accuracy`'s ``argmax`` does) and not there.
+        The two agree wherever the label's score is not tied with another class's.
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)

@@ -45,7 +45,7 @@ from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
 from fdl._checks import check_positive_int, check_prng_key, concrete_float64
-from fdl._dtypes import default_float
+from fdl._dtypes import HIGHEST, default_float
 from fdl.activations import softplus
 from fdl.information import check_distribution
 
@@ -94,6 +94,19 @@ def _check_range(name: str, x: jax.Array, low: float, high: float | None, what: 
         return
     if values.min() < low or (high is not None and values.max() > high) or np.isnan(values).any():
         raise ValueError(f"`{name}` must be {what}, got values in [{values.min():.6g}, {values.max():.6g}]")
+
+
+def _check_outcomes(x: jax.Array) -> None:
+    """Bernoulli outcomes are 0 or 1; a concrete ``x`` is checked (a traced one cannot be)."""
+    values = concrete_float64(x)
+    if values is None or values.size == 0:
+        return
+    bad = values[(values != 0.0) & (values != 1.0)]
+    if bad.size:
+        raise ValueError(
+            f"`x` must be Bernoulli outcomes, 0 or 1, got {bad.size} other value(s), e.g. {bad.flat[0]:.6g} "
+            "(for soft targets in [0, 1] use fdl.losses.binary_cross_entropy_with_logits, the cross-entropy)"
+        )
 
 
 def normal_sample(key: jax.Array, mean: ArrayLike, std: ArrayLike, *, num_samples: int = 1) -> jax.Array:
@@ -232,7 +245,7 @@ def multivariate_normal_sample(
     _same_dtype(("mean", mu), ("cov", sigma))
     chol = _cholesky(mu, sigma)  # (..., D, D)
     eps = jax.random.normal(key, (num_samples, *mu.shape), mu.dtype)  # (S, ..., D)
-    return jnp.broadcast_to(mu, eps.shape) + jnp.einsum("...ij,s...j->s...i", chol, eps)
+    return jnp.broadcast_to(mu, eps.shape) + jnp.einsum("...ij,s...j->s...i", chol, eps, precision=HIGHEST)
 
 
 def multivariate_normal_log_prob(x: ArrayLike, mean: ArrayLike, cov: ArrayLike) -> jax.Array:
@@ -348,6 +361,11 @@ def bernoulli_log_prob(x: ArrayLike, probs: ArrayLike) -> jax.Array:
     Returns:
         ``x.shape``: ``-inf`` for an impossible outcome (:math:`x = 1` at :math:`p = 0`).
 
+    Raises:
+        ValueError: if a concrete ``x`` holds a value other than 0 or 1 (SciPy's ``logpmf``
+            returns ``-inf`` there; the formula would give a soft cross-entropy instead), or
+            ``probs`` is outside [0, 1]. A traced ``x`` is not checked.
+
     Example:
         >>> import jax.numpy as jnp
         >>> print([round(v, 4) for v in bernoulli_log_prob(jnp.array([1.0, 0.0]), jnp.array([0.8, 0.8])).tolist()])
@@ -357,6 +375,7 @@ def bernoulli_log_prob(x: ArrayLike, probs: ArrayLike) -> jax.Array:
     x = _float(x, like=p)
     _same_dtype(("x", x), ("probs", p))
     _check_range("probs", p, 0.0, 1.0, "probabilities in [0, 1]")
+    _check_outcomes(x)
     p = _broadcast_to_suffix("probs", p, x.shape, of="x")
     one, zero = jnp.ones_like(p), jnp.zeros_like(p)
     hit = jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, p, one)), zero)
@@ -385,6 +404,10 @@ def bernoulli_log_prob_from_logits(x: ArrayLike, logits: ArrayLike) -> jax.Array
     Returns:
         ``x.shape``.
 
+    Raises:
+        ValueError: if a concrete ``x`` holds a value other than 0 or 1 (a traced ``x`` is not
+            checked).
+
     Example:
         >>> import jax.numpy as jnp
         >>> print(round(float(bernoulli_log_prob_from_logits(1.0, 0.0)), 4))
@@ -393,6 +416,7 @@ def bernoulli_log_prob_from_logits(x: ArrayLike, logits: ArrayLike) -> jax.Array
     z = _float(logits)
     x = _float(x, like=z)
     _same_dtype(("x", x), ("logits", z))
+    _check_outcomes(x)
     z = _broadcast_to_suffix("logits", z, x.shape, of="x")
     return -(x * softplus(-z) + (1 - x) * softplus(z))
 

@@ -91,6 +91,48 @@ def test_minkowski_infinity_is_chebyshev():
     )
 
 
+@pytest.mark.parametrize("p", [16.0, 60.0, 100.0])
+def test_minkowski_large_p_neither_overflows_nor_underflows_in_float32(p):
+    # |d|^p in float32: 5^100 is inf and (1e-3)^16 is 0; the scaled form keeps both finite
+    x = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, -2.0]])
+    y = np.array([[3.0, 4.0], [1e-3, 2e-3], [1.0, -2.0]])
+    want = np.diag(cdist(x, y, "minkowski", p=p))
+    got = paired_distances(x.astype(np.float32), y.astype(np.float32), "minkowski", p=p)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-6)
+    grid = pairwise_distances(x.astype(np.float32), y.astype(np.float32), "minkowski", p=p)
+    np.testing.assert_allclose(np.asarray(grid), cdist(x, y, "minkowski", p=p), rtol=2e-6)
+
+
+def test_minkowski_p_300_where_float64_scipy_underflows():
+    # (1e-3)^300 underflows even float64 (cdist returns 0); the exact value is
+    # 2e-3 * (1 + 2^-300)^(1/300), 2e-3 to every digit
+    got = paired_distances(jnp.zeros(2), jnp.array([1e-3, 2e-3]), "minkowski", p=300.0)
+    np.testing.assert_allclose(float(got), 2e-3, rtol=1e-6)
+    assert cdist([[0.0, 0.0]], [[1e-3, 2e-3]], "minkowski", p=300.0)[0, 0] == 0.0
+
+
+def test_minkowski_gradient_is_the_unscaled_forms():
+    u = jnp.array([0.3, -1.2, 2.0, 0.7])
+    v = jnp.array([-0.5, 0.4, 1.1, 0.7])  # one difference is 0
+    for p in (2.5, 7.0):
+        got = jax.grad(lambda a, p=p: paired_distances(a, v, "minkowski", p=p))(u)
+        naive = jax.grad(lambda a, p=p: jnp.sum(jnp.abs(a - v) ** p) ** (1.0 / p))(u)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(naive), rtol=1e-5, atol=1e-7)
+
+
+def test_cosine_distance_is_clipped_to_0_2_as_sklearns():
+    x, _ = _data(n=40, d=7, seed=5)
+    x32 = jnp.asarray(x, jnp.float32)
+    unit = x32 / jnp.linalg.norm(x32, axis=-1, keepdims=True)
+    unclipped = 1.0 - jnp.sum(unit * unit, axis=-1)  # a vector against itself
+    assert float(jnp.min(unclipped)) < 0.0  # rounding leaves about -2e-7 in float32
+    for got in (pairwise_distances(x32, x32 + 0.0, "cosine"), paired_distances(x32, x32, "cosine")):
+        assert float(jnp.min(got)) == 0.0
+    opposite = paired_distances(x32, -x32, "cosine")
+    assert float(jnp.max(opposite)) <= 2.0
+    np.testing.assert_allclose(np.asarray(opposite), 2.0, rtol=1e-6)
+
+
 def test_cosine_similarity_matches_sklearn_with_zero_vector():
     x, y = _data(n=5, m=4, seed=4)
     x[2] = 0.0  # scikit-learn: similarity 0 with everything (scipy's cosine gives NaN)

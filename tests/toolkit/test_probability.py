@@ -223,6 +223,11 @@ def test_sampler_errors(key):
         prob.bernoulli_sample(key, _f32([0.5, 1.5]))
     with pytest.raises(ValueError, match=r"`x` must have shape \(\.\.\., \*probs.shape\)"):
         prob.bernoulli_log_prob(jnp.zeros((4, 3)), jnp.full(2, 0.5))
+    soft = r"`x` must be Bernoulli outcomes, 0 or 1, got 2 other value\(s\), e.g. 0.5 \(for soft targets"
+    with pytest.raises(ValueError, match=soft):
+        prob.bernoulli_log_prob(_f32([0.5, 1.0, 2.0]), _f32([0.3, 0.3, 0.3]))
+    with pytest.raises(ValueError, match=soft):
+        prob.bernoulli_log_prob_from_logits(_f32([0.5, 0.0, -1.0]), _f32([0.3, 0.3, 0.3]))
     with pytest.raises(TypeError, match="must share one dtype, got x: float32, mean: float16"):
         prob.normal_log_prob(jnp.zeros(2), jnp.zeros(2, jnp.float16), jnp.ones(2, jnp.float16))
     with pytest.raises(ValueError, match="`key` must be a JAX PRNG key"):

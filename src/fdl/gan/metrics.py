@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from fdl._checks import (
     check_non_negative_finite,
 )
+from fdl._dtypes import HIGHEST
 
 __all__ = ["mode_coverage", "gaussian_frechet_distance", "frechet_distance"]
 
@@ -72,7 +73,7 @@ def _sqrt_psd(matrix: jax.Array) -> jax.Array:
     """The symmetric square root of a symmetric positive semi-definite matrix (eigenvalues
     rounded below zero are taken as zero)."""
     values, vectors = jnp.linalg.eigh(matrix)
-    return (vectors * jnp.sqrt(jnp.maximum(values, 0))[None, :]) @ vectors.T
+    return jnp.matmul(vectors * jnp.sqrt(jnp.maximum(values, 0))[None, :], vectors.T, precision=HIGHEST)
 
 
 def gaussian_frechet_distance(mean_a: Any, cov_a: Any, mean_b: Any, cov_b: Any) -> jax.Array:
@@ -113,7 +114,7 @@ def gaussian_frechet_distance(mean_a: Any, cov_a: Any, mean_b: Any, cov_b: Any) 
             f"{mean_a.shape}, {cov_a.shape}, {mean_b.shape}, {cov_b.shape}"
         )
     root_a = _sqrt_psd(cov_a)
-    middle = root_a @ cov_b @ root_a
+    middle = jnp.linalg.multi_dot([root_a, cov_b, root_a], precision=HIGHEST)  # float32 stays float32 on GPU
     middle = 0.5 * (middle + middle.T)  # symmetric up to round-off: make it exactly so
     trace_root = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(middle), 0)))
     return jnp.sum(jnp.square(mean_a - mean_b)) + jnp.trace(cov_a) + jnp.trace(cov_b) - 2 * trace_root
@@ -148,6 +149,6 @@ def frechet_distance(features_a: Any, features_b: Any) -> jax.Array:
     def moments(f: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean = jnp.mean(f, axis=0)  # (F,)
         centred = f - mean[None, :]  # (N, F)
-        return mean, centred.T @ centred / (f.shape[0] - 1)  # (F,), (F, F)
+        return mean, jnp.matmul(centred.T, centred, precision=HIGHEST) / (f.shape[0] - 1)  # (F,), (F, F)
 
     return gaussian_frechet_distance(*moments(a), *moments(b))
