@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fdl._checks import check_same_array_shape, concrete_float64
+from fdl._checks import check_same_array_shape, concrete_float64, is_integer_number, is_real_number
 from fdl._dtypes import default_float
 
 # The tolerance of |sum - 1| per dtype (see check_distribution).
@@ -32,7 +32,7 @@ def as_float(name: str, x: ArrayLike) -> jax.Array:
 
 def check_axis(name: str, x: jax.Array, axis: int) -> int:
     """Return ``axis`` as a non-negative index into ``x``, or raise naming ``name``."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    if not is_integer_number(axis):
         raise TypeError(f"`axis` must be an int, got {axis!r}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"`axis` {axis} is out of range for `{name}` of shape {x.shape}")
@@ -52,7 +52,7 @@ def log_base(base: Any) -> float | None:
     """``log(base)``, or ``None`` for nats; raise unless ``base`` is a number > 0 and != 1."""
     if base is None:
         return None
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0 or base == 1:
+    if not is_real_number(base) or not base > 0 or base == 1:
         raise ValueError(f"`base` must be None (nats) or a number > 0 and != 1, got {base!r}")
     return math.log(base)
 

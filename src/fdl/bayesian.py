@@ -52,6 +52,7 @@ from fdl._checks import (
     check_positive_int,
     check_prng_key,
     check_shape,
+    is_real_number,
 )
 from fdl.nn.layer import Layer, Shape, layer_factory
 
@@ -176,7 +177,7 @@ def sample_probabilities(
     ((5, 2, 3), True)
     """
     check_instance("model", model, Layer, "fdl.nn.Layer (e.g. fdl.models.build_model('mlp', 10))")
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     check_prng_key("key", key)
     x = jnp.asarray(x)
 
@@ -302,8 +303,8 @@ def BayesDense(
         D. P. Kingma and M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014
         (the reparameterization trick).
     """
-    check_positive_int("features", features)
-    if isinstance(init_sigma, bool) or not isinstance(init_sigma, (int, float)) or not init_sigma > 0:
+    features = check_positive_int("features", features)
+    if not is_real_number(init_sigma) or not init_sigma > 0:
         raise ValueError(f"`init_sigma` must be a positive number, got {init_sigma!r}")
     rho0 = _inverse_softplus(float(init_sigma))
     w_init = initializers.lecun_normal() if w_init is None else w_init

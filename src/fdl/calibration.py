@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from fdl import losses
-from fdl._checks import check_labels, check_positive_int, concrete_float64
+from fdl._checks import check_labels, check_positive_int, concrete_float64, is_real_number
 from fdl.information import check_distribution
 
 __all__ = [
@@ -123,7 +123,7 @@ def reliability_diagram(probs: ArrayLike, labels: ArrayLike, num_bins: int = 15)
         A. Niculescu-Mizil and R. Caruana, "Predicting Good Probabilities with Supervised
         Learning", ICML 2005; C. Guo et al., "On Calibration of Modern Neural Networks", 2017.
     """
-    check_positive_int("num_bins", num_bins)
+    num_bins = check_positive_int("num_bins", num_bins)
     probs = jnp.asarray(probs)
     labels = jnp.asarray(labels)
     _check_inputs(probs, labels)
@@ -274,9 +274,9 @@ def fit_temperature(
         C. Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, §4.2;
         J. Kiefer, "Sequential Minimax Search for a Maximum", Proc. AMS 4(3), 1953.
     """
-    check_positive_int("iterations", iterations)
+    iterations = check_positive_int("iterations", iterations)
     for name, value in (("lower", lower), ("upper", upper)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        if not is_real_number(value) or not 0 < value < math.inf:
             raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
     if not lower < upper:
         raise ValueError(f"`lower` must be < `upper`, got lower={lower!r}, upper={upper!r}")

@@ -195,7 +195,7 @@ def _flat_hvp(loss_fn: Callable[[PyTree], jax.Array], params: PyTree) -> tuple[j
 
 def _probe_products(loss_fn: Callable, params: PyTree, key: Any, num_samples: int, caller: str):
     """Rademacher probes ``Z`` ``(S, n)`` and their products ``H Z`` ``(S, n)``, vmapped."""
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     check_prng_key("key", key)
     flat, matvec = _flat_hvp(loss_fn, params)
     if not jnp.issubdtype(flat.dtype, jnp.floating):
@@ -343,12 +343,12 @@ def hessian_top_eigenvalues(
     check_prng_key("key", key)
     flat, matvec = _flat_hvp(loss_fn, params)
     n = flat.size
-    check_positive_int("k", k)
+    k = check_positive_int("k", k)
     if k > n:
         raise ValueError(f"`k` must be <= the number of parameters ({n}), got {k}")
     if num_iterations is None:
         num_iterations = min(n, max(2 * k + 20, 40))
-    check_positive_int("num_iterations", num_iterations)
+    num_iterations = check_positive_int("num_iterations", num_iterations)
     if not k <= num_iterations <= n:
         raise ValueError(
             f"`num_iterations` must be in [k, n] = [{k}, {n}] (the Krylov space must hold k "

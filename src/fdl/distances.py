@@ -69,7 +69,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from fdl._blocks import map_row_blocks
-from fdl._checks import check_choice, check_positive_int
+from fdl._checks import check_choice, check_positive_int, is_real_number
 from fdl._dtypes import HIGHEST
 
 __all__ = [
@@ -97,7 +97,7 @@ def _check_metric(metric: Any, p: Any) -> tuple[str, float | None]:
         return metric, None
     if p is None:
         raise ValueError("metric='minkowski' needs `p` (a number >= 1, or math.inf), got None")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p) or p < 1:
+    if not is_real_number(p) or math.isnan(p) or p < 1:
         raise ValueError(f"`p` must be a number >= 1 for metric='minkowski', got {p!r}")
     return metric, float(p)
 

@@ -206,7 +206,7 @@ def check_jvp_vjp(
         (True, 'forward')
     """
     _require_x64("check_jvp_vjp")
-    check_positive_int("num_probes", num_probes)
+    num_probes = check_positive_int("num_probes", num_probes)
     key = jax.random.key(0) if key is None else check_prng_key("key", key)
     primals = _as_float64("check_jvp_vjp", primals)
     source = _forward_source(f, primals)
@@ -340,7 +340,7 @@ def check_gradients(
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"`tolerance` must be a positive number, got {tolerance!r}")
     if max_coordinates_per_leaf is not None:
-        check_positive_int("max_coordinates_per_leaf", max_coordinates_per_leaf)
+        max_coordinates_per_leaf = check_positive_int("max_coordinates_per_leaf", max_coordinates_per_leaf)
     key = jax.random.key(0) if key is None else check_prng_key("key", key)
     params = _as_float64("check_gradients", params)
     value = jax.eval_shape(f, params)

@@ -58,7 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from fdl._checks import REDUCTIONS, check_choice, check_same_array_shape
+from fdl._checks import REDUCTIONS, check_choice, check_same_array_shape, is_real_number
 from fdl.activations import log_softmax, softplus
 
 __all__ = [
@@ -246,7 +246,7 @@ def huber(
         (slope 1 in the tails instead of ``delta``).
     """
     check_choice("reduction", reduction, REDUCTIONS)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+    if not is_real_number(delta) or not delta > 0:
         raise ValueError(f"`delta` must be a positive number, got {delta!r}")
     abs_residual = jnp.abs(_residual(predictions, targets))
     quadratic = jnp.minimum(abs_residual, delta)

@@ -167,7 +167,7 @@ def top_k_accuracy(logits: ArrayLike, labels: ArrayLike, k: int = 5) -> jax.Arra
         hint="; top_k_accuracy takes integer labels only (for one-hot labels pass "
         "jnp.argmax(labels, axis=-1))",
     )
-    check_positive_int("k", k)
+    k = check_positive_int("k", k)
     num_classes = logits.shape[-1]
     if k > num_classes:
         raise ValueError(

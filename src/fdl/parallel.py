@@ -64,6 +64,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from fdl._checks import is_integer_number
 from fdl._paths import path_label
 
 __all__ = [
@@ -119,7 +120,7 @@ def make_mesh(
         raise ValueError("`devices` must list at least one device, got an empty sequence")
     if num_devices is None:
         num_devices = len(available)
-    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+    if not is_integer_number(num_devices) or num_devices < 1:
         raise ValueError(f"`num_devices` must be a positive integer or None, got {num_devices!r}")
     if num_devices > len(available):
         platform = available[0].platform
@@ -164,7 +165,7 @@ def batch_sharding(mesh: Mesh, ndim: int, axis_name: str = "data") -> NamedShard
     P('data', None)
     """
     _axis_size(mesh, axis_name)
-    if isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1:
+    if not is_integer_number(ndim) or ndim < 1:
         raise ValueError(
             f"`ndim` must be a positive integer (a batch array has a leading batch axis), got {ndim!r}"
         )
@@ -186,7 +187,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, axis_name: str = "data") ->
     32
     """
     size = _axis_size(mesh, axis_name)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer_number(batch_size) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
     if batch_size % size:
         raise ValueError(_indivisible_message("`batch_size`", batch_size, size, axis_name))

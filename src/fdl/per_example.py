@@ -107,7 +107,7 @@ def per_example_grads(
     grad_one = jax.grad(loss_fn)
     if chunk_size is None:
         return jax.vmap(grad_one, in_axes=(None, 0))(params, batch)
-    check_positive_int("chunk_size", chunk_size)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
     return jax.lax.map(lambda example: grad_one(params, example), batch, batch_size=chunk_size)
 
 

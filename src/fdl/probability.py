@@ -44,7 +44,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 
-from fdl._checks import check_positive_int, check_prng_key, concrete_float64
+from fdl._checks import check_positive_int, check_prng_key, concrete_float64, is_integer_number
 from fdl._dtypes import HIGHEST, default_float
 from fdl.activations import softplus
 from fdl.information import check_distribution
@@ -136,7 +136,7 @@ def normal_sample(key: jax.Array, mean: ArrayLike, std: ArrayLike, *, num_sample
         (4, 3)
     """
     check_prng_key("key", key)
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     mu = _float(mean)
     sigma = _float(std, like=mu)
     _same_dtype(("mean", mu), ("std", sigma))
@@ -239,7 +239,7 @@ def multivariate_normal_sample(
         (3, 2)
     """
     check_prng_key("key", key)
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     mu = _float(mean)
     sigma = _float(cov, like=mu)
     _same_dtype(("mean", mu), ("cov", sigma))
@@ -310,7 +310,7 @@ def bernoulli_sample(key: jax.Array, probs: ArrayLike, *, num_samples: int = 1) 
         [[0.0, 1.0], [0.0, 1.0]]
     """
     check_prng_key("key", key)
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     p = _float(probs)
     _check_range("probs", p, 0.0, 1.0, "probabilities in [0, 1]")
     u = jax.random.uniform(key, (num_samples, *p.shape), p.dtype)
@@ -341,7 +341,7 @@ def bernoulli_sample_from_logits(key: jax.Array, logits: ArrayLike, *, num_sampl
         [[0.0, 1.0]]
     """
     check_prng_key("key", key)
-    check_positive_int("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     z = _float(logits)
     u = jax.random.uniform(key, (num_samples, *z.shape), z.dtype)
     return (jnp.log(u) - jnp.log1p(-u) < jnp.broadcast_to(z, u.shape)).astype(z.dtype)
@@ -429,7 +429,7 @@ def _check_hypotheses(
             f"`{prior_name}` and `{like_name}` must have the same shape (one entry per hypothesis), got "
             f"{prior_name}.shape={prior.shape} and {like_name}.shape={likelihood.shape}; broadcast explicitly"
         )
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -prior.ndim <= axis < prior.ndim:
+    if not is_integer_number(axis) or not -prior.ndim <= axis < prior.ndim:
         raise ValueError(
             f"`axis` must be an int indexing `{prior_name}` of shape {prior.shape}, got {axis!r}"
         )

@@ -309,9 +309,9 @@ def mlp_signal_propagation(
     >>> bool(stats.activation_mean_square[-1] < 1e-6)  # c = 0.0032: the signal collapses
     True
     """
-    check_positive_int("depth", depth)
-    check_positive_int("width", width)
-    check_positive_int("num_samples", num_samples)
+    depth = check_positive_int("depth", depth)
+    width = check_positive_int("width", width)
+    num_samples = check_positive_int("num_samples", num_samples)
     if check_finite("input_variance", input_variance) <= 0:
         raise ValueError(f"`input_variance` must be > 0, got {input_variance!r}")
     init_key, x_key, run_key = jax.random.split(key, 3)
@@ -351,8 +351,8 @@ def relu_mean_field(
     >>> relu_mean_field(1.0, 1.0 / 256, 256, 3).tolist()  # LeCun/Glorot: halves per layer
     [1.0, 0.5, 0.25]
     """
-    check_positive_int("fan_in", fan_in)
-    check_positive_int("depth", depth)
+    fan_in = check_positive_int("fan_in", fan_in)
+    depth = check_positive_int("depth", depth)
     q0 = jnp.asarray(q0)
     dtype = q0.dtype if jnp.issubdtype(q0.dtype, jnp.floating) else jnp.dtype(jnp.float32)
     q0, sw2, sb2 = (jnp.asarray(v).astype(dtype) for v in (q0, weight_variance, bias_variance))

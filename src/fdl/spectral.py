@@ -78,7 +78,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fdl._checks import check_bool, check_positive_int
+from fdl._checks import check_bool, check_positive_int, is_real_number
 from fdl._dtypes import HIGHEST, default_float
 from fdl._operators import Operator, check_iterations, float_dtype, prepare
 
@@ -171,7 +171,7 @@ def power_iteration(
         Golub and Van Loan, *Matrix Computations* (4th ed., 2013), section 8.2.1.
     """
     max_iter = check_positive_int("num_iterations", num_iterations)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+    if not is_real_number(tol) or not tol >= 0:
         raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
     runner, operand, q0 = prepare(matvec, v0, check_symmetric, "power_iteration")
     limits = (jnp.int32(max_iter), jnp.asarray(tol, q0.dtype))  # traced: one compile for all

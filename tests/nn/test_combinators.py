@@ -239,8 +239,26 @@ def test_params_of_the_wrong_structure_are_rejected(key):
         match=r"Serial 'net' expects `params` to be a dict keyed by its children's names \(as its init returned\), got tuple",
     ):
         model.apply((params["dense_0"],), state, jnp.ones(2))
-    with pytest.raises(KeyError, match=r"'w'"):
+    with pytest.raises(
+        KeyError,
+        match=r"layer 'dense_1' \(Dense\): no entry 'w' in its params or state; pass the trees its "
+        r"init returned \(a renamed or reordered part moves its entries\)",
+    ):
         model.apply({"dense_0": params["dense_0"]}, state, jnp.ones(2))
+    with pytest.raises(KeyError, match=r"layer 'dense_1' \(Dense\): no entry 'b' in its params"):
+        model.apply({**params, "dense_1": {"w": params["dense_1"]["w"]}}, state, jnp.ones(2))
+    renamed = {"dense_0": params["dense_0"], "head": params["dense_1"]}  # saved before a rename
+    with pytest.raises(
+        ValueError,
+        match=r"^Serial 'net': `params` has entries \['head'\] that name none of its children "
+        r"\['dense_0', 'dense_1'\]; pass the trees its init returned \(was a part renamed",
+    ):
+        model.apply(renamed, state, jnp.ones(2))
+    parallel = nn.Parallel(nn.Dense(2), nn.Dense(2), name="net")
+    with pytest.raises(ValueError, match=r"^Parallel 'net': `params` has entries \['head'\]"):
+        parallel.apply(renamed, state, (jnp.ones(2), jnp.ones(2)))
+    with pytest.raises(ValueError, match=r"^Serial 'net': `state` has entries \['bn'\]"):
+        model.apply(params, {"bn": {}}, jnp.ones(2))
 
 
 def test_duplicate_names_are_rejected():
@@ -262,7 +280,8 @@ def test_errors_name_the_full_path_of_the_failing_layer(key):
     params["encoder"]["proj"]["w"] = jnp.ones((5, 4))
     with pytest.raises(
         ValueError,
-        match=r"^layer 'encoder/proj' \(Dense\): Dense expects inputs of shape \(\.\.\., 5\), got shape \(2, 4\)$",
+        match=r"^layer 'encoder/proj' \(Dense\): Dense expects inputs of shape \(\.\.\., 5\), got shape \(2, 4\) "
+        r"\(its `w` is \(in, out\) = \(5, 4\)\)$",
     ):
         model.apply(params, state, jnp.ones((2, 3)))
     with pytest.raises(

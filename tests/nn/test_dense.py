@@ -65,7 +65,8 @@ def test_wrong_input_shape_names_layer_and_both_shapes(key):
     layer = nn.Dense(2, name="hidden")
     params, state, _ = layer.init(key, (4,))
     with pytest.raises(
-        ValueError, match=r"^Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$"
+        ValueError,
+        match=r"^Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\) \(its `w` is \(in, out\) = \(4, 2\)\)$",
     ):
         layer.apply(params, state, jnp.ones((8, 5)))
     with pytest.raises(ValueError, match=r"expects inputs of shape \(\.\.\., 4\), got shape \(\)"):
@@ -74,7 +75,8 @@ def test_wrong_input_shape_names_layer_and_both_shapes(key):
     params, state, _ = model.init(key, (3,))
     with pytest.raises(
         ValueError,
-        match=r"^layer 'hidden' \(Dense\): Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\)$",
+        match=r"^layer 'hidden' \(Dense\): Dense expects inputs of shape \(\.\.\., 4\), got shape \(8, 5\) "
+        r"\(its `w` is \(in, out\) = \(4, 2\)\)$",
     ):
         model.apply({**params, "dense_0": {"w": jnp.ones((3, 5)), "b": jnp.ones(5)}}, state, jnp.ones((8, 3)))
 

@@ -209,6 +209,26 @@ def test_summary_of_a_batch_norm_cnn_counts_its_parameters_not_its_state():
     assert s.flops is None
 
 
+def test_summary_of_models_with_several_inputs_counts_their_flops():
+    # two inputs: each Dense's matmul counted once, 2 * (4 * 2 + 5 * 3) FLOPs at least
+    s = nn.summary(nn.Parallel(nn.Dense(2), nn.Dense(3)), ((4,), (5,)))
+    assert s.total_params == 4 * 2 + 2 + 5 * 3 + 3
+    assert 2 * (4 * 2 + 5 * 3) <= s.flops <= 2 * (4 * 2 + 5 * 3) + 2 * (2 + 3)
+    # cross-attention: queries (5, 8), keys/values (6, 4); then with a bool key mask as a third input
+    attention = nn.MultiHeadAttention(2)
+    projections = 2 * (5 * 8 * 8 + 2 * 6 * 4 * 8 + 5 * 8 * 8)  # query, key and value, output
+    scores = 2 * 2 * (5 * 6 * 4) * 2  # q k^T and weights @ v, 2 heads of width 4
+    flops = nn.summary(attention, ((5, 8), (6, 4))).flops
+    assert projections + scores <= flops <= 1.5 * (projections + scores)
+    masked = nn.summary(attention, ((5, 8), (6, 4), (6,)), dtype=(jnp.float32, jnp.float32, jnp.bool_))
+    assert masked.total_params == nn.summary(attention, ((5, 8), (6, 4)), flops=False).total_params
+    assert masked.flops >= projections + scores
+    with pytest.raises(ValueError, match=r"the key/value mask must be bool"):
+        nn.summary(attention, ((5, 8), (6, 4), (6,)))  # one dtype for all: the mask is float32
+    with pytest.raises(ValueError, match=r"`dtype` must be one dtype or one per input, got 2 dtypes for 3"):
+        nn.summary(attention, ((5, 8), (6, 4), (6,)), dtype=(jnp.float32, jnp.bool_))
+
+
 def test_summary_errors():
     with pytest.raises(TypeError, match=r"summary: `model` must be a fdl.nn.Layer, got 'mlp'"):
         nn.summary("mlp", (3,))

@@ -15,16 +15,26 @@ import numpy as np
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def is_integer_number(value: Any) -> bool:
+    """A Python or NumPy integer (``numbers.Integral``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real_number(value: Any) -> bool:
+    """A Python or NumPy real number (``numbers.Real``), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int >= 1, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Return ``value`` as an ``int`` if it is a Python or NumPy integer >= 1, else raise."""
+    if not is_integer_number(value) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_rate(name: str, value: Any) -> float:
-    """Return ``value`` if it is a probability in [0, 1), else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    """Return ``value`` as a float if it is a (Python or NumPy) probability in [0, 1), else raise."""
+    if not is_real_number(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
     return float(value)
 
@@ -50,19 +60,19 @@ def check_shape(name: str, value: Any) -> tuple[int, ...]:
 
 def check_negative_axis(name: str, value: Any) -> int:
     """Return ``value`` if it is a negative int (an axis counted from the end), else raise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value >= 0:
+    if not is_integer_number(value) or value >= 0:
         raise ValueError(
             f"`{name}` must be a negative int (counted from the end, so it means the same with "
             f"any number of leading batch axes), got {value!r}"
         )
-    return value
+    return int(value)
 
 
 def check_non_negative_int(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int >= 0, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """Return ``value`` as an ``int`` if it is a Python or NumPy integer >= 0, else raise."""
+    if not is_integer_number(value) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -133,7 +143,7 @@ def check_positive_finite(name: str, value: Any, *, none_means: str | None = Non
 
 def check_fraction(name: str, value: Any, why: str = "") -> float:
     """Return ``value`` as a float if it is a (non-traced) number in [0, 1], else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not is_real_number(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1]{f' ({why})' if why else ''}, got {value!r}")
     return float(value)
 
@@ -175,11 +185,11 @@ def check_step(name: str, value: Any) -> int:
 
 def check_keep(name: str, value: Any) -> int:
     """Return ``value`` if it is a positive int (how many checkpoints to keep)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer_number(value):
         raise TypeError(f"`{name}` must be a positive integer or None (keep all), got {value!r}")
     if value < 1:
         raise ValueError(f"`{name}` must be a positive integer or None (keep all), got {value!r}")
-    return value
+    return int(value)
 
 
 def check_json_dict(name: str, value: Any) -> dict[str, Any]:

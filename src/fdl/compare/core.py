@@ -107,7 +107,7 @@ def minibatches(data: tuple[Any, ...], batch_size: int, key: jax.Array) -> Calla
     >>> bool(jnp.all(batch_at(5)[0] == batch_at(5)[0]))  # a function of the step alone
     True
     """
-    check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     num_examples = int(jax.tree.leaves(data)[0].shape[0])
     if batch_size > num_examples:
         raise ValueError(
@@ -171,7 +171,7 @@ def simulate(
     >>> out.losses.tolist()  # theta halves every step: 1, 1/2, 1/4
     [[1.0, 0.25, 0.0625]]
     """
-    check_positive_int("steps", steps)
+    steps = check_positive_int("steps", steps)
     transforms = tuple(transforms)
     if not transforms:
         raise ValueError("simulate needs at least one transformation, got none")

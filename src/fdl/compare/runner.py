@@ -144,7 +144,7 @@ def _check_problem(problem: Any, batch_size: Any) -> Problem:
             f"got {problem!r}"
         )
     if batch_size is not None:
-        check_positive_int("batch_size", batch_size)
+        batch_size = check_positive_int("batch_size", batch_size)
         if problem.data is None:
             with_data = [name for name in problem_names() if get_problem(name).data is not None]
             raise ValueError(
@@ -204,7 +204,7 @@ def compare(
     >>> [round(v, 3) for v in result.runs["gd"].losses.tolist()]  # y is 0 after one step
     [58.0, 7.841, 7.685, 7.532]
     """
-    check_positive_int("steps", steps)
+    steps = check_positive_int("steps", steps)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"`seed` must be an integer, got {seed!r}")
     if threshold is not None and (

@@ -62,7 +62,7 @@ class EarlyStopping:
 
     def __post_init__(self) -> None:
         _check_metric(self.metric, self.mode)
-        check_positive_int("patience", self.patience)
+        self.patience = check_positive_int("patience", self.patience)
 
     def on_row(self, row: Mapping[str, float], control: Control) -> None:
         if self.metric not in row:
@@ -89,7 +89,7 @@ class Every:
     fn: Callable[[int, Any, Mapping[str, float]], Any]
 
     def __post_init__(self) -> None:
-        check_positive_int("every", self.every)
+        self.every = check_positive_int("every", self.every)
         if not callable(self.fn):
             raise TypeError(f"Every: `fn` must be callable (step, state, row), got {self.fn!r}")
 
@@ -124,7 +124,7 @@ class ReduceLROnPlateau:
         _check_metric(self.metric, self.mode)
         if not (isinstance(self.factor, (int, float)) and 0.0 < self.factor < 1.0):
             raise ValueError(f"`factor` must be in (0, 1), got {self.factor!r}")
-        check_positive_int("patience", self.patience)
+        self.patience = check_positive_int("patience", self.patience)
         if not (isinstance(self.min_scale, (int, float)) and 0.0 <= self.min_scale <= 1.0):
             raise ValueError(f"`min_scale` must be in [0, 1], got {self.min_scale!r}")
         if not (isinstance(self.cooldown, int) and self.cooldown >= 0):

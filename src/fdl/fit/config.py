@@ -56,7 +56,7 @@ class Eval:
         if not callable(self.fn):
             raise TypeError(f"Eval: `fn` must be callable (params, layer_state) -> dict, got {self.fn!r}")
         if self.every is not None:
-            check_positive_int("every", self.every)
+            object.__setattr__(self, "every", check_positive_int("every", self.every))
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class Checkpoint:
             raise ValueError(f"Checkpoint: `dir` {str(path)!r} exists and is not a directory")
         object.__setattr__(self, "dir", path)
         if self.every is not None:
-            check_positive_int("every", self.every)
-        check_positive_int("keep", self.keep)
+            object.__setattr__(self, "every", check_positive_int("every", self.every))
+        object.__setattr__(self, "keep", check_positive_int("keep", self.keep))
         check_bool("resume", self.resume)
         check_bool("overwrite", self.overwrite)
         if self.resume and self.overwrite:
@@ -130,13 +130,13 @@ class Execution:
     compute_dtype: Any = None
 
     def __post_init__(self) -> None:
-        check_positive_int("steps_per_call", self.steps_per_call)
+        object.__setattr__(self, "steps_per_call", check_positive_int("steps_per_call", self.steps_per_call))
         check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
 
 
 def check_run(*, batch_size: Any, steps: Any, epochs: Any, key: Any) -> None:
     """The checks of ``fit``'s own keywords that need no data."""
-    check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     check_duration(steps, epochs)
     check_prng_key("key", key)
 

@@ -34,6 +34,16 @@ def child_scope(name: str, layer: Layer) -> Iterator[None]:
             err.args = (f"layer {path!r} ({layer.kind}): {err.args[0]}", *err.args[1:])
             err._fdl_path = path  # type: ignore[union-attr]  # a marker: the path is added once
         raise
+    except KeyError as err:  # a leaf read a key its params or state do not hold
+        if getattr(err, "_fdl_path", None) or len(err.args) != 1:
+            raise
+        path = current_path()
+        named = KeyError(
+            f"layer {path!r} ({layer.kind}): no entry {err.args[0]!r} in its params or state; "
+            "pass the trees its init returned (a renamed or reordered part moves its entries)"
+        )
+        named._fdl_path = path  # type: ignore[attr-defined]
+        raise named from err
     finally:
         _PATH.reset(token)
 
@@ -91,6 +101,13 @@ def split_key(key: jax.Array | None, num: int) -> tuple[jax.Array | None, ...]:
     return tuple(jax.random.split(key, num))
 
 
+def is_shape(value: Any) -> bool:
+    """Whether ``value`` is one shape (a tuple or list of ints), not a tuple of shapes."""
+    return isinstance(value, (tuple, list)) and all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    )
+
+
 def is_empty(tree: Any) -> bool:
     """Whether ``tree`` is ``None`` or an empty dict (left out of a composite's trees)."""
     return tree is None or (isinstance(tree, Mapping) and not tree)
@@ -106,6 +123,20 @@ def child_tree(where: str, tree: Any, name: str, what: str) -> Any:
             f"returned), got {type(tree).__name__}"
         )
     return tree.get(name, {})
+
+
+def check_entries(where: str, named: Sequence[tuple[str, Layer]], params: Any, state: Any) -> None:
+    """Raise if ``params`` or ``state`` holds an entry that names none of the children (a part
+    renamed since the trees were made, or the trees of another model)."""
+    names = [child_name for child_name, _ in named]
+    for what, tree in (("params", params), ("state", state)):
+        if isinstance(tree, Mapping):
+            extra = [k for k in tree if k not in names]
+            if extra:
+                raise ValueError(
+                    f"{where}: `{what}` has entries {extra} that name none of its children {names}; "
+                    "pass the trees its init returned (was a part renamed since they were made?)"
+                )
 
 
 def gather(named_trees: Sequence[tuple[str, Any]]) -> dict[str, Any]:

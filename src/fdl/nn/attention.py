@@ -353,12 +353,12 @@ def MultiHeadAttention(
     >>> cross.apply(params, state, (x, memory, memory_mask))[0].shape
     (3, 5, 4)
     """
-    check_positive_int("num_heads", num_heads)
+    num_heads = check_positive_int("num_heads", num_heads)
     if qkv_features is not None:
-        check_positive_int("qkv_features", qkv_features)
+        qkv_features = check_positive_int("qkv_features", qkv_features)
         _check_heads(num_heads, qkv_features, from_input=False)
     if out_features is not None:
-        check_positive_int("out_features", out_features)
+        out_features = check_positive_int("out_features", out_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
     dense = {
         "use_bias": use_bias,

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl import _dtypes, initializers
-from fdl._checks import check_positive_int
+from fdl._checks import check_positive_int, is_real_number
 from fdl.nn._lstm_scan import lstm_scan
 
 __all__ = ["Cell", "GRUCell", "LSTMCell", "RNNCell"]
@@ -161,7 +161,7 @@ def _settings(
     param_dtype: Any,
     dtype: Any,
 ) -> _Settings:
-    check_positive_int("hidden_size", hidden_size)
+    hidden_size = check_positive_int("hidden_size", hidden_size)
     return _Settings(kind, hidden_size, gates, input_init, recurrent_init, bias_init, param_dtype, dtype)
 
 
@@ -173,7 +173,7 @@ def _gate_blocks(init: Any, key: jax.Array, shape: tuple[int, ...], gates: int, 
 
 def _init_weights(s: _Settings, key: jax.Array, input_features: Any) -> Params:
     """``{"w_x": (F, G·H), "w_h": (H, G·H), "b": (G·H,)}``, each initializer per gate block."""
-    check_positive_int("input_features", input_features)
+    input_features = check_positive_int("input_features", input_features)
     input_init = initializers.lecun_normal() if s.input_init is None else s.input_init
     recurrent_init = initializers.orthogonal() if s.recurrent_init is None else s.recurrent_init
     kx, kh, kb = jax.random.split(key, 3)
@@ -355,7 +355,7 @@ def LSTMCell(
     """
     s = _settings("LSTMCell", 4, hidden_size, input_init, recurrent_init, bias_init, param_dtype, dtype)
     fb = forget_bias
-    if isinstance(fb, bool) or not isinstance(fb, (int, float)) or math.isnan(fb):
+    if not is_real_number(fb) or math.isnan(fb):
         raise ValueError(f"`forget_bias` must be a real number, got {forget_bias!r}")
 
     def init(key: jax.Array, input_features: int) -> Params:

@@ -18,10 +18,12 @@ import jax.numpy as jnp
 from fdl._checks import check_choice, check_negative_axis, check_positive_int, check_shape
 from fdl.nn._children import (
     apply_child,
+    check_entries,
     check_layers,
     child_tree,
     gather,
     init_child,
+    is_shape,
     named_children,
     split_key,
     with_children,
@@ -47,6 +49,7 @@ MERGES = ("concat", "sum", "product")
 
 def _apply_all(where, named, params, state, xs, key, train, mask):
     """Apply child ``i`` to ``xs[i]``; returns the outputs and the gathered new state."""
+    check_entries(where, named, params, state)
     outs, states = [], []
     for (child_name, layer), x, k in zip(named, xs, split_key(key, len(named)), strict=True):
         y, s = apply_child(
@@ -116,6 +119,7 @@ def _serial(named: tuple[tuple[str, Layer], ...], name: str | None) -> Layer:
         return gather(params), gather(states), shape
 
     def apply(params, state, x, *, key=None, train=False, mask=None):
+        check_entries(where, named, params, state)
         new_states = []
         for (child_name, layer), k in zip(named, split_key(key, len(named)), strict=True):
             x, s = apply_child(
@@ -191,7 +195,7 @@ def FanOut(num: int, *, name: str | None = None) -> Layer:
     >>> fdl.nn.FanOut(2).init(jax.random.key(0), (3,))[2]
     ((3,), (3,))
     """
-    check_positive_int("num", num)
+    num = check_positive_int("num", num)
 
     def init(key: jax.Array, input_shape: Shape):
         return {}, {}, (check_shape("input_shape", input_shape),) * num
@@ -426,7 +430,7 @@ def Flatten(ndim: int, *, name: str | None = None) -> Layer:
     >>> layer.apply({}, {}, jnp.zeros((5, 8, 8, 1)))[0].shape
     (5, 64)
     """
-    check_positive_int("ndim", ndim)
+    ndim = check_positive_int("ndim", ndim)
 
     def init(key: jax.Array, input_shape: Shape):
         shape = check_shape("input_shape", input_shape)
@@ -442,12 +446,6 @@ def Flatten(ndim: int, *, name: str | None = None) -> Layer:
         return jnp.reshape(x, lead + (math.prod(tail),)), state  # (*batch, d_1 ... d_ndim)
 
     return Layer(init, apply)
-
-
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    )
 
 
 @layer_factory
@@ -480,11 +478,9 @@ def Elementwise(fn: Callable[..., Any], *, name: str | None = None) -> Layer:
         return fn(*x) if isinstance(x, (tuple, list)) else fn(x)
 
     def init(key: jax.Array, input_shape: Any):
-        if _is_shape(input_shape):
+        if is_shape(input_shape):
             example: Any = jax.ShapeDtypeStruct(check_shape("input_shape", input_shape), jnp.float32)
-        elif (
-            isinstance(input_shape, (tuple, list)) and input_shape and all(_is_shape(s) for s in input_shape)
-        ):
+        elif isinstance(input_shape, (tuple, list)) and input_shape and all(is_shape(s) for s in input_shape):
             example = tuple(jax.ShapeDtypeStruct(tuple(s), jnp.float32) for s in input_shape)
         else:
             raise ValueError(

@@ -12,11 +12,13 @@ import jax
 from fdl.nn._children import (
     apply_child,
     capture_paused,
+    check_entries,
     check_layers,
     check_unique,
     child_tree,
     gather,
     init_child,
+    is_shape,
     not_recording,
     split_key,
     with_children,
@@ -91,6 +93,7 @@ def composite(
         return gather(params), gather(state), out_shape
 
     def apply(params, state, x, *, key=None, train=False, mask=None):
+        check_entries(where, named, params, state)
         keys = split_key(key, len(named))
         new_state = {child_name: child_tree(where, state, child_name, "state") for child_name, _ in named}
         outer_mask = mask
@@ -120,15 +123,11 @@ def composite(
     return Layer(init, apply, name=name, kind=kind, children=named, rebuild=rebuild, config=config)
 
 
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(isinstance(d, int) for d in value)
-
-
 def _abstract_input(input_shape: Any) -> Any:
     """``input_shape`` (a shape, a ``ShapeDtypeStruct``, or a tuple of them) as abstract arrays."""
     if isinstance(input_shape, jax.ShapeDtypeStruct):
         return input_shape
-    if _is_shape(input_shape):
+    if is_shape(input_shape):
         return jax.ShapeDtypeStruct(tuple(input_shape), jax.numpy.float32)
     if isinstance(input_shape, (tuple, list)):
         return tuple(_abstract_input(s) for s in input_shape)

@@ -49,12 +49,12 @@ def _conv(
     dtype: Any,
 ) -> Layer:
     """The ``ndim``-dimensional convolution layer behind :func:`Conv1D` and :func:`Conv2D`."""
-    check_positive_int("features", features)
+    features = check_positive_int("features", features)
     window = _window.int_tuple("kernel_size", kernel_size, ndim)
     strides = _window.int_tuple("strides", strides, ndim)
     dilation = _window.int_tuple("dilation", dilation, ndim)
     padding = _window.padding_arg(padding, ndim)
-    check_positive_int("groups", groups)
+    groups = check_positive_int("groups", groups)
     if features % groups:
         raise ValueError(f"{kind}: `groups` ({groups}) must divide `features` ({features})")
     spans = _window.spans(window, dilation)

@@ -68,13 +68,13 @@ def _conv_transpose(
 ) -> Layer:
     """The ``ndim``-dimensional transposed convolution behind :func:`ConvTranspose1D` and
     :func:`ConvTranspose2D`."""
-    check_positive_int("features", features)
+    features = check_positive_int("features", features)
     window = _window.int_tuple("kernel_size", kernel_size, ndim)
     strides = _window.int_tuple("strides", strides, ndim)
     dilation = _window.int_tuple("dilation", dilation, ndim)
     padding = _window.padding_arg(padding, ndim)
     extra = _window.int_tuple("output_padding", output_padding, ndim, minimum=0)
-    check_positive_int("groups", groups)
+    groups = check_positive_int("groups", groups)
     if any(r >= s for r, s in zip(extra, strides, strict=True)):
         raise ValueError(
             f"`output_padding` must be smaller than `strides` on every axis (else the forward "

@@ -64,7 +64,7 @@ def Dense(
     >>> y.tolist()
     [6.0, 6.0]
     """
-    check_positive_int("features", features)
+    features = check_positive_int("features", features)
     w_init = initializers.lecun_normal() if w_init is None else w_init
     b_init = initializers.zeros() if b_init is None else b_init
 
@@ -83,7 +83,10 @@ def Dense(
         w = params["w"]
         x = jnp.asarray(x)
         if x.ndim < 1 or x.shape[-1] != w.shape[0]:
-            raise ValueError(f"Dense expects inputs of shape (..., {w.shape[0]}), got shape {x.shape}")
+            raise ValueError(
+                f"Dense expects inputs of shape (..., {w.shape[0]}), got shape {x.shape} "
+                f"(its `w` is (in, out) = {tuple(w.shape)})"
+            )
         compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         z = jnp.matmul(x.astype(compute), w.astype(compute))  # (*batch, features)
         if use_bias:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import _dtypes, initializers
-from fdl._checks import check_positive_int, check_shape
+from fdl._checks import check_positive_int, check_shape, is_real_number
 from fdl.nn.layer import Layer, layer_factory
 from fdl.nn.masking import check_sequence_input, sequence_shape
 
@@ -91,8 +91,8 @@ def Embedding(
     >>> bool((y[1] == params["embedding"][4]).all())
     True
     """
-    check_positive_int("num_embeddings", num_embeddings)
-    check_positive_int("features", features)
+    num_embeddings = check_positive_int("num_embeddings", num_embeddings)
+    features = check_positive_int("features", features)
     embedding_init = initializers.normal(stddev=1.0) if embedding_init is None else embedding_init
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict, Any]:
@@ -197,8 +197,8 @@ def SinusoidalPositionalEncoding(
     [[0.0, 1.0], [0.8415, 0.5403], [0.9093, -0.4161]]
     """
     if max_length is not None:
-        check_positive_int("max_length", max_length)
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1.0:
+        max_length = check_positive_int("max_length", max_length)
+    if not is_real_number(base) or not base > 1.0:
         raise ValueError(f"`base` must be a number > 1, got {base!r}")
     kind = "SinusoidalPositionalEncoding"
 
@@ -271,7 +271,7 @@ def LearnedPositionalEncoding(
     >>> params["embedding"].shape, shape
     ((8, 4), (5, 4))
     """
-    check_positive_int("max_length", max_length)
+    max_length = check_positive_int("max_length", max_length)
     embedding_init = initializers.normal(stddev=0.02) if embedding_init is None else embedding_init
     kind = "LearnedPositionalEncoding"
 

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 
 from fdl._checks import check_instance
 
@@ -224,7 +225,7 @@ def layer_factory(fn: Callable[..., Layer]) -> Callable[..., Layer]:
         layer = fn(*args, **kwargs)
         bound = signature.bind(*args, **kwargs)
         config = tuple(
-            (arg, value)
+            (arg, value.item() if isinstance(value, np.generic) else value)  # np.int64(16) reads 16
             for arg, value in bound.arguments.items()
             if arg != "name"
             and signature.parameters[arg].kind is not inspect.Parameter.VAR_POSITIONAL

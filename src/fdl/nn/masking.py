@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_positive_int, check_shape
+from fdl.nn._children import is_shape
 from fdl.nn.layer import Layer, Shape
 
 # The public API is padding_mask (also fdl.nn.padding_mask); the other functions are the
@@ -53,7 +54,7 @@ def padding_mask(lengths: jax.Array, length: int) -> jax.Array:
     Raises:
       ValueError: ``length`` not a positive int.
     """
-    check_positive_int("length", length)
+    length = check_positive_int("length", length)
     lengths = jnp.asarray(lengths)
     shape = lengths.shape + (length,)
     positions = jnp.broadcast_to(jnp.arange(length), shape)  # (*batch, T)
@@ -113,12 +114,6 @@ def check_sequence_input(kind: str, x: Any, what: str = "inputs") -> jax.Array:
     return x
 
 
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    )
-
-
 def split_attention_shape(kind: str, input_shape: Any) -> tuple[Shape, Shape | None, Any]:
     """``(q_shape, kv_shape, mask_shape)`` of an attention layer's ``init`` input shape.
 
@@ -127,7 +122,7 @@ def split_attention_shape(kind: str, input_shape: Any) -> tuple[Shape, Shape | N
     cross-attention, ``mask_shape`` ``(T_k,)``, ``(T_q, T_k)``, ``None`` or a
     ``jax.ShapeDtypeStruct`` of one of them.
     """
-    if _is_shape(input_shape):
+    if is_shape(input_shape):
         return sequence_shape(kind, input_shape), None, None
     if isinstance(input_shape, (tuple, list)) and len(input_shape) in (2, 3):
         q_shape = sequence_shape(kind, input_shape[0])
@@ -135,7 +130,7 @@ def split_attention_shape(kind: str, input_shape: Any) -> tuple[Shape, Shape | N
         mask_shape = input_shape[2] if len(input_shape) == 3 else None
         if mask_shape is not None:
             got = mask_shape.shape if isinstance(mask_shape, jax.ShapeDtypeStruct) else mask_shape
-            if not _is_shape(got) or tuple(got) not in (kv_shape[:1], (q_shape[0], kv_shape[0])):
+            if not is_shape(got) or tuple(got) not in (kv_shape[:1], (q_shape[0], kv_shape[0])):
                 raise ValueError(
                     f"{kind}: the key/value mask shape {got!r} does not fit queries of shape "
                     f"{q_shape} and keys/values of shape {kv_shape}: expected (T_k,) = "
@@ -169,8 +164,8 @@ def with_bool_mask_shape(input_shape: Any) -> Any:
     if (
         isinstance(input_shape, (tuple, list))
         and len(input_shape) == 3
-        and not _is_shape(input_shape)
-        and _is_shape(input_shape[2])
+        and not is_shape(input_shape)
+        and is_shape(input_shape[2])
     ):
         mask = jax.ShapeDtypeStruct(tuple(input_shape[2]), jnp.bool_)
         return (input_shape[0], input_shape[1], mask)
@@ -179,9 +174,9 @@ def with_bool_mask_shape(input_shape: Any) -> Any:
 
 def _first_width(kind: str, x: Any) -> int:
     """The last axis of ``x``, or of its first entry: a shape, an array or a tuple of them."""
-    while isinstance(x, (tuple, list)) and x and not _is_shape(x):
+    while isinstance(x, (tuple, list)) and x and not is_shape(x):
         x = x[0]
-    shape = tuple(x) if _is_shape(x) else tuple(getattr(x, "shape", jnp.shape(x)))
+    shape = tuple(x) if is_shape(x) else tuple(getattr(x, "shape", jnp.shape(x)))
     if len(shape) < 1:
         raise ValueError(f"{kind} expects inputs with a feature axis (..., D), got shape {shape}")
     return shape[-1]

@@ -58,9 +58,8 @@ def MLP(
     features = tuple(features)
     if not features:
         raise ValueError("`features` must list at least one layer width, got ()")
-    for i, width in enumerate(features):
-        check_positive_int(f"features[{i}]", width)
-    check_rate("dropout_rate", dropout_rate)
+    features = tuple(check_positive_int(f"features[{i}]", width) for i, width in enumerate(features))
+    dropout_rate = check_rate("dropout_rate", dropout_rate)
     act_name = getattr(activation, "__name__", "activation")
     layers: list[Layer] = []
     for i, width in enumerate(features):

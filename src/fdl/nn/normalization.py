@@ -189,7 +189,7 @@ def LayerNorm(
     >>> fdl.nn.LayerNorm(ndim=2).init(jax.random.key(0), (5, 3, 4))[0]["scale"].shape
     (3, 4)
     """
-    check_positive_int("ndim", ndim)
+    ndim = check_positive_int("ndim", ndim)
     epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init
@@ -273,7 +273,7 @@ def RMSNorm(
     >>> [round(v, 4) for v in y.tolist()]
     [0.8485, -1.1314]
     """
-    check_positive_int("ndim", ndim)
+    ndim = check_positive_int("ndim", ndim)
     epsilon = check_non_negative_finite(
         "epsilon", epsilon, none_means="the machine epsilon of the compute dtype, PyTorch's default"
     )
@@ -368,8 +368,8 @@ def GroupNorm(
     >>> y.tolist()
     [-1.0, 1.0, -1.0, 1.0]
     """
-    check_positive_int("num_groups", num_groups)
-    check_positive_int("ndim", ndim)
+    num_groups = check_positive_int("num_groups", num_groups)
+    ndim = check_positive_int("ndim", ndim)
     epsilon = check_non_negative_finite("epsilon", epsilon)
     scale_init = initializers.ones() if scale_init is None else scale_init
     bias_init = initializers.zeros() if bias_init is None else bias_init

@@ -296,7 +296,7 @@ def AvgPool2D(
 
 def _global_pool(kind: str, reduce: str, spatial_ndim: int) -> Layer:
     """The max (``reduce="max"``) or mean over the ``spatial_ndim`` axes before the channels."""
-    check_positive_int("spatial_ndim", spatial_ndim)
+    spatial_ndim = check_positive_int("spatial_ndim", spatial_ndim)
     layout = "(..., " + ", ".join(f"d{i}" for i in range(1, spatial_ndim + 1)) + ", C)"
     verb = "takes the max over" if reduce == "max" else "averages"
     axis_word = "axis" if spatial_ndim == 1 else "axes"

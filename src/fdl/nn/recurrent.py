@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl._checks import check_bool, check_shape
-from fdl.nn._children import capture_paused
+from fdl.nn._children import capture_paused, is_shape
 from fdl.nn._rnn import check_cell, shapes, split_input
 from fdl.nn.cells import Cell
 from fdl.nn.combinators import Serial
@@ -48,12 +48,6 @@ __all__ = ["Recurrent", "Stacked"]
 
 Carry = Any
 Params = dict
-
-
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    )
 
 
 def _step_types(cell: Cell, params: Params, batch: tuple[int, ...], x_t: Any) -> tuple[Any, Any]:
@@ -70,7 +64,7 @@ def _split_input_shape(kind: str, input_shape: Any) -> tuple[tuple[int, int], An
     """``(T, F)`` or ``((T, F), carry_shapes)`` -> ``((T, F), carry_shapes or None)``."""
     carry_shapes = None
     shape = input_shape
-    if isinstance(input_shape, (tuple, list)) and input_shape and not _is_shape(input_shape):
+    if isinstance(input_shape, (tuple, list)) and input_shape and not is_shape(input_shape):
         if len(input_shape) != 2:
             raise ValueError(
                 f"{kind} takes input_shape (T, F), or ((T, F), carry_shapes) when given an "

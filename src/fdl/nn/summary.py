@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl._checks import check_instance
-from fdl.nn._children import recording_init
+from fdl.nn._children import is_shape, recording_init
 from fdl.nn.layer import Layer
 
 __all__ = ["summary", "Summary", "SummaryRow", "flops_per_example"]
@@ -67,9 +67,11 @@ def _count(tree: Any) -> tuple[int, tuple[str, ...]]:
 def flops_per_example(
     model: Layer, params: Any, state: Any, input_shape: Any, dtype: Any = jnp.float32
 ) -> float | None:
-    """XLA's FLOP count of ``model.apply`` (evaluation mode) on one example of ``input_shape``;
-    ``None`` where the backend reports no cost analysis."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+    """XLA's FLOP count of ``model.apply`` (evaluation mode) on one example of ``input_shape``
+    (a shape, or a tuple of shapes for a model of several inputs; ``dtype`` one dtype for all,
+    or a tuple of them matching a tuple of shapes); ``None`` where the backend reports no cost
+    analysis."""
+    x = _one_example(input_shape, dtype)
     compiled = jax.jit(lambda p, s, xb: model.apply(p, s, xb)[0]).lower(params, state, x).compile()
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
@@ -77,6 +79,22 @@ def flops_per_example(
     if not cost or "flops" not in cost:
         return None
     return float(cost["flops"])
+
+
+def _one_example(input_shape: Any, dtype: Any) -> Any:
+    """Abstract inputs of batch 1: a ``ShapeDtypeStruct`` per shape in ``input_shape``."""
+    if is_shape(input_shape):
+        return jax.ShapeDtypeStruct((1, *input_shape), dtype)
+    if isinstance(input_shape, (tuple, list)) and input_shape:
+        if isinstance(dtype, (tuple, list)):
+            if len(dtype) != len(input_shape):
+                raise ValueError(
+                    f"`dtype` must be one dtype or one per input, got {len(dtype)} dtypes for "
+                    f"{len(input_shape)} inputs {input_shape!r}"
+                )
+            return tuple(_one_example(s, d) for s, d in zip(input_shape, dtype, strict=True))
+        return tuple(_one_example(s, dtype) for s in input_shape)
+    raise ValueError(f"`input_shape` must be a shape tuple or a tuple of shapes, got {input_shape!r}")
 
 
 def summary(model: Layer, input_shape: Any, *, dtype: Any = jnp.float32, flops: bool = True) -> Summary:
@@ -88,8 +106,11 @@ def summary(model: Layer, input_shape: Any, *, dtype: Any = jnp.float32, flops: 
 
     Args:
       model: the model.
-      input_shape: the shape of one example, as for ``init``.
-      dtype: the input dtype for the FLOP count (int32 for token ids).
+      input_shape: the shape of one example, as for ``init`` (a tuple of shapes for a model of
+        several inputs, such as cross-attention's ``((T_q, D_q), (T_k, D_kv))``).
+      dtype: the input dtype for the FLOP count (int32 for token ids); for several inputs one
+        dtype for all or a tuple of them (e.g. ``(jnp.float32, jnp.float32, jnp.bool_)`` when
+        a key mask is the third input).
       flops: count the FLOPs of one example with XLA's cost analysis (compiles ``apply``).
 
     >>> import jax, fdl

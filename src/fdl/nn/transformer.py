@@ -134,8 +134,8 @@ def TransformerEncoderBlock(
     ((5, 8), (3, 5, 8), ['attention', 'attention_norm', 'mlp_hidden', 'mlp_norm', 'mlp_out'])
     """
     kind = "TransformerEncoderBlock"
-    check_positive_int("num_heads", num_heads)
-    check_positive_int("mlp_features", mlp_features)
+    num_heads = check_positive_int("num_heads", num_heads)
+    mlp_features = check_positive_int("mlp_features", mlp_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
     attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
     dense = {
@@ -262,8 +262,8 @@ def TransformerDecoderBlock(
     ((5, 8), (3, 5, 8), (6, 8))
     """
     kind = "TransformerDecoderBlock"
-    check_positive_int("num_heads", num_heads)
-    check_positive_int("mlp_features", mlp_features)
+    num_heads = check_positive_int("num_heads", num_heads)
+    mlp_features = check_positive_int("mlp_features", mlp_features)
     dropout_rate = check_rate("dropout_rate", dropout_rate)
     attention_dropout_rate = check_rate("attention_dropout_rate", attention_dropout_rate)
     dense = {

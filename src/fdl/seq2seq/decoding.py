@@ -25,8 +25,8 @@ def _check_decode_args(model: Any, source: Any, source_mask: Any, length: Any, s
         raise TypeError(f"`model` must be an fdl.seq2seq.EncoderDecoder, got {type(model).__name__}")
     source = check_tokens("source", source)
     source_mask = check_mask("source_mask", source_mask, source, "source")
-    check_positive_int("length", length)
-    check_non_negative_int("start_id", start_id)
+    length = check_positive_int("length", length)
+    start_id = check_non_negative_int("start_id", start_id)
     return source, source_mask
 
 
@@ -139,7 +139,7 @@ _BLOCK_PARTS = (
 
 
 def _check_heads(params: Any, num_heads: int) -> None:
-    check_positive_int("num_heads", num_heads)
+    num_heads = check_positive_int("num_heads", num_heads)
     missing = [
         k for k in (*_BLOCK_PARTS, "mlp_hidden", "mlp_out") if not isinstance(params, dict) or k not in params
     ]
@@ -182,7 +182,7 @@ def decoder_block_cache(params: dict, memory: jax.Array, length: int, *, num_hea
       ValueError: ``params`` not a decoder block's, ``length`` or ``num_heads`` not a positive
         int, or ``num_heads`` not dividing the attention width.
     """
-    check_positive_int("length", length)
+    length = check_positive_int("length", length)
     _check_heads(params, num_heads)
     cross = params["cross_attention"]
     memory_key = _heads(_dense(cross["key"], memory), num_heads)  # (B, S, H, d)

@@ -73,7 +73,7 @@ def shift_right(targets: jax.Array, start_id: int) -> jax.Array:
     [[1, 5, 6]]
     """
     targets = check_tokens("targets", targets)
-    check_non_negative_int("start_id", start_id)
+    start_id = check_non_negative_int("start_id", start_id)
     first = jnp.full((targets.shape[0], 1), start_id, targets.dtype)  # (B, 1)
     return jnp.concatenate([first, targets[:, :-1]], axis=1)  # (B, T)
 
@@ -174,7 +174,7 @@ def teacher_forcing_loss(model: EncoderDecoder, *, start_id: int) -> Callable[..
     """
     if not isinstance(model, EncoderDecoder):
         raise TypeError(f"`model` must be an fdl.seq2seq.EncoderDecoder, got {type(model).__name__}")
-    check_non_negative_int("start_id", start_id)
+    start_id = check_non_negative_int("start_id", start_id)
 
     def loss(params, batch, key):
         del key  # no dropout in these models
