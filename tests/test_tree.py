@@ -100,6 +100,23 @@ def test_update_moment_mixed_dtypes_accumulate_in_the_promoted_dtype():
     close(out, [0.5 * 2.0 + 0.5 * 1.0])
 
 
+def test_update_moment_strongly_typed_decay_promotes_as_in_optax():
+    """A float32 array decay lifts bfloat16 gradients to float32 before they are scaled (JAX's
+    rule, which optax follows); a Python-number decay takes the gradients' bfloat16."""
+    g = jnp.asarray([0.3, -1.7, 2.9, 0.011], jnp.bfloat16)
+    m = jnp.zeros(4, jnp.float32)
+    strong = tree.update_moment(g, m, jnp.asarray(0.9, jnp.float32), 1)
+    exact = (1 - np.float32(0.9)) * np.asarray(g, np.float32)  # the float32 product
+    np.testing.assert_array_equal(np.asarray(strong), exact)
+    with jax.numpy_dtype_promotion("standard"):
+        reference = optax.tree.update_moment(g, m, jnp.asarray(0.9, jnp.float32), 1)
+        weak_reference = optax.tree.update_moment(g, m, 0.9, 1)
+    np.testing.assert_array_equal(np.asarray(strong), np.asarray(reference))
+    weak = tree.update_moment(g, m, 0.9, 1)  # (1 - 0.9) * g in bfloat16, then added in float32
+    np.testing.assert_array_equal(np.asarray(weak), np.asarray(weak_reference))
+    assert not np.array_equal(np.asarray(weak), exact)  # the two rules differ on these values
+
+
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("decay", [0.9, 0.999])
 def test_update_moment_matches_optax(keys, order, decay):

@@ -77,11 +77,15 @@ def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> P
     For ``order=2`` the power is the squared magnitude :math:`|g_t|^2` (:func:`abs_sq`), real
     for complex gradients.
 
-    Each term is computed in its own operand's dtype and the sum in the two promoted together
-    (JAX's standard rule, written out so it also runs under strict promotion): a bfloat16
-    moment fed float32 gradients decays in bfloat16 and accumulates in float32. ``decay`` is
-    cast to each operand's dtype. The caller casts the result back to the state's dtype
-    (:func:`cast_like`).
+    Each term is computed in the dtype JAX's standard promotion gives its coefficient and its
+    operand, and the sum in the two promoted together (the rule written out, so it also runs
+    under strict promotion): a Python-number ``decay`` is weakly typed and takes the operand's
+    dtype (a bfloat16 moment fed float32 gradients decays in bfloat16 and accumulates in
+    float32), while a strongly typed array (``inject_hyperparams(...,
+    hyperparam_dtype=jnp.float32)``, a schedule's float32 value) lifts bfloat16 gradients to
+    float32 before they are scaled, as in optax. The caller casts the result back to the
+    state's dtype (:func:`cast_like`), so a float32 moment of bfloat16 gradients holds the
+    float32 product.
 
     Args:
       updates: the gradients :math:`g_t` (a pytree).
@@ -105,8 +109,10 @@ def update_moment(updates: PyTree, moments: PyTree, decay: Any, order: int) -> P
     def one(g, m):
         g, m = as_float(g), as_float(m)
         power = g if order == 1 else abs_sq(g) if order == 2 else g**order
-        fresh = jnp.asarray(1 - decay, power.dtype) * power
-        old = jnp.asarray(decay, m.dtype) * m
+        keep = 1 - decay
+        fresh_dtype, old_dtype = _dtypes.result_type(keep, power), _dtypes.result_type(decay, m)
+        fresh = jnp.asarray(keep, fresh_dtype) * power.astype(fresh_dtype)
+        old = jnp.asarray(decay, old_dtype) * m.astype(old_dtype)
         dtype = _dtypes.result_type(fresh, old)
         return fresh.astype(dtype) + old.astype(dtype)
 

@@ -165,3 +165,10 @@ def test_a_gradient_of_another_shape_is_refused():
         ValueError, match=r"^scale_by_rprop: `updates` leaf .* has shape \(3,\), but its `state.step_sizes`"
     ):
         opt.update(jnp.ones(3), opt.init(jnp.zeros(2)))
+
+
+def test_rprop_on_an_empty_tree_returns_an_empty_tree_as_optax():
+    for make in (rprop, scale_by_rprop):
+        opt = make(0.1)
+        updates, state = opt.update({}, opt.init({}), {})
+        assert updates == {} and jax.tree.leaves(state) == []

@@ -170,3 +170,33 @@ def test_optax_state_aliases_are_the_same_classes():
     assert optim.init_empty_state({"w": jnp.ones(2)}) == optim.EmptyState()
     top = jnp.asarray(jnp.iinfo(jnp.int32).max, jnp.int32)
     assert int(optim.safe_int32_increment(top)) == int(top)  # saturates, as safe_increment
+
+
+def test_safe_increment_counts_floats_as_optax_and_refuses_bools():
+    for count in (jnp.asarray(3.0), jnp.asarray(3.0, jnp.bfloat16), jnp.asarray(7, jnp.int8)):
+        ours, theirs = optim.safe_increment(count), optax.safe_increment(count)
+        assert ours.dtype == theirs.dtype and float(ours) == float(theirs)
+    top = jnp.asarray(jnp.finfo(jnp.float32).max, jnp.float32)
+    assert float(optim.safe_increment(top)) == float(top)  # saturates, not inf
+    with pytest.raises(
+        ValueError, match=r"`count` must have an integer or floating dtype to be incremented, got bool"
+    ):
+        optim.safe_increment(jnp.asarray(True))
+
+
+def test_scale_by_learning_rate_none_is_no_scaling_as_optax():
+    g = {"w": jnp.asarray([1.5, -2.0])}
+    for flip_sign in (True, False):
+        ours = optim.scale_by_learning_rate(flip_sign=flip_sign)
+        theirs = optax.scale_by_learning_rate(None, flip_sign=flip_sign)
+        np.testing.assert_array_equal(
+            ours.update(g, ours.init(g))[0]["w"], theirs.update(g, theirs.init(g))[0]["w"]
+        )
+    # the aliases still refuse it: there None would be an unscaled ascent step
+    with pytest.raises(TypeError, match=r"^adam: `learning_rate` must be a real number or a schedule"):
+        optim.adam(None)
+
+
+def test_with_extra_args_support_takes_optax_keyword():
+    tx = optim.with_extra_args_support(tx=optax.scale(2.0))
+    assert tx.update(jnp.ones(1), tx.init(jnp.ones(1)), None, loss=1.0)[0].tolist() == [2.0]

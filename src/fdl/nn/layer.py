@@ -178,6 +178,9 @@ def _value_repr(value: Any) -> str:
     if callable(value) and not isinstance(value, Layer):
         if isinstance(value, functools.partial):
             return f"{_value_repr(value.func)}(…)"
+        qualname = getattr(value, "__qualname__", "")
+        if ".<locals>." in qualname:  # made by a factory (he_normal() is variance_scaling's init)
+            return f"{qualname.split('.<locals>.')[0]}(…)"
         return getattr(value, "__name__", type(value).__name__)
     if hasattr(value, "dtype") and hasattr(value, "name") and not hasattr(value, "shape"):
         return str(value.name)  # a numpy dtype
@@ -195,7 +198,7 @@ def _render(layer: Layer, indent: int) -> str:
         return head + ")"
     pad = "  " * (indent + 1)
     lines = [f"{pad}{name}: {_render(child, indent + 1)}," for name, child in layer.children]
-    sep = ", " if args else ""
+    sep = "," if args else ""
     return head + f"{sep}\n" + "\n".join(lines) + "\n" + "  " * indent + ")"
 
 

@@ -27,7 +27,7 @@ from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import cast_like, floats, update_moment, zeros_like
@@ -168,5 +168,5 @@ def adadelta(
     return chain(
         add_decayed_weights(weight_decay, mask=weight_decay_mask),
         scale_by_adadelta(rho=rho, eps=eps),
-        scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
+        scale_by_required_learning_rate(1.0 if learning_rate is None else learning_rate),
     )

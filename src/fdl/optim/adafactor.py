@@ -41,7 +41,7 @@ from fdl.optim.base import (
     chain,
     safe_increment,
     scale,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.clip_adaptive import clip_by_block_rms
 from fdl.optim.momentum import ema
@@ -375,7 +375,7 @@ def adafactor(
     if clipping_threshold is not None:
         parts.append(clip_by_block_rms(clipping_threshold))
     if learning_rate is not None:
-        parts.append(scale_by_learning_rate(learning_rate, flip_sign=False))
+        parts.append(scale_by_required_learning_rate(learning_rate, flip_sign=False))
     if multiply_by_parameter_scale:
         parts.append(scale_by_param_block_rms())
     if momentum is not None:

@@ -25,7 +25,7 @@ from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import abs_sq, floats, full_like
 
@@ -141,5 +141,5 @@ def adagrad(
     """
     return chain(
         scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -37,7 +37,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
@@ -198,7 +198,7 @@ def adam(
     """
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 
@@ -296,7 +296,7 @@ def adamw(
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 

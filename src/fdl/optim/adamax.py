@@ -16,7 +16,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
@@ -124,7 +124,7 @@ def adamax(
     References:
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
     """
-    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_required_learning_rate(learning_rate))
 
 
 @names_errors("adamaxw")
@@ -171,5 +171,5 @@ def adamaxw(
     return chain(
         scale_by_adamax(b1=b1, b2=b2, eps=eps),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

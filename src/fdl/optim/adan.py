@@ -21,7 +21,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import as_float, bias_correction, cast_like, floats, update_moment, zeros_like
@@ -232,5 +232,5 @@ def adan(
     return chain(
         scale_by_adan(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

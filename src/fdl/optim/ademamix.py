@@ -35,7 +35,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
 from fdl.tree import abs_sq, as_float, bias_correction, cast_like, floats, update_moment, zeros_like
@@ -254,7 +254,7 @@ def ademamix(
     return chain(
         scale_by_ademamix(b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 
@@ -403,5 +403,5 @@ def simplified_ademamix(
     return chain(
         scale_by_simplified_ademamix(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

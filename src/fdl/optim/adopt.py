@@ -30,7 +30,7 @@ from fdl.optim.base import (
     Schedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import as_float, cast_like, floats, update_moment, zeros_like
 
@@ -136,9 +136,10 @@ def scale_by_adopt(
         check_update_shapes("scale_by_adopt", updates, params, "nu", state.nu)
         del params, extra_args
         started = state.count > 0
-        real = _dtypes.default_float()  # as optax's Python-number betas
-        b1_now = jnp.where(started, jnp.asarray(b1, real), jnp.ones([], real))
-        b2_now = jnp.where(started, jnp.asarray(b2, real), jnp.zeros([], real))
+        # as optax: a Python-number beta stays weakly typed (it takes the moments' dtype in
+        # update_moment), an array beta keeps its own dtype
+        b1_now = jnp.where(started, b1, 1)
+        b2_now = jnp.where(started, b2, 0)
         bound = clip_value_fn(state.count) if use_clipping else None
 
         def normalized(g, v):
@@ -214,5 +215,5 @@ def adopt(
             use_clipping=use_clipping,
             clip_value_fn=clip_value_fn,
         ),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

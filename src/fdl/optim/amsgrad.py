@@ -16,7 +16,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
@@ -158,5 +158,5 @@ def amsgrad(
             bias_correction_mu=bias_correction_mu,
             bias_correction_nu=bias_correction_nu,
         ),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

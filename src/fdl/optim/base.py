@@ -88,8 +88,8 @@ def takes_extra_args(transformation: Any) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def with_extra_args_support(transformation: Any) -> GradientTransformation:
-    """``transformation`` with an ``update`` that accepts optax's extra keyword arguments: as
+def with_extra_args_support(tx: Any) -> GradientTransformation:
+    """``tx`` (a transformation) with an ``update`` that accepts optax's extra keyword arguments: as
     it is when it takes them (:func:`takes_extra_args`), else wrapped to drop them (optax's
     plain ``GradientTransformation``, a user's ``update(updates, state, params)``).
 
@@ -98,16 +98,16 @@ def with_extra_args_support(transformation: Any) -> GradientTransformation:
     >>> tx.update(jnp.ones(1), tx.init(jnp.ones(1)), None, loss=3.0)[0].tolist()
     [2.0]
     """
-    if isinstance(transformation, GradientTransformation):
-        return transformation
-    if takes_extra_args(transformation):
-        return GradientTransformation(transformation.init, transformation.update)
+    if isinstance(tx, GradientTransformation):
+        return tx
+    if takes_extra_args(tx):
+        return GradientTransformation(tx.init, tx.update)
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
-        return transformation.update(updates, state, params)
+        return tx.update(updates, state, params)
 
-    return GradientTransformation(transformation.init, update)
+    return GradientTransformation(tx.init, update)
 
 
 GradientTransformationExtraArgs = GradientTransformation
@@ -143,12 +143,27 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
     .. math:: t' = \min(t + 1, t_{\max})
 
+    An integer count saturates at ``iinfo(dtype).max``, a floating one (as optax allows) at
+    ``finfo(dtype).max``.
+
+    Raises:
+      ValueError: a count whose dtype is neither integer nor floating (a bool, a complex).
+
     >>> import jax.numpy as jnp
     >>> int(safe_increment(jnp.asarray(2**31 - 1, jnp.int32)))
     2147483647
+    >>> float(safe_increment(jnp.asarray(3.0)))
+    4.0
     """
     count = jnp.asarray(count)
-    top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
+    if jnp.issubdtype(count.dtype, jnp.integer):
+        top = jnp.asarray(jnp.iinfo(count.dtype).max, count.dtype)
+    elif jnp.issubdtype(count.dtype, jnp.floating):
+        top = jnp.asarray(jnp.finfo(count.dtype).max, count.dtype)
+    else:
+        raise ValueError(
+            f"`count` must have an integer or floating dtype to be incremented, got {count.dtype}"
+        )
     return jnp.where(count < top, count + jnp.ones_like(count), top)
 
 
@@ -338,12 +353,15 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
 
 @names_errors("scale_by_learning_rate")
 def scale_by_learning_rate(
-    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+    learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True
 ) -> GradientTransformation:
     r"""Scale by the learning rate, as a descent step: :math:`u = -\eta\, g`.
 
     ``learning_rate`` is a number (:func:`scale`) or a schedule :math:`\eta(t)`
     (:func:`scale_by_schedule`). ``flip_sign=False`` drops the minus sign (for ascent).
+    ``None`` (the default, as optax's) means no scaling at all: :func:`identity`, whatever
+    ``flip_sign`` says. (The aliases, such as ``adam``, refuse ``learning_rate=None``: there it
+    would turn a descent into an unscaled ascent.)
 
     Raises:
       TypeError: a learning rate that is neither a real number nor a schedule.
@@ -354,6 +372,16 @@ def scale_by_learning_rate(
     >>> [round(x, 6) for x in opt.update(jnp.asarray([2.0]), opt.init(jnp.zeros(1)))[0].tolist()]
     [-0.2]
     """
+    if learning_rate is None:
+        return identity()
+    return scale_by_required_learning_rate(learning_rate, flip_sign=flip_sign)
+
+
+def scale_by_required_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """:func:`scale_by_learning_rate` without its ``None`` (no scaling): the last link of every
+    alias, which refuses ``learning_rate=None`` instead of taking unscaled ascent steps."""
     check_learning_rate("learning_rate", learning_rate)
     sign = -1.0 if flip_sign else 1.0
     if callable(learning_rate):

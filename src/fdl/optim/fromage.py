@@ -31,7 +31,7 @@ from fdl.optim.base import (
     ScaleByScheduleState,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.trust_ratio import scale_by_trust_ratio
 from fdl.tree import floats
@@ -126,7 +126,7 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: Scalar = 1e-6) -> Gradien
         def shrink(count):
             return 1 / (1 + learning_rate(count) ** 2) ** 0.5
 
-        step = scale_by_learning_rate(lambda count: shrink(count) * learning_rate(count))
+        step = scale_by_required_learning_rate(lambda count: shrink(count) * learning_rate(count))
         return chain(
             scale_by_trust_ratio(min_norm),
             step,
@@ -135,6 +135,6 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: Scalar = 1e-6) -> Gradien
     m = 1 / (1 + learning_rate**2) ** 0.5
     return chain(
         scale_by_trust_ratio(min_norm),
-        scale_by_learning_rate(learning_rate * m),
+        scale_by_required_learning_rate(learning_rate * m),
         _add_scaled_params(m - 1),
     )

@@ -32,7 +32,7 @@ from fdl.optim.base import (
     identity,
     safe_increment,
     scale,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.zoom_linesearch import scale_by_zoom_linesearch
 from fdl.tree import floats, norm, zeros_like
@@ -341,7 +341,7 @@ def lbfgs(
             f"`linesearch` must be a gradient transformation (e.g. "
             f"scale_by_backtracking_linesearch(15)) or None, got {linesearch!r}"
         )
-    step = scale(-1.0) if learning_rate is None else scale_by_learning_rate(learning_rate)
+    step = scale(-1.0) if learning_rate is None else scale_by_required_learning_rate(learning_rate)
     return chain(
         scale_by_lbfgs(memory_size=memory_size, scale_init_precond=scale_init_precond),
         step,

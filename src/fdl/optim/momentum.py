@@ -41,7 +41,7 @@ from fdl.optim.base import (
     chain,
     identity,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import bias_correction, cast_like, floats, update_moment, zeros_like
 
@@ -244,7 +244,7 @@ def sgd(
       :math:`\lambda\theta` to the gradient (coupled L2), which here is
       ``chain(add_decayed_weights(wd), sgd(...))``.
     """
-    step = scale_by_learning_rate(learning_rate)
+    step = scale_by_required_learning_rate(learning_rate)
     if momentum is None:
         accumulate = identity()
     else:

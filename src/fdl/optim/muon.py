@@ -44,7 +44,7 @@ from fdl.optim.base import (
     chain,
     init_empty_state,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.freezing import partition
 from fdl.optim.newton_schulz import (
@@ -398,7 +398,7 @@ def muon(
                 ),
                 scale_by_shape(weight_dimension_numbers=muon_dims, consistent_rms=consistent_rms),
                 add_decayed_weights(weight_decay, weight_decay_mask),
-                scale_by_learning_rate(learning_rate),
+                scale_by_required_learning_rate(learning_rate),
             ),
             "adam": adamw(
                 learning_rate=adam_learning_rate,

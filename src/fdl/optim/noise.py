@@ -26,7 +26,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import floats
 
@@ -193,4 +193,4 @@ def noisy_sgd(
       Neelakantan et al., *Adding Gradient Noise Improves Learning for Very Deep Networks*,
       2015.
     """
-    return chain(add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate))
+    return chain(add_noise(eta, gamma, key), scale_by_required_learning_rate(learning_rate))

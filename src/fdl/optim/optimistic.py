@@ -30,7 +30,7 @@ from fdl.optim.base import (
     GradientTransformation,
     ScalarOrSchedule,
     chain,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import cast_like, floats, zeros_like
 
@@ -172,7 +172,9 @@ def optimistic_gradient_descent(
       the first update there (it is multiplied with the gradient as it is); fdl refuses one
       where it is given.
     """
-    return chain(scale_by_optimistic_gradient(alpha=alpha, beta=beta), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_optimistic_gradient(alpha=alpha, beta=beta), scale_by_required_learning_rate(learning_rate)
+    )
 
 
 @names_errors("optimistic_adam")
@@ -242,7 +244,7 @@ def optimistic_adam(
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha=learning_rate, beta=optimism),
-        scale_by_learning_rate(1.0),
+        scale_by_required_learning_rate(1.0),
     )
 
 
@@ -299,5 +301,5 @@ def optimistic_adam_v2(
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha=alpha, beta=beta),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -31,7 +31,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     identity,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.momentum import trace
 from fdl.optim.noise import Key, check_key
@@ -208,5 +208,5 @@ def dpsgd(
     return chain(
         differentially_private_aggregate(l2_norm_clip, noise_multiplier, check_key("seed", seed)),
         identity() if momentum is None else trace(decay=momentum, nesterov=nesterov),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -30,7 +30,7 @@ from fdl.optim.base import (
     chain,
     identity,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.momentum import trace
 from fdl.tree import abs_sq, cast_like, floats, full_like, update_moment, zeros_like
@@ -341,4 +341,4 @@ def rmsprop(
     else:
         check_decay("momentum", momentum)  # named as the caller spelled it, not trace's `decay`
         accumulate = trace(decay=momentum, nesterov=nesterov)
-    return chain(scaling, scale_by_learning_rate(learning_rate), accumulate)
+    return chain(scaling, scale_by_required_learning_rate(learning_rate), accumulate)

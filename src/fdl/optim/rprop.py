@@ -191,10 +191,10 @@ def scale_by_rprop(
         _check_real_updates(updates)
         del params, extra_args
         out = jax.tree.map(one, updates, state.step_sizes, state.prev_updates)
+        # three trees from the tree of triples (an empty tree gives three empty ones, as optax)
         treedef = jax.tree.structure(updates)
-        new_updates, step_sizes, prev_updates = jax.tree.transpose(
-            treedef, jax.tree.structure((0, 0, 0)), out
-        )
+        triples = treedef.flatten_up_to(out)
+        new_updates, step_sizes, prev_updates = (treedef.unflatten([t[i] for t in triples]) for i in range(3))
         return new_updates, ScaleByRpropState(step_sizes=step_sizes, prev_updates=prev_updates)
 
     return GradientTransformation(init, update)

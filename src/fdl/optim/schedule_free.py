@@ -38,7 +38,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
     with_extra_args_support,
 )
 from fdl.optim.momentum import sgd
@@ -385,7 +385,7 @@ def schedule_free_adamw(
     optimizer = chain(
         scale_by_rms(decay=b2, eps=eps, eps_in_sqrt=False, bias_correction=True),
         add_decayed_weights(weight_decay),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
     return schedule_free(
         optimizer,

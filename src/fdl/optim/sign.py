@@ -30,7 +30,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     init_empty_state,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.momentum import ema
 from fdl.tree import floats
@@ -89,7 +89,7 @@ def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
     References:
       Bernstein et al., *signSGD: Compressed Optimisation for Non-Convex Problems*, ICML 2018.
     """
-    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_sign(), scale_by_required_learning_rate(learning_rate))
 
 
 @names_errors("signum")
@@ -134,5 +134,5 @@ def signum(
     return chain(
         ema(beta, debias=False, accumulator_dtype=accumulator_dtype),
         scale_by_sign(),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -34,7 +34,7 @@ from fdl._checks import (
     names_errors,
 )
 from fdl._paths import path_label
-from fdl.optim.base import GradientTransformation, ScalarOrSchedule, chain, scale_by_learning_rate
+from fdl.optim.base import GradientTransformation, ScalarOrSchedule, chain, scale_by_required_learning_rate
 from fdl.tree import abs_sq, as_float, cast_like, float_dtype, floats, update_moment, zeros_like
 
 __all__ = ["ScaleBySM3State", "scale_by_sm3", "sm3"]
@@ -217,4 +217,4 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: Scalar = 0.9) -> GradientTran
       ``>= 0``, as everywhere in fdl.optim.
     """
     check_decay("momentum", momentum)  # named as the caller spelled it, not scale_by_sm3's b1
-    return chain(scale_by_sm3(b1=momentum), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_sm3(b1=momentum), scale_by_required_learning_rate(learning_rate))

@@ -38,7 +38,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
     with_extra_args_support,
 )
 from fdl.optim.weight_decay import Mask, add_decayed_weights
@@ -430,5 +430,5 @@ def sophia(
             print_win_rate_every_n_steps=print_win_rate_every_n_steps,
         ),
         add_decayed_weights(weight_decay, mask=weight_decay_mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -32,7 +32,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     init_empty_state,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.momentum import trace
 from fdl.optim.weight_decay import Mask, add_decayed_weights, masked
@@ -258,7 +258,7 @@ def lars(
     return chain(
         add_decayed_weights(weight_decay, mask=weight_decay_mask),
         masked(scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps), mask=trust_ratio_mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
         trace(decay=momentum, nesterov=nesterov),
     )
 
@@ -313,5 +313,5 @@ def lamb(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay=weight_decay, mask=mask),
         scale_by_trust_ratio(),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )

@@ -29,7 +29,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     safe_increment,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.tree import abs_sq, as_float, bias_correction, cast_like, floats, full_like, update_moment
 
@@ -150,4 +150,4 @@ def yogi(
     References:
       Zaheer et al., *Adaptive Methods for Nonconvex Optimization*, NeurIPS 2018.
     """
-    return chain(scale_by_yogi(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_yogi(b1=b1, b2=b2, eps=eps), scale_by_required_learning_rate(learning_rate))

@@ -23,7 +23,7 @@ from fdl.optim.base import (
     ScalarOrSchedule,
     chain,
     identity,
-    scale_by_learning_rate,
+    scale_by_required_learning_rate,
 )
 from fdl.optim.momentum import trace
 from fdl.optim.rms import scale_by_rms, scale_by_stddev
@@ -137,7 +137,7 @@ def sgd(
     return chain(
         _weight_decay(weight_decay, "sgd"),
         accumulate,
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 
@@ -209,7 +209,7 @@ def rmsprop(
         _weight_decay(weight_decay, "rmsprop"),
         scaling(decay=alpha, eps=eps, initial_scale=0.0, eps_in_sqrt=False),
         identity() if _is_zero(momentum) else trace(decay=momentum),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 
@@ -281,7 +281,7 @@ def adagrad(
     return chain(
         _weight_decay(weight_decay, "adagrad"),
         scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
-        scale_by_learning_rate(rate),
+        scale_by_required_learning_rate(rate),
     )
 
 
@@ -338,7 +338,7 @@ def adam(
     return chain(
         _weight_decay(weight_decay, "adam"),
         scale_by_adam(b1=b1, b2=b2, eps=eps),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
 
 
@@ -396,5 +396,5 @@ def adamw(
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps),
         _weight_decay(weight_decay, "adamw"),
-        scale_by_learning_rate(learning_rate),
+        scale_by_required_learning_rate(learning_rate),
     )
