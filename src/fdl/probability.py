@@ -99,9 +99,7 @@ def _check_range(name: str, x: jax.Array, low: float, high: float | None, what: 
 def _check_outcomes(x: jax.Array) -> None:
     """Bernoulli outcomes are 0 or 1; a concrete ``x`` is checked (a traced one cannot be)."""
     values = concrete_float64(x)
-    if values is None or values.size == 0:
-        return
-    bad = values[(values != 0.0) & (values != 1.0)]
+    bad = np.empty(0) if values is None else values[(values != 0.0) & (values != 1.0)]
     if bad.size:
         raise ValueError(
             f"`x` must be Bernoulli outcomes, 0 or 1, got {bad.size} other value(s), e.g. {bad.flat[0]:.6g} "
@@ -405,8 +403,7 @@ def bernoulli_log_prob_from_logits(x: ArrayLike, logits: ArrayLike) -> jax.Array
         ``x.shape``.
 
     Raises:
-        ValueError: if a concrete ``x`` holds a value other than 0 or 1 (a traced ``x`` is not
-            checked).
+        ValueError: a concrete ``x`` holding a value other than 0 or 1 (a traced one is not).
 
     Example:
         >>> import jax.numpy as jnp

@@ -43,11 +43,15 @@ def _model(children: dict[str, nn.Layer], encoder: list[str], encode_fn, decode_
         ids, flags = jax.ShapeDtypeStruct((1,), jnp.int32), jax.ShapeDtypeStruct((1,), jnp.bool_)
         return layer.init(key, (ids, flags, ids))[0]
 
+    def part(params: Params, names) -> Params:  # a half's own entries of the model's params
+        return {k: params[k] for k in names if k in params}
+
     def encode(params, source, source_mask):
-        return encoder_layer.apply(params, {}, (source, source_mask))[0]
+        return encoder_layer.apply(part(params, encoder), {}, (source, source_mask))[0]
 
     def decode(params, memory, source_mask, decoder_inputs):
-        return decoder_layer.apply(params, {}, (memory, source_mask, decoder_inputs))[0]
+        decoder = [k for k in children if k not in encoder]
+        return decoder_layer.apply(part(params, decoder), {}, (memory, source_mask, decoder_inputs))[0]
 
     # jitted, so that a call outside jit (a test, a notebook) runs one compiled program per
     # shape instead of dispatching every operation; inside jit they are inlined as before
