@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,7 @@ import pytest
 
 from fdl import optim
 from fdl.optim import schedules
-from tests.optim.helpers import assert_same_trajectory, make_problem, run_trajectories
+from tests.optim.helpers import assert_same_trajectory, make_problem, optax_promotion, run_trajectories
 
 SCHEDULE = schedules.warmup_cosine_decay_schedule(0.0, 0.02, 20, 200, 1e-3)
 
@@ -46,6 +48,31 @@ def test_bfloat16_params_with_float32_hyperparameters_keep_their_dtypes():
     for _ in range(2):
         u, state = jax.jit(opt.update)(params, state, params)
     assert u["w"].dtype == jnp.bfloat16 and state.inner_state[0].mu["w"].dtype == jnp.bfloat16
+
+
+def test_float32_moments_of_bfloat16_gradients_equal_optaxs_under_float32_hyperparameters():
+    """With ``mu_dtype=float32`` both libraries keep the first moment in float32; a float32
+    ``b1`` lifts the bfloat16 gradients to float32 before ``(1 - b1) g`` (JAX's promotion), so
+    the moments agree to the bit, step after step."""
+    params = {"w": jnp.ones(4, jnp.bfloat16)}
+    grads = [{"w": jnp.asarray(g, jnp.bfloat16)} for g in ([0.3, -1.7, 2.9, 0.011], [1.1, 0.2, -0.4, 3.0])]
+
+    def moments(lib):
+        opt = lib.inject_hyperparams(lib.adam, static_args=("mu_dtype",), hyperparam_dtype=jnp.float32)(
+            learning_rate=0.01, b1=0.9, mu_dtype=jnp.float32
+        )
+        state, out = opt.init(params), []
+        for g in grads:  # fdl under the suite's strict promotion, optax under the standard
+            with optax_promotion() if lib is optax else contextlib.nullcontext():
+                _, state = opt.update(g, state, params)
+            out.append(np.asarray(state.inner_state[0].mu["w"]))
+        return out
+
+    for ours, theirs in zip(moments(optim), moments(optax), strict=True):
+        assert ours.dtype == theirs.dtype == np.float32
+        np.testing.assert_array_equal(ours, theirs)
+    exact = (1 - np.float32(0.9)) * np.asarray(grads[0]["w"], np.float32)
+    np.testing.assert_array_equal(moments(optim)[0], exact)  # the float32 product, not a bfloat16 one
 
 
 def test_a_hyperparameter_that_rounds_out_of_range_is_refused_with_a_hint():
