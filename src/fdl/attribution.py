@@ -370,13 +370,12 @@ def rank_correlation(a: Any, b: Any) -> jax.Array:
         last = jnp.searchsorted(ordered, v, side="right") - 1
         return (first + last).astype(jnp.float32) / 2
 
-    def ranks(v: jax.Array) -> jax.Array:
-        ranked = jax.vmap(average_ranks)(v.reshape(v.shape[0], -1))  # (B, D)
+    def ranks(v: jax.Array) -> jax.Array:  # (B, D) -> (B, D), centred per example
+        ranked = jax.vmap(average_ranks)(v)
         return ranked - ranked.mean(axis=1, keepdims=True)
 
+    a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)  # (B, D)
     ra, rb = ranks(a), ranks(b)
     rho = jnp.sum(ra * rb, axis=1) / jnp.sqrt(jnp.sum(ra * ra, axis=1) * jnp.sum(rb * rb, axis=1))
-    has_nan = jnp.isnan(a.reshape(a.shape[0], -1)).any(axis=1) | jnp.isnan(b.reshape(b.shape[0], -1)).any(
-        axis=1
-    )
+    has_nan = jnp.isnan(a).any(axis=1) | jnp.isnan(b).any(axis=1)
     return jnp.where(has_nan, jnp.nan, rho)  # a sort gives NaN a rank; SciPy propagates it

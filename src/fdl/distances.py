@@ -157,13 +157,10 @@ def _scaled_minkowski(a: jax.Array, p: float) -> jax.Array:
     neither overflows (:math:`5^{100}` is inf in float32) nor underflows (:math:`10^{-3 \cdot 16}`
     is 0). The form is homogeneous of degree 1, so its gradient is the unscaled one; where all
     differences are 0 the value and gradient are 0."""
-    m = jnp.max(a, axis=-1, keepdims=True, initial=0.0)
+    m = jnp.max(a, axis=-1, initial=0.0)
     nonzero = m > 0
-    ratios = a / jnp.where(nonzero, m, 1.0)
-    s = jnp.sum(ratios**p, axis=-1)
-    nonzero = nonzero[..., 0]
-    root = jnp.where(nonzero, s, 1.0) ** (1.0 / p)
-    return jnp.where(nonzero, m[..., 0] * root, 0.0)
+    s = jnp.sum((a / jnp.where(nonzero, m, 1.0)[..., None]) ** p, axis=-1)
+    return jnp.where(nonzero, m * jnp.where(nonzero, s, 1.0) ** (1.0 / p), 0.0)
 
 
 def _dense(x: jax.Array, y: jax.Array, metric: str, p: float | None) -> jax.Array:

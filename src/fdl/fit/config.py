@@ -136,7 +136,7 @@ class Execution:
 
 def check_run(*, batch_size: Any, steps: Any, epochs: Any, key: Any) -> None:
     """The checks of ``fit``'s own keywords that need no data."""
-    batch_size = check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
     check_duration(steps, epochs)
     check_prng_key("key", key)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from fdl.nn.layer import Layer
 
@@ -106,6 +107,26 @@ def is_shape(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(
         isinstance(d, int) and not isinstance(d, bool) for d in value
     )
+
+
+def abstract_input(input_shape: Any, dtype: Any = jnp.float32, batch: tuple[int, ...] = ()) -> Any:
+    """``input_shape`` (a shape, a ``ShapeDtypeStruct``, or a tuple of them, as ``init`` takes)
+    as abstract arrays with the leading ``batch`` axes; shapes get ``dtype``, one for all or a
+    tuple of them, one per input."""
+    if isinstance(input_shape, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((*batch, *input_shape.shape), input_shape.dtype)
+    if is_shape(input_shape):
+        return jax.ShapeDtypeStruct((*batch, *input_shape), dtype)
+    if isinstance(input_shape, (tuple, list)) and input_shape:
+        if not isinstance(dtype, (tuple, list)):
+            return tuple(abstract_input(s, dtype, batch) for s in input_shape)
+        if len(dtype) != len(input_shape):
+            raise ValueError(
+                f"`dtype` must be one dtype or one per input, got {len(dtype)} dtypes for "
+                f"{len(input_shape)} inputs {input_shape!r}"
+            )
+        return tuple(abstract_input(s, d, batch) for s, d in zip(input_shape, dtype, strict=True))
+    raise ValueError(f"`input_shape` must be a shape tuple or a tuple of shapes, got {input_shape!r}")
 
 
 def is_empty(tree: Any) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import jax
 
 from fdl.nn._children import (
+    abstract_input,
     apply_child,
     capture_paused,
     check_entries,
@@ -18,7 +19,6 @@ from fdl.nn._children import (
     child_tree,
     gather,
     init_child,
-    is_shape,
     not_recording,
     split_key,
     with_children,
@@ -79,7 +79,7 @@ def composite(
             y, _ = apply_child(child_name, layer, p, s, x, key=None, train=False, mask=mask)
             return y
 
-        example = _abstract_input(input_shape)
+        example = abstract_input(input_shape)
         with not_recording(), capture_paused():
             out = jax.eval_shape(lambda x: forward(abstract_call, x, train=False, mask=None), example)
         params, state = [], []
@@ -121,17 +121,6 @@ def composite(
         return composite(new_children, forward, kind=kind, name=name, config=config)
 
     return Layer(init, apply, name=name, kind=kind, children=named, rebuild=rebuild, config=config)
-
-
-def _abstract_input(input_shape: Any) -> Any:
-    """``input_shape`` (a shape, a ``ShapeDtypeStruct``, or a tuple of them) as abstract arrays."""
-    if isinstance(input_shape, jax.ShapeDtypeStruct):
-        return input_shape
-    if is_shape(input_shape):
-        return jax.ShapeDtypeStruct(tuple(input_shape), jax.numpy.float32)
-    if isinstance(input_shape, (tuple, list)):
-        return tuple(_abstract_input(s) for s in input_shape)
-    raise ValueError(f"`input_shape` must be a shape tuple or a tuple of shapes, got {input_shape!r}")
 
 
 def _example_shape(x: Any) -> Any:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl._checks import check_instance
-from fdl.nn._children import is_shape, recording_init
+from fdl.nn._children import abstract_input, recording_init
 from fdl.nn.layer import Layer
 
 __all__ = ["summary", "Summary", "SummaryRow", "flops_per_example"]
@@ -71,7 +71,7 @@ def flops_per_example(
     (a shape, or a tuple of shapes for a model of several inputs; ``dtype`` one dtype for all,
     or a tuple of them matching a tuple of shapes); ``None`` where the backend reports no cost
     analysis."""
-    x = _one_example(input_shape, dtype)
+    x = abstract_input(input_shape, dtype, batch=(1,))
     compiled = jax.jit(lambda p, s, xb: model.apply(p, s, xb)[0]).lower(params, state, x).compile()
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
@@ -79,22 +79,6 @@ def flops_per_example(
     if not cost or "flops" not in cost:
         return None
     return float(cost["flops"])
-
-
-def _one_example(input_shape: Any, dtype: Any) -> Any:
-    """Abstract inputs of batch 1: a ``ShapeDtypeStruct`` per shape in ``input_shape``."""
-    if is_shape(input_shape):
-        return jax.ShapeDtypeStruct((1, *input_shape), dtype)
-    if isinstance(input_shape, (tuple, list)) and input_shape:
-        if isinstance(dtype, (tuple, list)):
-            if len(dtype) != len(input_shape):
-                raise ValueError(
-                    f"`dtype` must be one dtype or one per input, got {len(dtype)} dtypes for "
-                    f"{len(input_shape)} inputs {input_shape!r}"
-                )
-            return tuple(_one_example(s, d) for s, d in zip(input_shape, dtype, strict=True))
-        return tuple(_one_example(s, dtype) for s in input_shape)
-    raise ValueError(f"`input_shape` must be a shape tuple or a tuple of shapes, got {input_shape!r}")
 
 
 def summary(model: Layer, input_shape: Any, *, dtype: Any = jnp.float32, flops: bool = True) -> Summary:
