@@ -19,11 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int
-from fdl.nn import _window
+from fdl.nn import _convolve, _window
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["Conv1D", "Conv2D"]
@@ -87,15 +86,8 @@ def _conv(
         _window.output_spatial(kind, example[:-1], pads, spans, strides, "dilated kernel")
         compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         flat = jnp.reshape(x, (math.prod(batch), *example)).astype(compute)  # (B, *spatial, C)
-        y = lax.conv_general_dilated(
-            flat,
-            w.astype(compute),
-            window_strides=strides,
-            padding=pads,
-            rhs_dilation=dilation,
-            dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
-            feature_group_count=groups,
-        )  # (B, *out_spatial, features)
+        geometry = _convolve.Geometry(strides, pads, (1,) * ndim, dilation, groups)
+        y = _convolve.convolve(flat, w.astype(compute), geometry)  # (B, *out_spatial, features)
         y = jnp.reshape(y, (*batch, *y.shape[1:]))  # (*batch, *out_spatial, features)
         return _window.add_bias(y, params, use_bias), state
 

@@ -16,38 +16,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from fdl import _dtypes, initializers
 from fdl._checks import check_positive_int
-from fdl.nn import _window
+from fdl.nn import _convolve, _window
 from fdl.nn.layer import Layer, Shape, layer_factory
 
 __all__ = ["ConvTranspose1D", "ConvTranspose2D"]
-
-
-def _adjoint_kernel(w: jax.Array, groups: int) -> jax.Array:
-    r"""The kernel of the transposed convolution, from the forward one.
-
-    The forward kernel ``w`` is ``(*window, F / G, C)``: its output channel ``g C_g + j`` reads
-    the input channels ``g F_g + i`` of group ``g``. The adjoint reads channel ``g C_g + j`` and
-    writes ``g F_g + i``, through the spatially flipped tap:
-
-    .. math::
-
-        K_{p, j, g F_g + i} = w_{\bar p, i, g C_g + j}, \qquad \bar p = k - 1 - p \text{ per axis}
-
-    Returns ``K`` of shape ``(*window, C / G, F)``, for ``feature_group_count=G``.
-    """
-    ndim = w.ndim - 2
-    f_group, channels = w.shape[-2], w.shape[-1]
-    kernel = jnp.flip(w, axis=tuple(range(ndim)))  # (*window, F/G, C), reversed in space
-    kernel = jnp.reshape(
-        kernel, (*w.shape[:ndim], f_group, groups, channels // groups)
-    )  # (*window, F/G, G, C/G)
-    kernel = jnp.transpose(kernel, (*range(ndim), ndim + 2, ndim + 1, ndim))  # (*window, C/G, G, F/G)
-    shape = (*w.shape[:ndim], channels // groups, groups * f_group)
-    return jnp.reshape(kernel, shape)  # (*window, C/G, F)
 
 
 def _conv_transpose(
@@ -141,16 +116,9 @@ def _conv_transpose(
         )
         compute = dtype if dtype is not None else _dtypes.promote_types(x.dtype, w.dtype)
         flat = jnp.reshape(x, (math.prod(batch), *example)).astype(compute)  # (B, *in_spatial, C)
-        y = lax.conv_general_dilated(
-            flat,
-            _adjoint_kernel(w, groups).astype(compute),
-            window_strides=(1,) * ndim,
-            padding=adjoint_pads,
-            lhs_dilation=strides,
-            rhs_dilation=dilation,
-            dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
-            feature_group_count=groups,
-        )  # (B, *out_spatial, features)
+        adjoint = _convolve.Geometry((1,) * ndim, adjoint_pads, strides, dilation, groups)
+        kernel = _convolve.adjoint_kernel(w, groups).astype(compute)
+        y = _convolve.convolve(flat, kernel, adjoint)  # (B, *out_spatial, features)
         y = jnp.reshape(y, (*batch, *y.shape[1:]))  # (*batch, *out_spatial, features)
         return _window.add_bias(y, params, use_bias), state
 
@@ -298,7 +266,7 @@ def ConvTranspose2D(
     features of its group. It is ``jax.vjp`` of the convolution with respect to ``x`` (tested).
     It is computed as one grouped convolution of :math:`y` dilated by :math:`s`
     (``lhs_dilation``) with the kernel flipped in space and its channel axes swapped within each
-    group (:func:`_adjoint_kernel`), padded by :math:`(d(k-1) - lo,\ d(k-1) - hi + r)` per axis.
+    group (:func:`fdl.nn._convolve.adjoint_kernel`), padded by :math:`(d(k-1) - lo,\ d(k-1) - hi + r)` per axis.
 
     Kernel layout: ``w`` is the **forward** convolution's HWIO kernel, ``(k_h, k_w,
     features / groups, C)``: its "in" axis is this layer's output channels (per group).
