@@ -99,27 +99,33 @@ def _plain(x: jax.Array, w: jax.Array, geometry: Geometry) -> jax.Array:
 def kernel_gradient(x: jax.Array, dy: jax.Array, window: tuple[int, ...], geometry: Geometry) -> jax.Array:
     """The gradient with respect to the kernel ``(*window, C / G, F)`` of the convolution of
     ``x (B, *spatial, C)`` whose output's cotangent is ``dy (B, *out, F)``: one channels-last
-    convolution of the dilated, padded input (channels as its batch, examples as its features)
-    by ``dy`` (examples as its input features), ``batch_group_count=G`` pairing the groups."""
+    convolution of the input (channels as its batch, examples as its features; dilated and
+    padded as the forward one's) by ``dy`` (examples as its input features), ``batch_group_count
+    = G`` pairing the groups."""
     ndim = x.ndim - 2
     out = dy.shape[1:-1]
-    config = [(0, 0, 0)]
-    for lhs_d, (lo, hi) in zip(geometry.lhs_dilation, geometry.padding, strict=True):
-        config.append((lo, hi, lhs_d - 1))
-    padded = lax.pad(x, jnp.zeros((), x.dtype), [*config, (0, 0, 0)])  # (B, *padded, C)
-    # the positions the window reaches: (m - 1) s + (k - 1) d + 1 per axis
-    reach = [
-        (m - 1) * s + (k - 1) * d + 1
-        for m, s, k, d in zip(out, geometry.strides, window, geometry.rhs_dilation, strict=True)
+    # the padding that leaves exactly the positions the window reaches, (m - 1) s + (k - 1) d + 1
+    pads = [
+        (lo, (m - 1) * s + (k - 1) * d + 1 - (n - 1) * step - 1 - lo)
+        for n, m, k, (lo, _), s, d, step in zip(
+            x.shape[1:-1],
+            out,
+            window,
+            geometry.padding,
+            geometry.strides,
+            geometry.rhs_dilation,
+            geometry.lhs_dilation,
+            strict=True,
+        )
     ]
-    padded = lax.slice(padded, (0,) * padded.ndim, (padded.shape[0], *reach, padded.shape[-1]))
-    lhs = jnp.transpose(padded, (ndim + 1, *range(1, ndim + 1), 0))  # (C, *reach, B)
+    lhs = jnp.transpose(x, (ndim + 1, *range(1, ndim + 1), 0))  # (C, *spatial, B)
     rhs = jnp.transpose(dy, (*range(1, ndim + 1), 0, ndim + 1))  # (*out, B, F)
     grad = lax.conv_general_dilated(
         lhs,
         rhs,
         window_strides=geometry.rhs_dilation,
-        padding=((0, 0),) * ndim,
+        padding=pads,
+        lhs_dilation=geometry.lhs_dilation,
         rhs_dilation=geometry.strides,
         dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
         batch_group_count=geometry.groups,
