@@ -1,6 +1,8 @@
-"""The transfer-learning example, run end to end (shortened), on the embedded digits and on IDX
-files, and its errors for bad input."""
+"""The transfer-learning example, run end to end (shortened), on the embedded MNIST digits, the
+8x8 digits and IDX files; the embedded files against their recorded SHA-256; and its errors for
+bad input."""
 
+import hashlib
 import re
 
 import jax
@@ -11,6 +13,7 @@ import fdl
 from tests.examples.helpers import load_example
 
 RUNS = {"frozen body", "frozen conv blocks", "full fine-tuning", "from scratch"}
+QUICK_DRAWS = 2  # --quick's draws of the labelled images
 
 
 def _check_run(accuracy, plot, out):
@@ -18,15 +21,30 @@ def _check_run(accuracy, plot, out):
     # five classes: chance is 0.2; even the short run learns each way
     assert all(a > 0.5 for a in accuracy.values()), accuracy
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
-    assert "pretrained on 0-4: test accuracy" in out and out.count("test accuracy on 5-9") == len(RUNS)
+    assert "pretrained on 0-4: test accuracy" in out
+    assert out.count("test accuracy on 5-9") == len(RUNS) * QUICK_DRAWS
+    for label, mean in accuracy.items():  # the summary line of each run prints the mean returned
+        assert f"  {label}: test accuracy {mean:.4f} (sd " in out
+    assert out.count(f" of {QUICK_DRAWS} draws") == len(RUNS) - 1  # each run against scratch
 
 
 @pytest.mark.slow
-def test_transfer_digits_runs_and_reports_four_accuracies(tmp_path, capsys):
+@pytest.mark.parametrize("data", ["mnist5k", "digits"])
+def test_transfer_digits_runs_and_reports_four_accuracies(data, tmp_path, capsys):
     plot = tmp_path / "transfer.png"
     with jax.numpy_dtype_promotion("standard"):  # as users run it (JAX's default promotion)
-        accuracy = load_example("transfer_digits").main(["--quick", "--plot", str(plot)])
+        accuracy = load_example("transfer_digits").main(["--quick", "--data", data, "--plot", str(plot)])
     _check_run(accuracy, plot, capsys.readouterr().out)
+
+
+def test_the_embedded_mnist_digits_are_the_recorded_files():
+    example = load_example("transfer_digits")
+    readme = (example.DATA / "README.md").read_text()
+    for path in example.EMBEDDED["mnist5k"]:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"`{path.name}`: `{digest}`" in readme, path.name
+    x, y = fdl.data.load_idx_dataset(*example.EMBEDDED["mnist5k"], flat=False)
+    assert x.shape == (5000, 28, 28, 1) and np.bincount(y).tolist() == [500] * 10
 
 
 def _write_idx(tmp_path, labels_kept=range(10), count=None):
@@ -72,6 +90,8 @@ def test_transfer_digits_reads_idx_files(tmp_path, capsys):
             r"give both --images and --labels \(MNIST-format IDX files\), or neither",
         ),
         (["--shots", "0"], "--shots 0: expected a positive number of labelled images per class"),
+        (["--draws", "0"], "--draws 0: expected a positive number of draws"),
+        (["--data", "cifar"], r"--data: invalid choice: 'cifar' \(choose from '?mnist5k'?, '?digits'?\)"),
         (["--shots", "1000"], r"--shots 1000: the training images hold only \d+ of digit 5"),
         (["--test-fraction", "0"], r"--test-fraction 0.0: expected a share in \(0, 1\)"),
     ],
