@@ -206,26 +206,12 @@ def main(argv=None):
     k = jax.random.split(jax.random.key(2), 4)
     images = jax.random.normal(k[0], (64, 28, 28, 1))
     sequences = jax.random.normal(k[1], (32, 50, 32))
+    labels = jax.random.randint(k[2], (64,), 0, 10)
     results = [
-        run_case(
-            "cnn_28x28x1_b64",
-            fdl_cnn(),
-            raw_cnn,
-            images,
-            jax.random.randint(k[2], (64,), 0, 10),
-            args.rounds,
-            args.steps,
-        ),
-        run_case(
-            "cnn_28x28x1_b64, 8 steps in a scan",
-            fdl_cnn(),
-            raw_cnn,
-            images,
-            jax.random.randint(k[2], (64,), 0, 10),
-            args.rounds,
-            args.steps,
-            fused=8,
-        ),
+        run_case(name, fdl_cnn(), raw_cnn, images, labels, args.rounds, args.steps, fused=fused)
+        for name, fused in (("cnn_28x28x1_b64", 1), ("cnn_28x28x1_b64, 8 steps in a scan", 8))
+    ]
+    results.append(
         run_case(
             "lstm_h128_t50_f32_b32",
             fdl_lstm(128),
@@ -234,8 +220,8 @@ def main(argv=None):
             jax.random.randint(k[3], (32,), 0, 10),
             args.rounds,
             args.steps,
-        ),
-    ]
+        )
+    )
     info, run = machine(), settings(args)
     save("layers", info, run, results, to_markdown(results, info, run), RESULTS)
 

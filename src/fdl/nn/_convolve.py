@@ -82,21 +82,42 @@ def adjoint_kernel(w: jax.Array, groups: int) -> jax.Array:
     return jnp.reshape(kernel, shape)  # (*window, F/G, C)
 
 
-def _plain(x: jax.Array, w: jax.Array, geometry: Geometry) -> jax.Array:
-    ndim = x.ndim - 2
+def _conv(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, *, feature_groups=1, batch_groups=1):
+    """``jax.lax.conv_general_dilated`` with channels-last dimension numbers (``NWC``/``NHWC``)."""
     return lax.conv_general_dilated(
-        x,
-        w,
-        window_strides=geometry.strides,
-        padding=geometry.padding,
-        lhs_dilation=geometry.lhs_dilation,
-        rhs_dilation=geometry.rhs_dilation,
-        dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
-        feature_group_count=geometry.groups,
+        lhs,
+        rhs,
+        window_strides=strides,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=_window.DIMENSION_NUMBERS[lhs.ndim - 2],
+        feature_group_count=feature_groups,
+        batch_group_count=batch_groups,
     )
 
 
-def kernel_gradient(x: jax.Array, dy: jax.Array, window: tuple[int, ...], geometry: Geometry) -> jax.Array:
+def _plain(x: jax.Array, w: jax.Array, g: Geometry) -> jax.Array:
+    return _conv(x, w, g.strides, g.padding, g.lhs_dilation, g.rhs_dilation, feature_groups=g.groups)
+
+
+def _per_axis(spatial, out, window, geometry: Geometry) -> list[tuple[int, ...]]:
+    """Per spatial axis ``(n, m, k, lo, s, d, l)``: the input and output sizes, the taps, the
+    low padding, the stride, the kernel dilation and the input dilation."""
+    axes = zip(
+        spatial,
+        out,
+        window,
+        geometry.padding,
+        geometry.strides,
+        geometry.rhs_dilation,
+        geometry.lhs_dilation,
+        strict=True,
+    )
+    return [(n, m, k, lo, s, d, step) for n, m, k, (lo, _), s, d, step in axes]
+
+
+def kernel_gradient(x: jax.Array, dy: jax.Array, window: tuple[int, ...], g: Geometry) -> jax.Array:
     """The gradient with respect to the kernel ``(*window, C / G, F)`` of the convolution of
     ``x (B, *spatial, C)`` whose output's cotangent is ``dy (B, *out, F)``: one channels-last
     convolution of the input (channels as its batch, examples as its features; dilated and
@@ -107,62 +128,29 @@ def kernel_gradient(x: jax.Array, dy: jax.Array, window: tuple[int, ...], geomet
     # the padding that leaves exactly the positions the window reaches, (m - 1) s + (k - 1) d + 1
     pads = [
         (lo, (m - 1) * s + (k - 1) * d + 1 - (n - 1) * step - 1 - lo)
-        for n, m, k, (lo, _), s, d, step in zip(
-            x.shape[1:-1],
-            out,
-            window,
-            geometry.padding,
-            geometry.strides,
-            geometry.rhs_dilation,
-            geometry.lhs_dilation,
-            strict=True,
-        )
+        for n, m, k, lo, s, d, step in _per_axis(x.shape[1:-1], out, window, g)
     ]
     lhs = jnp.transpose(x, (ndim + 1, *range(1, ndim + 1), 0))  # (C, *spatial, B)
     rhs = jnp.transpose(dy, (*range(1, ndim + 1), 0, ndim + 1))  # (*out, B, F)
-    grad = lax.conv_general_dilated(
-        lhs,
-        rhs,
-        window_strides=geometry.rhs_dilation,
-        padding=pads,
-        lhs_dilation=geometry.lhs_dilation,
-        rhs_dilation=geometry.strides,
-        dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
-        batch_group_count=geometry.groups,
-    )  # (C / G, *window, F)
+    # the forward's kernel dilation strides over the taps; its stride dilates dy
+    grad = _conv(lhs, rhs, g.rhs_dilation, pads, g.lhs_dilation, g.strides, batch_groups=g.groups)
     return jnp.transpose(grad, (*range(1, ndim + 1), 0, ndim + 1))  # (*window, C / G, F)
 
 
-def input_gradient(w: jax.Array, dy: jax.Array, spatial: tuple[int, ...], geometry: Geometry) -> jax.Array:
+def input_gradient(w: jax.Array, dy: jax.Array, spatial: tuple[int, ...], g: Geometry) -> jax.Array:
     """The gradient with respect to the input ``(B, *spatial, C)`` of the convolution by ``w``
     whose output's cotangent is ``dy (B, *out, F)``: the full correlation of the stride-dilated
     ``dy`` with the adjoint kernel, read at the input's own positions (``lo + j l``)."""
     ndim = w.ndim - 2
     out = dy.shape[1:-1]
     pads = []
-    for n, m, k, (lo, _), s, d, step in zip(
-        spatial,
-        out,
-        w.shape[:ndim],
-        geometry.padding,
-        geometry.strides,
-        geometry.rhs_dilation,
-        geometry.lhs_dilation,
-        strict=True,
-    ):
+    for n, m, k, lo, s, d, step in _per_axis(spatial, out, w.shape[:ndim], g):
         before = d * (k - 1) - lo
         span = d * (k - 1) + 1
         pads.append((before, (n - 1) * step + span - (m - 1) * s - 1 - before))  # exactly n outputs
-    return lax.conv_general_dilated(
-        dy,
-        adjoint_kernel(w, geometry.groups),
-        window_strides=geometry.lhs_dilation,
-        padding=pads,
-        lhs_dilation=geometry.strides,
-        rhs_dilation=geometry.rhs_dilation,
-        dimension_numbers=_window.DIMENSION_NUMBERS[ndim],
-        feature_group_count=geometry.groups,
-    )
+    # the forward's input dilation strides over dy's full correlation; its stride dilates dy
+    kernel = adjoint_kernel(w, g.groups)
+    return _conv(dy, kernel, g.lhs_dilation, pads, g.strides, g.rhs_dilation, feature_groups=g.groups)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -180,10 +168,10 @@ def _tangent(geometry: Geometry, primals: tuple[Any, Any], tangents: tuple[Any, 
     cotangent = jax.ShapeDtypeStruct(y.shape, y.dtype)
     terms = []
     if not isinstance(dx, SymbolicZero):
-        from_input = functools.partial(input_gradient, w, spatial=x.shape[1:-1], geometry=geometry)
+        from_input = functools.partial(input_gradient, w, spatial=x.shape[1:-1], g=geometry)
         terms.append(jax.linear_transpose(from_input, cotangent)(dx)[0])
     if not isinstance(dw, SymbolicZero):
-        from_kernel = functools.partial(kernel_gradient, x, window=w.shape[:-2], geometry=geometry)
+        from_kernel = functools.partial(kernel_gradient, x, window=w.shape[:-2], g=geometry)
         terms.append(jax.linear_transpose(from_kernel, cotangent)(dw)[0])
     return y, functools.reduce(jnp.add, terms)
 
