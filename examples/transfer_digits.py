@@ -1,6 +1,6 @@
 """Transfer learning on digits: pretrain on 0-4, then learn 5-9 from 10 labels each.
 
-    python examples/transfer_digits.py                 # ~4 min on 2 CPUs: 5 draws x 4 runs, a plot
+    python examples/transfer_digits.py                 # ~3 min on 2 CPUs: 5 draws x 4 runs, a plot
     python examples/transfer_digits.py --quick         # a smoke run
     python examples/transfer_digits.py --data digits   # scikit-learn's 8x8 digits instead
     python examples/transfer_digits.py --images train-images-idx3-ubyte.gz \\
