@@ -1,6 +1,6 @@
 """What a digits CNN looks at: five attribution methods side by side, and the sanity check.
 
-    python examples/explain_digits.py            # about a minute on a CPU
+    python examples/explain_digits.py            # about 20 s on a CPU
     python examples/explain_digits.py --quick    # a smoke run
 
 Trains ``fdl.models.build_model("cnn", 10)`` on the 8x8 digits, then explains the logit of each
@@ -11,7 +11,7 @@ al. (2018): the rank correlation of the method's maps for the trained CNN and fo
 freshly initialized (near 1: the map does not depend on what the model learnt). Saves a grid:
 one row per digit, one column per method.
 
-What it shows (default settings, about a minute): saliency and SmoothGrad change completely when
+What it shows (default settings, about 20 s): saliency and SmoothGrad change completely when
 the weights are randomized (correlation 0.14), so they explain the model; gradient x input and
 integrated gradients keep 0.92, because multiplying by the input paints the digit's own strokes
 whatever the weights; occlusion lies between (0.67). Integrated gradients at 128 steps sum to

@@ -119,68 +119,77 @@ def shifted_loss(model):
     return loss_fn
 
 
-def train(model, params, state, train_data, test_data, *, steps, learning_rate, key, trainable=None):
-    """``fit`` with AdamW; returns (params, state, [(step, test accuracy), ...])."""
-    batch_size = min(32, len(train_data[1]))
+def pieces(model, learning_rate, evaluate):
+    """What ``fit`` runs: the shifted loss of ``model``, AdamW and the test evaluation. Built once
+    per run and reused for every draw, so that ``fit`` reuses its compiled programs too (it
+    caches them by these objects)."""
+    return shifted_loss(model), fdl.optim.adamw(learning_rate, weight_decay=1e-2), evaluate
+
+
+def train(run_pieces, params, state, train_data, *, steps, key, trainable=None):
+    """``fit`` of ``run_pieces`` (:func:`pieces`); returns (params, state, [(step, test accuracy), ...])."""
+    loss_fn, optimizer, evaluate = run_pieces
     result = fdl.fit.fit(
-        shifted_loss(model),
-        fdl.optim.adamw(learning_rate, weight_decay=1e-2),
+        loss_fn,
+        optimizer,
         params,
         train_data,
         layer_state=state,
         key=key,
-        batch_size=batch_size,
+        batch_size=min(32, len(train_data[1])),
         steps=steps,
         trainable=trainable,
         logging=fdl.fit.Logging(progress=False),
-        evaluate=fdl.fit.Eval(fdl.fit.classification_eval(model, *test_data), every=max(1, steps // 20)),
+        evaluate=fdl.fit.Eval(evaluate, every=max(1, steps // 20)),
     )
     curve = [(row["step"], row["eval_accuracy"]) for row in result.history if "eval_accuracy" in row]
     return result.params, result.layer_state, curve
 
 
 def few_shot_runs(model, params, state, data, args, shape):
-    """Swap the head, then per draw of the labelled 5-9 images the four fine-tunings; returns
-    ``{run: [(step, test accuracy), ...] per draw}``."""
+    """Per draw of the labelled 5-9 images, swap in a fresh head and fine-tune four ways; returns
+    ``{run: [[(step, test accuracy), ...] per draw]}``."""
     second = range(5, 10)
     test_data = subset(data.x_test, data.y_test, second, None, args.seed)
+    head = fdl.nn.Dense(5)
+    # the model with the new head (its parameters are drawn per draw below)
+    new, _, _ = fdl.nn.swap(model, params, state, "head", head, key=jax.random.key(0), input_shape=shape)
+    variants = {  # the model trained, what trains, the learning rate
+        "frozen body": (fdl.nn.eval_mode(new, "body"), "head", 1e-2),  # the head alone trains
+        # the conv features frozen; dense_0 (from its pretrained values) and the head train
+        "frozen conv blocks": (
+            fdl.nn.eval_mode(new, "body/block_1", "body/block_2"),
+            ["body/dense_0/**", "head/**"],
+            2e-3,
+        ),
+        "full fine-tuning": (new, None, 1e-3),
+        "from scratch": (new, None, 2e-3),
+    }
+    evaluate = fdl.fit.classification_eval(new, *test_data)  # in evaluation mode: one for all runs
+    run_pieces = {label: pieces(m, lr, evaluate) for label, (m, _, lr) in variants.items()}
     curves: dict[str, list] = {label: [] for label in RUNS}
     for draw in range(args.draws):
         key = jax.random.fold_in(jax.random.key(args.seed + 1), draw)
         head_key, scratch_key, train_key = jax.random.split(key, 3)
         few_shot = subset(data.x_train, data.y_train, second, args.shots, args.seed * 1000 + draw)
-        new, new_params, new_state = fdl.nn.swap(
-            model, params, state, "head", fdl.nn.Dense(5), key=head_key, input_shape=shape
+        _, new_params, new_state = fdl.nn.swap(
+            model, params, state, "head", head, key=head_key, input_shape=shape
         )
         scratch_params, scratch_state, _ = new.init(scratch_key, shape)
-        runs = {
-            "frozen body": (fdl.nn.eval_mode(new, "body"), new_params, new_state, "head", 1e-2),
-            # the conv features frozen; dense_0 (from its pretrained values) and the head train
-            "frozen conv blocks": (
-                fdl.nn.eval_mode(new, "body/block_1", "body/block_2"),
-                new_params,
-                new_state,
-                ["body/dense_0/**", "head/**"],
-                2e-3,
-            ),
-            "full fine-tuning": (new, new_params, new_state, None, 1e-3),
-            "from scratch": (new, scratch_params, scratch_state, None, 2e-3),
-        }
-        for label, (m, p, s, trainable, lr) in runs.items():
+        for label, (_, trainable, _) in variants.items():
+            start = (scratch_params, scratch_state) if label == "from scratch" else (new_params, new_state)
             _, _, curve = train(
-                m,
-                p,
-                s,
+                run_pieces[label],
+                *start,
                 few_shot,
-                test_data,
                 steps=args.finetune_steps,
-                learning_rate=lr,
                 key=train_key,
                 trainable=trainable,
             )
             curves[label].append(curve)
+            accuracy = curve[-1][1]
             print(
-                f"draw {draw}: {label}: test accuracy on 5-9 from {args.shots} labels per class: {curve[-1][1]:.4f}"
+                f"draw {draw}: {label}: test accuracy on 5-9 from {args.shots} labels per class: {accuracy:.4f}"
             )
     return curves
 
@@ -228,13 +237,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = fdl.models.build_model("cnn", 5)
     params, state, _ = model.init(jax.random.key(args.seed), shape)
     params, state, curve = train(
-        model,
+        pieces(model, 2e-3, fdl.fit.classification_eval(model, *pretest_data)),
         params,
         state,
         pretrain_data,
-        pretest_data,
         steps=args.pretrain_steps,
-        learning_rate=2e-3,
         key=jax.random.key(args.seed),
     )
     print(f"pretrained on 0-4: test accuracy {curve[-1][1]:.4f}")
