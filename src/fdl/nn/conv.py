@@ -4,7 +4,9 @@ convolutions, are in :mod:`fdl.nn.conv_transpose`).
 Layouts (design.md section 3): one example is ``(T, C)`` (1-D) or ``(H, W, C)`` (2-D), with any
 number of leading batch axes in front; the kernel is ``(*window, in // groups, features)``
 (``WIO`` / ``HWIO``). ``apply`` reshapes the leading batch axes to one, calls
-``jax.lax.conv_general_dilated`` with ``NWC``/``NHWC`` dimension numbers, and reshapes back.
+``jax.lax.conv_general_dilated`` with ``NWC``/``NHWC`` dimension numbers, and reshapes back. The
+call goes through :mod:`fdl.nn._convolve`, whose derivatives are channels-last convolutions too,
+so that XLA:CPU runs them fast inside ``fit``'s loop (design.md, "Convolutions in a loop").
 
 Padding, shared with :mod:`fdl.nn.conv_transpose` and :mod:`fdl.nn.pooling`: ``"VALID"``
 (none), ``"SAME"`` (the output has :math:`\lceil n / s \rceil` positions; the odd unit of
